@@ -1,0 +1,65 @@
+//! astranet: two nodes joined by one loopback TCP link; streams are dialed from one node
+//! to a listener on the other.
+
+use std::io;
+use std::net::SocketAddr;
+
+use astranet::{Addr, Listener, Node};
+
+use crate::pair::{Kind, Transport};
+
+/// Far above any level the benchmark asks for (10M with `--streams-10m`, plus a batch).
+const MAX_STREAMS: usize = 20_000_000;
+/// Lets a whole batch of dials wait for `accept` without being refused.
+const BACKLOG: usize = 1_000_000;
+
+pub struct Astranet;
+
+pub struct Server {
+    // Held so that the node, and its end of the link, live as long as the listener.
+    _node: Node,
+    listener: Listener,
+}
+
+pub struct Client {
+    node: Node,
+    target: Addr,
+}
+
+fn node() -> Node {
+    Node::builder()
+        .max_streams_per_link(MAX_STREAMS)
+        .listener_backlog(BACKLOG)
+        .build()
+}
+
+impl Transport for Astranet {
+    const KIND: Kind = Kind::Astranet;
+    type Stream = astranet::Stream;
+    /// The server node's TCP address to join, and its listener's stream address.
+    type Address = (SocketAddr, Addr);
+    type Server = Server;
+    type Client = Client;
+
+    async fn serve() -> io::Result<(Server, Self::Address)> {
+        let node = node();
+        let bound = node.listen("127.0.0.1:0").await.map_err(io::Error::other)?;
+        let listener = node.bind("").map_err(io::Error::other)?;
+        let target = Addr::new(node.host_id(), listener.local_addr().port);
+        Ok((Server { _node: node, listener }, (bound, target)))
+    }
+
+    async fn connect((bound, target): Self::Address) -> io::Result<Client> {
+        let node = node();
+        node.join(bound).await.map_err(io::Error::other)?;
+        Ok(Client { node, target })
+    }
+
+    async fn open(client: &Client) -> io::Result<Self::Stream> {
+        client.node.dial(client.target).await.map_err(io::Error::other)
+    }
+
+    async fn accept(server: &Server) -> io::Result<Self::Stream> {
+        server.listener.accept().await.map_err(io::Error::other)
+    }
+}

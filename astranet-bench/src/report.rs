@@ -1,0 +1,238 @@
+//! Results: one row per metric, one cell per transport, ratios of astranet to the others;
+//! printed as a table for people and as JSON for tools.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::pair::Kind;
+use crate::units::group_thousands;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Unit {
+    #[serde(rename = "MiB/s")]
+    MibPerSec,
+    #[serde(rename = "opens/s")]
+    OpensPerSec,
+    #[serde(rename = "us")]
+    Micros,
+    #[serde(rename = "B/stream")]
+    BytesPerStream,
+}
+
+impl Unit {
+    fn label(self) -> &'static str {
+        match self {
+            Unit::MibPerSec => "MiB/s",
+            Unit::OpensPerSec => "opens/s",
+            Unit::Micros => "µs",
+            Unit::BytesPerStream => "B/stream",
+        }
+    }
+
+    fn higher_is_better(self) -> bool {
+        matches!(self, Unit::MibPerSec | Unit::OpensPerSec)
+    }
+
+    fn format(self, value: f64) -> String {
+        match self {
+            Unit::Micros => format!("{value:.1}"),
+            Unit::MibPerSec if value < 100.0 => format!("{value:.1}"),
+            _ => group_thousands(value, 0),
+        }
+    }
+}
+
+/// One transport's figure for one metric: a value, or why there is none.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Cell {
+    pub fn value(value: f64) -> Self {
+        Cell { value: Some(value), note: None }
+    }
+
+    pub fn missing(why: impl Into<String>) -> Self {
+        Cell { value: None, note: Some(why.into()) }
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+struct Row {
+    section: &'static str,
+    metric: String,
+    unit: Unit,
+    cells: BTreeMap<Kind, Cell>,
+}
+
+impl Row {
+    /// astranet ÷ `other`, when both were measured.
+    fn ratio(&self, other: Kind) -> Option<f64> {
+        let ours = self.cells.get(&Kind::Astranet)?.value?;
+        let theirs = self.cells.get(&other)?.value?;
+        (theirs > 0.0).then(|| ours / theirs)
+    }
+}
+
+#[derive(Default)]
+pub struct Report {
+    rows: Vec<Row>,
+    errors: Vec<String>,
+}
+
+/// Records the cells of one transport in one section, echoing each to stderr as progress.
+pub struct Recorder<'a> {
+    report: &'a mut Report,
+    section: &'static str,
+    kind: Kind,
+}
+
+impl Recorder<'_> {
+    pub fn put(&mut self, metric: impl Into<String>, unit: Unit, cell: Cell) {
+        let metric = metric.into();
+        let shown = cell.value.map_or_else(|| "n/a".to_owned(), |v| unit.format(v));
+        let note = cell.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+        eprintln!(
+            "[{}] {}: {metric}: {shown} {}{note}",
+            self.section,
+            self.kind.label(),
+            unit.label()
+        );
+        let rows = &mut self.report.rows;
+        let index = match rows.iter().position(|r| r.section == self.section && r.metric == metric) {
+            Some(index) => index,
+            None => {
+                rows.push(Row { section: self.section, metric, unit, cells: BTreeMap::new() });
+                rows.len() - 1
+            }
+        };
+        rows[index].cells.insert(self.kind, cell);
+    }
+
+    /// Whether this transport already has a cell in `metric` of this section.
+    pub fn has(&self, metric: &str) -> bool {
+        self.report.rows.iter().any(|r| {
+            r.section == self.section && r.metric == metric && r.cells.contains_key(&self.kind)
+        })
+    }
+
+    pub fn error(&mut self, message: impl std::fmt::Display) {
+        let line = format!("{} / {}: {message}", self.section, self.kind.label());
+        eprintln!("[{}] {}: FAILED: {message}", self.section, self.kind.label());
+        self.report.errors.push(line);
+    }
+}
+
+const RATIO_COLUMNS: [(Kind, &str); 2] =
+    [(Kind::Tcp, "astranet/TCP"), (Kind::Yamux, "astranet/yamux")];
+
+impl Report {
+    pub fn recorder(&mut self, section: &'static str, kind: Kind) -> Recorder<'_> {
+        Recorder { report: self, section, kind }
+    }
+
+    /// True when no measurement failed.
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    pub fn table(&self) -> String {
+        let mut header: Vec<String> = ["section", "metric", "unit"].map(String::from).to_vec();
+        header.extend(Kind::ALL.iter().map(|k| k.label().to_owned()));
+        header.extend(RATIO_COLUMNS.iter().map(|(_, name)| (*name).to_owned()));
+
+        let mut notes: Vec<String> = Vec::new();
+        let mut lines = vec![header];
+        for row in &self.rows {
+            let mut line = vec![row.section.to_owned(), row.metric.clone(), row.unit.label().to_owned()];
+            for kind in Kind::ALL {
+                line.push(match row.cells.get(&kind) {
+                    None => "-".to_owned(),
+                    Some(cell) => {
+                        let mut text = cell.value.map_or_else(|| "n/a".to_owned(), |v| row.unit.format(v));
+                        if let Some(note) = &cell.note {
+                            notes.push(format!("{}, {}: {note}", row.metric, kind.label()));
+                            write!(text, " [{}]", notes.len()).unwrap();
+                        }
+                        text
+                    }
+                });
+            }
+            for (other, _) in RATIO_COLUMNS {
+                line.push(row.ratio(other).map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×")));
+            }
+            lines.push(line);
+        }
+
+        let columns = lines[0].len();
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for line in &lines {
+            for (c, text) in line.iter().enumerate() {
+                let pad = widths[c] - text.chars().count();
+                // Text columns align left, figures right.
+                if c < 3 {
+                    write!(out, "{text}{}  ", " ".repeat(pad)).unwrap();
+                } else {
+                    write!(out, "{}{text}  ", " ".repeat(pad)).unwrap();
+                }
+            }
+            out.truncate(out.trim_end().len());
+            out.push('\n');
+        }
+        out.push_str(
+            "\nRatios are astranet ÷ other: above 1 is better for MiB/s and opens/s, \
+             below 1 is better for µs and B/stream.\n",
+        );
+        for (i, note) in notes.iter().enumerate() {
+            writeln!(out, "[{}] {note}", i + 1).unwrap();
+        }
+        for error in &self.errors {
+            writeln!(out, "error: {error}").unwrap();
+        }
+        out
+    }
+
+    /// The whole run as one JSON document; `context` describes the machine and settings.
+    pub fn json(&self, context: Value) -> Value {
+        let results: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let ratios: serde_json::Map<String, Value> = RATIO_COLUMNS
+                    .iter()
+                    .map(|(other, _)| {
+                        let key = format!("astranet/{}", json!(other).as_str().unwrap_or_default());
+                        (key, json!(row.ratio(*other)))
+                    })
+                    .collect();
+                json!({
+                    "section": row.section,
+                    "metric": row.metric,
+                    "unit": row.unit,
+                    "better": if row.unit.higher_is_better() { "higher" } else { "lower" },
+                    "values": row.cells,
+                    "ratios": ratios,
+                })
+            })
+            .collect();
+        json!({
+            "context": context,
+            "ratio_definition": "astranet value divided by the other transport's value",
+            "results": results,
+            "errors": self.errors,
+        })
+    }
+}

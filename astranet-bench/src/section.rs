@@ -1,0 +1,42 @@
+//! Runs one benchmark section on each transport in turn.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+//TMP use crate::astra::Astranet;
+use crate::pair::{Kind, Transport};
+use crate::report::{Recorder, Report};
+use crate::tcp::Tcp;
+use crate::yamux_peer::Yamux;
+
+/// Pause after a transport is torn down, so the closing of its streams does not run
+/// during the next transport's measurement.
+const SETTLE: Duration = Duration::from_millis(300);
+
+pub trait Section {
+    const NAME: &'static str;
+
+    fn applies(&self, _kind: Kind) -> bool {
+        true
+    }
+
+    /// Measures transport `T`, which the section sets up and tears down itself.
+    fn run<T: Transport>(&self, rec: &mut Recorder<'_>) -> impl Future<Output = io::Result<()>>;
+}
+
+pub async fn across<S: Section>(section: &S, kinds: &[Kind], report: &mut Report) {
+    for &kind in kinds.iter().filter(|k| section.applies(**k)) {
+        let mut rec = report.recorder(S::NAME, kind);
+        let result = match kind {
+            Kind::Tcp => section.run::<Tcp>(&mut rec).await,
+            Kind::Yamux => section.run::<Yamux>(&mut rec).await,
+            Kind::Astranet => Err(io::Error::other("TMP astranet not built")),
+        };
+        if let Err(e) = result {
+            rec.error(e);
+        }
+        crate::sys::release_free_memory();
+        tokio::time::sleep(SETTLE).await;
+    }
+}

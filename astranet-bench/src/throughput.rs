@@ -1,0 +1,155 @@
+//! Bulk transfer: one stream, and many streams at once.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::pair::{spawn, timed_out, Kind, Pair, Transport};
+use crate::report::{Cell, Recorder, Unit};
+use crate::section::Section;
+use crate::units::{fmt_count, fmt_size, MIB};
+
+const WRITE_CHUNK: usize = 128 * 1024;
+static PAYLOAD: [u8; WRITE_CHUNK] = [0x5a; WRITE_CHUNK];
+/// Read buffer of the single bulk stream; the parallel readers use a smaller one, as
+/// 10,000 readers with 256 KiB each would measure the allocator.
+const BULK_READ_BUF: usize = 256 * 1024;
+const PARALLEL_READ_BUF: usize = 16 * 1024;
+
+/// Writes `bytes` and half-closes.
+async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: u64) -> io::Result<()> {
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(WRITE_CHUNK as u64) as usize;
+        stream.write_all(&PAYLOAD[..n]).await?;
+        left -= n as u64;
+    }
+    stream.shutdown().await
+}
+
+/// Reads to end of stream; returns the byte count.
+async fn drain<S: AsyncRead + Unpin>(stream: &mut S, buf_size: usize) -> io::Result<u64> {
+    let mut buf = vec![0u8; buf_size];
+    let mut total = 0u64;
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(total),
+            n => total += n as u64,
+        }
+    }
+}
+
+fn expect_bytes(got: u64, want: u64) -> io::Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("receiver counted {got} bytes, sender wrote {want}"),
+        ))
+    }
+}
+
+fn mib_per_sec(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / elapsed.as_secs_f64()
+}
+
+pub struct Bulk {
+    pub bytes: u64,
+    pub timeout: Duration,
+}
+
+impl Section for Bulk {
+    const NAME: &'static str = "bulk";
+
+    async fn run<T: Transport>(&self, rec: &mut Recorder<'_>) -> io::Result<()> {
+        let bytes = self.bytes;
+        let elapsed = tokio::time::timeout(self.timeout, async {
+            let pair = Pair::<T>::connect().await?;
+            let (mut opened, mut accepted) = pair.establish_one().await?;
+            let start = Instant::now();
+            let reader = spawn(async move { drain(&mut accepted, BULK_READ_BUF).await });
+            send(&mut opened, bytes).await?;
+            expect_bytes(reader.await?, bytes)?;
+            Ok::<_, io::Error>(start.elapsed())
+        })
+        .await
+        .map_err(|_| timed_out("in bulk transfer"))??;
+        rec.put(
+            format!("1 stream × {}", fmt_size(bytes)),
+            Unit::MibPerSec,
+            Cell::value(mib_per_sec(bytes, elapsed)),
+        );
+        Ok(())
+    }
+}
+
+pub struct Parallel {
+    /// (streams, bytes per stream)
+    pub shapes: Vec<(usize, u64)>,
+    pub in_flight: usize,
+    pub timeout: Duration,
+}
+
+impl Section for Parallel {
+    const NAME: &'static str = "parallel";
+
+    async fn run<T: Transport>(&self, rec: &mut Recorder<'_>) -> io::Result<()> {
+        let pair = Pair::<T>::connect().await?;
+        for &(streams, size) in &self.shapes {
+            let metric = format!("{} streams × {}", fmt_count(streams), fmt_size(size));
+            // Raw TCP needs a connection per stream and two descriptors per connection.
+            let count = if T::KIND == Kind::Tcp {
+                streams.min(crate::tcp::max_connections())
+            } else {
+                streams
+            };
+            let elapsed = tokio::time::timeout(self.timeout, transfer(&pair, count, size, self.in_flight))
+                .await
+                .map_err(|_| timed_out(&format!("in {metric}")))??;
+            let mut cell = Cell::value(mib_per_sec(count as u64 * size, elapsed));
+            if count < streams {
+                cell = cell.with_note(format!(
+                    "{} connections × {}, capped by the descriptor limit {}",
+                    fmt_count(count),
+                    fmt_size(size),
+                    crate::sys::fd_limit()
+                ));
+            }
+            rec.put(metric, Unit::MibPerSec, cell);
+        }
+        Ok(())
+    }
+}
+
+/// Opens `count` streams, then times all of them sending `size` bytes at once, until the
+/// last byte has been read.
+async fn transfer<T: Transport>(
+    pair: &Arc<Pair<T>>,
+    count: usize,
+    size: u64,
+    in_flight: usize,
+) -> io::Result<Duration> {
+    let (opened, accepted) = pair.establish(count, in_flight).await?;
+    let start = Instant::now();
+    let readers: Vec<_> = accepted
+        .into_iter()
+        .map(|mut s| spawn(async move { drain(&mut s, PARALLEL_READ_BUF).await }))
+        .collect();
+    let writers: Vec<_> = opened
+        .into_iter()
+        .map(|mut s| spawn(async move { send(&mut s, size).await }))
+        .collect();
+    for writer in writers {
+        writer.await?;
+    }
+    let mut received = 0;
+    for reader in readers {
+        received += reader.await?;
+    }
+    let elapsed = start.elapsed();
+    expect_bytes(received, count as u64 * size)?;
+    Ok(elapsed)
+}

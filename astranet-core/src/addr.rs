@@ -1,0 +1,98 @@
+//! Virtual addresses: a 64-bit host id per node and a 32-bit port per listener or stream.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The identity of a node in the mesh: random, positive 63-bit, like the Go package's.
+///
+/// Displayed and parsed as 16 hexadecimal digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostId(pub u64);
+
+impl HostId {
+    /// A fresh random id (never 0: that value means "the node at the other end").
+    pub fn random() -> HostId {
+        loop {
+            let id = rand::random::<u64>() >> 1;
+            if id != 0 {
+                return HostId(id);
+            }
+        }
+    }
+}
+
+impl fmt::Display for HostId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for HostId {
+    type Err = ParseAddrError;
+    fn from_str(s: &str) -> Result<HostId, ParseAddrError> {
+        if s.is_empty() || s.len() > 16 {
+            return Err(ParseAddrError(format!("host id {s:?} is not 1 to 16 hex digits")));
+        }
+        u64::from_str_radix(s, 16)
+            .map(HostId)
+            .map_err(|_| ParseAddrError(format!("host id {s:?} is not hexadecimal")))
+    }
+}
+
+/// A virtual address: (host id, port), like an IP address and TCP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Addr {
+    pub host: HostId,
+    pub port: u32,
+}
+
+impl Addr {
+    pub fn new(host: HostId, port: u32) -> Addr {
+        Addr { host, port }
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// `"<16 hex digits>:<port>"`.
+impl FromStr for Addr {
+    type Err = ParseAddrError;
+    fn from_str(s: &str) -> Result<Addr, ParseAddrError> {
+        let (host, port) =
+            s.rsplit_once(':').ok_or_else(|| ParseAddrError(format!("{s:?} is not host:port")))?;
+        let port = port.parse().map_err(|_| ParseAddrError(format!("port {port:?} is not a u32")))?;
+        Ok(Addr { host: host.parse()?, port })
+    }
+}
+
+/// A string that is not a valid host id or address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid address: {0}")]
+pub struct ParseAddrError(pub(crate) String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_parse_roundtrip() {
+        let a = Addr::new(HostId(0x1234_5678_9abc_def0), 42);
+        assert_eq!(a.to_string(), "123456789abcdef0:42");
+        assert_eq!(a.to_string().parse::<Addr>().unwrap(), a);
+        assert!("xyz:1".parse::<Addr>().is_err());
+        assert!("12:".parse::<Addr>().is_err());
+        assert!("12".parse::<Addr>().is_err());
+    }
+
+    #[test]
+    fn random_ids_are_positive_and_nonzero() {
+        for _ in 0..1000 {
+            let id = HostId::random();
+            assert!(id.0 != 0 && id.0 >> 63 == 0);
+        }
+    }
+}

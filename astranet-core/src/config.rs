@@ -1,0 +1,199 @@
+//! Node configuration and its builder.
+
+use crate::addr::HostId;
+use crate::node::Node;
+use crate::proto::INITIAL_WINDOW;
+use std::time::Duration;
+
+/// Keep-alive timings. The defaults are the Go package's (keep-alive 10 s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Send PING when nothing was written for this long.
+    pub ping_after: Duration,
+    /// Close the link when a write has been pending this long.
+    pub write_timeout: Duration,
+    /// Close the link when nothing at all was received for this long.
+    pub idle_timeout: Duration,
+}
+
+impl KeepAlive {
+    /// The Go package's rule for a keep-alive period `k`: PING after `k/2` without
+    /// writes, write timeout `k`, idle timeout `10k`.
+    pub fn from_period(k: Duration) -> KeepAlive {
+        KeepAlive { ping_after: k / 2, write_timeout: k, idle_timeout: k * 10 }
+    }
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        KeepAlive::from_period(Duration::from_secs(10))
+    }
+}
+
+/// Limits that protect a node from hostile or runaway peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Streams (open, opening or lingering) per link; further dials are refused.
+    pub max_streams_per_link: usize,
+    /// Dials waiting for `accept` per listener; further dials are refused.
+    pub listener_backlog: usize,
+    /// Received bytes buffered but unread, per link; a peer that exceeds it is
+    /// disconnected.
+    pub max_link_buffer: usize,
+    /// Bytes of frames queued for writing per link before writers wait.
+    pub link_write_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_streams_per_link: 1 << 20,
+            listener_backlog: 65_536,
+            max_link_buffer: 1 << 30,
+            link_write_queue: 1 << 20,
+        }
+    }
+}
+
+/// Flow-control settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Windows {
+    /// Largest receive window a stream is auto-tuned to.
+    pub max_stream_window: u32,
+    /// Total window growth (beyond the 64 KiB every stream starts with) per link.
+    pub link_window_budget: u64,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Windows { max_stream_window: 16 << 20, link_window_budget: 256 << 20 }
+    }
+}
+
+/// Everything a [`Node`] is configured with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host_id: HostId,
+    pub keepalive: KeepAlive,
+    pub limits: Limits,
+    pub windows: Windows,
+    /// Default timeout of [`Node::dial`].
+    pub dial_timeout: Duration,
+    /// A link whose peer sends no HANDSHAKE within this time is closed.
+    pub handshake_timeout: Duration,
+    /// How long a closed stream is remembered to absorb frames still in flight.
+    pub linger: Duration,
+    /// Longest wait between two attempts of [`Node::join`] to re-establish a link.
+    pub max_reconnect_delay: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host_id: HostId::random(),
+            keepalive: KeepAlive::default(),
+            limits: Limits::default(),
+            windows: Windows::default(),
+            dial_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(10),
+            max_reconnect_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Builds a [`Node`].
+///
+/// ```
+/// use std::time::Duration;
+/// let node = astranet::Node::builder()
+///     .keepalive(Duration::from_secs(4))
+///     .max_streams_per_link(100_000)
+///     .build();
+/// # drop(node);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct NodeBuilder {
+    config: Config,
+}
+
+impl NodeBuilder {
+    /// Fixes the host id instead of a random one.
+    pub fn host_id(mut self, id: HostId) -> Self {
+        self.config.host_id = id;
+        self
+    }
+
+    /// Keep-alive period `k` with the Go rules (see [`KeepAlive::from_period`]).
+    pub fn keepalive(mut self, k: Duration) -> Self {
+        self.config.keepalive = KeepAlive::from_period(k);
+        self
+    }
+
+    /// Keep-alive timings set one by one.
+    pub fn keepalive_timings(mut self, k: KeepAlive) -> Self {
+        self.config.keepalive = k;
+        self
+    }
+
+    pub fn max_streams_per_link(mut self, n: usize) -> Self {
+        self.config.limits.max_streams_per_link = n;
+        self
+    }
+
+    pub fn listener_backlog(mut self, n: usize) -> Self {
+        self.config.limits.listener_backlog = n;
+        self
+    }
+
+    pub fn max_link_buffer(mut self, bytes: usize) -> Self {
+        self.config.limits.max_link_buffer = bytes;
+        self
+    }
+
+    pub fn link_write_queue(mut self, bytes: usize) -> Self {
+        self.config.limits.link_write_queue = bytes.max(1);
+        self
+    }
+
+    /// Largest auto-tuned receive window per stream (at least 64 KiB).
+    pub fn max_stream_window(mut self, bytes: u32) -> Self {
+        self.config.windows.max_stream_window = bytes.max(INITIAL_WINDOW);
+        self
+    }
+
+    /// Total receive-window growth allowed per link (0 disables auto-tuning).
+    pub fn link_window_budget(mut self, bytes: u64) -> Self {
+        self.config.windows.link_window_budget = bytes;
+        self
+    }
+
+    pub fn dial_timeout(mut self, t: Duration) -> Self {
+        self.config.dial_timeout = t;
+        self
+    }
+
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.config.handshake_timeout = t;
+        self
+    }
+
+    pub fn linger(mut self, t: Duration) -> Self {
+        self.config.linger = t;
+        self
+    }
+
+    pub fn max_reconnect_delay(mut self, t: Duration) -> Self {
+        self.config.max_reconnect_delay = t;
+        self
+    }
+
+    /// The configuration as built so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn build(self) -> Node {
+        Node::with_config(self.config)
+    }
+}

@@ -1,0 +1,91 @@
+//! The one error type of the library.
+
+use crate::addr::{Addr, HostId};
+use crate::proto::RstReason;
+use std::io;
+use std::time::Duration;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, each variant meaningful on its own.
+///
+/// Converts into [`std::io::Error`] with a matching [`io::ErrorKind`] (refused,
+/// timed out, reset, …) and this error as the inner error, so code written for sockets
+/// keeps working; stream I/O returns those.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The remote node refused the dial.
+    #[error("connection to {addr} refused: {reason}")]
+    Refused { addr: Addr, reason: RstReason },
+    /// The operation did not complete within its timeout.
+    #[error("{what} timed out after {after:?}")]
+    TimedOut { what: String, after: Duration },
+    /// No link leads to the host.
+    #[error("no route to host {0}")]
+    NoRoute(HostId),
+    /// The link the stream or dial travelled on went down.
+    #[error("link to {peer} closed: {reason}")]
+    LinkClosed { peer: String, reason: String },
+    /// The peer aborted the stream.
+    #[error("stream reset by peer ({0})")]
+    Reset(RstReason),
+    /// The stream was aborted locally.
+    #[error("stream aborted")]
+    Aborted,
+    /// The peer stopped reading (FIN1) or the stream was shut down for writing.
+    #[error("stream closed for writing")]
+    BrokenPipe,
+    /// The peer broke the protocol; the link was closed.
+    #[error("protocol violation by {peer}: {detail}")]
+    Protocol { peer: String, detail: String },
+    /// A configured limit was hit.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// A bind or dial target that does not parse.
+    #[error("invalid target {target:?}: {reason}")]
+    InvalidTarget { target: String, reason: String },
+    /// The port is already bound on this node.
+    #[error("virtual port {0} is already bound")]
+    AddrInUse(u32),
+    /// The node was closed.
+    #[error("node closed")]
+    NodeClosed,
+    /// The listener was closed.
+    #[error("listener closed")]
+    ListenerClosed,
+    /// A socket operation failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl Error {
+    /// The closest [`io::ErrorKind`].
+    pub fn kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::Refused { .. } => K::ConnectionRefused,
+            Error::TimedOut { .. } => K::TimedOut,
+            Error::NoRoute(_) => K::HostUnreachable,
+            Error::LinkClosed { .. } => K::ConnectionAborted,
+            Error::Reset(_) | Error::Aborted => K::ConnectionReset,
+            Error::BrokenPipe => K::BrokenPipe,
+            Error::Protocol { .. } => K::InvalidData,
+            Error::LimitExceeded(_) => K::OutOfMemory,
+            Error::InvalidTarget { .. } => K::InvalidInput,
+            Error::AddrInUse(_) => K::AddrInUse,
+            Error::NodeClosed | Error::ListenerClosed => K::NotConnected,
+            Error::Io(e) => e.kind(),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Io(e) => e,
+            e => io::Error::new(e.kind(), e),
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The link's one timer: handshake timeout, PING after a quiet spell, closing a silent
+//! link, and forgetting closed streams once their linger time is over. One task per
+//! link replaces any per-stream timer.
+
+use super::{CloseReason, Link};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(super) async fn run(link: Arc<Link>) {
+    let ka = link.config.keepalive;
+    let handshake_ms = link.config.handshake_timeout.as_millis() as u64;
+    let tick = (ka.ping_after / 2)
+        .min(ka.idle_timeout / 4)
+        .min(link.config.linger / 2)
+        .min(link.config.handshake_timeout / 4)
+        .clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let now = link.now_ms();
+        if link.peer.get().is_none() {
+            if now >= handshake_ms {
+                return link.close(CloseReason::Timeout(format!(
+                    "no HANDSHAKE within {:?}",
+                    link.config.handshake_timeout
+                )));
+            }
+            continue;
+        }
+        let silent = now.saturating_sub(link.last_rx_ms.load(Ordering::Relaxed));
+        if silent >= ka.idle_timeout.as_millis() as u64 {
+            return link.close(CloseReason::Timeout(format!("nothing received for {silent} ms")));
+        }
+        let mut st = link.state.lock();
+        if st.closed.is_some() {
+            return;
+        }
+        let quiet = now.saturating_sub(link.last_tx_ms.load(Ordering::Relaxed));
+        if quiet >= ka.ping_after.as_millis() as u64 && st.ctrl.is_empty() && st.data.is_empty() {
+            link.ping(&mut st);
+            link.kick(&mut st);
+        }
+        while let Some(&(id, expiry)) = st.linger.front() {
+            if expiry > now {
+                break;
+            }
+            st.linger.pop_front();
+            st.free(id, &link.counters);
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The link reader: pulls large chunks, parses every complete frame in them, and
+//! dispatches the whole batch under one acquisition of the link lock. DATA payloads go
+//! to their stream as slices of the read buffer; wakers run after the lock is released.
+
+use super::table::Key;
+use super::{CloseReason, Link, LinkState, Phase, PeerInfo};
+use crate::addr::HostId;
+use crate::proto::{handshake, Command, Decoder, Frame, Handshake, Header, RstReason, MAX_PAYLOAD};
+use bytes::BytesMut;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Waker;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Bytes asked for per read: enough for many frames per syscall.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// A DIAL to hand to a listener once the lock is released.
+pub(super) struct DialRequest {
+    pub key: Key,
+}
+
+pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut decoder = Decoder::new(MAX_PAYLOAD as u32);
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut wakers: Vec<Waker> = Vec::new();
+    let mut dials: Vec<DialRequest> = Vec::new();
+    loop {
+        if buf.capacity() - buf.len() < MAX_PAYLOAD {
+            buf.reserve(READ_CHUNK);
+        }
+        let n = match io.read_buf(&mut buf).await {
+            Ok(0) => return link.close(CloseReason::PeerClosed),
+            Ok(n) => n,
+            Err(e) => return link.close(CloseReason::Io(e.to_string())),
+        };
+        link.last_rx_ms.store(link.now_ms(), Ordering::Relaxed);
+        link.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break,
+                Err(e) => {
+                    // Frames before the bad one are still delivered.
+                    let _ = link.dispatch(&mut frames, &mut decoder, &mut wakers, &mut dials);
+                    wakers.drain(..).for_each(Waker::wake);
+                    return link.close(CloseReason::Protocol(e.to_string()));
+                }
+            }
+        }
+        link.counters.frames_in.fetch_add(frames.len() as u64, Ordering::Relaxed);
+        let result = link.dispatch(&mut frames, &mut decoder, &mut wakers, &mut dials);
+        wakers.drain(..).for_each(Waker::wake);
+        if let Err(reason) = result {
+            return link.close(reason);
+        }
+        for dial in dials.drain(..) {
+            link.offer_dial(dial.key);
+        }
+    }
+}
+
+impl Link {
+    /// Handles a batch of frames. Returns the reason to close the link, if any.
+    fn dispatch(
+        self: &Arc<Self>,
+        frames: &mut Vec<Frame>,
+        decoder: &mut Decoder,
+        wakers: &mut Vec<Waker>,
+        dials: &mut Vec<DialRequest>,
+    ) -> Result<(), CloseReason> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let mut came_up = None;
+        let mut st = self.state.lock();
+        if st.closed.is_some() {
+            frames.clear();
+            return Ok(());
+        }
+        let mut result = Ok(());
+        for frame in frames.drain(..) {
+            if result.is_err() {
+                continue;
+            }
+            if self.peer.get().is_none() {
+                match frame.header.cmd {
+                    Command::Handshake => match self.on_handshake(&frame, decoder) {
+                        Ok(host) => came_up = Some(host),
+                        Err(e) => result = Err(e),
+                    },
+                    Command::Ping => self.pong(&mut st),
+                    cmd => tracing::trace!(link = self.id, %cmd, "frame before handshake dropped"),
+                }
+                continue;
+            }
+            result = self.on_frame(&mut st, frame, wakers, dials);
+        }
+        self.kick(&mut st);
+        drop(st);
+        if let Some(host) = came_up {
+            self.came_up(host);
+        }
+        result
+    }
+
+    fn pong(&self, st: &mut LinkState) {
+        st.push(Header::link(Command::Pong, 0), &[]);
+    }
+
+    fn on_handshake(&self, frame: &Frame, decoder: &mut Decoder) -> Result<HostId, CloseReason> {
+        let hs = Handshake::decode(&frame.payload).map_err(|e| CloseReason::Protocol(e.to_string()))?;
+        let host = HostId(frame.header.src_host);
+        if host.0 == 0 {
+            return Err(CloseReason::Protocol("HANDSHAKE with host id 0".into()));
+        }
+        if host.0 == self.local_host {
+            return Err(CloseReason::Protocol("the link leads back to this node".into()));
+        }
+        let v1 = !hs.has(handshake::CAP_RST);
+        if v1 {
+            // A Go sender puts its whole window into one DATA frame, so a v1 peer that we
+            // grant a larger window sends frames that large.
+            decoder.set_max_payload(self.config.windows.max_stream_window.max(MAX_PAYLOAD as u32));
+        }
+        tracing::debug!(link = self.id, peer = %host, v1, raddr = %hs.raddr, "handshake");
+        let _ = self.peer.set(PeerInfo { host, v1, our_addr_seen: hs.raddr });
+        Ok(host)
+    }
+
+    /// Registers the link with the node and starts measuring its round trip.
+    fn came_up(self: &Arc<Self>, host: HostId) {
+        if let Some(node) = self.node.upgrade() {
+            node.link_up(self, host);
+        }
+        self.phase.send_replace(Phase::Up(host));
+        let mut st = self.state.lock();
+        if st.closed.is_none() {
+            self.ping(&mut st);
+            self.kick(&mut st);
+        }
+    }
+
+    pub(super) fn ping(&self, st: &mut LinkState) {
+        self.ping_sent_us.store(self.now_us() + 1, Ordering::Relaxed);
+        st.push(Header::link(Command::Ping, 0), &[]);
+    }
+
+    fn on_frame(
+        &self,
+        st: &mut LinkState,
+        frame: Frame,
+        wakers: &mut Vec<Waker>,
+        dials: &mut Vec<DialRequest>,
+    ) -> Result<(), CloseReason> {
+        let h = frame.header;
+        let v1 = self.is_v1();
+        tracing::trace!(link = self.id, cmd = %h.cmd, src = h.src_port, dst = h.dst_port, len = h.len, "frame");
+        match h.cmd {
+            Command::Ping => self.pong(st),
+            Command::Pong => self.on_pong(),
+            Command::Handshake => tracing::debug!(link = self.id, "repeated HANDSHAKE ignored"),
+            Command::Rst if v1 => {
+                return Err(CloseReason::Protocol("RST from a peer that did not negotiate it".into()));
+            }
+            Command::Dial if self.for_us(&h) => {
+                dials.push(DialRequest { key: Key { local_port: h.dst_port, remote_port: h.src_port, remote_host: h.src_host } })
+            }
+            cmd if cmd.is_stream_frame() && self.for_us(&h) => return self.on_stream_frame(st, frame, wakers),
+            Command::Service | Command::NoService | Command::Follow | Command::Discover | Command::Reset => {
+                self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(link = self.id, cmd = %h.cmd, "mesh frame ignored");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether a DIAL or stream frame is addressed to this node. Frames for other hosts
+    /// are dropped (counted): this node does not relay.
+    fn for_us(&self, h: &Header) -> bool {
+        if h.dst_host == self.local_host {
+            return true;
+        }
+        self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(link = self.id, cmd = %h.cmd, dst = %HostId(h.dst_host), "frame for another host dropped");
+        false
+    }
+
+    fn on_pong(&self) {
+        let sent = self.ping_sent_us.swap(0, Ordering::Relaxed);
+        if sent == 0 {
+            return;
+        }
+        let sample = (self.now_us() + 1).saturating_sub(sent).min(u32::MAX as u64) as u32;
+        let old = self.rtt_us.load(Ordering::Relaxed);
+        let rtt = if old == 0 { sample } else { (old / 8) * 7 + sample / 8 };
+        self.rtt_us.store(rtt.max(1), Ordering::Relaxed);
+    }
+
+    fn on_stream_frame(&self, st: &mut LinkState, frame: Frame, wakers: &mut Vec<Waker>) -> Result<(), CloseReason> {
+        let h = frame.header;
+        let key = Key { local_port: h.dst_port, remote_port: h.src_port, remote_host: h.src_host };
+        let Some(id) = st.table.find(&key) else {
+            return self.on_unknown_stream(st, &key, h.cmd);
+        };
+        let arg = match h.cmd {
+            Command::Rewind | Command::WndSize => frame.u32_payload(),
+            Command::Rst => u32::from(frame.payload[0]),
+            _ => h.len,
+        };
+        let len = frame.payload.len();
+        let max_buffer = self.config.limits.max_link_buffer;
+        let buffered = st.buffered;
+        let slot = st.table.get_mut(id).expect("indexed slot exists");
+        let was_buffered = slot.state.recv.buffered();
+        let fx = match slot.state.on_frame(h.cmd, arg) {
+            Ok(fx) => fx,
+            Err(v) if self.is_v1() && !v.is_fatal_for_v1() => {
+                tracing::debug!(link = self.id, %v, "frame dropped");
+                self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(v) => return Err(CloseReason::Protocol(format!("stream {}:{}: {v}", HostId(h.src_host), h.src_port))),
+        };
+        if fx.keep_data && len > 0 {
+            if buffered + len > max_buffer {
+                return Err(CloseReason::Limit(format!("more than {max_buffer} unread bytes buffered on the link")));
+            }
+            slot.push_data(frame.payload);
+        }
+        if let Some(reply) = fx.reply {
+            self.push_stream_frame_slot(st, id, reply);
+        }
+        let slot = st.table.get_mut(id).expect("indexed slot exists");
+        if fx.wake_read {
+            wakers.extend(slot.read_waker.take());
+        }
+        if fx.wake_write {
+            wakers.extend(slot.write_waker.take());
+        }
+        let now_buffered = slot.state.recv.buffered();
+        st.buffered = st.buffered + now_buffered as usize - was_buffered as usize;
+        Ok(())
+    }
+
+    fn push_stream_frame_slot(&self, st: &mut LinkState, id: u32, cmd: Command) {
+        let key = st.table.get(id).expect("slot exists").key;
+        self.push_stream_frame(st, &key, cmd, &[]);
+    }
+
+    /// A stream frame that matches no stream. A v1 peer's are dropped (Go's own close
+    /// is loose about late frames); from a peer of this implementation it is a
+    /// violation, except a SYN for a dial given up on, which is answered with RST.
+    fn on_unknown_stream(&self, st: &mut LinkState, key: &Key, cmd: Command) -> Result<(), CloseReason> {
+        self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        if self.is_v1() {
+            tracing::debug!(link = self.id, %cmd, "frame for an unknown stream dropped");
+            return Ok(());
+        }
+        match cmd {
+            Command::Syn => {
+                self.push_reset(st, key, RstReason::Aborted, false);
+                Ok(())
+            }
+            Command::Rst => {
+                // A dialer giving up on a DIAL that may still wait in a backlog.
+                if let Some(listener) = self.node.upgrade().and_then(|n| n.listener(key.local_port)) {
+                    listener.cancel(self.id, key);
+                }
+                Ok(())
+            }
+            _ => Err(CloseReason::Protocol(format!(
+                "{cmd} for unknown stream {}:{} -> port {}",
+                HostId(key.remote_host),
+                key.remote_port,
+                key.local_port
+            ))),
+        }
+    }
+}

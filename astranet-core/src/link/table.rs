@@ -1,0 +1,168 @@
+//! The per-link stream table: a slab of small stream records plus a hash index from
+//! the 4-tuple to the slab slot. Every operation is O(1), so opening the millionth
+//! stream costs what the first did.
+
+use crate::proto::StreamState;
+use bytes::Bytes;
+use hashbrown::HashMap;
+use slab::Slab;
+use std::collections::VecDeque;
+use std::task::Waker;
+
+/// A stream's identity on one link, seen from this side: (local port, remote host,
+/// remote port). The local host is the node's own id and needs no storing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub local_port: u32,
+    pub remote_port: u32,
+    pub remote_host: u64,
+}
+
+/// One stream's record. Kept small: this is most of the memory of an idle stream.
+pub(crate) struct Slot {
+    pub key: Key,
+    pub state: StreamState,
+    /// Received payloads, allocated only while data is buffered.
+    pub queue: Option<Box<VecDeque<Bytes>>>,
+    pub read_waker: Option<Waker>,
+    pub write_waker: Option<Waker>,
+    /// A user handle exists.
+    pub has_handle: bool,
+    /// Queued in the link's list of writers waiting for write-queue space.
+    pub waiting_space: bool,
+}
+
+impl Slot {
+    pub fn new(key: Key, state: StreamState) -> Slot {
+        Slot { key, state, queue: None, read_waker: None, write_waker: None, has_handle: true, waiting_space: false }
+    }
+
+    pub fn push_data(&mut self, payload: Bytes) {
+        self.queue.get_or_insert_with(Default::default).push_back(payload);
+    }
+
+    /// Hands up to `max` buffered bytes to `put`, returns how many. Frees the queue once
+    /// empty.
+    pub fn pop_into(&mut self, max: usize, mut put: impl FnMut(&[u8])) -> usize {
+        let Some(queue) = self.queue.as_mut() else { return 0 };
+        let mut n = 0;
+        while n < max {
+            let Some(front) = queue.front_mut() else { break };
+            let take = front.len().min(max - n);
+            put(&front[..take]);
+            n += take;
+            if take == front.len() {
+                queue.pop_front();
+            } else {
+                bytes::Buf::advance(front, take);
+            }
+        }
+        if queue.is_empty() {
+            self.queue = None;
+        }
+        n
+    }
+
+    pub fn has_data(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    pub fn take_wakers(&mut self, out: &mut Vec<Waker>) {
+        out.extend(self.read_waker.take());
+        out.extend(self.write_waker.take());
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct StreamTable {
+    slots: Slab<Slot>,
+    index: HashMap<Key, u32>,
+}
+
+impl StreamTable {
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn contains(&self, key: &Key) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// Inserts a new stream; `None` if the key is taken.
+    pub fn insert(&mut self, slot: Slot) -> Option<u32> {
+        let key = slot.key;
+        if self.index.contains_key(&key) {
+            return None;
+        }
+        let id = self.slots.insert(slot) as u32;
+        self.index.insert(key, id);
+        Some(id)
+    }
+
+    pub fn find(&self, key: &Key) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
+    pub fn get(&self, id: u32) -> Option<&Slot> {
+        self.slots.get(id as usize)
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Slot> {
+        self.slots.get_mut(id as usize)
+    }
+
+    pub fn remove(&mut self, id: u32) -> Slot {
+        let slot = self.slots.remove(id as usize);
+        self.index.remove(&slot.key);
+        slot
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut Slot)> {
+        self.slots.iter_mut().map(|(i, s)| (i as u32, s))
+    }
+
+    /// Removes every stream no handle refers to any more.
+    pub fn retain_handled(&mut self) -> Vec<Slot> {
+        let orphans: Vec<u32> = self.slots.iter().filter(|(_, s)| !s.has_handle).map(|(i, _)| i as u32).collect();
+        orphans.into_iter().map(|i| self.remove(i)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(p: u32) -> Key {
+        Key { local_port: p, remote_port: 1, remote_host: 2 }
+    }
+
+    #[test]
+    fn insert_find_remove() {
+        let mut t = StreamTable::default();
+        let a = t.insert(Slot::new(key(1), StreamState::dialing(false))).unwrap();
+        assert!(t.insert(Slot::new(key(1), StreamState::dialing(false))).is_none());
+        assert_eq!(t.find(&key(1)), Some(a));
+        t.remove(a);
+        assert_eq!(t.find(&key(1)), None);
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn queue_is_freed_when_drained() {
+        let mut s = Slot::new(key(1), StreamState::dialing(false));
+        s.push_data(Bytes::from_static(b"hello"));
+        s.push_data(Bytes::from_static(b" world"));
+        let mut out = Vec::new();
+        assert_eq!(s.pop_into(7, |c| out.extend_from_slice(c)), 7);
+        assert_eq!(&out, b"hello w");
+        out.clear();
+        assert_eq!(s.pop_into(100, |c| out.extend_from_slice(c)), 4);
+        assert_eq!(&out, b"orld");
+        assert!(!s.has_data());
+    }
+
+    #[test]
+    fn idle_slot_is_small() {
+        assert!(std::mem::size_of::<Slot>() <= 112, "slot is {} bytes", std::mem::size_of::<Slot>());
+    }
+}

@@ -1,0 +1,395 @@
+//! The node: an astranet instance with its host id, links, listeners and ports.
+
+use crate::addr::{Addr, HostId};
+use crate::config::{Config, NodeBuilder};
+use crate::error::{Error, Result};
+use crate::link::stream_ops::OpenError;
+use crate::link::table::Key;
+use crate::link::{CloseReason, Link};
+use crate::listener::{Listener, ListenerShared};
+use crate::stats::{Counters, Stats};
+use crate::stream::Stream;
+use hashbrown::HashMap;
+use parking_lot::{Mutex, RwLock};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::task::AbortHandle;
+
+/// Automatic ports (dials and `bind("")`) count up from here, as in the Go package, so
+/// they never collide with the small fixed ports applications choose.
+const FIRST_AUTO_PORT: u32 = (1 << 24) + 1;
+
+/// Where to dial.
+///
+/// Built from an [`Addr`] (or parsed from `"<host id hex>:<port>"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target(Addr);
+
+impl From<Addr> for Target {
+    fn from(a: Addr) -> Target {
+        Target(a)
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Target> {
+        s.parse::<Addr>()
+            .map(Target)
+            .map_err(|e| Error::InvalidTarget { target: s.to_string(), reason: e.to_string() })
+    }
+}
+
+#[derive(Default)]
+struct Links {
+    by_id: HashMap<u64, Arc<Link>>,
+    /// Links whose handshake completed, by the peer's host id, oldest first.
+    by_host: HashMap<HostId, Vec<Arc<Link>>>,
+}
+
+pub(crate) struct NodeShared {
+    pub config: Arc<Config>,
+    pub counters: Arc<Counters>,
+    links: RwLock<Links>,
+    listeners: RwLock<HashMap<u32, Arc<ListenerShared>>>,
+    next_port: AtomicU32,
+    next_link: AtomicU64,
+    /// Accept loops and re-join supervisors, stopped on close.
+    background: Mutex<Vec<AbortHandle>>,
+}
+
+impl NodeShared {
+    pub(crate) fn host_id(&self) -> HostId {
+        self.config.host_id
+    }
+
+    pub(crate) fn next_link_id(&self) -> u64 {
+        self.next_link.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn register_link(&self, link: &Arc<Link>) {
+        self.links.write().by_id.insert(link.id, link.clone());
+    }
+
+    pub(crate) fn link_up(&self, link: &Arc<Link>, host: HostId) {
+        let mut links = self.links.write();
+        if links.by_id.contains_key(&link.id) {
+            links.by_host.entry(host).or_default().push(link.clone());
+        }
+    }
+
+    pub(crate) fn unregister_link(&self, link: &Link) {
+        let mut links = self.links.write();
+        links.by_id.remove(&link.id);
+        if let Some(host) = link.peer.get().map(|p| p.host) {
+            if let Some(list) = links.by_host.get_mut(&host) {
+                list.retain(|l| l.id != link.id);
+                if list.is_empty() {
+                    links.by_host.remove(&host);
+                }
+            }
+        }
+    }
+
+    /// The link that leads to `host`.
+    fn route(&self, host: HostId) -> Option<Arc<Link>> {
+        self.links.read().by_host.get(&host).and_then(|l| l.first().cloned())
+    }
+
+    pub(crate) fn listener(&self, port: u32) -> Option<Arc<ListenerShared>> {
+        self.listeners.read().get(&port).cloned()
+    }
+
+    pub(crate) fn unbind(&self, port: u32, which: &Arc<ListenerShared>) {
+        let mut listeners = self.listeners.write();
+        if listeners.get(&port).is_some_and(|l| Arc::ptr_eq(l, which)) {
+            listeners.remove(&port);
+        }
+    }
+
+    fn alloc_port(&self) -> u32 {
+        loop {
+            let port = self.next_port.fetch_add(1, Ordering::Relaxed);
+            if port >= FIRST_AUTO_PORT {
+                return port;
+            }
+            // Wrapped around after four billion ports: start over.
+            let _ = self.next_port.compare_exchange(port + 1, FIRST_AUTO_PORT, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    fn close(&self) {
+        for task in self.background.lock().drain(..) {
+            task.abort();
+        }
+        let listeners: Vec<_> = self.listeners.write().drain().map(|(_, l)| l).collect();
+        for l in listeners {
+            l.close();
+        }
+        let links: Vec<_> = self.links.read().by_id.values().cloned().collect();
+        for link in links {
+            link.close(CloseReason::Local);
+        }
+    }
+}
+
+impl Drop for NodeShared {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// An astranet node: a host id, links to neighbour nodes, listeners and streams.
+///
+/// Cheap to clone (all clones are the same node). Dropping the last clone closes it.
+/// All methods that start I/O must be called inside a tokio runtime.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> astranet::Result<()> {
+/// use astranet::Node;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let server = Node::new();
+/// let client = Node::new();
+/// // Any ordered byte pipe can be a link; `listen`/`join` use TCP.
+/// let (a, b) = tokio::io::duplex(1 << 16);
+/// let (_, _) = tokio::try_join!(server.attach(a), client.attach(b))?;
+///
+/// let listener = server.bind(":7")?;
+/// let addr = listener.local_addr();
+/// tokio::spawn(async move {
+///     let mut s = listener.accept().await?;
+///     let mut buf = [0u8; 5];
+///     s.read_exact(&mut buf).await?;
+///     s.write_all(&buf).await?;
+///     astranet::Result::Ok(())
+/// });
+///
+/// let mut stream = client.dial(addr).await?;
+/// stream.write_all(b"hello").await?;
+/// let mut echo = [0u8; 5];
+/// stream.read_exact(&mut echo).await?;
+/// assert_eq!(&echo, b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<NodeShared>,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node::new()
+    }
+}
+
+impl Node {
+    /// A node with the default configuration and a random host id.
+    pub fn new() -> Node {
+        Node::builder().build()
+    }
+
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    pub(crate) fn with_config(config: Config) -> Node {
+        Node {
+            shared: Arc::new(NodeShared {
+                config: Arc::new(config),
+                counters: Arc::default(),
+                links: RwLock::default(),
+                listeners: RwLock::default(),
+                next_port: AtomicU32::new(FIRST_AUTO_PORT),
+                next_link: AtomicU64::new(1),
+                background: Mutex::default(),
+            }),
+        }
+    }
+
+    pub fn host_id(&self) -> HostId {
+        self.shared.host_id()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Accepts links on a TCP address; returns the bound address (useful with port 0).
+    /// Runs in the background until the node is closed.
+    pub async fn listen(&self, addr: impl ToSocketAddrs) -> Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let node = Arc::downgrade(&self.shared);
+        let task = tokio::spawn(async move {
+            loop {
+                let (socket, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of fds and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accepting a link failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Some(node) = node.upgrade() else { return };
+                start_tcp_link(&node, socket, peer);
+            }
+        });
+        self.shared.background.lock().push(task.abort_handle());
+        Ok(local)
+    }
+
+    /// Opens a TCP link to a node that listens at `addr` and keeps it up: when it
+    /// drops, it is re-dialed with exponential back-off (up to
+    /// [`Config::max_reconnect_delay`]) until the node is closed. Returns the peer's
+    /// host id once the handshake is done; fails if the first attempt fails.
+    pub async fn join<A>(&self, addr: A) -> Result<HostId>
+    where
+        A: ToSocketAddrs + Clone + Send + Sync + 'static,
+    {
+        let link = connect(&self.shared, addr.clone()).await?;
+        let host = link.wait_up().await?;
+        let node = Arc::downgrade(&self.shared);
+        let task = tokio::spawn(keep_joined(node, addr, link));
+        self.shared.background.lock().push(task.abort_handle());
+        Ok(host)
+    }
+
+    /// Runs a link over any ordered, reliable byte pipe (an in-memory duplex, a Unix
+    /// socket, a TLS stream…). Returns the peer's host id once the handshake is done.
+    pub async fn attach<T>(&self, io: T) -> Result<HostId>
+    where
+        T: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (r, w) = tokio::io::split(io);
+        let link = Link::spawn(&self.shared, r, w, None);
+        link.wait_up().await
+    }
+
+    /// Binds a listener to a virtual port: `":7"` for port 7, `""` or `":0"` for a
+    /// free automatic port.
+    pub fn bind(&self, target: &str) -> Result<Listener> {
+        let invalid = |reason: &str| Error::InvalidTarget { target: target.to_string(), reason: reason.to_string() };
+        let port = match target.strip_prefix(':') {
+            _ if target.is_empty() => 0,
+            Some(port) => port.parse::<u32>().map_err(|_| invalid("the port is not a number from 0 to 4294967295"))?,
+            None => return Err(invalid("expected \":port\" or \"\"")),
+        };
+        let mut listeners = self.shared.listeners.write();
+        let port = if port == 0 {
+            std::iter::repeat_with(|| self.shared.alloc_port())
+                .find(|p| !listeners.contains_key(p))
+                .expect("an endless iterator finds a free port")
+        } else if listeners.contains_key(&port) {
+            return Err(Error::AddrInUse(port));
+        } else {
+            port
+        };
+        let shared = Arc::new(ListenerShared::new(&self.shared, port));
+        listeners.insert(port, shared.clone());
+        Ok(Listener::new(shared))
+    }
+
+    /// Opens a stream to a virtual address, waiting at most [`Config::dial_timeout`].
+    /// Returns once the stream is established.
+    ///
+    /// Errors: [`Error::NoRoute`] without a link to the host, [`Error::Refused`] when the
+    /// remote node refuses (nobody listens, backlog full, stream limit), and
+    /// [`Error::TimedOut`] (a Go peer never refuses: dials to a port nobody listens on
+    /// time out).
+    pub async fn dial(&self, target: impl Into<Target>) -> Result<Stream> {
+        self.dial_timeout(target, self.shared.config.dial_timeout).await
+    }
+
+    /// [`Node::dial`] with its own timeout.
+    pub async fn dial_timeout(&self, target: impl Into<Target>, timeout: Duration) -> Result<Stream> {
+        let Target(addr) = target.into();
+        let link = self.shared.route(addr.host).ok_or(Error::NoRoute(addr.host))?;
+        let id = loop {
+            let key = Key { local_port: self.shared.alloc_port(), remote_port: addr.port, remote_host: addr.host.0 };
+            match link.open_stream(key) {
+                Ok(id) => break id,
+                Err(OpenError::KeyInUse) => continue,
+                Err(OpenError::Failed(e)) => return Err(e),
+            }
+        };
+        // If the dial fails or is cancelled, dropping the handle gives the dial up.
+        let stream = Stream::new(link, id);
+        let established = poll_fn(|cx| stream.link().poll_established(stream.slot(), cx));
+        match tokio::time::timeout(timeout, established).await {
+            Ok(Ok(())) => Ok(stream),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::TimedOut { what: format!("dial to {addr}"), after: timeout }),
+        }
+    }
+
+    /// Host ids of the neighbours this node has a link to.
+    pub fn peers(&self) -> Vec<HostId> {
+        self.shared.links.read().by_host.keys().copied().collect()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let links = self.shared.links.read().by_host.values().map(Vec::len).sum();
+        self.shared.counters.snapshot(links)
+    }
+
+    /// Closes every listener and link (queued frames are flushed first). Streams fail
+    /// with [`Error::LinkClosed`]. Also happens when the last clone is dropped.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("host_id", &self.host_id()).finish_non_exhaustive()
+    }
+}
+
+fn start_tcp_link(node: &Arc<NodeShared>, socket: TcpStream, peer: SocketAddr) -> Arc<Link> {
+    // Frames are batched by the writer already; Nagle would only add latency.
+    let _ = socket.set_nodelay(true);
+    let (r, w) = socket.into_split();
+    Link::spawn(node, r, w, Some(peer))
+}
+
+async fn connect<A: ToSocketAddrs>(node: &Arc<NodeShared>, addr: A) -> Result<Arc<Link>> {
+    let socket = TcpStream::connect(addr).await?;
+    let peer = socket.peer_addr()?;
+    Ok(start_tcp_link(node, socket, peer))
+}
+
+/// Re-dials a joined address whenever its link drops, with exponential back-off.
+async fn keep_joined<A: ToSocketAddrs + Clone>(node: Weak<NodeShared>, addr: A, mut link: Arc<Link>) {
+    const FIRST_DELAY: Duration = Duration::from_millis(100);
+    loop {
+        // Node::close aborts this task before it closes the links.
+        let reason = link.wait_closed().await;
+        tracing::info!(%reason, "joined link lost, re-dialing");
+        let mut delay = FIRST_DELAY;
+        loop {
+            let Some(max) = node.upgrade().map(|n| n.config.max_reconnect_delay) else { return };
+            tokio::time::sleep(delay).await;
+            let Some(shared) = node.upgrade() else { return };
+            match connect(&shared, addr.clone()).await {
+                Ok(new) => match new.wait_up().await {
+                    Ok(host) => {
+                        tracing::info!(peer = %host, "link re-established");
+                        link = new;
+                        break;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "re-join handshake failed"),
+                },
+                Err(e) => tracing::debug!(error = %e, "re-join failed"),
+            }
+            delay = (delay * 2).min(max);
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! The stream state machine, without I/O: which frames a stream accepts in which state,
+//! what it answers, and when it may be forgotten.
+//!
+//! ```text
+//! client                              server
+//! Dialing   --DIAL-->
+//!                                     (listener backlog; accept)
+//!           <--SYN--                  SynSent
+//! Acked     --ACK-->                  Established (may write)
+//! Established <--SYN_ACK--
+//! ```
+//! Closing follows the protocol's two FINs: FIN2 "I finished writing" (half-close),
+//! FIN1 "I will not read any more". A side that has sent both (or RST) sends nothing
+//! else on the stream, so its peer may forget the stream as soon as it has received
+//! them; the sender of the FINs lingers a while for frames already in flight.
+
+use super::flow::{FlowError, RecvWindow, SendWindow};
+use super::frame::{Command, RstReason};
+
+/// Which side opened the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+/// Why a stream can no longer be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The peer sent RST (refused a dial or aborted the stream).
+    Reset(RstReason),
+    /// The application aborted the stream.
+    Aborted,
+}
+
+mod flag {
+    pub const CLIENT: u16 = 1 << 0;
+    /// Client: ACK sent (DATA may arrive). Server: SYN sent.
+    pub const HANDSHAKING: u16 = 1 << 1;
+    pub const ESTABLISHED: u16 = 1 << 2;
+    /// We sent FIN2: no more writes.
+    pub const WR_CLOSED: u16 = 1 << 3;
+    /// We sent FIN1: no more reads.
+    pub const RD_CLOSED: u16 = 1 << 4;
+    /// FIN2 received: EOF once the buffer drains.
+    pub const PEER_WR_CLOSED: u16 = 1 << 5;
+    /// FIN1 received: writes fail.
+    pub const PEER_RD_CLOSED: u16 = 1 << 6;
+    /// We sent RST.
+    pub const RST_SENT: u16 = 1 << 7;
+    /// The peer's v1 close (FIN2) means it will neither write nor read.
+    pub const PEER_V1: u16 = 1 << 8;
+}
+
+/// A protocol rule broken by the peer on one stream.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StreamViolation {
+    #[error("{cmd} not expected in state {state}")]
+    Unexpected { cmd: Command, state: &'static str },
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+}
+
+impl StreamViolation {
+    /// Flow violations break the receiver's memory bound and always close the link;
+    /// out-of-order frames from a v1 peer are dropped, since Go's own state machine is
+    /// loose about them.
+    pub fn is_fatal_for_v1(&self) -> bool {
+        matches!(self, StreamViolation::Flow(_))
+    }
+}
+
+/// What the driver must do after an incoming frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Answer with this frame (ACK or SYN_ACK).
+    pub reply: Option<Command>,
+    pub wake_read: bool,
+    pub wake_write: bool,
+    /// The payload goes into the receive buffer (false: drop it, accounted).
+    pub keep_data: bool,
+}
+
+/// Everything the protocol knows about one stream.
+#[derive(Clone, Debug)]
+pub struct StreamState {
+    flags: u16,
+    fault: Option<Fault>,
+    pub send: SendWindow,
+    pub recv: RecvWindow,
+}
+
+impl StreamState {
+    /// A client stream whose DIAL is about to be sent.
+    pub fn dialing(peer_is_v1: bool) -> StreamState {
+        Self::with(flag::CLIENT, peer_is_v1)
+    }
+
+    /// A server stream whose SYN is about to be sent.
+    pub fn accepted(peer_is_v1: bool) -> StreamState {
+        Self::with(flag::HANDSHAKING, peer_is_v1)
+    }
+
+    fn with(flags: u16, peer_is_v1: bool) -> StreamState {
+        let v1 = if peer_is_v1 { flag::PEER_V1 } else { 0 };
+        StreamState { flags: flags | v1, fault: None, send: SendWindow::default(), recv: RecvWindow::default() }
+    }
+
+    fn has(&self, f: u16) -> bool {
+        self.flags & f == f
+    }
+
+    pub fn role(&self) -> Role {
+        if self.has(flag::CLIENT) {
+            Role::Client
+        } else {
+            Role::Server
+        }
+    }
+
+    pub fn fault(&self) -> Option<Fault> {
+        self.fault
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.has(flag::ESTABLISHED)
+    }
+
+    /// The client is still waiting for its dial to complete.
+    pub fn is_dialing(&self) -> bool {
+        self.has(flag::CLIENT) && !self.is_established() && self.fault.is_none()
+    }
+
+    /// The peer will send no more data: reads end at EOF once the buffer drains.
+    pub fn peer_done_writing(&self) -> bool {
+        self.has(flag::PEER_WR_CLOSED)
+    }
+
+    /// The peer will read no more: writes fail.
+    pub fn peer_done_reading(&self) -> bool {
+        self.has(flag::PEER_RD_CLOSED)
+    }
+
+    pub fn write_closed(&self) -> bool {
+        self.has(flag::WR_CLOSED)
+    }
+
+    pub fn read_closed(&self) -> bool {
+        self.has(flag::RD_CLOSED)
+    }
+
+    /// The peer has sent both FINs or RST: it will send nothing more on this stream,
+    /// and must be sent nothing more.
+    pub fn peer_gone(&self) -> bool {
+        self.has(flag::PEER_WR_CLOSED | flag::PEER_RD_CLOSED) || matches!(self.fault, Some(Fault::Reset(_)))
+    }
+
+    /// We have told the peer everything it needs to forget the stream.
+    pub fn we_are_gone(&self) -> bool {
+        self.has(flag::WR_CLOSED | flag::RD_CLOSED) || self.has(flag::RST_SENT)
+    }
+
+    fn state_name(&self) -> &'static str {
+        match (self.role(), self.has(flag::HANDSHAKING), self.is_established()) {
+            (_, _, true) => "established",
+            (Role::Client, false, false) => "dialing",
+            (Role::Client, true, false) => "ack-sent",
+            (Role::Server, _, false) => "syn-sent",
+        }
+    }
+
+    fn unexpected(&self, cmd: Command) -> StreamViolation {
+        StreamViolation::Unexpected { cmd, state: self.state_name() }
+    }
+
+    /// Handles an incoming stream frame (`arg` is the u32 payload of REWIND/WND_SIZE, the
+    /// length of DATA, the reason byte of RST).
+    pub fn on_frame(&mut self, cmd: Command, arg: u32) -> Result<Effects, StreamViolation> {
+        let mut fx = Effects::default();
+        if self.peer_gone() {
+            // Frames already in flight when the peer said goodbye; nothing may follow.
+            return match cmd {
+                Command::Data | Command::Rewind | Command::WndSize | Command::Err => Ok(fx),
+                _ => Err(self.unexpected(cmd)),
+            };
+        }
+        match cmd {
+            Command::Syn => {
+                if self.role() != Role::Client || self.has(flag::HANDSHAKING) || self.is_established() {
+                    return Err(self.unexpected(cmd));
+                }
+                self.flags |= flag::HANDSHAKING;
+                if self.fault.is_none() {
+                    fx.reply = Some(Command::Ack);
+                }
+            }
+            Command::Ack => {
+                if self.role() != Role::Server || self.is_established() {
+                    return Err(self.unexpected(cmd));
+                }
+                self.flags |= flag::ESTABLISHED;
+                fx.reply = Some(Command::SynAck);
+                fx.wake_write = true;
+            }
+            Command::SynAck => {
+                if self.role() != Role::Client || !self.has(flag::HANDSHAKING) || self.is_established() {
+                    return Err(self.unexpected(cmd));
+                }
+                self.flags |= flag::ESTABLISHED;
+                fx.wake_read = true;
+                fx.wake_write = true;
+            }
+            Command::Data => {
+                let may_receive = match self.role() {
+                    Role::Client => self.has(flag::HANDSHAKING),
+                    Role::Server => self.is_established(),
+                };
+                if !may_receive || self.peer_done_writing() {
+                    return Err(self.unexpected(cmd));
+                }
+                if self.read_closed() || self.fault.is_some() {
+                    self.recv.on_discard(arg)?;
+                } else {
+                    self.recv.on_data(arg)?;
+                    fx.keep_data = true;
+                    fx.wake_read = true;
+                }
+            }
+            Command::Fin2 => {
+                self.flags |= flag::PEER_WR_CLOSED;
+                if self.has(flag::PEER_V1) {
+                    // Go has no half-close: its Close sends FIN2 and stops reading too.
+                    self.flags |= flag::PEER_RD_CLOSED;
+                }
+                fx.wake_read = true;
+                fx.wake_write = true;
+            }
+            Command::Fin1 => {
+                self.flags |= flag::PEER_RD_CLOSED;
+                fx.wake_write = true;
+            }
+            Command::Err => {}
+            Command::WndSize => {
+                self.send.on_window(arg);
+                fx.wake_write = true;
+            }
+            Command::Rewind => {
+                self.send.on_rewind(arg)?;
+                fx.wake_write = true;
+            }
+            Command::Rst => {
+                self.fault = Some(Fault::Reset(RstReason::from_u8(arg as u8)));
+                self.recv.clear();
+                fx.wake_read = true;
+                fx.wake_write = true;
+            }
+            _ => return Err(self.unexpected(cmd)),
+        }
+        Ok(fx)
+    }
+
+    /// Bytes the application may write now (0 when it must wait or cannot write).
+    pub fn write_credit(&self) -> u32 {
+        if self.is_established() && !self.write_closed() && !self.peer_done_reading() && self.fault.is_none() {
+            self.send.credit()
+        } else {
+            0
+        }
+    }
+
+    /// The application half-closes: returns true if FIN2 must be sent.
+    pub fn shutdown_write(&mut self) -> bool {
+        if self.write_closed() || self.peer_gone() || self.has(flag::RST_SENT) {
+            self.flags |= flag::WR_CLOSED;
+            return false;
+        }
+        self.flags |= flag::WR_CLOSED;
+        true
+    }
+
+    /// The application stops reading: returns true if FIN1 must be sent.
+    pub fn shutdown_read(&mut self) -> bool {
+        self.recv.clear();
+        if self.read_closed() || self.peer_gone() || self.has(flag::RST_SENT) {
+            self.flags |= flag::RD_CLOSED;
+            return false;
+        }
+        self.flags |= flag::RD_CLOSED;
+        true
+    }
+
+    /// The application aborts: returns true if RST must be sent (the caller falls back
+    /// to FIN2 + FIN1 for a v1 peer).
+    pub fn abort(&mut self) -> bool {
+        self.recv.clear();
+        let send = !self.peer_gone() && !self.has(flag::RST_SENT);
+        self.flags |= flag::RST_SENT | flag::WR_CLOSED | flag::RD_CLOSED;
+        if self.fault.is_none() {
+            self.fault = Some(Fault::Aborted);
+        }
+        send
+    }
+
+    pub fn is_v1(&self) -> bool {
+        self.has(flag::PEER_V1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn established_pair() -> (StreamState, StreamState) {
+        let mut c = StreamState::dialing(false);
+        let mut s = StreamState::accepted(false);
+        assert_eq!(c.on_frame(Command::Syn, 0).unwrap().reply, Some(Command::Ack));
+        assert_eq!(s.on_frame(Command::Ack, 0).unwrap().reply, Some(Command::SynAck));
+        assert!(s.is_established() && s.write_credit() > 0);
+        assert!(c.is_dialing());
+        c.on_frame(Command::SynAck, 0).unwrap();
+        assert!(c.is_established() && !c.is_dialing());
+        (c, s)
+    }
+
+    #[test]
+    fn handshake_and_data() {
+        let (mut c, _s) = established_pair();
+        let fx = c.on_frame(Command::Data, 100).unwrap();
+        assert!(fx.keep_data && fx.wake_read);
+        assert_eq!(c.recv.buffered(), 100);
+    }
+
+    #[test]
+    fn client_accepts_data_after_ack_before_syn_ack() {
+        let mut c = StreamState::dialing(true);
+        c.on_frame(Command::Syn, 0).unwrap();
+        assert!(c.on_frame(Command::Data, 10).unwrap().keep_data);
+        assert!(c.is_dialing());
+    }
+
+    #[test]
+    fn out_of_order_frames_are_violations() {
+        let mut c = StreamState::dialing(false);
+        assert!(c.on_frame(Command::SynAck, 0).is_err());
+        assert!(c.on_frame(Command::Data, 1).is_err());
+        let mut s = StreamState::accepted(false);
+        assert!(s.on_frame(Command::Syn, 0).is_err());
+        assert!(s.on_frame(Command::Data, 1).is_err());
+        assert!(!s.on_frame(Command::Data, 1).unwrap_err().is_fatal_for_v1());
+    }
+
+    #[test]
+    fn half_close_both_ways() {
+        let (mut c, mut s) = established_pair();
+        assert!(c.shutdown_write());
+        assert!(!c.shutdown_write(), "FIN2 only once");
+        assert_eq!(c.write_credit(), 0);
+        s.on_frame(Command::Fin2, 0).unwrap();
+        assert!(s.peer_done_writing() && !s.peer_done_reading());
+        assert!(s.write_credit() > 0, "the other direction stays open");
+        assert!(s.on_frame(Command::Data, 1).is_err(), "no DATA after FIN2");
+        assert!(s.shutdown_write());
+        c.on_frame(Command::Fin2, 0).unwrap();
+        assert!(c.peer_done_writing());
+    }
+
+    #[test]
+    fn v1_close_means_both_directions() {
+        let mut c = StreamState::dialing(true);
+        c.on_frame(Command::Syn, 0).unwrap();
+        c.on_frame(Command::SynAck, 0).unwrap();
+        c.on_frame(Command::Fin2, 0).unwrap();
+        assert!(c.peer_gone());
+        assert_eq!(c.write_credit(), 0);
+    }
+
+    #[test]
+    fn fin1_stops_writes() {
+        let (mut c, _) = established_pair();
+        c.on_frame(Command::Fin1, 0).unwrap();
+        assert_eq!(c.write_credit(), 0);
+    }
+
+    #[test]
+    fn rst_refuses_a_dial() {
+        let mut c = StreamState::dialing(false);
+        c.on_frame(Command::Rst, RstReason::NoListener as u32).unwrap();
+        assert_eq!(c.fault(), Some(Fault::Reset(RstReason::NoListener)));
+        assert!(!c.is_dialing() && c.peer_gone());
+    }
+
+    #[test]
+    fn abort_and_goodbyes() {
+        let (mut c, mut s) = established_pair();
+        assert!(c.abort());
+        assert!(!c.abort());
+        assert!(c.we_are_gone());
+        s.on_frame(Command::Rst, 0).unwrap();
+        assert!(s.peer_gone());
+        assert!(!s.shutdown_write() && !s.shutdown_read(), "nothing is sent to a peer that is gone");
+        // In-flight data after the peer left is tolerated, new handshakes are not.
+        assert!(s.on_frame(Command::Rewind, 0).is_ok());
+        assert!(s.on_frame(Command::Ack, 0).is_err());
+    }
+
+    #[test]
+    fn data_after_read_close_is_dropped_but_bounded() {
+        let (mut c, _) = established_pair();
+        assert!(c.shutdown_read());
+        let fx = c.on_frame(Command::Data, 65_536).unwrap();
+        assert!(!fx.keep_data);
+        assert!(matches!(c.on_frame(Command::Data, 1), Err(StreamViolation::Flow(_))));
+    }
+}

@@ -1,0 +1,48 @@
+//! Counters of a node, readable at any time with [`crate::Node::stats`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub streams_opened: AtomicU64,
+    pub streams_closed: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub frames_dropped: AtomicU64,
+}
+
+/// A snapshot of a node's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Links whose handshake completed and that are still up.
+    pub links: usize,
+    /// Streams known to the node: open, opening, or closed and lingering.
+    pub streams: u64,
+    /// Streams ever created (dialed or accepted).
+    pub streams_opened: u64,
+    /// Bytes read from and written to all links, frame headers included.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames dropped: for unknown streams or hosts, or not understood in their context.
+    pub frames_dropped: u64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, links: usize) -> Stats {
+        let opened = self.streams_opened.load(Ordering::Relaxed);
+        let closed = self.streams_closed.load(Ordering::Relaxed);
+        Stats {
+            links,
+            streams: opened.saturating_sub(closed),
+            streams_opened: opened,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            frames_dropped: self.frames_dropped.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Streams between two nodes: echo, bulk integrity, concurrency, isolation of slow
+//! readers, half-close, abort, refusal, timeouts.
+
+mod common;
+
+use astranet::{Addr, Error, Node};
+use common::*;
+use std::io::ErrorKind;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Accepts forever, echoing every stream back until EOF.
+fn spawn_echo(listener: astranet::Listener) {
+    tokio::spawn(async move {
+        while let Ok(stream) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tokio::io::split(stream);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+}
+
+async fn echo_roundtrip(server: &Node, client: &Node) {
+    let listener = server.bind(":7").unwrap();
+    let addr = listener.local_addr();
+    assert_eq!(addr, Addr::new(server.host_id(), 7));
+    spawn_echo(listener);
+    let mut s = within(10, client.dial(addr)).await.unwrap();
+    assert_eq!(s.peer_addr(), addr);
+    assert_eq!(s.local_addr().host, client.host_id());
+    s.write_all(b"hello astranet").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    within(10, s.read_to_end(&mut back)).await.unwrap();
+    assert_eq!(back, b"hello astranet");
+}
+
+#[tokio::test]
+async fn echo_over_tcp() {
+    let (server, client) = tcp_pair().await;
+    echo_roundtrip(&server, &client).await;
+}
+
+#[tokio::test]
+async fn echo_over_in_memory_duplex() {
+    let (server, client) = duplex_pair().await;
+    echo_roundtrip(&server, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_256_mib_checksummed() {
+    const TOTAL: usize = 256 << 20;
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind("").unwrap();
+    let addr = listener.local_addr();
+    let receiver = tokio::spawn(async move {
+        let mut s = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 256 * 1024];
+        let (mut n, mut sum) = (0usize, Fnv::default());
+        loop {
+            let r = s.read(&mut buf).await.unwrap();
+            if r == 0 {
+                break;
+            }
+            sum.update(&buf[..r]);
+            n += r;
+        }
+        (n, sum.0)
+    });
+    let mut s = within(10, client.dial(addr)).await.unwrap();
+    let mut sent = Fnv::default();
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut x: u32 = 1;
+    for _ in 0..TOTAL / chunk.len() {
+        for b in chunk.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        sent.update(&chunk);
+        within(60, s.write_all(&chunk)).await.unwrap();
+    }
+    drop(s);
+    let (n, sum) = within(120, receiver).await.unwrap();
+    assert_eq!(n, TOTAL);
+    assert_eq!(sum, sent.0);
+}
+
+/// FNV-1a, enough to tell corrupted, lost or reordered bytes apart.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf29ce484222325)
+    }
+}
+impl Fnv {
+    fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100000001b3);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_streams_each_verified() {
+    const N: usize = 10_000;
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":9").unwrap();
+    let addr = listener.local_addr();
+    spawn_echo(listener);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let mut s = client.dial(addr).await.unwrap();
+            let msg = format!("stream {i} says hello").repeat(1 + i % 7);
+            s.write_all(msg.as_bytes()).await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            s.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, msg.as_bytes(), "stream {i}");
+        });
+    }
+    within(120, async {
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+    assert_eq!(client.stats().streams_opened, N as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_reader_does_not_stall_other_streams() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":5").unwrap();
+    let addr = listener.local_addr();
+    // The first stream accepted is never read.
+    let (mut stuck, parked) = connected(&client, &listener).await;
+    spawn_echo(listener);
+    // Fill its window and more: the writer must block, not the link.
+    let blocked_writer = tokio::spawn(async move {
+        let big = vec![7u8; 4 << 20];
+        let _ = stuck.write_all(&big).await;
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let mut s = client.dial(addr).await.unwrap();
+            let msg = vec![i as u8; 200_000];
+            let (mut r, mut w) = tokio::io::split(&mut s);
+            let write = async {
+                w.write_all(&msg).await.unwrap();
+                w.shutdown().await.unwrap();
+            };
+            let mut back = Vec::new();
+            let read = r.read_to_end(&mut back);
+            let (_, n) = tokio::join!(write, read);
+            n.unwrap();
+            assert_eq!(back, msg);
+        });
+    }
+    within(60, async {
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+    assert!(!blocked_writer.is_finished(), "the unread stream's writer is held by its window");
+    drop(parked);
+}
+
+#[tokio::test]
+async fn half_close_both_ways() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":1").unwrap();
+    let (mut c, mut s) = connected(&client, &listener).await;
+
+    // Client finishes writing; it can still read what the server sends afterwards.
+    c.write_all(b"request").await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut req = Vec::new();
+    within(5, s.read_to_end(&mut req)).await.unwrap();
+    assert_eq!(req, b"request");
+    assert!(c.write_all(b"late").await.is_err(), "writes after shutdown fail");
+    s.write_all(b"response").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut resp = Vec::new();
+    within(5, c.read_to_end(&mut resp)).await.unwrap();
+    assert_eq!(resp, b"response");
+
+    // The other way round: the server half-closes first.
+    let (mut c, mut s) = connected(&client, &listener).await;
+    s.write_all(b"banner").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut banner = Vec::new();
+    within(5, c.read_to_end(&mut banner)).await.unwrap();
+    assert_eq!(banner, b"banner");
+    c.write_all(b"still open").await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    within(5, s.read_to_end(&mut rest)).await.unwrap();
+    assert_eq!(rest, b"still open");
+}
+
+#[tokio::test]
+async fn dropping_a_stream_delivers_everything_then_eof() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":2").unwrap();
+    let (mut c, mut s) = connected(&client, &listener).await;
+    let data = vec![42u8; 60_000];
+    c.write_all(&data).await.unwrap();
+    drop(c);
+    let mut got = Vec::new();
+    within(5, s.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, data);
+    // The dropped side reads no more: writes towards it fail.
+    let err = within(5, async {
+        loop {
+            if let Err(e) = s.write_all(b"anyone?").await {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+}
+
+#[tokio::test]
+async fn abort_resets_the_peer() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":3").unwrap();
+    let (c, mut s) = connected(&client, &listener).await;
+    c.abort();
+    let mut buf = [0u8; 8];
+    let err = within(5, s.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    let err = s.write_all(b"x").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+}
+
+#[tokio::test]
+async fn dial_to_unbound_port_is_refused_at_once() {
+    let (server, client) = tcp_pair().await;
+    let started = std::time::Instant::now();
+    let err = within(5, client.dial(Addr::new(server.host_id(), 4242))).await.unwrap_err();
+    assert!(matches!(err, Error::Refused { reason: astranet::proto::RstReason::NoListener, .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    assert!(started.elapsed() < Duration::from_secs(3), "refusal does not wait for the timeout");
+}
+
+#[tokio::test]
+async fn dial_times_out_when_nobody_accepts() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":6").unwrap();
+    let err = within(5, client.dial_timeout(listener.local_addr(), Duration::from_millis(200)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TimedOut { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    // The abandoned dial leaves the backlog (its RST needs a moment to arrive; had it
+    // been accepted first, the accepted stream would have been reset): the next accept
+    // gets the next dial.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let next = tokio::spawn({
+        let client = client.clone();
+        let addr = listener.local_addr();
+        async move { client.dial(addr).await }
+    });
+    let s = within(5, listener.accept()).await.unwrap();
+    let c = within(5, next).await.unwrap().unwrap();
+    assert_eq!(s.peer_addr(), c.local_addr());
+}
+
+#[tokio::test]
+async fn dial_without_a_route_fails_with_no_route() {
+    let node = Node::new();
+    let err = node.dial(Addr::new(astranet::HostId(12345), 1)).await.unwrap_err();
+    assert!(matches!(err, Error::NoRoute(_)));
+}
+
+#[tokio::test]
+async fn lost_link_is_distinct_from_timeout() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":8").unwrap();
+    let (mut c, _s) = connected(&client, &listener).await;
+    server.close();
+    let mut buf = [0u8; 4];
+    let err = within(5, c.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionAborted, "{err}");
+}
+
+#[tokio::test]
+async fn bind_rejects_taken_ports_and_bad_targets() {
+    let node = Node::new();
+    let a = node.bind(":100").unwrap();
+    assert!(matches!(node.bind(":100"), Err(Error::AddrInUse(100))));
+    assert!(matches!(node.bind("x:y"), Err(Error::InvalidTarget { .. })));
+    assert!(matches!(node.bind(":-1"), Err(Error::InvalidTarget { .. })));
+    let auto1 = node.bind("").unwrap().local_addr().port;
+    let auto2 = node.bind(":0").unwrap().local_addr().port;
+    assert!(auto1 > 1 << 24 && auto2 > 1 << 24 && auto1 != auto2);
+    drop(a);
+    node.bind(":100").expect("port is free again once its listener is dropped");
+}
+
+#[tokio::test]
+async fn closed_listener_fails_accept_and_refuses_dials() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":11").unwrap();
+    let addr = listener.local_addr();
+    listener.close();
+    assert!(matches!(listener.accept().await, Err(Error::ListenerClosed)));
+    assert!(matches!(within(5, client.dial(addr)).await, Err(Error::Refused { .. })));
+}
+
+#[tokio::test]
+async fn join_re_dials_after_the_link_drops() {
+    let server = Node::new();
+    let client = Node::builder().max_reconnect_delay(Duration::from_millis(200)).build();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    client.join(addr).await.unwrap();
+    let listener = server.bind(":12").unwrap();
+    spawn_echo(listener);
+    // Break the link from the server side by closing its links but keeping the node:
+    // a fresh node listening on the same port takes over.
+    drop(server);
+    let server2 = Node::builder().build();
+    let addr2 = within(5, async {
+        loop {
+            match server2.listen(addr).await {
+                Ok(a) => return a,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(addr, addr2);
+    within(10, async {
+        while !client.peers().contains(&server2.host_id()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let listener = server2.bind(":12").unwrap();
+    spawn_echo(listener);
+    let mut s = within(5, client.dial(Addr::new(server2.host_id(), 12))).await.unwrap();
+    s.write_all(b"again").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    within(5, s.read_to_end(&mut back)).await.unwrap();
+    assert_eq!(back, b"again");
+}
