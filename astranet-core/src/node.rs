@@ -168,7 +168,7 @@ impl Drop for NodeShared {
 ///     let mut buf = [0u8; 5];
 ///     s.read_exact(&mut buf).await?;
 ///     s.write_all(&buf).await?;
-///     astranet::Result::Ok(())
+///     Ok::<_, astranet::Error>(())
 /// });
 ///
 /// let mut stream = client.dial(addr).await?;
