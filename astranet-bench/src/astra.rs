@@ -46,7 +46,13 @@ impl Transport for Astranet {
         let bound = node.listen("127.0.0.1:0").await.map_err(io::Error::other)?;
         let listener = node.bind("").map_err(io::Error::other)?;
         let target = Addr::new(node.host_id(), listener.local_addr().port);
-        Ok((Server { _node: node, listener }, (bound, target)))
+        Ok((
+            Server {
+                _node: node,
+                listener,
+            },
+            (bound, target),
+        ))
     }
 
     async fn connect((bound, target): Self::Address) -> io::Result<Client> {
@@ -56,7 +62,11 @@ impl Transport for Astranet {
     }
 
     async fn open(client: &Client) -> io::Result<Self::Stream> {
-        client.node.dial(client.target).await.map_err(io::Error::other)
+        client
+            .node
+            .dial(client.target)
+            .await
+            .map_err(io::Error::other)
     }
 
     async fn accept(server: &Server) -> io::Result<Self::Stream> {

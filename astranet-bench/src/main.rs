@@ -2,7 +2,8 @@
 //! crate in one run on loopback, and prints absolute figures and ratios as a table and
 //! as JSON. Progress goes to stderr; the table and the JSON document to stdout.
 
-
+mod astra;
+mod child;
 mod latency;
 mod opens;
 mod pair;
@@ -23,16 +24,19 @@ use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::latency::Latency;
+use crate::latency::{Latency, Placement};
 use crate::opens::Opens;
 use crate::pair::Kind;
 use crate::report::Report;
-use crate::section::across;
-use crate::throughput::{Bulk, Parallel};
+use crate::section::{across, Section};
+use crate::throughput::{Bulk, Parallel, Shape};
 use crate::units::{fmt_count, fmt_size, parse_size, GIB, KIB, MIB};
 
 #[derive(Parser)]
-#[command(version, about = "astranet against raw TCP and yamux, on loopback, in one run")]
+#[command(
+    version,
+    about = "astranet against raw TCP and yamux, on loopback, in one run"
+)]
 struct Args {
     /// Small sizes, whole run under a minute: a smoke test.
     #[arg(long)]
@@ -56,15 +60,23 @@ struct Args {
     /// Streams per timed batch in the opens test [default: 10000; quick: 1000].
     #[arg(long)]
     open_batch: Option<usize>,
+    /// Runs per bulk and parallel figure; the median is reported [default: 3; quick: 1].
+    #[arg(long)]
+    repeat: Option<usize>,
     /// Dials in flight at once when opening many streams.
     #[arg(long, default_value_t = 1000)]
     dials_in_flight: usize,
-    /// Seconds allowed per level of the opens test, filling included.
+    /// Seconds allowed per level of the opens test, filling included [default: 300;
+    /// quick: 30].
     #[arg(long)]
     level_budget_secs: Option<u64>,
     /// Seconds allowed to yamux per level of the opens test [default: 30; quick: 5].
     #[arg(long)]
     yamux_budget_secs: Option<u64>,
+    /// Run the opens section in this process rather than in a child process per
+    /// transport; its memory figures then depend on what ran before.
+    #[arg(long)]
+    in_process: bool,
     /// Timed round trips per latency run [default: 20000; quick: 2000].
     #[arg(long)]
     pings: Option<usize>,
@@ -85,20 +97,16 @@ enum Part {
     Latency,
 }
 
-#[derive(Serialize)]
-struct Shape {
-    streams: usize,
-    bytes_per_stream: u64,
-}
-
 /// Everything a run was asked to do, resolved from the flags and the mode.
 #[derive(Serialize)]
 struct Settings {
     quick: bool,
+    in_process: bool,
     sections: Vec<Part>,
     transports: Vec<Kind>,
     bulk_bytes: u64,
     parallel: Vec<Shape>,
+    repeat: usize,
     open_levels: Vec<usize>,
     open_batch: usize,
     dials_in_flight: usize,
@@ -111,7 +119,11 @@ struct Settings {
 impl Settings {
     fn new(args: &Args) -> Self {
         let quick = args.quick;
-        let max_open = if args.streams_10m { 10_000_000 } else { args.max_open.unwrap_or(pick(quick, 1_000_000, 10_000)) };
+        let max_open = if args.streams_10m {
+            10_000_000
+        } else {
+            args.max_open.unwrap_or(pick(quick, 1_000_000, 10_000))
+        };
         let open_batch = args.open_batch.unwrap_or(pick(quick, 10_000, 1_000)).max(1);
         let parallel = if quick {
             [(100, MIB), (1_000, 100 * KIB)]
@@ -120,10 +132,25 @@ impl Settings {
         };
         Settings {
             quick,
-            sections: if args.only.is_empty() { Part::value_variants().to_vec() } else { args.only.clone() },
-            transports: if args.transports.is_empty() { Kind::ALL.to_vec() } else { args.transports.clone() },
+            in_process: args.in_process,
+            sections: if args.only.is_empty() {
+                Part::value_variants().to_vec()
+            } else {
+                args.only.clone()
+            },
+            transports: if args.transports.is_empty() {
+                Kind::ALL.to_vec()
+            } else {
+                args.transports.clone()
+            },
             bulk_bytes: args.bulk_bytes.unwrap_or(pick(quick, 2 * GIB, 128 * MIB)),
-            parallel: parallel.map(|(streams, bytes_per_stream)| Shape { streams, bytes_per_stream }).into(),
+            parallel: parallel
+                .map(|(streams, bytes_per_stream)| Shape {
+                    streams,
+                    bytes_per_stream,
+                })
+                .to_vec(),
+            repeat: args.repeat.unwrap_or(pick(quick, 3, 1)).max(1),
             open_levels: levels(open_batch, max_open),
             open_batch,
             dials_in_flight: args.dials_in_flight.max(1),
@@ -138,43 +165,97 @@ impl Settings {
         self.sections.contains(&part)
     }
 
-    /// How each figure was obtained, printed under the table and kept in the JSON.
-    fn methods(&self) -> Vec<String> {
-        vec![
-            format!(
-                "bulk: one stream; {} written in 128 KiB chunks, then a half-close; timed from the \
-                 first write until the reader sees the end of the stream.",
-                fmt_size(self.bulk_bytes)
-            ),
-            "parallel: all streams are opened first (untimed), then every one sends at once; timed \
-             until the last byte is read. yamux and astranet carry all streams over one TCP \
-             connection; raw TCP uses a connection per stream, as many as the descriptor limit \
-             allows with both ends in this process (a capped count is noted on its cell)."
-                .to_owned(),
-            format!(
-                "opens: streams are opened in batches of {} with up to {} dials in flight and kept \
-                 open at both ends; at each level the next batch is timed. A stream counts once it \
-                 is established at both ends (for yamux a byte each way, which carries its SYN and \
-                 ACK). Memory per stream is the growth of the process RSS since before the first \
-                 stream (both ends, the handles the benchmark holds) divided by the open count. \
-                 yamux gets {} s per level, astranet {} s. Raw TCP cannot hold these counts in one \
-                 process and is not measured.",
-                fmt_count(self.open_batch),
-                self.dials_in_flight,
-                self.yamux_level_budget_secs,
-                self.level_budget_secs
-            ),
-            format!(
-                "latency: a 64-byte message echoed on one stream, {} timed round trips after {} \
-                 untimed. Each end runs on its own thread with a current-thread runtime (as two \
-                 processes would); first as the scheduler places them, then with both threads \
-                 pinned to CPU 0.",
-                fmt_count(self.pings),
-                fmt_count(self.pings / 10)
-            ),
+    /// The flags that make a child process run this opens section for one transport.
+    fn opens_child_args(&self) -> Vec<String> {
+        let max_open = self.open_levels.last().copied().unwrap_or(self.open_batch);
+        [
+            "--in-process".to_owned(),
+            "--only".to_owned(),
+            "opens".to_owned(),
+            "--max-open".to_owned(),
+            max_open.to_string(),
+            "--open-batch".to_owned(),
+            self.open_batch.to_string(),
+            "--dials-in-flight".to_owned(),
+            self.dials_in_flight.to_string(),
+            "--level-budget-secs".to_owned(),
+            self.level_budget_secs.to_string(),
+            "--yamux-budget-secs".to_owned(),
+            self.yamux_level_budget_secs.to_string(),
         ]
+        .into()
+    }
+
+    /// How each figure of the sections run was obtained, printed under the table and kept
+    /// in the JSON.
+    fn methods(&self) -> Vec<String> {
+        let runs = match self.repeat {
+            1 => "one run".to_owned(),
+            n => format!("median of {n} runs"),
+        };
+        let all = [
+            (
+                Part::Bulk,
+                format!(
+                    "bulk: one stream; {} written in 128 KiB chunks, then a half-close; timed from \
+                     the first write until the reader sees the end of the stream; {runs}, each run on \
+                     its own new link; both ends share one multi-thread runtime.",
+                    fmt_size(self.bulk_bytes)
+                ),
+            ),
+            (
+                Part::Parallel,
+                format!(
+                    "parallel: all streams are opened first (untimed), then every one sends at \
+                     once; timed until the last byte is read; {runs}. yamux and astranet carry all \
+                     streams over one TCP connection; raw TCP uses a connection per stream, as \
+                     many as the descriptor limit allows with both ends in this process (a capped \
+                     count is noted on its cell)."
+                ),
+            ),
+            (
+                Part::Opens,
+                format!(
+                    "opens: streams are opened in batches of {} with up to {} dials in flight and \
+                     kept open at both ends; at each level the next batch is timed. A stream \
+                     counts once it is established at both ends (for yamux a byte each way, which \
+                     carries its SYN and ACK). Memory per stream is the growth of the process RSS \
+                     since before the first stream (both ends, and the handles the benchmark \
+                     holds) divided by the open count{}. yamux gets {} s per level, astranet {} \
+                     s. Raw TCP cannot hold these counts in one process and is not measured.",
+                    fmt_count(self.open_batch),
+                    self.dials_in_flight,
+                    if self.in_process {
+                        ", in the benchmark's own process"
+                    } else {
+                        ", in a fresh child process per transport"
+                    },
+                    self.yamux_level_budget_secs,
+                    self.level_budget_secs
+                ),
+            ),
+            (
+                Part::Latency,
+                format!(
+                    "latency: a 64-byte message echoed on one stream, {} timed round trips after \
+                     {} untimed. Each end runs on its own thread with a current-thread runtime, as \
+                     two processes would: first on CPUs 0 and 1, then both on CPU 0. Threads are \
+                     pinned because, left to the scheduler, the ends share a core in some runs and \
+                     not in others, and the figure swings tenfold between runs.",
+                    fmt_count(self.pings),
+                    fmt_count(self.pings / 10)
+                ),
+            ),
+        ];
+        all.into_iter()
+            .filter(|(part, _)| self.runs(*part))
+            .map(|(_, text)| text)
+            .collect()
     }
 }
+
+/// Time a child process gets beyond its budgets, to start and to tear its streams down.
+const CHILD_MARGIN: Duration = Duration::from_secs(120);
 
 /// The full-run or the quick-run default.
 fn pick<T>(quick: bool, full: T, small: T) -> T {
@@ -217,15 +298,22 @@ fn run(settings: &Settings, json_path: Option<&PathBuf>) -> io::Result<bool> {
     let kinds = &settings.transports;
     let timeout = Duration::from_secs(settings.timeout_secs);
     let mut report = Report::default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
 
     if settings.runs(Part::Bulk) {
-        let bulk = Bulk { bytes: settings.bulk_bytes, timeout };
+        let bulk = Bulk {
+            bytes: settings.bulk_bytes,
+            repeat: settings.repeat,
+            timeout,
+        };
         runtime.block_on(across(&bulk, kinds, &mut report));
     }
     if settings.runs(Part::Parallel) {
         let parallel = Parallel {
-            shapes: settings.parallel.iter().map(|s| (s.streams, s.bytes_per_stream)).collect(),
+            shapes: settings.parallel.clone(),
+            repeat: settings.repeat,
             in_flight: settings.dials_in_flight,
             timeout,
         };
@@ -239,11 +327,34 @@ fn run(settings: &Settings, json_path: Option<&PathBuf>) -> io::Result<bool> {
             budget: Duration::from_secs(settings.level_budget_secs),
             yamux_budget: Duration::from_secs(settings.yamux_level_budget_secs),
         };
-        runtime.block_on(across(&opens, kinds, &mut report));
+        if settings.in_process {
+            runtime.block_on(across(&opens, kinds, &mut report));
+        } else {
+            let args = settings.opens_child_args();
+            for &kind in kinds.iter().filter(|k| opens.applies(**k)) {
+                let budget = if kind == Kind::Yamux {
+                    opens.yamux_budget
+                } else {
+                    opens.budget
+                };
+                // Every level may use its whole budget; tearing down gets a margin.
+                let limit = budget * opens.levels.len() as u32 + CHILD_MARGIN;
+                child::run(Opens::NAME, kind, &args, limit, &mut report);
+            }
+        }
     }
     if settings.runs(Part::Latency) {
-        for pinned in [false, true] {
-            let latency = Latency { pings: settings.pings, pinned, timeout };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let placements = [Placement::TwoCpus, Placement::OneCpu];
+        for placement in placements
+            .into_iter()
+            .filter(|p| cpus >= 2 || *p == Placement::OneCpu)
+        {
+            let latency = Latency {
+                pings: settings.pings,
+                placement,
+                timeout,
+            };
             runtime.block_on(across(&latency, kinds, &mut report));
         }
     }

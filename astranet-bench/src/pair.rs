@@ -10,11 +10,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize,
+)]
 pub enum Kind {
     /// Raw TCP on loopback: a connection per stream, the physical limit.
     #[value(name = "tcp")]
@@ -86,12 +88,12 @@ pub async fn accept<T: Transport>(server: &T::Server) -> io::Result<T::Stream> {
 
 /// Both ends of a transport on the current runtime.
 pub struct Pair<T: Transport> {
-    pub server: T::Server,
-    pub client: T::Client,
+    server: T::Server,
+    client: T::Client,
 }
 
 /// Time allowed to set up a pair (a TCP connect and, for the multiplexers, a handshake).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl<T: Transport> Pair<T> {
     pub async fn connect() -> io::Result<Arc<Self>> {
@@ -162,7 +164,9 @@ impl<T> Future for Task<io::Result<T>> {
     type Output = io::Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|joined| joined.map_err(io::Error::other)?)
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|joined| joined.map_err(io::Error::other)?)
     }
 }
 

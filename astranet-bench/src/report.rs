@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::pair::Kind;
 use crate::units::group_thousands;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Unit {
     #[serde(rename = "MiB/s")]
     MibPerSec,
@@ -46,20 +46,45 @@ impl Unit {
 }
 
 /// One transport's figure for one metric: a value, or why there is none.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Cell {
     pub value: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Every run's figure, when the value is the median of several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
 impl Cell {
     pub fn value(value: f64) -> Self {
-        Cell { value: Some(value), note: None }
+        Cell {
+            value: Some(value),
+            ..Cell::default()
+        }
+    }
+
+    /// The median of `samples` (the upper one of an even count).
+    pub fn median(samples: Vec<f64>) -> Self {
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        let value = sorted.get(sorted.len() / 2).copied();
+        Cell {
+            value,
+            samples: if samples.len() > 1 {
+                samples
+            } else {
+                Vec::new()
+            },
+            note: None,
+        }
     }
 
     pub fn missing(why: impl Into<String>) -> Self {
-        Cell { value: None, note: Some(why.into()) }
+        Cell {
+            note: Some(why.into()),
+            ..Cell::default()
+        }
     }
 
     pub fn with_note(mut self, note: impl Into<String>) -> Self {
@@ -100,23 +125,22 @@ pub struct Recorder<'a> {
 impl Recorder<'_> {
     pub fn put(&mut self, metric: impl Into<String>, unit: Unit, cell: Cell) {
         let metric = metric.into();
-        let shown = cell.value.map_or_else(|| "n/a".to_owned(), |v| unit.format(v));
-        let note = cell.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+        let shown = cell
+            .value
+            .map_or_else(|| "n/a".to_owned(), |v| unit.format(v));
+        let note = cell
+            .note
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
         eprintln!(
             "[{}] {}: {metric}: {shown} {}{note}",
             self.section,
             self.kind.label(),
             unit.label()
         );
-        let rows = &mut self.report.rows;
-        let index = match rows.iter().position(|r| r.section == self.section && r.metric == metric) {
-            Some(index) => index,
-            None => {
-                rows.push(Row { section: self.section, metric, unit, cells: BTreeMap::new() });
-                rows.len() - 1
-            }
-        };
-        rows[index].cells.insert(self.kind, cell);
+        self.report
+            .insert(self.section, self.kind, metric, unit, cell);
     }
 
     /// Whether this transport already has a cell in `metric` of this section.
@@ -128,7 +152,11 @@ impl Recorder<'_> {
 
     pub fn error(&mut self, message: impl std::fmt::Display) {
         let line = format!("{} / {}: {message}", self.section, self.kind.label());
-        eprintln!("[{}] {}: FAILED: {message}", self.section, self.kind.label());
+        eprintln!(
+            "[{}] {}: FAILED: {message}",
+            self.section,
+            self.kind.label()
+        );
         self.report.errors.push(line);
     }
 }
@@ -136,9 +164,71 @@ impl Recorder<'_> {
 const RATIO_COLUMNS: [(Kind, &str); 2] =
     [(Kind::Tcp, "astranet/TCP"), (Kind::Yamux, "astranet/yamux")];
 
+/// The part of a JSON document (see [`Report::json`]) that [`Report::absorb`] reads.
+#[derive(Deserialize)]
+struct Document {
+    results: Vec<DocumentRow>,
+    errors: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct DocumentRow {
+    section: String,
+    metric: String,
+    unit: Unit,
+    values: BTreeMap<Kind, Cell>,
+}
+
 impl Report {
+    fn insert(
+        &mut self,
+        section: &'static str,
+        kind: Kind,
+        metric: String,
+        unit: Unit,
+        cell: Cell,
+    ) {
+        let index = match self
+            .rows
+            .iter()
+            .position(|r| r.section == section && r.metric == metric)
+        {
+            Some(index) => index,
+            None => {
+                self.rows.push(Row {
+                    section,
+                    metric,
+                    unit,
+                    cells: BTreeMap::new(),
+                });
+                self.rows.len() - 1
+            }
+        };
+        self.rows[index].cells.insert(kind, cell);
+    }
+
+    /// Takes over the rows of `section`, and the errors, of another run's JSON document.
+    pub fn absorb(&mut self, section: &'static str, json: &str) -> Result<(), String> {
+        let document: Document = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        for row in document
+            .results
+            .into_iter()
+            .filter(|r| r.section == section)
+        {
+            for (kind, cell) in row.values {
+                self.insert(section, kind, row.metric.clone(), row.unit, cell);
+            }
+        }
+        self.errors.extend(document.errors);
+        Ok(())
+    }
+
     pub fn recorder(&mut self, section: &'static str, kind: Kind) -> Recorder<'_> {
-        Recorder { report: self, section, kind }
+        Recorder {
+            report: self,
+            section,
+            kind,
+        }
     }
 
     /// True when no measurement failed.
@@ -154,29 +244,52 @@ impl Report {
         let mut notes: Vec<String> = Vec::new();
         let mut lines = vec![header];
         for row in &self.rows {
-            let mut line = vec![row.section.to_owned(), row.metric.clone(), row.unit.label().to_owned()];
+            let mut line = vec![
+                row.section.to_owned(),
+                row.metric.clone(),
+                row.unit.label().to_owned(),
+            ];
             for kind in Kind::ALL {
                 line.push(match row.cells.get(&kind) {
                     None => "-".to_owned(),
                     Some(cell) => {
-                        let mut text = cell.value.map_or_else(|| "n/a".to_owned(), |v| row.unit.format(v));
+                        let mut text = cell
+                            .value
+                            .map_or_else(|| "n/a".to_owned(), |v| row.unit.format(v));
                         if let Some(note) = &cell.note {
-                            notes.push(format!("{}, {}: {note}", row.metric, kind.label()));
-                            write!(text, " [{}]", notes.len()).unwrap();
+                            // Cells that say the same thing share a footnote.
+                            let note = format!("{}: {note}", kind.label());
+                            let number = match notes.iter().position(|n| *n == note) {
+                                Some(index) => index + 1,
+                                None => {
+                                    notes.push(note);
+                                    notes.len()
+                                }
+                            };
+                            write!(text, " [{number}]").unwrap();
                         }
                         text
                     }
                 });
             }
             for (other, _) in RATIO_COLUMNS {
-                line.push(row.ratio(other).map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×")));
+                line.push(
+                    row.ratio(other)
+                        .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×")),
+                );
             }
             lines.push(line);
         }
 
         let columns = lines[0].len();
         let widths: Vec<usize> = (0..columns)
-            .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+            .map(|c| {
+                lines
+                    .iter()
+                    .map(|l| l[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let mut out = String::new();
         for line in &lines {

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-//TMP use crate::astra::Astranet;
+use crate::astra::Astranet;
 use crate::pair::{Kind, Transport};
 use crate::report::{Recorder, Report};
 use crate::tcp::Tcp;
@@ -31,7 +31,7 @@ pub async fn across<S: Section>(section: &S, kinds: &[Kind], report: &mut Report
         let result = match kind {
             Kind::Tcp => section.run::<Tcp>(&mut rec).await,
             Kind::Yamux => section.run::<Yamux>(&mut rec).await,
-            Kind::Astranet => Err(io::Error::other("TMP astranet not built")),
+            Kind::Astranet => section.run::<Astranet>(&mut rec).await,
         };
         if let Err(e) = result {
             rec.error(e);

@@ -27,7 +27,10 @@ pub fn release_free_memory() {
 }
 
 fn nofile() -> Option<libc::rlimit> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit only writes the struct we pass.
     (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
 }
@@ -35,7 +38,10 @@ fn nofile() -> Option<libc::rlimit> {
 /// Raises the soft descriptor limit to the hard one, for the raw-TCP stream counts.
 pub fn raise_fd_limit() {
     if let Some(limit) = nofile().filter(|l| l.rlim_cur < l.rlim_max) {
-        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
         // SAFETY: setrlimit only reads the struct we pass. On failure the old limit stays.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
     }
@@ -43,15 +49,15 @@ pub fn raise_fd_limit() {
 
 /// The soft descriptor limit in force.
 pub fn fd_limit() -> u64 {
-    nofile().map_or(0, |l| l.rlim_cur as u64)
+    nofile().map_or(0, |l| l.rlim_cur)
 }
 
-/// Pins the calling thread, and the threads it starts later, to CPU 0.
-pub fn pin_to_cpu0() -> io::Result<()> {
+/// Pins the calling thread, and the threads it starts later, to one CPU.
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain data and zeroed is the empty set; pid 0 is this thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             return Err(io::Error::last_os_error());
         }

@@ -1,9 +1,9 @@
 //! Bulk transfer: one stream, and many streams at once.
 
 use std::io;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::pair::{spawn, timed_out, Kind, Pair, Transport};
@@ -58,6 +58,8 @@ fn mib_per_sec(bytes: u64, elapsed: Duration) -> f64 {
 
 pub struct Bulk {
     pub bytes: u64,
+    /// Runs per figure; the median is reported.
+    pub repeat: usize,
     pub timeout: Duration,
 }
 
@@ -65,30 +67,43 @@ impl Section for Bulk {
     const NAME: &'static str = "bulk";
 
     async fn run<T: Transport>(&self, rec: &mut Recorder<'_>) -> io::Result<()> {
-        let bytes = self.bytes;
-        let elapsed = tokio::time::timeout(self.timeout, async {
-            let pair = Pair::<T>::connect().await?;
-            let (mut opened, mut accepted) = pair.establish_one().await?;
-            let start = Instant::now();
-            let reader = spawn(async move { drain(&mut accepted, BULK_READ_BUF).await });
-            send(&mut opened, bytes).await?;
-            expect_bytes(reader.await?, bytes)?;
-            Ok::<_, io::Error>(start.elapsed())
-        })
-        .await
-        .map_err(|_| timed_out("in bulk transfer"))??;
+        let mut samples = Vec::with_capacity(self.repeat);
+        for _ in 0..self.repeat {
+            let elapsed = tokio::time::timeout(self.timeout, bulk::<T>(self.bytes))
+                .await
+                .map_err(|_| timed_out("in bulk transfer"))??;
+            samples.push(mib_per_sec(self.bytes, elapsed));
+        }
         rec.put(
-            format!("1 stream × {}", fmt_size(bytes)),
+            format!("1 stream × {}", fmt_size(self.bytes)),
             Unit::MibPerSec,
-            Cell::value(mib_per_sec(bytes, elapsed)),
+            Cell::median(samples),
         );
         Ok(())
     }
 }
 
+/// Times `bytes` sent over one stream of a fresh pair.
+async fn bulk<T: Transport>(bytes: u64) -> io::Result<Duration> {
+    let pair = Pair::<T>::connect().await?;
+    let (mut opened, mut accepted) = pair.establish_one().await?;
+    let start = Instant::now();
+    let reader = spawn(async move { drain(&mut accepted, BULK_READ_BUF).await });
+    send(&mut opened, bytes).await?;
+    expect_bytes(reader.await?, bytes)?;
+    Ok(start.elapsed())
+}
+
+#[derive(Clone, Copy, Serialize)]
+pub struct Shape {
+    pub streams: usize,
+    pub bytes_per_stream: u64,
+}
+
 pub struct Parallel {
-    /// (streams, bytes per stream)
-    pub shapes: Vec<(usize, u64)>,
+    pub shapes: Vec<Shape>,
+    /// Runs per figure; the median is reported.
+    pub repeat: usize,
     pub in_flight: usize,
     pub timeout: Duration,
 }
@@ -97,8 +112,11 @@ impl Section for Parallel {
     const NAME: &'static str = "parallel";
 
     async fn run<T: Transport>(&self, rec: &mut Recorder<'_>) -> io::Result<()> {
-        let pair = Pair::<T>::connect().await?;
-        for &(streams, size) in &self.shapes {
+        for &Shape {
+            streams,
+            bytes_per_stream: size,
+        } in &self.shapes
+        {
             let metric = format!("{} streams × {}", fmt_count(streams), fmt_size(size));
             // Raw TCP needs a connection per stream and two descriptors per connection.
             let count = if T::KIND == Kind::Tcp {
@@ -106,10 +124,15 @@ impl Section for Parallel {
             } else {
                 streams
             };
-            let elapsed = tokio::time::timeout(self.timeout, transfer(&pair, count, size, self.in_flight))
-                .await
-                .map_err(|_| timed_out(&format!("in {metric}")))??;
-            let mut cell = Cell::value(mib_per_sec(count as u64 * size, elapsed));
+            let mut samples = Vec::with_capacity(self.repeat);
+            for _ in 0..self.repeat {
+                let elapsed =
+                    tokio::time::timeout(self.timeout, parallel::<T>(count, size, self.in_flight))
+                        .await
+                        .map_err(|_| timed_out(&format!("in {metric}")))??;
+                samples.push(mib_per_sec(count as u64 * size, elapsed));
+            }
+            let mut cell = Cell::median(samples);
             if count < streams {
                 cell = cell.with_note(format!(
                     "{} connections × {}, capped by the descriptor limit {}",
@@ -124,14 +147,10 @@ impl Section for Parallel {
     }
 }
 
-/// Opens `count` streams, then times all of them sending `size` bytes at once, until the
-/// last byte has been read.
-async fn transfer<T: Transport>(
-    pair: &Arc<Pair<T>>,
-    count: usize,
-    size: u64,
-    in_flight: usize,
-) -> io::Result<Duration> {
+/// Opens `count` streams on a fresh pair, then times all of them sending `size` bytes at
+/// once, until the last byte has been read.
+async fn parallel<T: Transport>(count: usize, size: u64, in_flight: usize) -> io::Result<Duration> {
+    let pair = Pair::<T>::connect().await?;
     let (opened, accepted) = pair.establish(count, in_flight).await?;
     let start = Instant::now();
     let readers: Vec<_> = accepted

@@ -62,7 +62,13 @@ impl Transport for Yamux {
 
     async fn serve() -> io::Result<(Server, SocketAddr)> {
         let (listener, address) = tcp::listen_loopback()?;
-        Ok((Server { listener, link: OnceCell::new() }, address))
+        Ok((
+            Server {
+                listener,
+                link: OnceCell::new(),
+            },
+            address,
+        ))
     }
 
     async fn connect(to: SocketAddr) -> io::Result<Client> {
@@ -74,7 +80,10 @@ impl Transport for Yamux {
             waiting: None,
             inbound: None,
         };
-        Ok(Client { opens, _driver: tokio::spawn(driver).into() })
+        Ok(Client {
+            opens,
+            _driver: tokio::spawn(driver).into(),
+        })
     }
 
     async fn open(client: &Client) -> io::Result<Self::Stream> {

@@ -212,7 +212,9 @@ impl Link {
         };
         let len = frame.payload.len();
         let max_buffer = self.config.limits.max_link_buffer;
-        let buffered = st.buffered;
+        if st.buffered + len > max_buffer {
+            return Err(CloseReason::Limit(format!("more than {max_buffer} unread bytes buffered on the link")));
+        }
         let slot = st.table.get_mut(id).expect("indexed slot exists");
         let was_buffered = slot.state.recv.buffered();
         let fx = match slot.state.on_frame(h.cmd, arg) {
@@ -225,9 +227,6 @@ impl Link {
             Err(v) => return Err(CloseReason::Protocol(format!("stream {}:{}: {v}", HostId(h.src_host), h.src_port))),
         };
         if fx.keep_data && len > 0 {
-            if buffered + len > max_buffer {
-                return Err(CloseReason::Limit(format!("more than {max_buffer} unread bytes buffered on the link")));
-            }
             slot.push_data(frame.payload);
         }
         if let Some(reply) = fx.reply {

@@ -179,8 +179,14 @@ impl StreamState {
         let mut fx = Effects::default();
         if self.peer_gone() {
             // Frames already in flight when the peer said goodbye; nothing may follow.
+            // A server that closes before our ACK arrives still completes the handshake.
             return match cmd {
                 Command::Data | Command::Rewind | Command::WndSize | Command::Err => Ok(fx),
+                Command::SynAck if self.has(flag::CLIENT | flag::HANDSHAKING) && !self.is_established() => {
+                    self.flags |= flag::ESTABLISHED;
+                    fx.wake_read = true;
+                    Ok(fx)
+                }
                 _ => Err(self.unexpected(cmd)),
             };
         }
@@ -372,6 +378,16 @@ mod tests {
         c.on_frame(Command::Fin2, 0).unwrap();
         assert!(c.peer_gone());
         assert_eq!(c.write_credit(), 0);
+    }
+
+    #[test]
+    fn server_closing_before_ack_still_completes_the_dial() {
+        let mut c = StreamState::dialing(false);
+        c.on_frame(Command::Syn, 0).unwrap();
+        c.on_frame(Command::Fin2, 0).unwrap();
+        c.on_frame(Command::Fin1, 0).unwrap();
+        c.on_frame(Command::SynAck, 0).unwrap();
+        assert!(c.is_established() && c.peer_done_writing() && c.write_credit() == 0);
     }
 
     #[test]

@@ -116,13 +116,18 @@ impl RawPeer {
         Header { cmd, dst_host: node.0, src_host: self.host, dst_port: node_port, src_port: my_port, len }
     }
 
-    /// Dials `port` on the node as a client and completes the 3-way handshake.
-    pub async fn open(&mut self, node: HostId, port: u32, my_port: u32) {
+    /// Dials `port` on the node; the node's application must accept before
+    /// [`RawPeer::complete`] can finish the handshake.
+    pub async fn dial(&mut self, node: HostId, port: u32, my_port: u32) {
         self.send(self.stream_header(Command::Dial, node, port, my_port, 0), &[]).await;
-        let syn = self.recv_skip_ping().await.unwrap();
+    }
+
+    /// Waits for SYN, answers ACK, waits for SYN_ACK.
+    pub async fn complete(&mut self, node: HostId, port: u32, my_port: u32) {
+        let syn = within(5, self.recv_skip_ping()).await.unwrap();
         assert_eq!(syn.header.cmd, Command::Syn);
         self.send(self.stream_header(Command::Ack, node, port, my_port, 0), &[]).await;
-        let syn_ack = self.recv_skip_ping().await.unwrap();
+        let syn_ack = within(5, self.recv_skip_ping()).await.unwrap();
         assert_eq!(syn_ack.header.cmd, Command::SynAck);
     }
 }

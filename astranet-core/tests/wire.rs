@@ -1,0 +1,357 @@
+//! The node seen from a hand-driven peer on the wire: exact bytes, the Go (v1) rules,
+//! keep-alive, limits, and hostile input that must close only the offending link.
+
+mod common;
+
+use astranet::proto::{Command, Handshake, Header, RstReason, HEADER_LEN};
+use astranet::{Addr, HostId, KeepAlive, Node};
+use common::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn listening(node: &Node) -> std::net::SocketAddr {
+    node.listen("127.0.0.1:0").await.unwrap()
+}
+
+#[tokio::test]
+async fn handshake_bytes() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let (peer, hs) = within(5, RawPeer::connect(addr, false)).await;
+    // cmd 191, dst host 0, src host = node id, ports 0, then the JSON.
+    assert_eq!(hs.header, Header {
+        cmd: Command::Handshake,
+        dst_host: 0,
+        src_host: node.host_id().0,
+        dst_port: 0,
+        src_port: 0,
+        len: hs.payload.len() as u32
+    });
+    let local = peer.sock.local_addr().unwrap();
+    let expected = format!(r#"{{"RAddr":"{local}","Ext":["rst"]}}"#);
+    assert_eq!(std::str::from_utf8(&hs.payload).unwrap(), expected);
+    let decoded = Handshake::decode(&hs.payload).unwrap();
+    assert_eq!(decoded.raddr, local.to_string());
+}
+
+#[tokio::test]
+async fn stream_life_cycle_bytes_with_a_v1_peer() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let listener = node.bind(":80").unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let me = HostId(peer.host);
+    let n = node.host_id();
+
+    // DIAL -> (accept) SYN -> ACK -> SYN_ACK, every field checked.
+    peer.send(peer.stream_header(Command::Dial, n, 80, 5000, 0), &[]).await;
+    let mut server = within(5, listener.accept()).await.unwrap();
+    assert_eq!(server.peer_addr(), Addr::new(me, 5000));
+    let syn = within(5, peer.recv_skip_ping()).await.unwrap();
+    assert_eq!(syn.header, Header { cmd: Command::Syn, dst_host: me.0, src_host: n.0, dst_port: 5000, src_port: 80, len: 0 });
+    peer.send(peer.stream_header(Command::Ack, n, 80, 5000, 0), &[]).await;
+    let syn_ack = within(5, peer.recv_skip_ping()).await.unwrap();
+    assert_eq!(syn_ack.header.cmd, Command::SynAck);
+    assert_eq!((syn_ack.header.dst_port, syn_ack.header.src_port), (5000, 80));
+
+    // DATA in, REWIND out once a quarter of the window is consumed.
+    let chunk = vec![9u8; 20_000];
+    peer.send(peer.stream_header(Command::Data, n, 80, 5000, chunk.len() as u32), &chunk).await;
+    let mut got = vec![0u8; 20_000];
+    within(5, server.read_exact(&mut got)).await.unwrap();
+    assert_eq!(got, chunk);
+    let rewind = within(5, peer.recv_skip_ping()).await.unwrap();
+    assert_eq!(rewind.header.cmd, Command::Rewind);
+    assert_eq!(rewind.payload.as_ref(), &20_000u32.to_be_bytes());
+
+    // DATA out, never more than 65,536 bytes per frame to a v1 peer.
+    let big = vec![1u8; 150_000];
+    let writer = tokio::spawn(async move { server.write_all(&big).await });
+    let mut received = 0;
+    while received < 65_536 {
+        let f = within(5, peer.recv_skip_ping()).await.unwrap();
+        assert_eq!(f.header.cmd, Command::Data);
+        assert!(f.payload.len() <= 65_536);
+        received += f.payload.len();
+    }
+    assert_eq!(received, 65_536, "the sender stops at the initial window");
+    peer.send(peer.stream_header(Command::Rewind, n, 80, 5000, 4), &200_000u32.to_be_bytes()[..]).await;
+    // REWIND beyond what was sent is a violation (Go would wrap its counter): the
+    // link is closed.
+    within(5, peer.expect_closed()).await;
+    let err = within(5, writer).await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+}
+
+#[tokio::test]
+async fn a_v1_peer_never_receives_extension_commands() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let listener = node.bind(":1").unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let n = node.host_id();
+    // A dial to a port nobody listens on is dropped silently, as Go does.
+    peer.send(peer.stream_header(Command::Dial, n, 999, 7, 0), &[]).await;
+    // An aborted stream becomes FIN2 + FIN1.
+    peer.dial(n, 1, 8).await;
+    let s = within(5, listener.accept()).await.unwrap();
+    peer.complete(n, 1, 8).await;
+    s.abort();
+    let mut cmds = Vec::new();
+    while cmds.len() < 2 {
+        let f = within(5, peer.recv_skip_ping()).await.unwrap();
+        assert!(f.header.cmd.is_v1(), "{} sent to a v1 peer", f.header.cmd);
+        cmds.push(f.header.cmd);
+    }
+    assert_eq!(cmds, [Command::Fin2, Command::Fin1]);
+}
+
+#[tokio::test]
+async fn refused_dial_gets_rst_with_the_reason() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let (mut peer, _) = within(5, RawPeer::connect(addr, true)).await;
+    let n = node.host_id();
+    peer.send(peer.stream_header(Command::Dial, n, 999, 7, 0), &[]).await;
+    let rst = within(5, peer.recv_skip_ping()).await.unwrap();
+    assert_eq!(rst.header, Header { cmd: Command::Rst, dst_host: peer.host, src_host: n.0, dst_port: 7, src_port: 999, len: 1 });
+    assert_eq!(rst.payload[0], RstReason::NoListener as u8);
+}
+
+#[tokio::test]
+async fn ping_is_answered_even_before_the_handshake() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut ping = Vec::new();
+    Header::link(Command::Ping, 0).put(&mut ping);
+    sock.write_all(&ping).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut seen = Vec::new();
+    within(5, async {
+        loop {
+            let n = sock.read(&mut buf).await.unwrap();
+            seen.extend_from_slice(&buf[..n]);
+            // Their HANDSHAKE, then our PONG.
+            let hs_len = HEADER_LEN + u32::from_be_bytes(seen[25..29].try_into().unwrap()) as usize;
+            if seen.len() >= hs_len + HEADER_LEN {
+                let mut pong = Vec::new();
+                Header::link(Command::Pong, 0).put(&mut pong);
+                assert_eq!(&seen[hs_len..hs_len + HEADER_LEN], &pong[..]);
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+fn short_keepalive() -> KeepAlive {
+    KeepAlive {
+        ping_after: Duration::from_millis(100),
+        write_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_millis(400),
+    }
+}
+
+#[tokio::test]
+async fn keepalive_pings_an_idle_link_and_drops_a_silent_peer() {
+    let node = Node::builder().keepalive_timings(short_keepalive()).build();
+    let addr = listening(&node).await;
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    // The node PINGs when it has written nothing for a while.
+    let mut pings = 0;
+    let closed_after = within(5, async {
+        let started = std::time::Instant::now();
+        while let Some(f) = peer.recv().await {
+            if f.header == Header::link(Command::Ping, 0) {
+                pings += 1;
+            }
+        }
+        started.elapsed()
+    })
+    .await;
+    assert!(pings >= 2, "{pings} PINGs");
+    assert!(closed_after >= Duration::from_millis(300), "closed after {closed_after:?}");
+    assert_eq!(node.stats().links, 0);
+}
+
+#[tokio::test]
+async fn keepalive_keeps_a_quiet_link_with_a_live_peer() {
+    let timings = short_keepalive();
+    let (a, b) = tcp_pair_with(Node::builder().keepalive_timings(timings), Node::builder().keepalive_timings(timings)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(a.stats().links, 1);
+    assert_eq!(b.stats().links, 1);
+}
+
+#[tokio::test]
+async fn no_handshake_closes_the_link() {
+    let node = Node::builder().handshake_timeout(Duration::from_millis(200)).build();
+    let addr = listening(&node).await;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut sink = Vec::new();
+    within(5, sock.read_to_end(&mut sink)).await.unwrap();
+}
+
+/// Sends `bad` after a handshake and checks that only that link is closed.
+async fn hostile(ext: bool, bad: impl FnOnce(&mut RawPeer, HostId) -> Vec<u8>) {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let listener = node.bind(":1").unwrap();
+    // A well-behaved neighbour on another link.
+    let good = Node::new();
+    good.join(addr).await.unwrap();
+
+    let (mut peer, _) = within(5, RawPeer::connect(addr, ext)).await;
+    peer.dial(node.host_id(), 1, 77).await;
+    let _accepted = within(5, listener.accept()).await.unwrap();
+    peer.complete(node.host_id(), 1, 77).await;
+    let bytes = bad(&mut peer, node.host_id());
+    peer.send_raw(&bytes).await;
+    within(5, peer.expect_closed()).await;
+
+    // The node and its other link carry on.
+    let (mut c, mut s) = connected(&good, &listener).await;
+    c.write_all(b"still fine").await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    within(5, s.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"still fine");
+}
+
+fn frame(h: Header, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    h.put(&mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_only_its_link() {
+    for ext in [false, true] {
+        hostile(ext, |p, n| frame(p.stream_header(Command::Data, n, 1, 77, 100 << 20), b"")).await;
+    }
+}
+
+#[tokio::test]
+async fn unknown_command_closes_only_its_link() {
+    hostile(true, |p, n| {
+        let mut f = frame(p.stream_header(Command::Data, n, 1, 77, 0), b"");
+        f[0] = 99;
+        f
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn truncated_control_payload_closes_only_its_link() {
+    // A 3-byte REWIND would crash a Go node; here it is refused.
+    hostile(false, |p, n| frame(p.stream_header(Command::Rewind, n, 1, 77, 3), &[0, 0, 1])).await;
+}
+
+#[tokio::test]
+async fn malformed_handshake_closes_the_link() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let payload = br#"{"RAddr":5}"#;
+    let h = Header { cmd: Command::Handshake, dst_host: 0, src_host: 1, dst_port: 0, src_port: 0, len: payload.len() as u32 };
+    sock.write_all(&frame(h, payload)).await.unwrap();
+    let mut sink = Vec::new();
+    within(5, sock.read_to_end(&mut sink)).await.unwrap();
+}
+
+#[tokio::test]
+async fn frame_for_unknown_stream_closes_only_its_link() {
+    hostile(true, |p, n| frame(p.stream_header(Command::Data, n, 1, 4242, 5), b"hello")).await;
+}
+
+#[tokio::test]
+async fn data_beyond_the_window_closes_only_its_link() {
+    for ext in [false, true] {
+        hostile(ext, |p, n| {
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                out.extend(frame(p.stream_header(Command::Data, n, 1, 77, 40_000), &[0u8; 40_000]));
+            }
+            out
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn out_of_order_handshake_frame_from_our_kind_closes_the_link() {
+    hostile(true, |p, n| frame(p.stream_header(Command::SynAck, n, 1, 77, 0), b"")).await;
+}
+
+#[tokio::test]
+async fn garbage_closes_only_its_link() {
+    hostile(false, |_, _| vec![0xFF; 64]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_over_the_limit_is_refused_not_queued() {
+    let (server, client) = tcp_pair_with(Node::builder().max_streams_per_link(1000), Node::builder()).await;
+    let listener = server.bind(":3").unwrap();
+    let addr = listener.local_addr();
+    let acceptor = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok(s) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let mut streams = Vec::new();
+    for _ in 0..1000 {
+        streams.push(within(10, client.dial(addr)).await.unwrap());
+    }
+    let err = within(5, client.dial(addr)).await.unwrap_err();
+    assert!(
+        matches!(err, astranet::Error::Refused { reason: RstReason::StreamLimit, .. }),
+        "{err}"
+    );
+    // Closing one makes room again (after its linger time on the server).
+    drop(streams.pop());
+    drop(acceptor);
+}
+
+#[tokio::test]
+async fn backlog_limit_refuses_extra_dials() {
+    let (server, client) = tcp_pair_with(Node::builder().listener_backlog(2), Node::builder()).await;
+    let listener = server.bind(":3").unwrap();
+    let addr = listener.local_addr();
+    let pending: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.dial(addr).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let err = within(5, client.dial(addr)).await.unwrap_err();
+    assert!(matches!(err, astranet::Error::Refused { reason: RstReason::BacklogFull, .. }), "{err}");
+    for _ in 0..2 {
+        within(5, listener.accept()).await.unwrap();
+    }
+    for p in pending {
+        within(5, p).await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn unread_bytes_over_the_link_budget_disconnect_the_peer() {
+    let (server, client) = tcp_pair_with(Node::builder().max_link_buffer(100_000), Node::builder()).await;
+    let listener = server.bind(":3").unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        streams.push(connected(&client, &listener).await);
+    }
+    for (c, _) in streams.iter_mut() {
+        c.write_all(&[0u8; 60_000]).await.unwrap();
+    }
+    within(5, async {
+        while server.stats().links > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
