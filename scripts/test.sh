@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test suite of the repository. This is the command CI runs (.ci/run).
+#   scripts/test.sh            # all suites
+#   FUZZ_SECONDS=0 scripts/test.sh   # skip the fuzz smoke run
+# It installs what it needs by itself (a nightly toolchain and a pinned cargo-fuzz for
+# the fuzz smoke run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "Rust: unit, integration and doc tests (workspace)"
+cargo test --workspace --locked
+
+fuzz_seconds=${FUZZ_SECONDS:-15}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  step "Fuzz smoke run: every target for ${fuzz_seconds}s"
+  scripts/fuzz.sh "$fuzz_seconds"
+fi
+
+step "All suites passed"
