@@ -355,3 +355,50 @@ async fn unread_bytes_over_the_link_budget_disconnect_the_peer() {
     })
     .await;
 }
+
+/// A Go-style sender (whole window in one DATA frame) towards a fast reader: the node
+/// grows the window with WND_SIZE and accepts the larger frames that follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_reader_grows_a_v1_senders_window() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let listener = node.bind(":1").unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let n = node.host_id();
+    peer.dial(n, 1, 9).await;
+    let mut s = within(5, listener.accept()).await.unwrap();
+    peer.complete(n, 1, 9).await;
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0usize;
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(k) => total += k,
+            }
+        }
+    });
+    let (mut window, mut inflight, mut sent, mut biggest) = (65_536u32, 0u32, 0usize, 0usize);
+    within(20, async {
+        while biggest <= 65_536 {
+            let credit = window - inflight;
+            if credit > 0 {
+                let body = vec![5u8; credit as usize];
+                peer.send(peer.stream_header(Command::Data, n, 1, 9, credit), &body).await;
+                inflight += credit;
+                sent += credit as usize;
+                biggest = biggest.max(credit as usize);
+            }
+            let f = peer.recv_skip_ping().await.expect("link stays up");
+            match f.header.cmd {
+                Command::Rewind => inflight -= u32::from_be_bytes(f.payload[..].try_into().unwrap()),
+                Command::WndSize => window = u32::from_be_bytes(f.payload[..].try_into().unwrap()),
+                other => panic!("unexpected {other}"),
+            }
+        }
+    })
+    .await;
+    assert!(window > 65_536);
+    peer.send(peer.stream_header(Command::Fin2, n, 1, 9, 0), &[]).await;
+    assert_eq!(within(10, reader).await.unwrap(), sent);
+}
