@@ -47,7 +47,8 @@ fn run_child(
         "astranet-bench-{}-{section}-{name}.json",
         std::process::id()
     ));
-    let mut child = Command::new(std::env::current_exe()?)
+    // This very image, even when a rebuild has replaced the file on disk meanwhile.
+    let mut child = Command::new("/proc/self/exe")
         .args(args)
         .arg("--transports")
         .arg(&name)

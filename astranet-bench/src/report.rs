@@ -113,6 +113,7 @@ impl Row {
 pub struct Report {
     rows: Vec<Row>,
     errors: Vec<String>,
+    warnings: Vec<String>,
 }
 
 /// Records the cells of one transport in one section, echoing each to stderr as progress.
@@ -150,6 +151,17 @@ impl Recorder<'_> {
         })
     }
 
+    /// Flags this transport's figures in this section as doubtful.
+    pub fn warn(&mut self, message: impl std::fmt::Display) {
+        eprintln!(
+            "[{}] {}: warning: {message}",
+            self.section,
+            self.kind.label()
+        );
+        let line = format!("{} / {}: {message}", self.section, self.kind.label());
+        self.report.warnings.push(line);
+    }
+
     pub fn error(&mut self, message: impl std::fmt::Display) {
         let line = format!("{} / {}: {message}", self.section, self.kind.label());
         eprintln!(
@@ -169,6 +181,7 @@ const RATIO_COLUMNS: [(Kind, &str); 2] =
 struct Document {
     results: Vec<DocumentRow>,
     errors: Vec<String>,
+    warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +233,7 @@ impl Report {
             }
         }
         self.errors.extend(document.errors);
+        self.warnings.extend(document.warnings);
         Ok(())
     }
 
@@ -312,6 +326,9 @@ impl Report {
         for (i, note) in notes.iter().enumerate() {
             writeln!(out, "[{}] {note}", i + 1).unwrap();
         }
+        for warning in &self.warnings {
+            writeln!(out, "warning: {warning}").unwrap();
+        }
         for error in &self.errors {
             writeln!(out, "error: {error}").unwrap();
         }
@@ -345,6 +362,7 @@ impl Report {
             "context": context,
             "ratio_definition": "astranet value divided by the other transport's value",
             "results": results,
+            "warnings": self.warnings,
             "errors": self.errors,
         })
     }

@@ -14,6 +14,10 @@ use crate::yamux_peer::Yamux;
 /// during the next transport's measurement.
 const SETTLE: Duration = Duration::from_millis(300);
 
+/// The share of the CPUs other processes may use during a measurement before its figures
+/// are flagged as disturbed.
+pub const BUSY_WARNING: f64 = 0.05;
+
 pub trait Section {
     const NAME: &'static str;
 
@@ -28,6 +32,7 @@ pub trait Section {
 pub async fn across<S: Section>(section: &S, kinds: &[Kind], report: &mut Report) {
     for &kind in kinds.iter().filter(|k| section.applies(**k)) {
         let mut rec = report.recorder(S::NAME, kind);
+        let clock = crate::sys::CpuClock::now();
         let result = match kind {
             Kind::Tcp => section.run::<Tcp>(&mut rec).await,
             Kind::Yamux => section.run::<Yamux>(&mut rec).await,
@@ -35,6 +40,13 @@ pub async fn across<S: Section>(section: &S, kinds: &[Kind], report: &mut Report
         };
         if let Err(e) = result {
             rec.error(e);
+        }
+        let others = clock.and_then(|c| c.others_busy_since());
+        if let Some(busy) = others.filter(|b| *b > BUSY_WARNING) {
+            rec.warn(format!(
+                "other processes kept {:.0}% of the CPUs busy during the measurement",
+                busy * 100.0
+            ));
         }
         crate::sys::release_free_memory();
         tokio::time::sleep(SETTLE).await;

@@ -1,5 +1,6 @@
-//! Process resources: resident memory for the bytes-per-stream figure, descriptor limits
-//! for the raw-TCP stream counts, CPU affinity for the pinned latency runs. Linux only.
+//! Process and machine facts: resident memory for the bytes-per-stream figure, descriptor
+//! limits for the raw-TCP stream counts, CPU affinity for the latency runs, the CPU
+//! time others use, as a warning that figures may be noisy. Linux only.
 
 use std::io;
 
@@ -14,6 +15,58 @@ pub fn rss_bytes() -> io::Result<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Ok(pages * page.max(1) as u64)
+}
+
+/// CPU time counters, to tell how much of the CPUs other processes used meanwhile: a
+/// busy neighbour skews every figure, tail latencies most.
+pub struct CpuClock {
+    /// All jiffies summed over CPUs, and those spent in processes (user, nice, system),
+    /// from /proc/stat. Interrupt and softirq time is left out: loopback traffic is
+    /// processed there on behalf of this process, and is not charged to it.
+    total: u64,
+    in_processes: u64,
+    /// User and system jiffies of this process, all threads (/proc/self/stat).
+    own: u64,
+}
+
+impl CpuClock {
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .take(8)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name start at field 3 (state);
+        // utime and stime are fields 14 and 15.
+        let own: Vec<u64> = own_stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        Some(CpuClock {
+            total: cpu.iter().sum(),
+            in_processes: cpu.get(..3)?.iter().sum(),
+            own: own.iter().sum(),
+        })
+    }
+
+    /// The share of all CPUs that other processes kept busy since `self`.
+    pub fn others_busy_since(&self) -> Option<f64> {
+        let now = CpuClock::now()?;
+        let total = now.total.checked_sub(self.total).filter(|t| *t > 0)?;
+        let in_processes = now.in_processes.saturating_sub(self.in_processes);
+        let others = in_processes.saturating_sub(now.own.saturating_sub(self.own));
+        Some(others as f64 / total as f64)
+    }
 }
 
 /// Hands memory freed by earlier sections back to the kernel, so that a baseline taken

@@ -5,6 +5,7 @@ use crate::config::{Config, NodeBuilder};
 use crate::error::{Error, Result};
 use crate::link::stream_ops::OpenError;
 use crate::link::table::Key;
+use crate::link::sink::Sink;
 use crate::link::{CloseReason, Link};
 use crate::listener::{Listener, ListenerShared};
 use crate::stats::{Counters, Stats};
@@ -269,7 +270,7 @@ impl Node {
         T: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (r, w) = tokio::io::split(io);
-        let link = Link::spawn(&self.shared, r, w, None);
+        let link = Link::spawn(&self.shared, r, Sink::Io(Box::new(w)), None);
         link.wait_up().await
     }
 
@@ -357,7 +358,7 @@ fn start_tcp_link(node: &Arc<NodeShared>, socket: TcpStream, peer: SocketAddr) -
     // Frames are batched by the writer already; Nagle would only add latency.
     let _ = socket.set_nodelay(true);
     let (r, w) = socket.into_split();
-    Link::spawn(node, r, w, Some(peer))
+    Link::spawn(node, r, Sink::Tcp(Arc::new(w)), Some(peer))
 }
 
 async fn connect<A: ToSocketAddrs>(node: &Arc<NodeShared>, addr: A) -> Result<Arc<Link>> {

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => {
                 let n = arg.min(s.recv.buffered());
-                s.recv.on_consume(n, now, tuning, &mut budget);
+                s.recv.on_consume(n, || now, tuning, &mut budget);
             }
             4 => {
                 let n = arg.min(s.write_credit());

@@ -19,7 +19,7 @@ pub(super) async fn run(link: Arc<Link>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let now = link.now_ms();
+        let now = link.tick();
         if link.peer.get().is_none() {
             if now >= handshake_ms {
                 return link.close(CloseReason::Timeout(format!(

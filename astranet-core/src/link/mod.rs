@@ -9,6 +9,7 @@
 
 mod keepalive;
 mod reader;
+pub(crate) mod sink;
 pub(crate) mod stream_ops;
 pub(crate) mod table;
 mod writer;
@@ -27,7 +28,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 use table::{Key, StreamTable};
-use tokio::io::{AsyncRead, AsyncWrite};
+use sink::Sink;
+use tokio::io::AsyncRead;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 
@@ -79,6 +82,10 @@ pub(crate) enum Phase {
 /// Everything behind the link lock.
 pub(crate) struct LinkState {
     pub table: StreamTable,
+    /// The rest of a frame a stream began writing directly to the socket: goes first.
+    pub partial: BytesMut,
+    /// The socket, for direct writes while the writer is idle (TCP links only).
+    pub direct: Option<Arc<OwnedWriteHalf>>,
     /// Priority frames waiting for the writer.
     pub ctrl: BytesMut,
     /// Data (and non-priority) frames waiting for the writer.
@@ -108,6 +115,8 @@ pub(crate) struct Link {
     pub phase: watch::Sender<Phase>,
     pub counters: Arc<Counters>,
     epoch: Instant,
+    /// Updated by the keep-alive task on every tick (see [`Link::coarse_ms`]).
+    coarse_ms: AtomicU64,
     pub last_rx_ms: AtomicU64,
     pub last_tx_ms: AtomicU64,
     /// Smoothed round-trip time from PING/PONG, µs (0 until measured).
@@ -124,10 +133,9 @@ const TUNING_FLOOR_US: u32 = 2_000;
 
 impl Link {
     /// Starts a link over `reader`/`writer`: queues our HANDSHAKE and spawns the tasks.
-    pub(crate) fn spawn<R, W>(node: &Arc<NodeShared>, reader: R, writer: W, remote_addr: Option<SocketAddr>) -> Arc<Link>
+    pub(crate) fn spawn<R>(node: &Arc<NodeShared>, reader: R, sink: Sink, remote_addr: Option<SocketAddr>) -> Arc<Link>
     where
         R: AsyncRead + Send + Unpin + 'static,
-        W: AsyncWrite + Send + Unpin + 'static,
     {
         let config = node.config.clone();
         let link = Arc::new(Link {
@@ -139,6 +147,8 @@ impl Link {
             peer: OnceLock::new(),
             state: Mutex::new(LinkState {
                 table: StreamTable::default(),
+                partial: BytesMut::new(),
+                direct: sink.direct(),
                 ctrl: BytesMut::with_capacity(4096),
                 data: BytesMut::new(),
                 writer_idle: false,
@@ -153,6 +163,7 @@ impl Link {
             phase: watch::Sender::new(Phase::Handshaking),
             counters: node.counters.clone(),
             epoch: Instant::now(),
+            coarse_ms: AtomicU64::new(0),
             last_rx_ms: AtomicU64::new(0),
             last_tx_ms: AtomicU64::new(0),
             rtt_us: AtomicU32::new(0),
@@ -169,7 +180,7 @@ impl Link {
         }
         node.register_link(&link);
         let tasks = [
-            tokio::spawn(writer::run(link.clone(), writer)).abort_handle(),
+            tokio::spawn(writer::run(link.clone(), sink)).abort_handle(),
             tokio::spawn(reader::run(link.clone(), reader)).abort_handle(),
             tokio::spawn(keepalive::run(link.clone())).abort_handle(),
         ];
@@ -217,12 +228,25 @@ impl Link {
         }
     }
 
+    /// Milliseconds since the link started, read from the clock.
     pub(crate) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// [`Link::now_ms`] as of the keep-alive task's last tick: precise enough for
+    /// timeouts and linger times, and free of a clock read on every frame.
+    pub(crate) fn coarse_ms(&self) -> u64 {
+        self.coarse_ms.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
+    }
+
+    pub(crate) fn tick(&self) -> u64 {
+        let now = self.now_ms();
+        self.coarse_ms.store(now, Ordering::Relaxed);
+        now
     }
 
     pub(crate) fn tuning(&self) -> Tuning {
@@ -233,26 +257,31 @@ impl Link {
         }
     }
 
-    /// Wakes the writer if it sleeps. Call after queuing frames, with the lock held.
+    /// Wakes the writer if it sleeps and something is queued. Call after queuing
+    /// frames, with the lock held.
     pub(crate) fn kick(&self, st: &mut LinkState) {
-        if st.writer_idle {
+        if st.writer_idle && !(st.partial.is_empty() && st.ctrl.is_empty() && st.data.is_empty()) {
             st.writer_idle = false;
             self.wake_writer.notify_one();
         }
     }
 
-    /// Queues a frame of stream `key`.
-    pub(crate) fn push_stream_frame(&self, st: &mut LinkState, key: &Key, cmd: Command, payload: &[u8]) {
+    /// The header of a frame of stream `key`.
+    pub(crate) fn stream_header(&self, key: &Key, cmd: Command, len: usize) -> Header {
         debug_assert!(cmd.is_v1() || !self.is_v1());
-        let h = Header {
+        Header {
             cmd,
             dst_host: key.remote_host,
             src_host: self.local_host,
             dst_port: key.remote_port,
             src_port: key.local_port,
-            len: payload.len() as u32,
-        };
-        st.push(h, payload);
+            len: len as u32,
+        }
+    }
+
+    /// Queues a frame of stream `key`.
+    pub(crate) fn push_stream_frame(&self, st: &mut LinkState, key: &Key, cmd: Command, payload: &[u8]) {
+        st.push(self.stream_header(key, cmd, payload.len()), payload);
     }
 
     /// Refuses a DIAL or aborts a stream: RST for peers that speak it; a v1 peer gets
@@ -291,8 +320,10 @@ impl Link {
             let orphans = st.table.retain_handled();
             self.counters.streams_closed.fetch_add(orphans.len() as u64, Ordering::Relaxed);
             if !matches!(reason, CloseReason::Local) {
+                st.partial.clear();
                 st.ctrl.clear();
                 st.data.clear();
+                st.direct = None;
             }
             st.writer_idle = false;
         }

@@ -5,8 +5,9 @@
 use super::table::Key;
 use super::{CloseReason, Link, LinkState, Phase, PeerInfo};
 use crate::addr::HostId;
-use crate::proto::{handshake, Command, Decoder, Frame, Handshake, Header, RstReason, MAX_PAYLOAD};
+use crate::proto::{handshake, Command, Decoder, Frame, Handshake, Header, RstReason, HEADER_LEN, MAX_PAYLOAD};
 use bytes::BytesMut;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
@@ -15,6 +16,50 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Bytes asked for per read: enough for many frames per syscall.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// Free read buffers kept for reuse, and retired buffers examined per refill.
+const KEEP_FREE: usize = 4;
+const SCAN: usize = 16;
+
+/// Read buffers of one link. DATA payloads are handed out as slices of the read buffer,
+/// so a retired buffer is free again only once every stream consumed its slices.
+/// Retired buffers wait here until then and are reused, which saves the page faults of
+/// fresh allocations; at most [`KEEP_FREE`] free ones are kept.
+struct ReadBuffers {
+    retired: VecDeque<BytesMut>,
+}
+
+impl ReadBuffers {
+    /// Makes room for a read in `buf`: reclaims it in place if no slice of it is alive,
+    /// else switches to a free retired buffer (or a new one), carrying over the bytes
+    /// of an incomplete frame.
+    fn make_room(&mut self, buf: &mut BytesMut) {
+        const ROOM: usize = MAX_PAYLOAD + HEADER_LEN;
+        if buf.capacity() - buf.len() >= ROOM || buf.try_reclaim(ROOM) {
+            return;
+        }
+        let need = buf.len() + ROOM;
+        let mut next = None;
+        let mut free = 0;
+        // Oldest first: the likeliest to have been consumed.
+        for _ in 0..self.retired.len().min(SCAN) {
+            let Some(mut b) = self.retired.pop_front() else { break };
+            if !b.try_reclaim(need) {
+                self.retired.push_back(b);
+            } else if next.is_none() {
+                next = Some(b);
+            } else if free < KEEP_FREE {
+                free += 1;
+                self.retired.push_back(b);
+            }
+        }
+        let mut next = next.unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK.max(need)));
+        next.extend_from_slice(buf);
+        let mut old = std::mem::replace(buf, next);
+        old.clear();
+        self.retired.push_back(old);
+    }
+}
+
 /// A DIAL to hand to a listener once the lock is released.
 pub(super) struct DialRequest {
     pub key: Key,
@@ -22,20 +67,19 @@ pub(super) struct DialRequest {
 
 pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buffers = ReadBuffers { retired: VecDeque::new() };
     let mut decoder = Decoder::new(MAX_PAYLOAD as u32);
     let mut frames: Vec<Frame> = Vec::new();
     let mut wakers: Vec<Waker> = Vec::new();
     let mut dials: Vec<DialRequest> = Vec::new();
     loop {
-        if buf.capacity() - buf.len() < MAX_PAYLOAD {
-            buf.reserve(READ_CHUNK);
-        }
+        buffers.make_room(&mut buf);
         let n = match io.read_buf(&mut buf).await {
             Ok(0) => return link.close(CloseReason::PeerClosed),
             Ok(n) => n,
             Err(e) => return link.close(CloseReason::Io(e.to_string())),
         };
-        link.last_rx_ms.store(link.now_ms(), Ordering::Relaxed);
+        link.last_rx_ms.store(link.coarse_ms(), Ordering::Relaxed);
         link.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         loop {
             match decoder.decode(&mut buf) {

@@ -6,8 +6,9 @@ use super::table::{Key, Slot};
 use super::{Link, LinkState};
 use crate::addr::{Addr, HostId};
 use crate::error::Error;
-use crate::proto::{Command, Fault, RstReason, StreamState, MAX_PAYLOAD};
-use std::io;
+use super::sink::advance;
+use crate::proto::{Command, Fault, RstReason, StreamState, HEADER_LEN, MAX_PAYLOAD};
+use std::io::{self, IoSlice};
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use tokio::io::ReadBuf;
@@ -105,7 +106,6 @@ impl Link {
 
     pub(crate) fn poll_read(&self, id: u32, cx: &Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let mut st = self.state.lock();
-        let now_us = self.now_us() as u32;
         let tuning = self.tuning();
         let LinkState { table, budget, .. } = &mut *st;
         let slot = table.get_mut(id).expect("a handle's slot exists");
@@ -113,7 +113,7 @@ impl Link {
             let n = slot.pop_into(buf.remaining(), |chunk| buf.put_slice(chunk));
             let key = slot.key;
             let peer_writing = !slot.state.peer_done_writing();
-            let credit = slot.state.recv.on_consume(n as u32, now_us, tuning, budget);
+            let credit = slot.state.recv.on_consume(n as u32, || self.now_us() as u32, tuning, budget);
             st.buffered -= n;
             if peer_writing && st.closed.is_none() {
                 if let Some(w) = credit.window {
@@ -173,11 +173,49 @@ impl Link {
         let n = buf.len().min(credit).min((limit - queued).max(MAX_PAYLOAD));
         slot.state.send.on_send(n as u32);
         let key = slot.key;
-        for chunk in buf[..n].chunks(MAX_PAYLOAD) {
-            self.push_stream_frame(&mut st, &key, Command::Data, chunk);
+        if !self.write_direct(&mut st, &key, &buf[..n]) {
+            for chunk in buf[..n].chunks(MAX_PAYLOAD) {
+                self.push_stream_frame(&mut st, &key, Command::Data, chunk);
+            }
+            self.kick(&mut st);
         }
-        self.kick(&mut st);
         Poll::Ready(Ok(n))
+    }
+
+    /// Writes a small `payload` as one DATA frame straight to the socket when nothing is
+    /// queued and the writer sleeps: no copy, no task switch. What the socket does not take
+    /// goes to `partial`, which the writer sends before anything else. Returns false,
+    /// having written nothing, when the frames must be queued instead.
+    fn write_direct(&self, st: &mut LinkState, key: &Key, payload: &[u8]) -> bool {
+        // Larger writes are better pipelined: the stream copies into the queue while the
+        // writer task, on another core, is in the kernel with the previous batch.
+        const MAX_DIRECT: usize = 16 * 1024;
+        if payload.len() > MAX_DIRECT
+            || !st.writer_idle
+            || !st.partial.is_empty()
+            || !st.ctrl.is_empty()
+            || !st.data.is_empty()
+        {
+            return false;
+        }
+        let Some(tcp) = st.direct.clone() else { return false };
+        let mut header = [0u8; HEADER_LEN];
+        self.stream_header(key, Command::Data, payload.len()).put(&mut &mut header[..]);
+        let mut parts: Vec<&[u8]> = vec![&header, payload];
+        let Ok(written) = tcp.try_write_vectored(&[IoSlice::new(&header), IoSlice::new(payload)]) else {
+            // Would block, or failed: the writer will wait for the socket or report it.
+            return false;
+        };
+        self.wrote(written as u64);
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if written < total {
+            advance(&mut parts, written);
+            for p in parts {
+                st.partial.extend_from_slice(p);
+            }
+            self.kick(st);
+        }
+        true
     }
 
     /// Half-close: FIN2 after everything written so far.
@@ -211,7 +249,7 @@ impl Link {
             st.free(id, &self.counters);
             return;
         }
-        let linger_until = self.now_ms() + self.config.linger.as_millis() as u64;
+        let linger_until = self.coarse_ms() + self.config.linger.as_millis() as u64;
         let slot = st.table.get_mut(id).expect("a handle's slot exists");
         slot.has_handle = false;
         slot.queue = None;

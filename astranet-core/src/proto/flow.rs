@@ -145,11 +145,18 @@ impl RecvWindow {
         self.buffered = 0;
     }
 
-    /// The application consumed `n` bytes at time `now_us`. Returns the credit to send:
+    /// The application consumed `n` bytes; `now_us` reads the link clock (µs, wrapping),
+    /// only when a REWIND is due. Returns the credit to send:
     /// REWIND once a quarter of the window is consumed (no stall is possible: a sender
     /// without credit means at least three quarters are buffered or in transit), and a
     /// doubled window when half the window was consumed within the tuning horizon.
-    pub fn on_consume(&mut self, n: u32, now_us: u32, tuning: Tuning, budget: &mut WindowBudget) -> Credit {
+    pub fn on_consume(
+        &mut self,
+        n: u32,
+        now_us: impl FnOnce() -> u32,
+        tuning: Tuning,
+        budget: &mut WindowBudget,
+    ) -> Credit {
         debug_assert!(n <= self.buffered);
         self.buffered -= n;
         let unacked = self.inflight - self.buffered;
@@ -159,6 +166,7 @@ impl RecvWindow {
         }
         credit.rewind = Some(unacked);
         self.inflight -= unacked;
+        let now_us = now_us();
 
         let elapsed = now_us.wrapping_sub(self.epoch_start);
         if self.epoch_consumed == NO_EPOCH || elapsed > tuning.horizon_us {
@@ -214,8 +222,8 @@ mod tests {
         let mut r = RecvWindow::default();
         let mut b = WindowBudget { used: 0, limit: 0 };
         r.on_data(30_000).unwrap();
-        assert_eq!(r.on_consume(10_000, 0, TUNE, &mut b), Credit::default());
-        let c = r.on_consume(10_000, 0, TUNE, &mut b);
+        assert_eq!(r.on_consume(10_000, || 0, TUNE, &mut b), Credit::default());
+        let c = r.on_consume(10_000, || 0, TUNE, &mut b);
         assert_eq!(c.rewind, Some(20_000));
         assert_eq!(c.window, None, "no budget, no growth");
         r.on_data(55_536).unwrap();
@@ -232,7 +240,7 @@ mod tests {
             let w = fast.window();
             fast.on_data(w / 2).unwrap();
             t += 10;
-            if let Some(w) = fast.on_consume(w / 2, t, TUNE, &mut b).window {
+            if let Some(w) = fast.on_consume(w / 2, || t, TUNE, &mut b).window {
                 windows.push(w);
             }
         }
@@ -243,7 +251,7 @@ mod tests {
         let mut slow = RecvWindow::default();
         for i in 0..64 {
             slow.on_data(32_768).unwrap();
-            let c = slow.on_consume(32_768, i * 5000, TUNE, &mut b);
+            let c = slow.on_consume(32_768, || i * 5000, TUNE, &mut b);
             assert_eq!(c.window, None);
         }
     }

@@ -281,9 +281,11 @@ pub struct Decoder {
     max_payload: u32,
 }
 
-/// Payloads shorter than this are copied out of the read buffer so that a small slice
-/// held by a slow reader does not pin a whole large read buffer in memory.
-const COPY_BELOW: usize = 4096;
+/// Payloads shorter than this are copied out of the read buffer, so that a small slice
+/// held by a slow reader does not pin a whole read buffer (256 KiB) in memory: a live
+/// slice pins at most 16 times its size. Large payloads, where copying costs most, are
+/// handed out as slices.
+const COPY_BELOW: usize = 16 * 1024;
 
 impl Decoder {
     pub fn new(max_payload: u32) -> Decoder {

@@ -1,0 +1,90 @@
+//! Where a link's frames are written: a TCP socket, which streams may also write to
+//! directly (without a copy or a task switch) while the link's writer is idle, or any
+//! other byte pipe, written by the writer task alone.
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+
+/// The writing end of a link.
+pub(crate) enum Sink {
+    Tcp(Arc<OwnedWriteHalf>),
+    Io(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+impl Sink {
+    /// The socket streams may write to directly, if there is one.
+    pub(crate) fn direct(&self) -> Option<Arc<OwnedWriteHalf>> {
+        match self {
+            Sink::Tcp(tcp) => Some(tcp.clone()),
+            Sink::Io(_) => None,
+        }
+    }
+
+    /// Writes every slice, in order.
+    pub(crate) async fn write_all(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+        while !parts.is_empty() {
+            let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+            let written = match self {
+                Sink::Tcp(tcp) => match tcp.try_write_vectored(&slices) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        tcp.writable().await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+                Sink::Io(io) => io.write_vectored(&slices).await?,
+            };
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            advance(&mut parts, written);
+        }
+        if let Sink::Io(io) = self {
+            io.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the connection after everything was written.
+    pub(crate) async fn shutdown(self) {
+        match self {
+            // Dropping the last handle of the write half sends FIN.
+            Sink::Tcp(_) => {}
+            Sink::Io(mut io) => {
+                let _ = io.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Drops the first `n` bytes of `parts`.
+pub(crate) fn advance(parts: &mut Vec<&[u8]>, mut n: usize) {
+    let mut done = 0;
+    for p in parts.iter_mut() {
+        if n >= p.len() {
+            n -= p.len();
+            done += 1;
+        } else {
+            *p = &p[n..];
+            break;
+        }
+    }
+    parts.drain(..done);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn advance_across_slices() {
+        let (a, b, c) = (&b"abc"[..], &b"de"[..], &b"fgh"[..]);
+        let mut parts = vec![a, b, c];
+        super::advance(&mut parts, 4);
+        assert_eq!(parts, vec![&b"e"[..], &b"fgh"[..]]);
+        super::advance(&mut parts, 4);
+        assert!(parts.is_empty());
+    }
+}
