@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==== %s\n' "$*"; }
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 step "Rust: unit, integration and doc tests (workspace)"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee -a "$log"
 
 fuzz_seconds=${FUZZ_SECONDS:-15}
 if [ "$fuzz_seconds" -gt 0 ]; then
@@ -18,4 +21,6 @@ if [ "$fuzz_seconds" -gt 0 ]; then
   scripts/fuzz.sh "$fuzz_seconds"
 fi
 
-step "All suites passed"
+# One closing line over every suite's "test result" lines.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "\nall suites: %d passed, %d failed\n", p, f }' "$log"
