@@ -20,7 +20,7 @@ impl KeepAlive {
     /// The Go package's rule for a keep-alive period `k`: PING after `k/2` without
     /// writes, write timeout `k`, idle timeout `10k`.
     pub fn from_period(k: Duration) -> KeepAlive {
-        KeepAlive { ping_after: k / 2, write_timeout: k, idle_timeout: k * 10 }
+        KeepAlive { ping_after: k / 2, write_timeout: k, idle_timeout: k.saturating_mul(10) }
     }
 }
 
@@ -42,6 +42,9 @@ pub struct Limits {
     pub max_link_buffer: usize,
     /// Bytes of frames queued for writing per link before writers wait.
     pub link_write_queue: usize,
+    /// Bytes of control frames (answers to the peer's frames, DIALs, credit) queued on
+    /// a link; a peer that makes it grow past this by not reading is disconnected.
+    pub max_control_queue: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +54,7 @@ impl Default for Limits {
             listener_backlog: 65_536,
             max_link_buffer: 1 << 30,
             link_write_queue: 1 << 20,
+            max_control_queue: 64 << 20,
         }
     }
 }
@@ -148,6 +152,11 @@ impl NodeBuilder {
 
     pub fn max_link_buffer(mut self, bytes: usize) -> Self {
         self.config.limits.max_link_buffer = bytes;
+        self
+    }
+
+    pub fn max_control_queue(mut self, bytes: usize) -> Self {
+        self.config.limits.max_control_queue = bytes;
         self
     }
 

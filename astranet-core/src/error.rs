@@ -72,7 +72,7 @@ impl Error {
             Error::Reset(_) | Error::Aborted => K::ConnectionReset,
             Error::BrokenPipe => K::BrokenPipe,
             Error::Protocol { .. } => K::InvalidData,
-            Error::LimitExceeded(_) => K::OutOfMemory,
+            Error::LimitExceeded(_) => K::Other,
             Error::InvalidTarget { .. } => K::InvalidInput,
             Error::AddrInUse(_) => K::AddrInUse,
             Error::NodeClosed | Error::ListenerClosed => K::NotConnected,

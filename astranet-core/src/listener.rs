@@ -7,6 +7,7 @@ use crate::link::Link;
 use crate::node::NodeShared;
 use crate::proto::RstReason;
 use crate::stream::Stream;
+use hashbrown::HashSet;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::fmt;
@@ -23,6 +24,10 @@ struct PendingDial {
 
 struct ListenerState {
     backlog: VecDeque<PendingDial>,
+    /// (link id, stream) of every DIAL in the backlog, for O(1) cancellation.
+    queued: HashSet<(u64, Key)>,
+    /// Backlog entries whose dialer gave up, skipped when they come out.
+    cancelled: HashSet<(u64, Key)>,
     wakers: Vec<Waker>,
     closed: bool,
 }
@@ -42,7 +47,13 @@ impl ListenerShared {
             host: node.host_id(),
             backlog_limit: node.config.limits.listener_backlog,
             node: Arc::downgrade(node),
-            state: Mutex::new(ListenerState { backlog: VecDeque::new(), wakers: Vec::new(), closed: false }),
+            state: Mutex::new(ListenerState {
+                backlog: VecDeque::new(),
+                queued: HashSet::new(),
+                cancelled: HashSet::new(),
+                wakers: Vec::new(),
+                closed: false,
+            }),
         }
     }
 
@@ -56,6 +67,10 @@ impl ListenerShared {
             if st.backlog.len() >= self.backlog_limit {
                 return Err(RstReason::BacklogFull);
             }
+            if !st.queued.insert((link.id, key)) {
+                // The same DIAL twice: the first one stands.
+                return Ok(());
+            }
             link.pending_dials.fetch_add(1, Ordering::Relaxed);
             st.backlog.push_back(PendingDial { link, key });
             std::mem::take(&mut st.wakers)
@@ -65,12 +80,10 @@ impl ListenerShared {
     }
 
     /// The dialer gave up before the DIAL was accepted.
-    pub(crate) fn cancel(&self, link_id: u64, key: &Key) {
+    fn cancel(&self, link_id: u64, key: &Key) {
         let mut st = self.state.lock();
-        if let Some(i) = st.backlog.iter().position(|p| p.link.id == link_id && p.key == *key) {
-            if let Some(p) = st.backlog.remove(i) {
-                p.link.pending_dials.fetch_sub(1, Ordering::Relaxed);
-            }
+        if st.queued.remove(&(link_id, *key)) {
+            st.cancelled.insert((link_id, *key));
         }
     }
 
@@ -79,7 +92,15 @@ impl ListenerShared {
             let pending = {
                 let mut st = self.state.lock();
                 match st.backlog.pop_front() {
-                    Some(p) => p,
+                    Some(p) => {
+                        let id = (p.link.id, p.key);
+                        if st.cancelled.remove(&id) {
+                            p.link.pending_dials.fetch_sub(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        st.queued.remove(&id);
+                        p
+                    }
                     None if st.closed => return Poll::Ready(Err(Error::ListenerClosed)),
                     None => {
                         if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
@@ -98,17 +119,21 @@ impl ListenerShared {
 
     /// Stops accepting: queued dials are refused, waiting accepts fail.
     pub(crate) fn close(&self) {
-        let (pending, wakers) = {
+        let (pending, wakers, cancelled) = {
             let mut st = self.state.lock();
             if st.closed {
                 return;
             }
             st.closed = true;
-            (std::mem::take(&mut st.backlog), std::mem::take(&mut st.wakers))
+            st.queued.clear();
+            let cancelled = std::mem::take(&mut st.cancelled);
+            (std::mem::take(&mut st.backlog), std::mem::take(&mut st.wakers), cancelled)
         };
         for p in pending {
             p.link.pending_dials.fetch_sub(1, Ordering::Relaxed);
-            p.link.refuse(&p.key, RstReason::NoListener);
+            if !cancelled.contains(&(p.link.id, p.key)) {
+                p.link.refuse(&p.key, RstReason::NoListener);
+            }
         }
         wakers.into_iter().for_each(Waker::wake);
     }
@@ -132,6 +157,13 @@ impl Link {
         if let Err(reason) = refusal {
             tracing::debug!(link = self.id, port = key.local_port, %reason, "dial refused");
             self.refuse(&key, reason);
+        }
+    }
+
+    /// A dialer's RST for a DIAL that may wait in a backlog.
+    pub(crate) fn cancel_dial(&self, key: &Key) {
+        if let Some(listener) = self.node.upgrade().and_then(|n| n.listener(key.local_port)) {
+            listener.cancel(self.id, key);
         }
     }
 

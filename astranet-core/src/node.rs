@@ -14,7 +14,7 @@ use hashbrown::HashMap;
 use parking_lot::{Mutex, RwLock};
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -62,6 +62,7 @@ pub(crate) struct NodeShared {
     next_link: AtomicU64,
     /// Accept loops and re-join supervisors, stopped on close.
     background: Mutex<Vec<AbortHandle>>,
+    closed: AtomicBool,
 }
 
 impl NodeShared {
@@ -124,7 +125,16 @@ impl NodeShared {
         }
     }
 
+    /// Fails once the node was closed.
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::NodeClosed);
+        }
+        Ok(())
+    }
+
     fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         for task in self.background.lock().drain(..) {
             task.abort();
         }
@@ -210,6 +220,7 @@ impl Node {
                 next_port: AtomicU32::new(FIRST_AUTO_PORT),
                 next_link: AtomicU64::new(1),
                 background: Mutex::default(),
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -225,6 +236,7 @@ impl Node {
     /// Accepts links on a TCP address; returns the bound address (useful with port 0).
     /// Runs in the background until the node is closed.
     pub async fn listen(&self, addr: impl ToSocketAddrs) -> Result<SocketAddr> {
+        self.shared.check_open()?;
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let node = Arc::downgrade(&self.shared);
@@ -255,6 +267,7 @@ impl Node {
     where
         A: ToSocketAddrs + Clone + Send + Sync + 'static,
     {
+        self.shared.check_open()?;
         let link = connect(&self.shared, addr.clone()).await?;
         let host = link.wait_up().await?;
         let node = Arc::downgrade(&self.shared);
@@ -269,6 +282,7 @@ impl Node {
     where
         T: AsyncRead + AsyncWrite + Send + 'static,
     {
+        self.shared.check_open()?;
         let (r, w) = tokio::io::split(io);
         let link = Link::spawn(&self.shared, r, Sink::Io(Box::new(w)), None);
         link.wait_up().await
@@ -277,6 +291,7 @@ impl Node {
     /// Binds a listener to a virtual port: `":7"` for port 7, `""` or `":0"` for a
     /// free automatic port.
     pub fn bind(&self, target: &str) -> Result<Listener> {
+        self.shared.check_open()?;
         let invalid = |reason: &str| Error::InvalidTarget { target: target.to_string(), reason: reason.to_string() };
         let port = match target.strip_prefix(':') {
             _ if target.is_empty() => 0,
@@ -311,6 +326,7 @@ impl Node {
 
     /// [`Node::dial`] with its own timeout.
     pub async fn dial_timeout(&self, target: impl Into<Target>, timeout: Duration) -> Result<Stream> {
+        self.shared.check_open()?;
         let Target(addr) = target.into();
         let link = self.shared.route(addr.host).ok_or(Error::NoRoute(addr.host))?;
         let id = loop {
@@ -342,7 +358,8 @@ impl Node {
     }
 
     /// Closes every listener and link (queued frames are flushed first). Streams fail
-    /// with [`Error::LinkClosed`]. Also happens when the last clone is dropped.
+    /// with [`Error::LinkClosed`]; the node accepts no new work ([`Error::NodeClosed`]).
+    /// Also happens when the last clone is dropped.
     pub fn close(&self) {
         self.shared.close();
     }

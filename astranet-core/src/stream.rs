@@ -87,8 +87,7 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.link.shutdown_write(self.id);
-        Poll::Ready(Ok(()))
+        Poll::Ready(self.link.shutdown_write(self.id))
     }
 }
 

@@ -358,3 +358,46 @@ async fn join_re_dials_after_the_link_drops() {
     within(5, s.read_to_end(&mut back)).await.unwrap();
     assert_eq!(back, b"again");
 }
+
+#[tokio::test]
+async fn accept_then_abort_fails_the_dial_and_keeps_the_link() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":20").unwrap();
+    let addr = listener.local_addr();
+    for _ in 0..20 {
+        let (dial, accepted) = within(5, async { tokio::join!(client.dial(addr), listener.accept()) }).await;
+        accepted.unwrap().abort();
+        // The dial either failed with a reset or completed just before it.
+        if let Ok(mut s) = dial {
+            let mut buf = [0u8; 1];
+            let err = within(5, s.read(&mut buf)).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(client.stats().links, 1, "the link survived");
+    let (mut c, mut s) = connected(&client, &listener).await;
+    c.write_all(b"ok").await.unwrap();
+    let mut got = [0u8; 2];
+    within(5, s.read_exact(&mut got)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_with_queued_data_and_fin_keeps_the_link() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":21").unwrap();
+    for _ in 0..20 {
+        let (mut c, mut s) = connected(&client, &listener).await;
+        let reader = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink).await;
+        });
+        let _ = c.write_all(&vec![3u8; 60_000]).await;
+        c.shutdown().await.unwrap();
+        c.abort();
+        within(5, reader).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(client.stats().links, 1, "the link survived");
+    assert_eq!(server.stats().links, 1);
+}

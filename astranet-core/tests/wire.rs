@@ -402,3 +402,62 @@ async fn fast_reader_grows_a_v1_senders_window() {
     peer.send(peer.stream_header(Command::Fin2, n, 1, 9, 0), &[]).await;
     assert_eq!(within(10, reader).await.unwrap(), sent);
 }
+
+#[tokio::test]
+async fn rst_after_unread_data_fails_reads_without_panicking() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let listener = node.bind(":1").unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, true)).await;
+    let n = node.host_id();
+    peer.dial(n, 1, 3).await;
+    let mut s = within(5, listener.accept()).await.unwrap();
+    peer.complete(n, 1, 3).await;
+    peer.send(peer.stream_header(Command::Data, n, 1, 3, 100), &[1u8; 100]).await;
+    peer.send(peer.stream_header(Command::Rst, n, 1, 3, 1), &[0]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut buf = [0u8; 200];
+    let err = within(5, s.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    // The link is intact and its accounting consistent: a new stream works.
+    peer.dial(n, 1, 4).await;
+    let mut s2 = within(5, listener.accept()).await.unwrap();
+    peer.complete(n, 1, 4).await;
+    peer.send(peer.stream_header(Command::Data, n, 1, 4, 5), b"hello").await;
+    let mut got = [0u8; 5];
+    within(5, s2.read_exact(&mut got)).await.unwrap();
+    assert_eq!(&got, b"hello");
+}
+
+#[tokio::test]
+async fn a_dial_given_up_after_ack_closes_the_go_servers_stream() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let me = HostId(peer.host);
+    // The node dials the raw (Go-like) peer, which answers SYN but never SYN_ACK.
+    let dial = tokio::spawn({
+        let node = node.clone();
+        async move { node.dial_timeout(Addr::new(me, 80), Duration::from_millis(300)).await }
+    });
+    let d = within(5, peer.recv_skip_ping()).await.unwrap();
+    assert_eq!(d.header.cmd, Command::Dial);
+    let (node_port, n) = (d.header.src_port, node.host_id());
+    peer.send(Header { cmd: Command::Syn, dst_host: n.0, src_host: me.0, dst_port: node_port, src_port: 80, len: 0 }, &[]).await;
+    assert_eq!(within(5, peer.recv_skip_ping()).await.unwrap().header.cmd, Command::Ack);
+    assert!(matches!(within(5, dial).await.unwrap(), Err(astranet::Error::TimedOut { .. })));
+    let mut cmds = Vec::new();
+    while cmds.len() < 2 {
+        cmds.push(within(5, peer.recv_skip_ping()).await.unwrap().header.cmd);
+    }
+    assert_eq!(cmds, [Command::Fin2, Command::Fin1]);
+}
+
+#[tokio::test]
+async fn a_closed_node_takes_no_new_work() {
+    let node = Node::new();
+    node.close();
+    assert!(matches!(node.bind(":1"), Err(astranet::Error::NodeClosed)));
+    assert!(matches!(node.listen("127.0.0.1:0").await, Err(astranet::Error::NodeClosed)));
+    assert!(matches!(node.dial(Addr::new(HostId(1), 1)).await, Err(astranet::Error::NodeClosed)));
+}

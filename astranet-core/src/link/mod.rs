@@ -97,7 +97,8 @@ pub(crate) struct LinkState {
     /// Closed streams kept to absorb frames in flight: (slot, expiry in link ms).
     pub linger: VecDeque<(u32, u64)>,
     pub budget: WindowBudget,
-    /// Received bytes not yet read, all streams together.
+    /// Received data not yet read, all streams together, as charged by
+    /// [`table::Slot::charge`].
     pub buffered: usize,
     pub closed: Option<CloseReason>,
 }
@@ -184,7 +185,13 @@ impl Link {
             tokio::spawn(reader::run(link.clone(), reader)).abort_handle(),
             tokio::spawn(keepalive::run(link.clone())).abort_handle(),
         ];
-        link.tasks.lock().extend(tasks);
+        link.tasks.lock().extend(tasks.iter().cloned());
+        if link.state.lock().closed.is_some() {
+            // Closed before the handles were stored: nothing aborted the reader.
+            for task in &tasks[1..] {
+                task.abort();
+            }
+        }
         link
     }
 
@@ -363,8 +370,12 @@ impl LinkState {
     /// Forgets a stream whose handle is gone, giving back its window budget.
     pub(crate) fn free(&mut self, id: u32, counters: &Counters) {
         let slot = self.table.remove(id);
+        if slot.waiting_space {
+            // The id may be reused: it must not stay in the queue.
+            self.waiting_space.retain(|&waiting| waiting != id);
+        }
         self.budget.used = self.budget.used.saturating_sub(slot.state.recv.extra());
-        self.buffered -= slot.state.recv.buffered() as usize;
+        self.buffered -= slot.charge();
         counters.streams_closed.fetch_add(1, Ordering::Relaxed);
     }
 }

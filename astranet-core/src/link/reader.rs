@@ -2,7 +2,7 @@
 //! dispatches the whole batch under one acquisition of the link lock. DATA payloads go
 //! to their stream as slices of the read buffer; wakers run after the lock is released.
 
-use super::table::Key;
+use super::table::{Key, PAYLOAD_OVERHEAD};
 use super::{CloseReason, Link, LinkState, Phase, PeerInfo};
 use crate::addr::HostId;
 use crate::proto::{handshake, Command, Decoder, Frame, Handshake, Header, RstReason, HEADER_LEN, MAX_PAYLOAD};
@@ -60,9 +60,13 @@ impl ReadBuffers {
     }
 }
 
-/// A DIAL to hand to a listener once the lock is released.
-pub(super) struct DialRequest {
-    pub key: Key,
+/// Listener work found while dispatching, done in arrival order once the link lock is
+/// released (a listener must never be entered with the link locked).
+pub(super) enum Deferred {
+    /// A DIAL for the listener on `key.local_port`.
+    Dial(Key),
+    /// The dialer gave up a DIAL that may still wait in that listener's backlog.
+    Cancel(Key),
 }
 
 pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
@@ -71,7 +75,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
     let mut decoder = Decoder::new(MAX_PAYLOAD as u32);
     let mut frames: Vec<Frame> = Vec::new();
     let mut wakers: Vec<Waker> = Vec::new();
-    let mut dials: Vec<DialRequest> = Vec::new();
+    let mut deferred: Vec<Deferred> = Vec::new();
     loop {
         buffers.make_room(&mut buf);
         let n = match io.read_buf(&mut buf).await {
@@ -87,20 +91,23 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
                 Ok(None) => break,
                 Err(e) => {
                     // Frames before the bad one are still delivered.
-                    let _ = link.dispatch(&mut frames, &mut decoder, &mut wakers, &mut dials);
+                    let _ = link.dispatch(&mut frames, &mut decoder, &mut wakers, &mut deferred);
                     wakers.drain(..).for_each(Waker::wake);
                     return link.close(CloseReason::Protocol(e.to_string()));
                 }
             }
         }
         link.counters.frames_in.fetch_add(frames.len() as u64, Ordering::Relaxed);
-        let result = link.dispatch(&mut frames, &mut decoder, &mut wakers, &mut dials);
+        let result = link.dispatch(&mut frames, &mut decoder, &mut wakers, &mut deferred);
         wakers.drain(..).for_each(Waker::wake);
         if let Err(reason) = result {
             return link.close(reason);
         }
-        for dial in dials.drain(..) {
-            link.offer_dial(dial.key);
+        for work in deferred.drain(..) {
+            match work {
+                Deferred::Dial(key) => link.offer_dial(key),
+                Deferred::Cancel(key) => link.cancel_dial(&key),
+            }
         }
     }
 }
@@ -112,16 +119,17 @@ impl Link {
         frames: &mut Vec<Frame>,
         decoder: &mut Decoder,
         wakers: &mut Vec<Waker>,
-        dials: &mut Vec<DialRequest>,
+        deferred: &mut Vec<Deferred>,
     ) -> Result<(), CloseReason> {
         if frames.is_empty() {
             return Ok(());
         }
         let mut came_up = None;
         let mut st = self.state.lock();
-        if st.closed.is_some() {
+        if let Some(reason) = &st.closed {
+            // Closed under us (possibly before this task's handle was stored): stop.
             frames.clear();
-            return Ok(());
+            return Err(reason.clone());
         }
         let mut result = Ok(());
         for frame in frames.drain(..) {
@@ -139,7 +147,12 @@ impl Link {
                 }
                 continue;
             }
-            result = self.on_frame(&mut st, frame, wakers, dials);
+            result = self.on_frame(&mut st, frame, wakers, deferred);
+        }
+        let max_ctrl = self.config.limits.max_control_queue;
+        if result.is_ok() && st.ctrl.len() > max_ctrl {
+            // Answers pile up faster than the peer reads them.
+            result = Err(CloseReason::Limit(format!("more than {max_ctrl} bytes of control frames queued")));
         }
         self.kick(&mut st);
         drop(st);
@@ -175,10 +188,22 @@ impl Link {
 
     /// Registers the link with the node and starts measuring its round trip.
     fn came_up(self: &Arc<Self>, host: HostId) {
+        // The route exists before anyone waiting for the handshake hears of it. (A link
+        // closed meanwhile is no longer registered, so it gets no route.)
         if let Some(node) = self.node.upgrade() {
             node.link_up(self, host);
         }
-        self.phase.send_replace(Phase::Up(host));
+        // A close that raced in keeps its Closed phase: waiters must see it.
+        let up = self.phase.send_if_modified(|phase| match phase {
+            Phase::Handshaking => {
+                *phase = Phase::Up(host);
+                true
+            }
+            _ => false,
+        });
+        if !up {
+            return;
+        }
         let mut st = self.state.lock();
         if st.closed.is_none() {
             self.ping(&mut st);
@@ -196,7 +221,7 @@ impl Link {
         st: &mut LinkState,
         frame: Frame,
         wakers: &mut Vec<Waker>,
-        dials: &mut Vec<DialRequest>,
+        deferred: &mut Vec<Deferred>,
     ) -> Result<(), CloseReason> {
         let h = frame.header;
         let v1 = self.is_v1();
@@ -209,9 +234,9 @@ impl Link {
                 return Err(CloseReason::Protocol("RST from a peer that did not negotiate it".into()));
             }
             Command::Dial if self.for_us(&h) => {
-                dials.push(DialRequest { key: Key { local_port: h.dst_port, remote_port: h.src_port, remote_host: h.src_host } })
+                deferred.push(Deferred::Dial(Key { local_port: h.dst_port, remote_port: h.src_port, remote_host: h.src_host }))
             }
-            cmd if cmd.is_stream_frame() && self.for_us(&h) => return self.on_stream_frame(st, frame, wakers),
+            cmd if cmd.is_stream_frame() && self.for_us(&h) => return self.on_stream_frame(st, frame, wakers, deferred),
             Command::Service | Command::NoService | Command::Follow | Command::Discover | Command::Reset => {
                 self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(link = self.id, cmd = %h.cmd, "mesh frame ignored");
@@ -243,11 +268,17 @@ impl Link {
         self.rtt_us.store(rtt.max(1), Ordering::Relaxed);
     }
 
-    fn on_stream_frame(&self, st: &mut LinkState, frame: Frame, wakers: &mut Vec<Waker>) -> Result<(), CloseReason> {
+    fn on_stream_frame(
+        &self,
+        st: &mut LinkState,
+        frame: Frame,
+        wakers: &mut Vec<Waker>,
+        deferred: &mut Vec<Deferred>,
+    ) -> Result<(), CloseReason> {
         let h = frame.header;
         let key = Key { local_port: h.dst_port, remote_port: h.src_port, remote_host: h.src_host };
         let Some(id) = st.table.find(&key) else {
-            return self.on_unknown_stream(st, &key, h.cmd);
+            return self.on_unknown_stream(st, &key, h.cmd, deferred);
         };
         let arg = match h.cmd {
             Command::Rewind | Command::WndSize => frame.u32_payload(),
@@ -256,11 +287,11 @@ impl Link {
         };
         let len = frame.payload.len();
         let max_buffer = self.config.limits.max_link_buffer;
-        if st.buffered + len > max_buffer {
+        if st.buffered + len + PAYLOAD_OVERHEAD > max_buffer {
             return Err(CloseReason::Limit(format!("more than {max_buffer} unread bytes buffered on the link")));
         }
         let slot = st.table.get_mut(id).expect("indexed slot exists");
-        let was_buffered = slot.state.recv.buffered();
+        let charged = slot.charge();
         let fx = match slot.state.on_frame(h.cmd, arg) {
             Ok(fx) => fx,
             Err(v) if self.is_v1() && !v.is_fatal_for_v1() => {
@@ -273,8 +304,15 @@ impl Link {
         if fx.keep_data && len > 0 {
             slot.queue.push(frame.payload);
         }
-        if let Some(reply) = fx.reply {
-            self.push_stream_frame_slot(st, id, reply);
+        if h.cmd == Command::Rst {
+            // A reset stream's unread data is dropped (its accounting already was).
+            slot.queue.clear();
+        }
+        let key = slot.key;
+        match fx.reply {
+            Some(Command::Rst) => self.push_reset(st, &key, RstReason::Aborted, false),
+            Some(reply) => self.push_stream_frame(st, &key, reply, &[]),
+            None => {}
         }
         let slot = st.table.get_mut(id).expect("indexed slot exists");
         if fx.wake_read {
@@ -283,43 +321,40 @@ impl Link {
         if fx.wake_write {
             wakers.extend(slot.write_waker.take());
         }
-        let now_buffered = slot.state.recv.buffered();
-        st.buffered = st.buffered + now_buffered as usize - was_buffered as usize;
+        st.buffered = st.buffered + slot.charge() - charged;
         Ok(())
     }
 
-    fn push_stream_frame_slot(&self, st: &mut LinkState, id: u32, cmd: Command) {
-        let key = st.table.get(id).expect("slot exists").key;
-        self.push_stream_frame(st, &key, cmd, &[]);
-    }
-
     /// A stream frame that matches no stream. A v1 peer's are dropped (Go's own close
-    /// is loose about late frames); from a peer of this implementation it is a
-    /// violation, except a SYN for a dial given up on, which is answered with RST.
-    fn on_unknown_stream(&self, st: &mut LinkState, key: &Key, cmd: Command) -> Result<(), CloseReason> {
+    /// is loose about late frames). From a peer of this implementation DATA is a
+    /// violation (it would be data nobody granted a window for); a SYN for a dial given
+    /// up on is answered with RST, an RST may cancel a DIAL still in a backlog, and other
+    /// control frames that raced a close are dropped.
+    fn on_unknown_stream(
+        &self,
+        st: &mut LinkState,
+        key: &Key,
+        cmd: Command,
+        deferred: &mut Vec<Deferred>,
+    ) -> Result<(), CloseReason> {
         self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
         if self.is_v1() {
             tracing::debug!(link = self.id, %cmd, "frame for an unknown stream dropped");
             return Ok(());
         }
         match cmd {
-            Command::Syn => {
-                self.push_reset(st, key, RstReason::Aborted, false);
-                Ok(())
+            Command::Syn => self.push_reset(st, key, RstReason::Aborted, false),
+            Command::Rst => deferred.push(Deferred::Cancel(*key)),
+            Command::Data => {
+                return Err(CloseReason::Protocol(format!(
+                    "DATA for unknown stream {}:{} -> port {}",
+                    HostId(key.remote_host),
+                    key.remote_port,
+                    key.local_port
+                )))
             }
-            Command::Rst => {
-                // A dialer giving up on a DIAL that may still wait in a backlog.
-                if let Some(listener) = self.node.upgrade().and_then(|n| n.listener(key.local_port)) {
-                    listener.cancel(self.id, key);
-                }
-                Ok(())
-            }
-            _ => Err(CloseReason::Protocol(format!(
-                "{cmd} for unknown stream {}:{} -> port {}",
-                HostId(key.remote_host),
-                key.remote_port,
-                key.local_port
-            ))),
+            cmd => tracing::debug!(link = self.id, %cmd, "late frame for a forgotten stream dropped"),
         }
+        Ok(())
     }
 }

@@ -4,7 +4,9 @@
 
 use std::io::{self, IoSlice};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
 use tokio::net::tcp::OwnedWriteHalf;
 
 /// The writing end of a link.
@@ -22,8 +24,10 @@ impl Sink {
         }
     }
 
-    /// Writes every slice, in order.
-    pub(crate) async fn write_all(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+    /// Writes every slice, in order. Fails with [`io::ErrorKind::TimedOut`] when the
+    /// pipe accepts nothing for `stall` (a slow pipe that makes progress is fine).
+    pub(crate) async fn write_all(&mut self, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
+        let stalled = || io::Error::new(io::ErrorKind::TimedOut, format!("a write was pending for more than {stall:?}"));
         let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
         while !parts.is_empty() {
             let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
@@ -31,12 +35,12 @@ impl Sink {
                 Sink::Tcp(tcp) => match tcp.try_write_vectored(&slices) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        tcp.writable().await?;
+                        timeout(stall, tcp.writable()).await.map_err(|_| stalled())??;
                         continue;
                     }
                     Err(e) => return Err(e),
                 },
-                Sink::Io(io) => io.write_vectored(&slices).await?,
+                Sink::Io(io) => timeout(stall, io.write_vectored(&slices)).await.map_err(|_| stalled())??,
             };
             if written == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
@@ -44,7 +48,7 @@ impl Sink {
             advance(&mut parts, written);
         }
         if let Sink::Io(io) = self {
-            io.flush().await?;
+            timeout(stall, io.flush()).await.map_err(|_| stalled())??;
         }
         Ok(())
     }

@@ -109,11 +109,13 @@ impl Link {
         let LinkState { table, budget, .. } = &mut *st;
         let slot = table.get_mut(id).expect("a handle's slot exists");
         if !slot.queue.is_empty() {
+            let charged = slot.charge();
             let n = slot.queue.pop_into(buf.remaining(), |chunk| buf.put_slice(chunk));
             let key = slot.key;
             let peer_writing = !slot.state.peer_done_writing();
             let credit = slot.state.recv.on_consume(n as u32, || self.now_us() as u32, tuning, budget);
-            st.buffered -= n;
+            let released = charged - slot.charge();
+            st.buffered -= released;
             if peer_writing && st.closed.is_none() {
                 if let Some(w) = credit.window {
                     self.push_stream_frame(&mut st, &key, Command::WndSize, &w.to_be_bytes());
@@ -214,18 +216,23 @@ impl Link {
         true
     }
 
-    /// Half-close: FIN2 after everything written so far.
-    pub(crate) fn shutdown_write(&self, id: u32) {
+    /// Half-close: FIN2 after everything written so far. Fails like a write would on a
+    /// reset stream or a lost link.
+    pub(crate) fn shutdown_write(&self, id: u32) -> io::Result<()> {
         let mut st = self.state.lock();
-        if st.closed.is_some() {
-            return;
+        if let Some(e) = self.closed_error(&st) {
+            return Err(e.into());
         }
         let slot = st.table.get_mut(id).expect("a handle's slot exists");
+        if let Some(fault) = slot.state.fault() {
+            return Err(Self::fault_error(fault).into());
+        }
         let key = slot.key;
         if slot.state.shutdown_write() {
             self.push_stream_frame(&mut st, &key, Command::Fin2, &[]);
             self.kick(&mut st);
         }
+        Ok(())
     }
 
     /// The handle is gone: finish the stream gracefully (FIN2 after queued data, FIN1
@@ -245,20 +252,23 @@ impl Link {
             st.free(id, &self.counters);
             return;
         }
-        let linger_until = self.coarse_ms() + self.config.linger.as_millis() as u64;
+        let linger_ms = u64::try_from(self.config.linger.as_millis()).unwrap_or(u64::MAX);
+        let linger_until = self.coarse_ms().saturating_add(linger_ms);
         let slot = st.table.get_mut(id).expect("a handle's slot exists");
         slot.has_handle = false;
+        let charged = slot.charge();
         slot.queue.clear();
         slot.read_waker = None;
         slot.write_waker = None;
         let key = slot.key;
-        let dropped = slot.state.recv.buffered() as usize;
         let mut frames: [Option<Command>; 2] = [None, None];
         let mut reset = None;
         let was_dialing = slot.state.is_dialing();
+        // Once our ACK went out, the server counts the stream as open.
+        let peer_opened = !was_dialing || slot.state.ack_sent();
         if abort || was_dialing {
             if slot.state.abort() {
-                reset = Some(!was_dialing);
+                reset = Some(peer_opened);
             }
         } else {
             if slot.state.shutdown_write() {
@@ -269,7 +279,7 @@ impl Link {
             }
         }
         let peer_gone = slot.state.peer_gone();
-        st.buffered -= dropped;
+        st.buffered -= charged - slot.charge();
         if let Some(established) = reset {
             self.push_reset(&mut st, &key, RstReason::Aborted, established);
         }

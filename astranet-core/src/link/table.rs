@@ -40,6 +40,11 @@ impl RecvQueue {
         self.0.is_none()
     }
 
+    /// Payloads waiting.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| 1 + p.rest.len())
+    }
+
     /// Hands up to `max` bytes to `put`, returns how many.
     pub fn pop_into(&mut self, max: usize, mut put: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
@@ -78,7 +83,16 @@ pub(crate) struct Slot {
     pub waiting_space: bool,
 }
 
+/// Memory charged per waiting payload on top of its bytes (its handle and allocation),
+/// so that a flood of tiny frames cannot hold much more memory than the link budget.
+pub(crate) const PAYLOAD_OVERHEAD: usize = 64;
+
 impl Slot {
+    /// What this stream's unread data counts against the link's receive budget.
+    pub fn charge(&self) -> usize {
+        self.state.recv.buffered() as usize + PAYLOAD_OVERHEAD * self.queue.len()
+    }
+
     pub fn new(key: Key, state: StreamState) -> Slot {
         Slot {
             key,

@@ -46,14 +46,12 @@ pub(super) async fn run(link: Arc<Link>, mut sink: Sink) {
         }
         let parts = [&batch.partial[..], &batch.ctrl[..], &batch.data[..]];
         let bytes = parts.iter().map(|p| p.len() as u64).sum();
-        match tokio::time::timeout(write_timeout, sink.write_all(&parts)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return link.close(CloseReason::Io(e.to_string())),
-            Err(_) => {
-                return link.close(CloseReason::Timeout(format!(
-                    "a write was pending for more than {write_timeout:?}"
-                )))
+        match sink.write_all(&parts, write_timeout).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return link.close(CloseReason::Timeout(e.to_string()))
             }
+            Err(e) => return link.close(CloseReason::Io(e.to_string())),
         }
         link.wrote(bytes);
         batch.partial.clear();
@@ -62,7 +60,7 @@ pub(super) async fn run(link: Arc<Link>, mut sink: Sink) {
     }
     // A local close flushes what was queued before it, then ends the connection.
     link.state.lock().direct = None;
-    sink.shutdown().await;
+    let _ = tokio::time::timeout(write_timeout, sink.shutdown()).await;
 }
 
 /// Swaps the link's queues with the writer's (empty) buffers and picks the writers

@@ -175,7 +175,7 @@ impl RecvWindow {
             self.epoch_consumed = 0;
             return credit;
         }
-        self.epoch_consumed += unacked;
+        self.epoch_consumed = self.epoch_consumed.saturating_add(unacked);
         if self.epoch_consumed >= self.window / 2 && self.window < tuning.max_window {
             let grown = self.window.saturating_mul(2).min(tuning.max_window);
             let delta = u64::from(grown - self.window);

@@ -47,6 +47,7 @@ pub enum Command {
     Discover = 195,
     Reset = 196,
     /// Extension: abort a stream or refuse a DIAL; payload is one [`RstReason`] byte.
+    /// Not a priority frame: it must not overtake the stream's DATA and FIN frames.
     Rst = 200,
 }
 
@@ -90,7 +91,6 @@ impl Command {
                 | Command::Dial
                 | Command::Handshake
                 | Command::Reset
-                | Command::Rst
         )
     }
 
@@ -275,6 +275,9 @@ pub enum FrameError {
     BadPayloadLen { cmd: Command, len: u32, expected: u32 },
 }
 
+/// Most the decoder reserves beyond the received bytes of an incomplete frame.
+const RESERVE_AHEAD: usize = 1 << 20;
+
 /// Incremental decoder: feed it the read buffer, take frames out.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -316,7 +319,9 @@ impl Decoder {
         }
         let total = HEADER_LEN + len as usize;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            // Room for the rest, but never more than a read's worth ahead of the bytes
+            // that actually arrived: a header alone commits little memory.
+            buf.reserve((total - buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         buf.advance(HEADER_LEN);

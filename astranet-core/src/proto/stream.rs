@@ -126,6 +126,11 @@ impl StreamState {
         self.has(flag::ESTABLISHED)
     }
 
+    /// The client answered SYN with ACK: the server may consider the stream open.
+    pub fn ack_sent(&self) -> bool {
+        self.has(flag::CLIENT | flag::HANDSHAKING)
+    }
+
     /// The client is still waiting for its dial to complete.
     pub fn is_dialing(&self) -> bool {
         self.has(flag::CLIENT) && !self.is_established() && self.fault.is_none()
@@ -181,7 +186,12 @@ impl StreamState {
             // Frames already in flight when the peer said goodbye; nothing may follow.
             // A server that closes before our ACK arrives still completes the handshake.
             return match cmd {
-                Command::Data | Command::Rewind | Command::WndSize | Command::Err => Ok(fx),
+                Command::Data
+                | Command::Rewind
+                | Command::WndSize
+                | Command::Err
+                | Command::Fin1
+                | Command::Fin2 => Ok(fx),
                 Command::SynAck if self.has(flag::CLIENT | flag::HANDSHAKING) && !self.is_established() => {
                     self.flags |= flag::ESTABLISHED;
                     fx.wake_read = true;
@@ -198,6 +208,9 @@ impl StreamState {
                 self.flags |= flag::HANDSHAKING;
                 if self.fault.is_none() {
                     fx.reply = Some(Command::Ack);
+                } else if !self.has(flag::PEER_V1) {
+                    // The dial was given up: make sure the accepting side learns it.
+                    fx.reply = Some(Command::Rst);
                 }
             }
             Command::Ack => {
@@ -205,7 +218,9 @@ impl StreamState {
                     return Err(self.unexpected(cmd));
                 }
                 self.flags |= flag::ESTABLISHED;
-                fx.reply = Some(Command::SynAck);
+                if !self.has(flag::RST_SENT) {
+                    fx.reply = Some(Command::SynAck);
+                }
                 fx.wake_write = true;
             }
             Command::SynAck => {
@@ -388,6 +403,31 @@ mod tests {
         c.on_frame(Command::Fin1, 0).unwrap();
         c.on_frame(Command::SynAck, 0).unwrap();
         assert!(c.is_established() && c.peer_done_writing() && c.write_credit() == 0);
+    }
+
+    #[test]
+    fn an_aborted_server_stream_does_not_complete_the_handshake() {
+        let mut s = StreamState::accepted(false);
+        assert!(s.abort());
+        assert_eq!(s.on_frame(Command::Ack, 0).unwrap().reply, None);
+    }
+
+    #[test]
+    fn a_given_up_dial_answers_syn_with_rst() {
+        let mut c = StreamState::dialing(false);
+        assert!(c.abort());
+        assert_eq!(c.on_frame(Command::Syn, 0).unwrap().reply, Some(Command::Rst));
+        let mut v1 = StreamState::dialing(true);
+        v1.abort();
+        assert_eq!(v1.on_frame(Command::Syn, 0).unwrap().reply, None);
+    }
+
+    #[test]
+    fn fins_trailing_a_reset_are_tolerated() {
+        let (mut c, _) = established_pair();
+        c.on_frame(Command::Rst, 0).unwrap();
+        assert!(c.on_frame(Command::Fin2, 0).is_ok());
+        assert!(c.on_frame(Command::Fin1, 0).is_ok());
     }
 
     #[test]
