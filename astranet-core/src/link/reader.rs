@@ -16,6 +16,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Bytes asked for per read: enough for many frames per syscall.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// DATA payloads shorter than this are copied out of the read buffer (see
+/// `on_stream_frame`): a live slice then pins at most 16 times its size.
+const COPY_BELOW: usize = 16 * 1024;
+
 /// Free read buffers kept for reuse, and retired buffers examined per refill.
 const KEEP_FREE: usize = 4;
 const SCAN: usize = 16;
@@ -302,7 +306,16 @@ impl Link {
             Err(v) => return Err(CloseReason::Protocol(format!("stream {}:{}: {v}", HostId(h.src_host), h.src_port))),
         };
         if fx.keep_data && len > 0 {
-            slot.queue.push(frame.payload);
+            // A payload handed out as a slice keeps its whole read buffer alive until it
+            // is read. Small ones are copied, so a slow reader pins little memory, unless
+            // the reader already waits on an empty queue and takes it at once.
+            let taken_at_once = slot.queue.is_empty() && slot.read_waker.is_some();
+            let payload = if len < COPY_BELOW && !taken_at_once {
+                bytes::Bytes::copy_from_slice(&frame.payload)
+            } else {
+                frame.payload
+            };
+            slot.queue.push(payload);
         }
         if h.cmd == Command::Rst {
             // A reset stream's unread data is dropped (its accounting already was).

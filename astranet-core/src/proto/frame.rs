@@ -12,7 +12,8 @@
 //! ```
 //! Everything is big-endian. The decoder is incremental: it takes whatever bytes have
 //! arrived and yields complete frames, splitting payloads off the read buffer without
-//! copying.
+//! copying (the payload keeps the read buffer alive: see the link reader for when it
+//! copies instead).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::fmt;
@@ -284,12 +285,6 @@ pub struct Decoder {
     max_payload: u32,
 }
 
-/// Payloads shorter than this are copied out of the read buffer, so that a small slice
-/// held by a slow reader does not pin a whole read buffer (256 KiB) in memory: a live
-/// slice pins at most 16 times its size. Large payloads, where copying costs most, are
-/// handed out as slices.
-const COPY_BELOW: usize = 16 * 1024;
-
 impl Decoder {
     pub fn new(max_payload: u32) -> Decoder {
         Decoder { max_payload }
@@ -325,13 +320,7 @@ impl Decoder {
             return Ok(None);
         }
         buf.advance(HEADER_LEN);
-        let payload = if (len as usize) < COPY_BELOW {
-            let p = Bytes::copy_from_slice(&buf[..len as usize]);
-            buf.advance(len as usize);
-            p
-        } else {
-            buf.split_to(len as usize).freeze()
-        };
+        let payload = buf.split_to(len as usize).freeze();
         Ok(Some(Frame { header, payload }))
     }
 }
