@@ -33,20 +33,21 @@ impl FromStr for HostId {
         if s.is_empty() || s.len() > 16 {
             return Err(ParseAddrError(format!("host id {s:?} is not 1 to 16 hex digits")));
         }
-        u64::from_str_radix(s, 16)
-            .map(HostId)
-            .map_err(|_| ParseAddrError(format!("host id {s:?} is not hexadecimal")))
+        u64::from_str_radix(s, 16).map(HostId).map_err(|_| ParseAddrError(format!("host id {s:?} is not hexadecimal")))
     }
 }
 
 /// A virtual address: (host id, port), like an IP address and TCP port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Addr {
+    /// The node's host id.
     pub host: HostId,
+    /// The virtual port on that node.
     pub port: u32,
 }
 
 impl Addr {
+    /// The address of `port` on node `host`.
     pub fn new(host: HostId, port: u32) -> Addr {
         Addr { host, port }
     }
@@ -62,8 +63,7 @@ impl fmt::Display for Addr {
 impl FromStr for Addr {
     type Err = ParseAddrError;
     fn from_str(s: &str) -> Result<Addr, ParseAddrError> {
-        let (host, port) =
-            s.rsplit_once(':').ok_or_else(|| ParseAddrError(format!("{s:?} is not host:port")))?;
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| ParseAddrError(format!("{s:?} is not host:port")))?;
         let port = port.parse().map_err(|_| ParseAddrError(format!("port {port:?} is not a u32")))?;
         Ok(Addr { host: host.parse()?, port })
     }

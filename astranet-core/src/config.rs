@@ -77,9 +77,13 @@ impl Default for Windows {
 /// Everything a [`Node`] is configured with.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The node's host id; random by default.
     pub host_id: HostId,
+    /// Keep-alive timings; by default those of a 10 s period (see [`KeepAlive`]).
     pub keepalive: KeepAlive,
+    /// Resource limits (see [`Limits`] for the defaults).
     pub limits: Limits,
+    /// Flow-control settings (see [`Windows`] for the defaults).
     pub windows: Windows,
     /// Default timeout of [`Node::dial`].
     pub dial_timeout: Duration,
@@ -122,76 +126,98 @@ pub struct NodeBuilder {
 }
 
 impl NodeBuilder {
-    /// Fixes the host id instead of a random one.
+    /// Fixes the host id instead of a random one (the default).
     pub fn host_id(mut self, id: HostId) -> Self {
         self.config.host_id = id;
         self
     }
 
     /// Keep-alive period `k` with the Go rules (see [`KeepAlive::from_period`]).
+    /// Default: 10 s.
     pub fn keepalive(mut self, k: Duration) -> Self {
         self.config.keepalive = KeepAlive::from_period(k);
         self
     }
 
-    /// Keep-alive timings set one by one.
+    /// Keep-alive timings set one by one. Default: those of a 10 s period.
     pub fn keepalive_timings(mut self, k: KeepAlive) -> Self {
         self.config.keepalive = k;
         self
     }
 
+    /// Sets [`Limits::max_streams_per_link`]: streams (open, opening or lingering) per
+    /// link. Beyond it our dials fail with [`Error::LimitExceeded`](crate::Error::LimitExceeded)
+    /// and the peer's dials are refused (RST, or dropped for a v1
+    /// peer). Default: 1,048,576 (2^20).
     pub fn max_streams_per_link(mut self, n: usize) -> Self {
         self.config.limits.max_streams_per_link = n;
         self
     }
 
+    /// Sets [`Limits::listener_backlog`]: dials waiting for `accept` per listener,
+    /// beyond which dials are refused (RST, or dropped for a v1 peer). Default: 65,536.
     pub fn listener_backlog(mut self, n: usize) -> Self {
         self.config.limits.listener_backlog = n;
         self
     }
 
+    /// Sets [`Limits::max_link_buffer`]: bytes received but unread per link; a peer
+    /// that exceeds it is disconnected. Default: 1 GiB.
     pub fn max_link_buffer(mut self, bytes: usize) -> Self {
         self.config.limits.max_link_buffer = bytes;
         self
     }
 
+    /// Sets [`Limits::max_control_queue`]: bytes of control frames queued per link; a
+    /// peer that makes it grow past this is disconnected. Default: 64 MiB.
     pub fn max_control_queue(mut self, bytes: usize) -> Self {
         self.config.limits.max_control_queue = bytes;
         self
     }
 
+    /// Sets [`Limits::link_write_queue`]: bytes of data frames queued for writing per
+    /// link before writers wait (at least 1). Default: 1 MiB.
     pub fn link_write_queue(mut self, bytes: usize) -> Self {
         self.config.limits.link_write_queue = bytes.max(1);
         self
     }
 
-    /// Largest auto-tuned receive window per stream (at least 64 KiB).
+    /// Largest auto-tuned receive window per stream, in bytes (at least 64 KiB).
+    /// Sets [`Windows::max_stream_window`]. Default: 16 MiB.
     pub fn max_stream_window(mut self, bytes: u32) -> Self {
         self.config.windows.max_stream_window = bytes.max(INITIAL_WINDOW);
         self
     }
 
-    /// Total receive-window growth allowed per link (0 disables auto-tuning).
+    /// Total receive-window growth allowed per link, in bytes (0 disables
+    /// auto-tuning). Sets [`Windows::link_window_budget`]. Default: 256 MiB.
     pub fn link_window_budget(mut self, bytes: u64) -> Self {
         self.config.windows.link_window_budget = bytes;
         self
     }
 
+    /// Sets [`Config::dial_timeout`], the timeout of [`Node::dial`]. Default: 30 s.
     pub fn dial_timeout(mut self, t: Duration) -> Self {
         self.config.dial_timeout = t;
         self
     }
 
+    /// Sets [`Config::handshake_timeout`]: a link whose peer sends no HANDSHAKE within
+    /// it is closed. Default: 10 s.
     pub fn handshake_timeout(mut self, t: Duration) -> Self {
         self.config.handshake_timeout = t;
         self
     }
 
+    /// Sets [`Config::linger`]: how long a closed stream is remembered to absorb
+    /// frames still in flight. Default: 10 s.
     pub fn linger(mut self, t: Duration) -> Self {
         self.config.linger = t;
         self
     }
 
+    /// Sets [`Config::max_reconnect_delay`], the longest back-off between two attempts
+    /// of [`Node::join`] to re-establish a link. Default: 60 s.
     pub fn max_reconnect_delay(mut self, t: Duration) -> Self {
         self.config.max_reconnect_delay = t;
         self
@@ -202,6 +228,7 @@ impl NodeBuilder {
         &self.config
     }
 
+    /// Creates the node with this configuration (no I/O is started).
     pub fn build(self) -> Node {
         Node::with_config(self.config)
     }

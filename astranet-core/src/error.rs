@@ -18,16 +18,32 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The remote node refused the dial.
     #[error("connection to {addr} refused: {reason}")]
-    Refused { addr: Addr, reason: RstReason },
+    Refused {
+        /// The address that was dialed.
+        addr: Addr,
+        /// Why the remote node refused, from its RST frame.
+        reason: RstReason,
+    },
     /// The operation did not complete within its timeout.
     #[error("{what} timed out after {after:?}")]
-    TimedOut { what: String, after: Duration },
+    TimedOut {
+        /// The operation that timed out, e.g. `"dial to <addr>"`.
+        what: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
     /// No link leads to the host.
     #[error("no route to host {0}")]
     NoRoute(HostId),
     /// The link the stream or dial travelled on went down.
     #[error("link to {peer} closed: {reason}")]
-    LinkClosed { peer: String, reason: String },
+    LinkClosed {
+        /// The peer of the link: its host id and/or socket address, or `link #<n>`
+        /// before either is known.
+        peer: String,
+        /// Why the link closed (closed locally, by the peer, I/O error, timeout, limit).
+        reason: String,
+    },
     /// The peer aborted the stream.
     #[error("stream reset by peer ({0})")]
     Reset(RstReason),
@@ -39,13 +55,23 @@ pub enum Error {
     BrokenPipe,
     /// The peer broke the protocol; the link was closed.
     #[error("protocol violation by {peer}: {detail}")]
-    Protocol { peer: String, detail: String },
+    Protocol {
+        /// The peer of the link, named as in [`Error::LinkClosed`].
+        peer: String,
+        /// Which rule the peer broke.
+        detail: String,
+    },
     /// A configured limit was hit.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
     /// A bind or dial target that does not parse.
     #[error("invalid target {target:?}: {reason}")]
-    InvalidTarget { target: String, reason: String },
+    InvalidTarget {
+        /// The string as given.
+        target: String,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// The port is already bound on this node.
     #[error("virtual port {0} is already bound")]
     AddrInUse(u32),

@@ -36,6 +36,8 @@
 //! link driver runs it on tokio with one reader and one writer task per link and no
 //! task, channel or timer per stream.
 
+#![warn(missing_docs)]
+
 mod addr;
 mod config;
 mod error;

@@ -3,9 +3,9 @@
 use crate::addr::{Addr, HostId};
 use crate::config::{Config, NodeBuilder};
 use crate::error::{Error, Result};
+use crate::link::sink::Sink;
 use crate::link::stream_ops::OpenError;
 use crate::link::table::Key;
-use crate::link::sink::Sink;
 use crate::link::{CloseReason, Link};
 use crate::listener::{Listener, ListenerShared};
 use crate::stats::{Counters, Stats};
@@ -40,9 +40,7 @@ impl From<Addr> for Target {
 impl std::str::FromStr for Target {
     type Err = Error;
     fn from_str(s: &str) -> Result<Target> {
-        s.parse::<Addr>()
-            .map(Target)
-            .map_err(|e| Error::InvalidTarget { target: s.to_string(), reason: e.to_string() })
+        s.parse::<Addr>().map(Target).map_err(|e| Error::InvalidTarget { target: s.to_string(), reason: e.to_string() })
     }
 }
 
@@ -206,6 +204,7 @@ impl Node {
         Node::builder().build()
     }
 
+    /// A [`NodeBuilder`] starting from the default configuration.
     pub fn builder() -> NodeBuilder {
         NodeBuilder::default()
     }
@@ -225,10 +224,12 @@ impl Node {
         }
     }
 
+    /// This node's host id.
     pub fn host_id(&self) -> HostId {
         self.shared.host_id()
     }
 
+    /// The configuration the node was built with.
     pub fn config(&self) -> &Config {
         &self.shared.config
     }
@@ -352,6 +353,7 @@ impl Node {
         self.shared.links.read().by_host.keys().copied().collect()
     }
 
+    /// A snapshot of the node's counters.
     pub fn stats(&self) -> Stats {
         let links = self.shared.links.read().by_host.values().map(Vec::len).sum();
         self.shared.counters.snapshot(links)

@@ -22,8 +22,9 @@ pub struct Stats {
     pub streams: u64,
     /// Streams ever created (dialed or accepted).
     pub streams_opened: u64,
-    /// Bytes read from and written to all links, frame headers included.
+    /// Bytes read from all links, frame headers included.
     pub bytes_in: u64,
+    /// Bytes written to all links, frame headers included.
     pub bytes_out: u64,
     /// Frames received.
     pub frames_in: u64,

@@ -11,10 +11,24 @@ pub const INITIAL_WINDOW: u32 = 65_536;
 /// memory bound depends on it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FlowError {
+    /// The peer sent more DATA than the receive window allows.
     #[error("{len} bytes of DATA with {inflight} of a {window}-byte window already in flight")]
-    WindowExceeded { len: u32, inflight: u32, window: u32 },
+    WindowExceeded {
+        /// The DATA payload length, in bytes.
+        len: u32,
+        /// Bytes already received and not yet handed back with REWIND.
+        inflight: u32,
+        /// The receive window the peer was told, in bytes.
+        window: u32,
+    },
+    /// The peer handed back more credit than we had in flight.
     #[error("REWIND of {n} bytes but only {inflight} are in flight")]
-    RewindTooLarge { n: u32, inflight: u32 },
+    RewindTooLarge {
+        /// The REWIND value, in bytes.
+        n: u32,
+        /// Bytes sent and not yet handed back.
+        inflight: u32,
+    },
 }
 
 /// The sending half's view: how much the peer lets us send.
@@ -36,11 +50,14 @@ impl SendWindow {
         self.window.saturating_sub(self.inflight)
     }
 
+    /// Accounts for `n` bytes of DATA sent; `n` must not exceed [`SendWindow::credit`].
     pub fn on_send(&mut self, n: u32) {
         debug_assert!(n <= self.credit());
         self.inflight += n;
     }
 
+    /// Accounts for a REWIND of `n` bytes: they are no longer in flight. Fails with
+    /// [`FlowError::RewindTooLarge`] if fewer than `n` bytes are in flight.
     pub fn on_rewind(&mut self, n: u32) -> Result<(), FlowError> {
         if n > self.inflight {
             return Err(FlowError::RewindTooLarge { n, inflight: self.inflight });
@@ -49,10 +66,13 @@ impl SendWindow {
         Ok(())
     }
 
+    /// Accounts for a WND_SIZE: the window becomes `window` bytes (it may shrink below
+    /// what is in flight; the credit is then 0).
     pub fn on_window(&mut self, window: u32) {
         self.window = window;
     }
 
+    /// The current send window, in bytes.
     pub fn window(&self) -> u32 {
         self.window
     }
@@ -71,7 +91,9 @@ pub struct Tuning {
 /// The link-wide budget for window growth beyond [`INITIAL_WINDOW`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WindowBudget {
+    /// Growth granted so far to the link's streams, in bytes.
     pub used: u64,
+    /// Most growth the link may grant, in bytes (0: no auto-tuning).
     pub limit: u64,
 }
 
@@ -109,10 +131,12 @@ impl Default for RecvWindow {
 }
 
 impl RecvWindow {
+    /// The window the peer was last told, in bytes.
     pub fn window(&self) -> u32 {
         self.window
     }
 
+    /// Bytes received and not yet consumed by the application.
     pub fn buffered(&self) -> u32 {
         self.buffered
     }

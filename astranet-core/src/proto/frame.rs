@@ -29,23 +29,42 @@ pub const MAX_PAYLOAD: usize = 65_536;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Command {
+    /// The server accepted a DIAL: first frame of the stream handshake, server to client.
     Syn = 2,
+    /// The client answers SYN; the server may write from then on.
     Ack = 4,
+    /// The server answers ACK; the client may write from then on.
     SynAck = 6,
+    /// The sender will not read any more: the receiver's writes on the stream fail.
     Fin1 = 8,
+    /// The sender finished writing: the receiver's reads return EOF once its buffer drains.
     Fin2 = 16,
+    /// Stream error notice: Go only sets a flag nothing reads; accepted and ignored here.
     Err = 32,
+    /// Stream data; the payload is the bytes.
     Data = 128,
+    /// Sets the receiver's send window to the u32 payload (bytes in flight allowed).
     WndSize = 129,
+    /// Gives send credit back: the sender consumed as many bytes as the u32 payload says.
     Rewind = 130,
+    /// Keep-alive probe (all header fields 0), answered with PONG.
     Ping = 160,
+    /// Keep-alive answer to PING.
     Pong = 161,
+    /// Opens a stream to (dst host, dst port) from (src host, src port).
     Dial = 190,
+    /// First frame on a link, both ways: src host is the sender's id, the payload the
+    /// JSON [`Handshake`](super::Handshake).
     Handshake = 191,
+    /// Announces that the service named in the payload lives at (src host, src port).
     Service = 192,
+    /// Withdraws a SERVICE announcement (payload: the name).
     NoService = 193,
+    /// Host (src host) can be reached directly at the TCP address in the payload (`ip:port`).
     Follow = 194,
+    /// Routed to dst host: asks it for its direct addresses (answered with FOLLOW).
     Discover = 195,
+    /// Sent by a relay: the route to (src host) is gone.
     Reset = 196,
     /// Extension: abort a stream or refuse a DIAL; payload is one [`RstReason`] byte.
     /// Not a priority frame: it must not overtake the stream's DATA and FIN frames.
@@ -104,11 +123,7 @@ impl Command {
     /// variable-length payload.
     pub fn fixed_payload_len(self) -> Option<usize> {
         match self {
-            Command::Data
-            | Command::Handshake
-            | Command::Service
-            | Command::NoService
-            | Command::Follow => None,
+            Command::Data | Command::Handshake | Command::Service | Command::NoService | Command::Follow => None,
             Command::WndSize | Command::Rewind => Some(4),
             Command::Rst => Some(1),
             _ => Some(0),
@@ -177,6 +192,7 @@ pub enum RstReason {
 }
 
 impl RstReason {
+    /// Decodes the RST payload byte; unknown codes count as [`RstReason::Aborted`].
     pub fn from_u8(code: u8) -> RstReason {
         match code {
             1 => RstReason::NoListener,
@@ -203,11 +219,17 @@ impl fmt::Display for RstReason {
 /// A decoded frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// Byte 0: the command code.
     pub cmd: Command,
+    /// Bytes 1..9: the host id the frame is for (0: the node at the other end of the link).
     pub dst_host: u64,
+    /// Bytes 9..17: the host id of the sender.
     pub src_host: u64,
+    /// Bytes 17..21: the virtual port at the destination.
     pub dst_port: u32,
+    /// Bytes 21..25: the virtual port at the source.
     pub src_port: u32,
+    /// Bytes 25..29: the payload length in bytes.
     pub len: u32,
 }
 
@@ -245,7 +267,9 @@ impl Header {
 /// A whole frame: header and payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
+    /// The header; `header.len` must equal `payload.len()`.
     pub header: Header,
+    /// The payload bytes that follow the header.
     pub payload: Bytes,
 }
 
@@ -268,12 +292,30 @@ impl Frame {
 /// A frame the decoder refuses. Any of these closes the link it arrived on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The command byte (held here) is not a code of any protocol version.
     #[error("unknown command code {0}")]
     UnknownCommand(u8),
+    /// The header announces a payload longer than the decoder's limit.
     #[error("{cmd} frame with a {len}-byte payload exceeds the {max}-byte limit")]
-    TooLong { cmd: Command, len: u32, max: u32 },
+    TooLong {
+        /// The frame's command.
+        cmd: Command,
+        /// The announced payload length, in bytes.
+        len: u32,
+        /// The decoder's limit, in bytes.
+        max: u32,
+    },
+    /// A command with a fixed payload length (see [`Command::fixed_payload_len`]) announces
+    /// another length.
     #[error("{cmd} frame needs a {expected}-byte payload, got {len}")]
-    BadPayloadLen { cmd: Command, len: u32, expected: u32 },
+    BadPayloadLen {
+        /// The frame's command.
+        cmd: Command,
+        /// The announced payload length, in bytes.
+        len: u32,
+        /// The length the command requires, in bytes.
+        expected: u32,
+    },
 }
 
 /// Most the decoder reserves beyond the received bytes of an incomplete frame.
@@ -286,10 +328,13 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// A decoder that refuses payloads longer than `max_payload` bytes
+    /// ([`FrameError::TooLong`]).
     pub fn new(max_payload: u32) -> Decoder {
         Decoder { max_payload }
     }
 
+    /// Changes the payload limit, in bytes, for the frames decoded from now on.
     pub fn set_max_payload(&mut self, max_payload: u32) {
         self.max_payload = max_payload;
     }
@@ -366,8 +411,8 @@ mod tests {
         assert_eq!(
             &buf[..],
             &[
-                190, 1, 2, 3, 4, 5, 6, 7, 8, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x21,
-                0x22, 0x23, 0x24, 0x31, 0x32, 0x33, 0x34, 0, 0, 0, 0
+                190, 1, 2, 3, 4, 5, 6, 7, 8, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x21, 0x22, 0x23, 0x24,
+                0x31, 0x32, 0x33, 0x34, 0, 0, 0, 0
             ]
         );
     }
@@ -391,8 +436,7 @@ mod tests {
     #[test]
     fn oversized_length_is_refused_from_the_header_alone() {
         let mut buf = BytesMut::new();
-        Header { cmd: Command::Data, dst_host: 1, src_host: 2, dst_port: 3, src_port: 4, len: 65_537 }
-            .put(&mut buf);
+        Header { cmd: Command::Data, dst_host: 1, src_host: 2, dst_port: 3, src_port: 4, len: 65_537 }.put(&mut buf);
         let err = Decoder::new(MAX_PAYLOAD as u32).decode(&mut buf).unwrap_err();
         assert_eq!(err, FrameError::TooLong { cmd: Command::Data, len: 65_537, max: 65_536 });
     }
@@ -403,20 +447,14 @@ mod tests {
             let mut buf = BytesMut::new();
             Header::link(cmd, len).put(&mut buf);
             buf.extend_from_slice(&vec![0; len as usize]);
-            assert!(matches!(
-                Decoder::new(MAX_PAYLOAD as u32).decode(&mut buf),
-                Err(FrameError::BadPayloadLen { .. })
-            ));
+            assert!(matches!(Decoder::new(MAX_PAYLOAD as u32).decode(&mut buf), Err(FrameError::BadPayloadLen { .. })));
         }
     }
 
     #[test]
     fn unknown_command_is_refused() {
         let mut buf = BytesMut::from(&[7u8; HEADER_LEN][..]);
-        assert_eq!(
-            Decoder::new(MAX_PAYLOAD as u32).decode(&mut buf),
-            Err(FrameError::UnknownCommand(7))
-        );
+        assert_eq!(Decoder::new(MAX_PAYLOAD as u32).decode(&mut buf), Err(FrameError::UnknownCommand(7)));
     }
 
     mod props {

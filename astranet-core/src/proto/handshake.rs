@@ -12,6 +12,8 @@ pub const CAP_RST: &str = "rst";
 /// Capabilities this implementation announces.
 pub const OUR_CAPS: &[&str] = &[CAP_RST];
 
+/// The HANDSHAKE payload, sent by both sides as the first frame on a link:
+/// `{"RAddr":"ip:port","Ext":[...]}`, with `Ext` left out when empty (v1 shape).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Handshake {
     /// The peer's address as the sender sees it (`ip:port`), empty when the link is not
@@ -29,10 +31,13 @@ pub struct Handshake {
 pub struct HandshakeError(#[from] serde_json::Error);
 
 impl Handshake {
+    /// This implementation's handshake: `raddr` is the peer's address as this node sees
+    /// it (empty when the link is not TCP), `ext` lists [`OUR_CAPS`].
     pub fn ours(raddr: String) -> Handshake {
         Handshake { raddr, ext: OUR_CAPS.iter().map(|s| s.to_string()).collect() }
     }
 
+    /// The JSON payload; `Ext` is left out when empty.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a struct of strings always serializes")
     }
@@ -44,6 +49,7 @@ impl Handshake {
         Ok(parsed.unwrap_or_default())
     }
 
+    /// Whether the sender announced the capability `cap` (e.g. [`CAP_RST`]).
     pub fn has(&self, cap: &str) -> bool {
         self.ext.iter().any(|c| c == cap)
     }

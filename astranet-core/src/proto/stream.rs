@@ -20,7 +20,9 @@ use super::frame::{Command, RstReason};
 /// Which side opened the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// This side dialed (sent DIAL).
     Client,
+    /// This side accepted a DIAL (sends SYN).
     Server,
 }
 
@@ -55,8 +57,16 @@ mod flag {
 /// A protocol rule broken by the peer on one stream.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StreamViolation {
+    /// A frame the stream's state does not allow (e.g. DATA before the handshake or
+    /// after FIN2).
     #[error("{cmd} not expected in state {state}")]
-    Unexpected { cmd: Command, state: &'static str },
+    Unexpected {
+        /// The offending command.
+        cmd: Command,
+        /// The stream's state: `dialing`, `ack-sent`, `syn-sent` or `established`.
+        state: &'static str,
+    },
+    /// A flow-control rule was broken.
     #[error(transparent)]
     Flow(#[from] FlowError),
 }
@@ -75,7 +85,10 @@ impl StreamViolation {
 pub struct Effects {
     /// Answer with this frame (ACK or SYN_ACK).
     pub reply: Option<Command>,
+    /// Wake the task waiting on the read side (a read, or a dial waiting to be
+    /// established).
     pub wake_read: bool,
+    /// Wake the task waiting to write (credit or stream state changed).
     pub wake_write: bool,
     /// The payload goes into the receive buffer (false: drop it, accounted).
     pub keep_data: bool,
@@ -86,7 +99,9 @@ pub struct Effects {
 pub struct StreamState {
     flags: u16,
     fault: Option<Fault>,
+    /// Flow control of the data we send.
     pub send: SendWindow,
+    /// Flow control of the data we receive.
     pub recv: RecvWindow,
 }
 
@@ -110,6 +125,7 @@ impl StreamState {
         self.flags & f == f
     }
 
+    /// Whether this side dialed or accepted the stream.
     pub fn role(&self) -> Role {
         if self.has(flag::CLIENT) {
             Role::Client
@@ -118,10 +134,12 @@ impl StreamState {
         }
     }
 
+    /// Why the stream can no longer be used, if it was reset or aborted.
     pub fn fault(&self) -> Option<Fault> {
         self.fault
     }
 
+    /// The handshake completed: ACK received (server) or SYN_ACK received (client).
     pub fn is_established(&self) -> bool {
         self.has(flag::ESTABLISHED)
     }
@@ -146,10 +164,14 @@ impl StreamState {
         self.has(flag::PEER_RD_CLOSED)
     }
 
+    /// The application closed the writing half ([`StreamState::shutdown_write`] or
+    /// [`StreamState::abort`]).
     pub fn write_closed(&self) -> bool {
         self.has(flag::WR_CLOSED)
     }
 
+    /// The application closed the reading half ([`StreamState::shutdown_read`] or
+    /// [`StreamState::abort`]).
     pub fn read_closed(&self) -> bool {
         self.has(flag::RD_CLOSED)
     }
@@ -186,12 +208,9 @@ impl StreamState {
             // Frames already in flight when the peer said goodbye; nothing may follow.
             // A server that closes before our ACK arrives still completes the handshake.
             return match cmd {
-                Command::Data
-                | Command::Rewind
-                | Command::WndSize
-                | Command::Err
-                | Command::Fin1
-                | Command::Fin2 => Ok(fx),
+                Command::Data | Command::Rewind | Command::WndSize | Command::Err | Command::Fin1 | Command::Fin2 => {
+                    Ok(fx)
+                }
                 Command::SynAck if self.has(flag::CLIENT | flag::HANDSHAKING) && !self.is_established() => {
                     self.flags |= flag::ESTABLISHED;
                     fx.wake_read = true;
@@ -322,6 +341,7 @@ impl StreamState {
         send
     }
 
+    /// The peer is a v1 (Go) node: its FIN2 also means it stops reading.
     pub fn is_v1(&self) -> bool {
         self.has(flag::PEER_V1)
     }
