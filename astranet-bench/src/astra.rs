@@ -27,10 +27,7 @@ pub struct Client {
 }
 
 fn node() -> Node {
-    Node::builder()
-        .max_streams_per_link(MAX_STREAMS)
-        .listener_backlog(BACKLOG)
-        .build()
+    Node::builder().max_streams_per_link(MAX_STREAMS).listener_backlog(BACKLOG).build()
 }
 
 impl Transport for Astranet {
@@ -46,13 +43,7 @@ impl Transport for Astranet {
         let bound = node.listen("127.0.0.1:0").await.map_err(io::Error::other)?;
         let listener = node.bind("").map_err(io::Error::other)?;
         let target = Addr::new(node.host_id(), listener.local_addr().port);
-        Ok((
-            Server {
-                _node: node,
-                listener,
-            },
-            (bound, target),
-        ))
+        Ok((Server { _node: node, listener }, (bound, target)))
     }
 
     async fn connect((bound, target): Self::Address) -> io::Result<Client> {
@@ -62,11 +53,7 @@ impl Transport for Astranet {
     }
 
     async fn open(client: &Client) -> io::Result<Self::Stream> {
-        client
-            .node
-            .dial(client.target)
-            .await
-            .map_err(io::Error::other)
+        client.node.dial(client.target).await.map_err(io::Error::other)
     }
 
     async fn accept(server: &Server) -> io::Result<Self::Stream> {

@@ -18,17 +18,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// Runs this binary with `args` plus `--transports <kind> --json <file>`, waiting at most
 /// `limit`, and takes `section`'s rows from the JSON it writes. Its progress goes to our
 /// stderr; its stdout (the table) is dropped.
-pub fn run(
-    section: &'static str,
-    kind: Kind,
-    args: &[String],
-    limit: Duration,
-    report: &mut Report,
-) {
+pub fn run(section: &'static str, kind: Kind, args: &[String], limit: Duration, report: &mut Report) {
     if let Err(e) = run_child(section, kind, args, limit, report) {
-        report
-            .recorder(section, kind)
-            .error(format!("child process: {e}"));
+        report.recorder(section, kind).error(format!("child process: {e}"));
     }
 }
 
@@ -39,14 +31,8 @@ fn run_child(
     limit: Duration,
     report: &mut Report,
 ) -> io::Result<()> {
-    let name = kind
-        .to_possible_value()
-        .map(|v| v.get_name().to_owned())
-        .unwrap_or_default();
-    let json = std::env::temp_dir().join(format!(
-        "astranet-bench-{}-{section}-{name}.json",
-        std::process::id()
-    ));
+    let name = kind.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
+    let json = std::env::temp_dir().join(format!("astranet-bench-{}-{section}-{name}.json", std::process::id()));
     // This very image, even when a rebuild has replaced the file on disk meanwhile.
     let mut child = Command::new("/proc/self/exe")
         .args(args)

@@ -59,9 +59,8 @@ impl Section for Latency {
         let mut samples = [Vec::new(), Vec::new()];
         for _ in 0..self.repeat {
             let this = *self;
-            let mut rtts = tokio::task::spawn_blocking(move || this.two_sides::<T>())
-                .await
-                .map_err(io::Error::other)??;
+            let mut rtts =
+                tokio::task::spawn_blocking(move || this.two_sides::<T>()).await.map_err(io::Error::other)??;
             rtts.sort_unstable();
             for ((_, q), runs) in QUANTILES.iter().zip(&mut samples) {
                 runs.push(percentile(&rtts, *q).as_secs_f64() * 1e6);
@@ -101,17 +100,12 @@ impl Latency {
             });
             let client = scope.spawn(|| {
                 self.on_own_runtime(client_cpu, async {
-                    let address = address_rx
-                        .await
-                        .map_err(|_| io::Error::other("the echoing end did not start"))?;
+                    let address = address_rx.await.map_err(|_| io::Error::other("the echoing end did not start"))?;
                     let client = T::connect(address).await?;
                     let mut stream = open::<T>(&client).await?;
                     let rtts = ping_pong(&mut stream, self.pings).await?;
                     if stream.read(&mut [0u8; 1]).await? != 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "data after the last echo",
-                        ));
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "data after the last echo"));
                     }
                     let _ = done_tx.send(());
                     Ok(rtts)
@@ -122,35 +116,23 @@ impl Latency {
                 (Err(e), Ok(())) => Err(e),
                 (Ok(_), Err(e)) => Err(io::Error::new(e.kind(), format!("echoing end: {e}"))),
                 // The first failure usually causes the other: both are reported.
-                (Err(timing), Err(echoing)) => Err(io::Error::new(
-                    timing.kind(),
-                    format!("timing end: {timing}; echoing end: {echoing}"),
-                )),
+                (Err(timing), Err(echoing)) => {
+                    Err(io::Error::new(timing.kind(), format!("timing end: {timing}; echoing end: {echoing}")))
+                }
             }
         })
     }
 
-    fn on_own_runtime<R>(
-        &self,
-        cpu: usize,
-        work: impl Future<Output = io::Result<R>>,
-    ) -> io::Result<R> {
+    fn on_own_runtime<R>(&self, cpu: usize, work: impl Future<Output = io::Result<R>>) -> io::Result<R> {
         crate::sys::pin_to_cpu(cpu)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async {
-            tokio::time::timeout(self.timeout, work)
-                .await
-                .map_err(|_| timed_out("in ping-pong"))?
-        })
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime
+            .block_on(async { tokio::time::timeout(self.timeout, work).await.map_err(|_| timed_out("in ping-pong"))? })
     }
 }
 
 fn join<R>(thread: std::thread::ScopedJoinHandle<'_, io::Result<R>>) -> io::Result<R> {
-    thread
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("a ping-pong thread panicked")))
+    thread.join().unwrap_or_else(|_| Err(io::Error::other("a ping-pong thread panicked")))
 }
 
 /// Sends back every message until the other end half-closes.
@@ -169,10 +151,7 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> io::Result<(
 
 /// `pings` timed round trips after a tenth as many untimed ones that warm caches and
 /// windows, then a half-close; every echo is checked.
-async fn ping_pong<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    pings: usize,
-) -> io::Result<Vec<Duration>> {
+async fn ping_pong<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, pings: usize) -> io::Result<Vec<Duration>> {
     let warmup = pings / 10;
     // Written now, so that no page of it is first touched inside the timed loop.
     let mut rtts = vec![Duration::ZERO; pings];
@@ -186,10 +165,7 @@ async fn ping_pong<S: AsyncRead + AsyncWrite + Unpin>(
         stream.read_exact(&mut back).await?;
         let rtt = start.elapsed();
         if back != sent {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("echo {i} differs from what was sent"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("echo {i} differs from what was sent")));
         }
         if let Some(slot) = i.checked_sub(warmup) {
             rtts[slot] = rtt;

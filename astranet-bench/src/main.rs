@@ -59,24 +59,15 @@ fn run(settings: &Settings, json_path: Option<&PathBuf>) -> io::Result<bool> {
     std::thread::sleep(BUSY_SAMPLE);
     let others = clock.and_then(|c| c.others_busy_since());
     if let Some(busy) = others.filter(|b| *b > section::BUSY_WARNING) {
-        eprintln!(
-            "warning: other processes keep {:.0}% of the CPUs busy; expect noisy figures",
-            busy * 100.0
-        );
+        eprintln!("warning: other processes keep {:.0}% of the CPUs busy; expect noisy figures", busy * 100.0);
     }
     let kinds = &settings.transports;
     let timeout = Duration::from_secs(settings.timeout_secs);
     let mut report = Report::default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 
     if settings.runs(Part::Bulk) {
-        let bulk = Bulk {
-            bytes: settings.bulk_bytes,
-            repeat: settings.repeat,
-            timeout,
-        };
+        let bulk = Bulk { bytes: settings.bulk_bytes, repeat: settings.repeat, timeout };
         runtime.block_on(across(&bulk, kinds, &mut report));
     }
     if settings.runs(Part::Parallel) {
@@ -101,11 +92,7 @@ fn run(settings: &Settings, json_path: Option<&PathBuf>) -> io::Result<bool> {
         } else {
             let args = settings.opens_child_args();
             for &kind in kinds.iter().filter(|k| opens.applies(**k)) {
-                let budget = if kind == Kind::Yamux {
-                    opens.yamux_budget
-                } else {
-                    opens.budget
-                };
+                let budget = if kind == Kind::Yamux { opens.yamux_budget } else { opens.budget };
                 // Every level may use its whole budget; tearing down gets a margin.
                 let limit = budget * opens.levels.len() as u32 + CHILD_MARGIN;
                 child::run(Opens::NAME, kind, &args, limit, &mut report);
@@ -115,16 +102,8 @@ fn run(settings: &Settings, json_path: Option<&PathBuf>) -> io::Result<bool> {
     if settings.runs(Part::Latency) {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let placements = [Placement::TwoCpus, Placement::OneCpu];
-        for placement in placements
-            .into_iter()
-            .filter(|p| cpus >= 2 || *p == Placement::OneCpu)
-        {
-            let latency = Latency {
-                pings: settings.pings,
-                repeat: settings.repeat,
-                placement,
-                timeout,
-            };
+        for placement in placements.into_iter().filter(|p| cpus >= 2 || *p == Placement::OneCpu) {
+            let latency = Latency { pings: settings.pings, repeat: settings.repeat, placement, timeout };
             runtime.block_on(across(&latency, kinds, &mut report));
         }
     }

@@ -44,18 +44,11 @@ impl Section for Opens {
     }
 
     async fn run<T: Transport>(&self, rec: &mut Recorder<'_>) -> io::Result<()> {
-        let budget = if T::KIND == Kind::Yamux {
-            self.yamux_budget
-        } else {
-            self.budget
-        };
+        let budget = if T::KIND == Kind::Yamux { self.yamux_budget } else { self.budget };
         let most = self.levels.last().copied().unwrap_or(0) + self.batch;
         // Reserved up front so that growing never copies the handles; the pages of the
         // reservation count towards the RSS only as handles are stored.
-        let mut held = Held {
-            opened: Vec::with_capacity(most),
-            accepted: Vec::with_capacity(most),
-        };
+        let mut held = Held { opened: Vec::with_capacity(most), accepted: Vec::with_capacity(most) };
         let pair = Pair::<T>::connect().await?;
         release_free_memory();
         let baseline = rss_bytes()?;
@@ -64,26 +57,14 @@ impl Section for Opens {
             let deadline = Instant::now() + budget;
             let started = Instant::now();
             let stop = async {
-                self.open_until(&pair, &mut held, level, deadline, budget)
-                    .await?;
+                self.open_until(&pair, &mut held, level, deadline, budget).await?;
                 let kind = T::KIND.label();
-                eprintln!(
-                    "[opens] {kind}: {} open after {:.1} s",
-                    fmt_count(level),
-                    started.elapsed().as_secs_f64()
-                );
-                let grown = rss_bytes()
-                    .map_err(|e| e.to_string())?
-                    .saturating_sub(baseline);
-                rec.put(
-                    memory_metric(level),
-                    Unit::BytesPerStream,
-                    Cell::value(grown as f64 / level as f64),
-                );
+                eprintln!("[opens] {kind}: {} open after {:.1} s", fmt_count(level), started.elapsed().as_secs_f64());
+                let grown = rss_bytes().map_err(|e| e.to_string())?.saturating_sub(baseline);
+                rec.put(memory_metric(level), Unit::BytesPerStream, Cell::value(grown as f64 / level as f64));
 
                 let timed = Instant::now();
-                self.open_until(&pair, &mut held, level + self.batch, deadline, budget)
-                    .await?;
+                self.open_until(&pair, &mut held, level + self.batch, deadline, budget).await?;
                 let rate = self.batch as f64 / timed.elapsed().as_secs_f64();
                 rec.put(opens_metric(level), Unit::OpensPerSec, Cell::value(rate));
                 Ok::<_, String>(())
@@ -92,10 +73,7 @@ impl Section for Opens {
 
             if let Err(why) = stop {
                 for &level in &self.levels[i..] {
-                    let rows = [
-                        (memory_metric(level), Unit::BytesPerStream),
-                        (opens_metric(level), Unit::OpensPerSec),
-                    ];
+                    let rows = [(memory_metric(level), Unit::BytesPerStream), (opens_metric(level), Unit::OpensPerSec)];
                     for (metric, unit) in rows {
                         if !rec.has(&metric) {
                             rec.put(metric, unit, Cell::missing(why.clone()));
@@ -129,11 +107,7 @@ impl Opens {
         while held.opened.len() < target {
             if last_report.elapsed() >= PROGRESS_EVERY {
                 last_report = Instant::now();
-                eprintln!(
-                    "[opens] {}: {} open…",
-                    T::KIND.label(),
-                    group_thousands(held.opened.len() as f64, 0)
-                );
+                eprintln!("[opens] {}: {} open…", T::KIND.label(), group_thousands(held.opened.len() as f64, 0));
             }
             let count = (target - held.opened.len()).min(self.batch);
             match timeout_at(deadline.into(), pair.establish(count, self.in_flight)).await {
@@ -150,9 +124,5 @@ impl Opens {
 }
 
 fn reached(open: usize, budget: Duration) -> String {
-    format!(
-        "reached {} open streams within the {} s budget",
-        group_thousands(open as f64, 0),
-        budget.as_secs()
-    )
+    format!("reached {} open streams within the {} s budget", group_thousands(open as f64, 0), budget.as_secs())
 }

@@ -14,9 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize)]
 pub enum Kind {
     /// Raw TCP on loopback: a connection per stream, the physical limit.
     #[value(name = "tcp")]
@@ -102,9 +100,7 @@ impl<T: Transport> Pair<T> {
             let client = T::connect(address).await?;
             Ok(Arc::new(Pair { server, client }))
         };
-        tokio::time::timeout(CONNECT_TIMEOUT, setup)
-            .await
-            .map_err(|_| timed_out("connecting"))?
+        tokio::time::timeout(CONNECT_TIMEOUT, setup).await.map_err(|_| timed_out("connecting"))?
     }
 
     /// Opens `n` streams with up to `in_flight` dials pending; returns (opener ends,
@@ -148,9 +144,7 @@ pub fn timed_out(what: &str) -> io::Error {
 /// leaves nothing running behind it.
 pub struct Task<T>(JoinHandle<T>);
 
-pub fn spawn<T: Send + 'static>(
-    fut: impl Future<Output = io::Result<T>> + Send + 'static,
-) -> Task<io::Result<T>> {
+pub fn spawn<T: Send + 'static>(fut: impl Future<Output = io::Result<T>> + Send + 'static) -> Task<io::Result<T>> {
     Task(tokio::spawn(fut))
 }
 
@@ -164,9 +158,7 @@ impl<T> Future for Task<io::Result<T>> {
     type Output = io::Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|joined| joined.map_err(io::Error::other)?)
+        Pin::new(&mut self.0).poll(cx).map(|joined| joined.map_err(io::Error::other)?)
     }
 }
 

@@ -58,10 +58,7 @@ pub struct Cell {
 
 impl Cell {
     pub fn value(value: f64) -> Self {
-        Cell {
-            value: Some(value),
-            ..Cell::default()
-        }
+        Cell { value: Some(value), ..Cell::default() }
     }
 
     /// The median of `samples` (the upper one of an even count).
@@ -69,22 +66,11 @@ impl Cell {
         let mut sorted = samples.clone();
         sorted.sort_by(f64::total_cmp);
         let value = sorted.get(sorted.len() / 2).copied();
-        Cell {
-            value,
-            samples: if samples.len() > 1 {
-                samples
-            } else {
-                Vec::new()
-            },
-            note: None,
-        }
+        Cell { value, samples: if samples.len() > 1 { samples } else { Vec::new() }, note: None }
     }
 
     pub fn missing(why: impl Into<String>) -> Self {
-        Cell {
-            note: Some(why.into()),
-            ..Cell::default()
-        }
+        Cell { note: Some(why.into()), ..Cell::default() }
     }
 
     pub fn with_note(mut self, note: impl Into<String>) -> Self {
@@ -126,55 +112,35 @@ pub struct Recorder<'a> {
 impl Recorder<'_> {
     pub fn put(&mut self, metric: impl Into<String>, unit: Unit, cell: Cell) {
         let metric = metric.into();
-        let shown = cell
-            .value
-            .map_or_else(|| "n/a".to_owned(), |v| unit.format(v));
-        let note = cell
-            .note
-            .as_deref()
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default();
-        eprintln!(
-            "[{}] {}: {metric}: {shown} {}{note}",
-            self.section,
-            self.kind.label(),
-            unit.label()
-        );
-        self.report
-            .insert(self.section, self.kind, metric, unit, cell);
+        let shown = cell.value.map_or_else(|| "n/a".to_owned(), |v| unit.format(v));
+        let note = cell.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+        eprintln!("[{}] {}: {metric}: {shown} {}{note}", self.section, self.kind.label(), unit.label());
+        self.report.insert(self.section, self.kind, metric, unit, cell);
     }
 
     /// Whether this transport already has a cell in `metric` of this section.
     pub fn has(&self, metric: &str) -> bool {
-        self.report.rows.iter().any(|r| {
-            r.section == self.section && r.metric == metric && r.cells.contains_key(&self.kind)
-        })
+        self.report
+            .rows
+            .iter()
+            .any(|r| r.section == self.section && r.metric == metric && r.cells.contains_key(&self.kind))
     }
 
     /// Flags this transport's figures in this section as doubtful.
     pub fn warn(&mut self, message: impl std::fmt::Display) {
-        eprintln!(
-            "[{}] {}: warning: {message}",
-            self.section,
-            self.kind.label()
-        );
+        eprintln!("[{}] {}: warning: {message}", self.section, self.kind.label());
         let line = format!("{} / {}: {message}", self.section, self.kind.label());
         self.report.warnings.push(line);
     }
 
     pub fn error(&mut self, message: impl std::fmt::Display) {
         let line = format!("{} / {}: {message}", self.section, self.kind.label());
-        eprintln!(
-            "[{}] {}: FAILED: {message}",
-            self.section,
-            self.kind.label()
-        );
+        eprintln!("[{}] {}: FAILED: {message}", self.section, self.kind.label());
         self.report.errors.push(line);
     }
 }
 
-const RATIO_COLUMNS: [(Kind, &str); 2] =
-    [(Kind::Tcp, "astranet/TCP"), (Kind::Yamux, "astranet/yamux")];
+const RATIO_COLUMNS: [(Kind, &str); 2] = [(Kind::Tcp, "astranet/TCP"), (Kind::Yamux, "astranet/yamux")];
 
 /// The part of a JSON document (see [`Report::json`]) that [`Report::absorb`] reads.
 #[derive(Deserialize)]
@@ -193,27 +159,11 @@ struct DocumentRow {
 }
 
 impl Report {
-    fn insert(
-        &mut self,
-        section: &'static str,
-        kind: Kind,
-        metric: String,
-        unit: Unit,
-        cell: Cell,
-    ) {
-        let index = match self
-            .rows
-            .iter()
-            .position(|r| r.section == section && r.metric == metric)
-        {
+    fn insert(&mut self, section: &'static str, kind: Kind, metric: String, unit: Unit, cell: Cell) {
+        let index = match self.rows.iter().position(|r| r.section == section && r.metric == metric) {
             Some(index) => index,
             None => {
-                self.rows.push(Row {
-                    section,
-                    metric,
-                    unit,
-                    cells: BTreeMap::new(),
-                });
+                self.rows.push(Row { section, metric, unit, cells: BTreeMap::new() });
                 self.rows.len() - 1
             }
         };
@@ -223,11 +173,7 @@ impl Report {
     /// Takes over the rows of `section`, and the errors, of another run's JSON document.
     pub fn absorb(&mut self, section: &'static str, json: &str) -> Result<(), String> {
         let document: Document = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        for row in document
-            .results
-            .into_iter()
-            .filter(|r| r.section == section)
-        {
+        for row in document.results.into_iter().filter(|r| r.section == section) {
             for (kind, cell) in row.values {
                 self.insert(section, kind, row.metric.clone(), row.unit, cell);
             }
@@ -238,11 +184,7 @@ impl Report {
     }
 
     pub fn recorder(&mut self, section: &'static str, kind: Kind) -> Recorder<'_> {
-        Recorder {
-            report: self,
-            section,
-            kind,
-        }
+        Recorder { report: self, section, kind }
     }
 
     /// True when no measurement failed.
@@ -258,18 +200,12 @@ impl Report {
         let mut notes: Vec<String> = Vec::new();
         let mut lines = vec![header];
         for row in &self.rows {
-            let mut line = vec![
-                row.section.to_owned(),
-                row.metric.clone(),
-                row.unit.label().to_owned(),
-            ];
+            let mut line = vec![row.section.to_owned(), row.metric.clone(), row.unit.label().to_owned()];
             for kind in Kind::ALL {
                 line.push(match row.cells.get(&kind) {
                     None => "-".to_owned(),
                     Some(cell) => {
-                        let mut text = cell
-                            .value
-                            .map_or_else(|| "n/a".to_owned(), |v| row.unit.format(v));
+                        let mut text = cell.value.map_or_else(|| "n/a".to_owned(), |v| row.unit.format(v));
                         if let Some(note) = &cell.note {
                             // Cells that say the same thing share a footnote.
                             let note = format!("{}: {note}", kind.label());
@@ -287,24 +223,14 @@ impl Report {
                 });
             }
             for (other, _) in RATIO_COLUMNS {
-                line.push(
-                    row.ratio(other)
-                        .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×")),
-                );
+                line.push(row.ratio(other).map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×")));
             }
             lines.push(line);
         }
 
         let columns = lines[0].len();
-        let widths: Vec<usize> = (0..columns)
-            .map(|c| {
-                lines
-                    .iter()
-                    .map(|l| l[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
+        let widths: Vec<usize> =
+            (0..columns).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
         let mut out = String::new();
         for line in &lines {
             for (c, text) in line.iter().enumerate() {

@@ -43,10 +43,7 @@ pub async fn across<S: Section>(section: &S, kinds: &[Kind], report: &mut Report
         }
         let others = clock.and_then(|c| c.others_busy_since());
         if let Some(busy) = others.filter(|b| *b > BUSY_WARNING) {
-            rec.warn(format!(
-                "other processes kept {:.0}% of the CPUs busy during the measurement",
-                busy * 100.0
-            ));
+            rec.warn(format!("other processes kept {:.0}% of the CPUs busy during the measurement", busy * 100.0));
         }
         crate::sys::release_free_memory();
         tokio::time::sleep(SETTLE).await;

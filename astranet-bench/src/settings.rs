@@ -10,10 +10,7 @@ use crate::throughput::Shape;
 use crate::units::{fmt_count, fmt_size, parse_size, GIB, KIB, MIB};
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "astranet against raw TCP and yamux, on loopback, in one run"
-)]
+#[command(version, about = "astranet against raw TCP and yamux, on loopback, in one run")]
 pub struct Args {
     /// Small sizes, whole run under a minute: a smoke test.
     #[arg(long)]
@@ -97,37 +94,17 @@ pub struct Settings {
 impl Settings {
     pub fn new(args: &Args) -> Self {
         let quick = args.quick;
-        let max_open = if args.streams_10m {
-            10_000_000
-        } else {
-            args.max_open.unwrap_or(pick(quick, 1_000_000, 10_000))
-        };
+        let max_open =
+            if args.streams_10m { 10_000_000 } else { args.max_open.unwrap_or(pick(quick, 1_000_000, 10_000)) };
         let open_batch = args.open_batch.unwrap_or(pick(quick, 10_000, 1_000)).max(1);
-        let parallel = if quick {
-            [(100, MIB), (1_000, 100 * KIB)]
-        } else {
-            [(1_000, MIB), (10_000, 100 * KIB)]
-        };
+        let parallel = if quick { [(100, MIB), (1_000, 100 * KIB)] } else { [(1_000, MIB), (10_000, 100 * KIB)] };
         Settings {
             quick,
             in_process: args.in_process,
-            sections: if args.only.is_empty() {
-                Part::value_variants().to_vec()
-            } else {
-                args.only.clone()
-            },
-            transports: if args.transports.is_empty() {
-                Kind::ALL.to_vec()
-            } else {
-                args.transports.clone()
-            },
+            sections: if args.only.is_empty() { Part::value_variants().to_vec() } else { args.only.clone() },
+            transports: if args.transports.is_empty() { Kind::ALL.to_vec() } else { args.transports.clone() },
             bulk_bytes: args.bulk_bytes.unwrap_or(pick(quick, 2 * GIB, 128 * MIB)),
-            parallel: parallel
-                .map(|(streams, bytes_per_stream)| Shape {
-                    streams,
-                    bytes_per_stream,
-                })
-                .to_vec(),
+            parallel: parallel.map(|(streams, bytes_per_stream)| Shape { streams, bytes_per_stream }).to_vec(),
             repeat: args.repeat.unwrap_or(pick(quick, 3, 1)).max(1),
             open_levels: levels(open_batch, max_open),
             open_batch,
@@ -230,10 +207,7 @@ impl Settings {
                 ),
             ),
         ];
-        all.into_iter()
-            .filter(|(part, _)| self.runs(*part))
-            .map(|(_, text)| text)
-            .collect()
+        all.into_iter().filter(|(part, _)| self.runs(*part)).map(|(_, text)| text).collect()
     }
 }
 

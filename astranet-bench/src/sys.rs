@@ -44,19 +44,9 @@ impl CpuClock {
         let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // Fields after the parenthesised command name start at field 3 (state);
         // utime and stime are fields 14 and 15.
-        let own: Vec<u64> = own_stat
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        Some(CpuClock {
-            total: cpu.iter().sum(),
-            in_processes: cpu.get(..3)?.iter().sum(),
-            own: own.iter().sum(),
-        })
+        let own: Vec<u64> =
+            own_stat.rsplit_once(')')?.1.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+        Some(CpuClock { total: cpu.iter().sum(), in_processes: cpu.get(..3)?.iter().sum(), own: own.iter().sum() })
     }
 
     /// The share of all CPUs that other processes kept busy since `self`.
@@ -80,10 +70,7 @@ pub fn release_free_memory() {
 }
 
 fn nofile() -> Option<libc::rlimit> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes the struct we pass.
     (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
 }
@@ -91,10 +78,7 @@ fn nofile() -> Option<libc::rlimit> {
 /// Raises the soft descriptor limit to the hard one, for the raw-TCP stream counts.
 pub fn raise_fd_limit() {
     if let Some(limit) = nofile().filter(|l| l.rlim_cur < l.rlim_max) {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
         // SAFETY: setrlimit only reads the struct we pass. On failure the old limit stays.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
     }

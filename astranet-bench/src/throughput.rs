@@ -45,10 +45,7 @@ fn expect_bytes(got: u64, want: u64) -> io::Result<()> {
     if got == want {
         Ok(())
     } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("receiver counted {got} bytes, sender wrote {want}"),
-        ))
+        Err(io::Error::new(io::ErrorKind::InvalidData, format!("receiver counted {got} bytes, sender wrote {want}")))
     }
 }
 
@@ -74,11 +71,7 @@ impl Section for Bulk {
                 .map_err(|_| timed_out("in bulk transfer"))??;
             samples.push(mib_per_sec(self.bytes, elapsed));
         }
-        rec.put(
-            format!("1 stream × {}", fmt_size(self.bytes)),
-            Unit::MibPerSec,
-            Cell::median(samples),
-        );
+        rec.put(format!("1 stream × {}", fmt_size(self.bytes)), Unit::MibPerSec, Cell::median(samples));
         Ok(())
     }
 }
@@ -112,24 +105,15 @@ impl Section for Parallel {
     const NAME: &'static str = "parallel";
 
     async fn run<T: Transport>(&self, rec: &mut Recorder<'_>) -> io::Result<()> {
-        for &Shape {
-            streams,
-            bytes_per_stream: size,
-        } in &self.shapes
-        {
+        for &Shape { streams, bytes_per_stream: size } in &self.shapes {
             let metric = format!("{} streams × {}", fmt_count(streams), fmt_size(size));
             // Raw TCP needs a connection per stream and two descriptors per connection.
-            let count = if T::KIND == Kind::Tcp {
-                streams.min(crate::tcp::max_connections())
-            } else {
-                streams
-            };
+            let count = if T::KIND == Kind::Tcp { streams.min(crate::tcp::max_connections()) } else { streams };
             let mut samples = Vec::with_capacity(self.repeat);
             for _ in 0..self.repeat {
-                let elapsed =
-                    tokio::time::timeout(self.timeout, parallel::<T>(count, size, self.in_flight))
-                        .await
-                        .map_err(|_| timed_out(&format!("in {metric}")))??;
+                let elapsed = tokio::time::timeout(self.timeout, parallel::<T>(count, size, self.in_flight))
+                    .await
+                    .map_err(|_| timed_out(&format!("in {metric}")))??;
                 samples.push(mib_per_sec(count as u64 * size, elapsed));
             }
             let mut cell = Cell::median(samples);
@@ -153,14 +137,9 @@ async fn parallel<T: Transport>(count: usize, size: u64, in_flight: usize) -> io
     let pair = Pair::<T>::connect().await?;
     let (opened, accepted) = pair.establish(count, in_flight).await?;
     let start = Instant::now();
-    let readers: Vec<_> = accepted
-        .into_iter()
-        .map(|mut s| spawn(async move { drain(&mut s, PARALLEL_READ_BUF).await }))
-        .collect();
-    let writers: Vec<_> = opened
-        .into_iter()
-        .map(|mut s| spawn(async move { send(&mut s, size).await }))
-        .collect();
+    let readers: Vec<_> =
+        accepted.into_iter().map(|mut s| spawn(async move { drain(&mut s, PARALLEL_READ_BUF).await })).collect();
+    let writers: Vec<_> = opened.into_iter().map(|mut s| spawn(async move { send(&mut s, size).await })).collect();
     for writer in writers {
         writer.await?;
     }

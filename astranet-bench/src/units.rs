@@ -7,13 +7,9 @@ pub const GIB: u64 = 1024 * MIB;
 /// Parses `2GiB`, `100KiB`, `64M`, `4096`: suffixes are binary (K = KiB).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, suffix) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number with an optional K/M/G suffix"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?}: expected a number with an optional K/M/G suffix"))?;
     let unit = match suffix.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => KIB,
@@ -21,8 +17,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gib" => GIB,
         other => return Err(format!("{text:?}: unknown size suffix {other:?}")),
     };
-    n.checked_mul(unit)
-        .ok_or_else(|| format!("{text:?}: too large"))
+    n.checked_mul(unit).ok_or_else(|| format!("{text:?}: too large"))
 }
 
 /// `2147483648` → `2 GiB`; sizes that are not a whole number of units keep their bytes.

@@ -62,13 +62,7 @@ impl Transport for Yamux {
 
     async fn serve() -> io::Result<(Server, SocketAddr)> {
         let (listener, address) = tcp::listen_loopback()?;
-        Ok((
-            Server {
-                listener,
-                link: OnceCell::new(),
-            },
-            address,
-        ))
+        Ok((Server { listener, link: OnceCell::new() }, address))
     }
 
     async fn connect(to: SocketAddr) -> io::Result<Client> {
@@ -80,10 +74,7 @@ impl Transport for Yamux {
             waiting: None,
             inbound: None,
         };
-        Ok(Client {
-            opens,
-            _driver: tokio::spawn(driver).into(),
-        })
+        Ok(Client { opens, _driver: tokio::spawn(driver).into() })
     }
 
     async fn open(client: &Client) -> io::Result<Self::Stream> {
@@ -105,10 +96,7 @@ impl Transport for Yamux {
                     waiting: None,
                     inbound: Some(inbound),
                 };
-                Ok::<_, io::Error>(Accepting {
-                    inbound: Mutex::new(streams),
-                    _driver: tokio::spawn(driver).into(),
-                })
+                Ok::<_, io::Error>(Accepting { inbound: Mutex::new(streams), _driver: tokio::spawn(driver).into() })
             })
             .await?;
         let stream = link.inbound.lock().await.recv().await.ok_or_else(closed)?;

@@ -260,9 +260,7 @@ async fn dial_to_unbound_port_is_refused_at_once() {
 async fn dial_times_out_when_nobody_accepts() {
     let (server, client) = tcp_pair().await;
     let listener = server.bind(":6").unwrap();
-    let err = within(5, client.dial_timeout(listener.local_addr(), Duration::from_millis(200)))
-        .await
-        .unwrap_err();
+    let err = within(5, client.dial_timeout(listener.local_addr(), Duration::from_millis(200))).await.unwrap_err();
     assert!(matches!(err, Error::TimedOut { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     // The abandoned dial leaves the backlog (its RST needs a moment to arrive; had it

@@ -19,14 +19,17 @@ async fn handshake_bytes() {
     let addr = listening(&node).await;
     let (peer, hs) = within(5, RawPeer::connect(addr, false)).await;
     // cmd 191, dst host 0, src host = node id, ports 0, then the JSON.
-    assert_eq!(hs.header, Header {
-        cmd: Command::Handshake,
-        dst_host: 0,
-        src_host: node.host_id().0,
-        dst_port: 0,
-        src_port: 0,
-        len: hs.payload.len() as u32
-    });
+    assert_eq!(
+        hs.header,
+        Header {
+            cmd: Command::Handshake,
+            dst_host: 0,
+            src_host: node.host_id().0,
+            dst_port: 0,
+            src_port: 0,
+            len: hs.payload.len() as u32
+        }
+    );
     let local = peer.sock.local_addr().unwrap();
     let expected = format!(r#"{{"RAddr":"{local}","Ext":["rst"]}}"#);
     assert_eq!(std::str::from_utf8(&hs.payload).unwrap(), expected);
@@ -48,7 +51,10 @@ async fn stream_life_cycle_bytes_with_a_v1_peer() {
     let mut server = within(5, listener.accept()).await.unwrap();
     assert_eq!(server.peer_addr(), Addr::new(me, 5000));
     let syn = within(5, peer.recv_skip_ping()).await.unwrap();
-    assert_eq!(syn.header, Header { cmd: Command::Syn, dst_host: me.0, src_host: n.0, dst_port: 5000, src_port: 80, len: 0 });
+    assert_eq!(
+        syn.header,
+        Header { cmd: Command::Syn, dst_host: me.0, src_host: n.0, dst_port: 5000, src_port: 80, len: 0 }
+    );
     peer.send(peer.stream_header(Command::Ack, n, 80, 5000, 0), &[]).await;
     let syn_ack = within(5, peer.recv_skip_ping()).await.unwrap();
     assert_eq!(syn_ack.header.cmd, Command::SynAck);
@@ -114,7 +120,10 @@ async fn refused_dial_gets_rst_with_the_reason() {
     let n = node.host_id();
     peer.send(peer.stream_header(Command::Dial, n, 999, 7, 0), &[]).await;
     let rst = within(5, peer.recv_skip_ping()).await.unwrap();
-    assert_eq!(rst.header, Header { cmd: Command::Rst, dst_host: peer.host, src_host: n.0, dst_port: 7, src_port: 999, len: 1 });
+    assert_eq!(
+        rst.header,
+        Header { cmd: Command::Rst, dst_host: peer.host, src_host: n.0, dst_port: 7, src_port: 999, len: 1 }
+    );
     assert_eq!(rst.payload[0], RstReason::NoListener as u8);
 }
 
@@ -178,7 +187,8 @@ async fn keepalive_pings_an_idle_link_and_drops_a_silent_peer() {
 #[tokio::test]
 async fn keepalive_keeps_a_quiet_link_with_a_live_peer() {
     let timings = short_keepalive();
-    let (a, b) = tcp_pair_with(Node::builder().keepalive_timings(timings), Node::builder().keepalive_timings(timings)).await;
+    let (a, b) =
+        tcp_pair_with(Node::builder().keepalive_timings(timings), Node::builder().keepalive_timings(timings)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(a.stats().links, 1);
     assert_eq!(b.stats().links, 1);
@@ -255,7 +265,14 @@ async fn malformed_handshake_closes_the_link() {
     let addr = listening(&node).await;
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     let payload = br#"{"RAddr":5}"#;
-    let h = Header { cmd: Command::Handshake, dst_host: 0, src_host: 1, dst_port: 0, src_port: 0, len: payload.len() as u32 };
+    let h = Header {
+        cmd: Command::Handshake,
+        dst_host: 0,
+        src_host: 1,
+        dst_port: 0,
+        src_port: 0,
+        len: payload.len() as u32,
+    };
     sock.write_all(&frame(h, payload)).await.unwrap();
     let mut sink = Vec::new();
     within(5, sock.read_to_end(&mut sink)).await.unwrap();
@@ -306,10 +323,7 @@ async fn the_stream_over_the_limit_is_refused_not_queued() {
         streams.push(within(10, client.dial(addr)).await.unwrap());
     }
     let err = within(5, client.dial(addr)).await.unwrap_err();
-    assert!(
-        matches!(err, astranet::Error::Refused { reason: RstReason::StreamLimit, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, astranet::Error::Refused { reason: RstReason::StreamLimit, .. }), "{err}");
     // Closing one makes room again (after its linger time on the server).
     drop(streams.pop());
     drop(acceptor);
@@ -443,7 +457,11 @@ async fn a_dial_given_up_after_ack_closes_the_go_servers_stream() {
     let d = within(5, peer.recv_skip_ping()).await.unwrap();
     assert_eq!(d.header.cmd, Command::Dial);
     let (node_port, n) = (d.header.src_port, node.host_id());
-    peer.send(Header { cmd: Command::Syn, dst_host: n.0, src_host: me.0, dst_port: node_port, src_port: 80, len: 0 }, &[]).await;
+    peer.send(
+        Header { cmd: Command::Syn, dst_host: n.0, src_host: me.0, dst_port: node_port, src_port: 80, len: 0 },
+        &[],
+    )
+    .await;
     assert_eq!(within(5, peer.recv_skip_ping()).await.unwrap().header.cmd, Command::Ack);
     assert!(matches!(within(5, dial).await.unwrap(), Err(astranet::Error::TimedOut { .. })));
     let mut cmds = Vec::new();

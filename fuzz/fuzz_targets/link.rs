@@ -44,8 +44,15 @@ fuzz_target!(|data: &[u8]| {
         let hs = if flags & 1 == 1 { Handshake::ours(String::new()) } else { Handshake::default() };
         let payload = hs.encode();
         let mut hello = Vec::new();
-        Header { cmd: Command::Handshake, dst_host: 0, src_host: PEER, dst_port: 0, src_port: 0, len: payload.len() as u32 }
-            .put(&mut hello);
+        Header {
+            cmd: Command::Handshake,
+            dst_host: 0,
+            src_host: PEER,
+            dst_port: 0,
+            src_port: 0,
+            len: payload.len() as u32,
+        }
+        .put(&mut hello);
         hello.extend_from_slice(&payload);
         let _ = tx.write_all(&hello).await;
         let _ = tx.write_all(input).await;

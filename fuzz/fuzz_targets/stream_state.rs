@@ -7,7 +7,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, ops)) = data.split_first() else { return };
-    let mut s = if first & 1 == 0 { StreamState::dialing(first & 2 == 0) } else { StreamState::accepted(first & 2 == 0) };
+    let mut s =
+        if first & 1 == 0 { StreamState::dialing(first & 2 == 0) } else { StreamState::accepted(first & 2 == 0) };
     let mut budget = WindowBudget { used: 0, limit: 1 << 24 };
     let tuning = Tuning { max_window: 1 << 22, horizon_us: 1000 };
     let mut now = 0u32;

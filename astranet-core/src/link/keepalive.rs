@@ -22,10 +22,8 @@ pub(super) async fn run(link: Arc<Link>) {
         let now = link.tick();
         if link.peer.get().is_none() {
             if now >= handshake_ms {
-                return link.close(CloseReason::Timeout(format!(
-                    "no HANDSHAKE within {:?}",
-                    link.config.handshake_timeout
-                )));
+                return link
+                    .close(CloseReason::Timeout(format!("no HANDSHAKE within {:?}", link.config.handshake_timeout)));
             }
             continue;
         }

@@ -22,13 +22,13 @@ use crate::proto::{Command, Handshake, Header, RstReason, Tuning, WindowBudget};
 use crate::stats::Counters;
 use bytes::{BufMut, BytesMut};
 use parking_lot::Mutex;
+use sink::Sink;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 use table::{Key, StreamTable};
-use sink::Sink;
 use tokio::io::AsyncRead;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{watch, Notify};
@@ -176,7 +176,14 @@ impl Link {
             let raddr = remote_addr.map(|a| a.to_string()).unwrap_or_default();
             let payload = Handshake::ours(raddr).encode();
             let mut st = link.state.lock();
-            let h = Header { cmd: Command::Handshake, dst_host: 0, src_host: link.local_host, dst_port: 0, src_port: 0, len: payload.len() as u32 };
+            let h = Header {
+                cmd: Command::Handshake,
+                dst_host: 0,
+                src_host: link.local_host,
+                dst_port: 0,
+                src_port: 0,
+                len: payload.len() as u32,
+            };
             st.push(h, &payload);
         }
         node.register_link(&link);

@@ -3,7 +3,7 @@
 //! to their stream as slices of the read buffer; wakers run after the lock is released.
 
 use super::table::{Key, PAYLOAD_OVERHEAD};
-use super::{CloseReason, Link, LinkState, Phase, PeerInfo};
+use super::{CloseReason, Link, LinkState, PeerInfo, Phase};
 use crate::addr::HostId;
 use crate::proto::{handshake, Command, Decoder, Frame, Handshake, Header, RstReason, HEADER_LEN, MAX_PAYLOAD};
 use bytes::BytesMut;
@@ -237,10 +237,14 @@ impl Link {
             Command::Rst if v1 => {
                 return Err(CloseReason::Protocol("RST from a peer that did not negotiate it".into()));
             }
-            Command::Dial if self.for_us(&h) => {
-                deferred.push(Deferred::Dial(Key { local_port: h.dst_port, remote_port: h.src_port, remote_host: h.src_host }))
+            Command::Dial if self.for_us(&h) => deferred.push(Deferred::Dial(Key {
+                local_port: h.dst_port,
+                remote_port: h.src_port,
+                remote_host: h.src_host,
+            })),
+            cmd if cmd.is_stream_frame() && self.for_us(&h) => {
+                return self.on_stream_frame(st, frame, wakers, deferred)
             }
-            cmd if cmd.is_stream_frame() && self.for_us(&h) => return self.on_stream_frame(st, frame, wakers, deferred),
             Command::Service | Command::NoService | Command::Follow | Command::Discover | Command::Reset => {
                 self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(link = self.id, cmd = %h.cmd, "mesh frame ignored");

@@ -6,8 +6,8 @@ use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::time::timeout;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::time::timeout;
 
 /// The writing end of a link.
 pub(crate) enum Sink {
@@ -27,7 +27,8 @@ impl Sink {
     /// Writes every slice, in order. Fails with [`io::ErrorKind::TimedOut`] when the
     /// pipe accepts nothing for `stall` (a slow pipe that makes progress is fine).
     pub(crate) async fn write_all(&mut self, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
-        let stalled = || io::Error::new(io::ErrorKind::TimedOut, format!("a write was pending for more than {stall:?}"));
+        let stalled =
+            || io::Error::new(io::ErrorKind::TimedOut, format!("a write was pending for more than {stall:?}"));
         let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
         while !parts.is_empty() {
             let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();

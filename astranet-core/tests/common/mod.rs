@@ -64,9 +64,24 @@ impl RawPeer {
     pub async fn connect(addr: std::net::SocketAddr, ext: bool) -> (RawPeer, Frame) {
         let sock = TcpStream::connect(addr).await.unwrap();
         let mut peer = RawPeer { sock, host: 0x0BAD_F00D, buf: BytesMut::new(), decoder: Decoder::new(1 << 24) };
-        let hs = if ext { Handshake::ours("127.0.0.1:1".into()) } else { Handshake { raddr: "127.0.0.1:1".into(), ext: vec![] } };
+        let hs = if ext {
+            Handshake::ours("127.0.0.1:1".into())
+        } else {
+            Handshake { raddr: "127.0.0.1:1".into(), ext: vec![] }
+        };
         let payload = hs.encode();
-        peer.send(Header { cmd: Command::Handshake, dst_host: 0, src_host: peer.host, dst_port: 0, src_port: 0, len: payload.len() as u32 }, &payload).await;
+        peer.send(
+            Header {
+                cmd: Command::Handshake,
+                dst_host: 0,
+                src_host: peer.host,
+                dst_port: 0,
+                src_port: 0,
+                len: payload.len() as u32,
+            },
+            &payload,
+        )
+        .await;
         let theirs = peer.recv_skip_ping().await.expect("node sends HANDSHAKE");
         assert_eq!(theirs.header.cmd, Command::Handshake);
         (peer, theirs)
