@@ -12,6 +12,10 @@ step() { printf '\n==== %s\n' "$*"; }
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
+step "Rust: formatting and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 step "Rust: unit, integration and doc tests (workspace)"
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 

@@ -232,7 +232,7 @@ impl Link {
     }
 
     pub(crate) fn is_v1(&self) -> bool {
-        self.peer.get().map_or(true, |p| p.v1)
+        self.peer.get().is_none_or(|p| p.v1)
     }
 
     pub(crate) fn error_for(&self, reason: &CloseReason) -> Error {
