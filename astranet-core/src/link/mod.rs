@@ -40,9 +40,6 @@ pub(crate) struct PeerInfo {
     pub host: HostId,
     /// The peer speaks only v1: no extension frames may be sent to it.
     pub v1: bool,
-    /// How the peer sees our address (its `RAddr`).
-    #[allow(dead_code)]
-    pub our_addr_seen: String,
 }
 
 /// Why a link went down.
@@ -108,7 +105,6 @@ pub(crate) struct Link {
     pub node: Weak<NodeShared>,
     pub local_host: u64,
     pub config: Arc<Config>,
-    pub tuning_floor_us: u32,
     pub remote_addr: Option<SocketAddr>,
     pub peer: OnceLock<PeerInfo>,
     pub state: Mutex<LinkState>,
@@ -143,7 +139,6 @@ impl Link {
             id: node.next_link_id(),
             node: Arc::downgrade(node),
             local_host: node.host_id().0,
-            tuning_floor_us: TUNING_FLOOR_US,
             remote_addr,
             peer: OnceLock::new(),
             state: Mutex::new(LinkState {
@@ -267,7 +262,7 @@ impl Link {
         let rtt = self.rtt_us.load(Ordering::Relaxed);
         Tuning {
             max_window: self.config.windows.max_stream_window,
-            horizon_us: rtt.saturating_mul(2).max(self.tuning_floor_us),
+            horizon_us: rtt.saturating_mul(2).max(TUNING_FLOOR_US),
         }
     }
 

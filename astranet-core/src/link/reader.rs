@@ -186,7 +186,7 @@ impl Link {
             decoder.set_max_payload(self.config.windows.max_stream_window.max(MAX_PAYLOAD as u32));
         }
         tracing::debug!(link = self.id, peer = %host, v1, raddr = %hs.raddr, "handshake");
-        let _ = self.peer.set(PeerInfo { host, v1, our_addr_seen: hs.raddr });
+        let _ = self.peer.set(PeerInfo { host, v1 });
         Ok(host)
     }
 
