@@ -5,6 +5,33 @@ use crate::node::Node;
 use crate::proto::INITIAL_WINDOW;
 use std::time::Duration;
 
+/// What a node does in the mesh, with the Go package's meanings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Announces its services to its neighbours (Go's `New()`, the default).
+    #[default]
+    Peer,
+    /// Announces nothing; dials services others announce (Go's `Client()`).
+    Client,
+    /// Announces its services (Go's `Server()`).
+    Server,
+    /// Announces its services and passes on the services its direct neighbours
+    /// announce, so nodes that only reach the router can dial them (Go's `Router()`).
+    Router,
+}
+
+impl Role {
+    /// Whether this node announces the services it binds.
+    pub fn announces(self) -> bool {
+        self != Role::Client
+    }
+
+    /// Whether this node re-announces its neighbours' services.
+    pub fn routes(self) -> bool {
+        self == Role::Router
+    }
+}
+
 /// Keep-alive timings. The defaults are the Go package's (keep-alive 10 s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeepAlive {
@@ -42,6 +69,8 @@ pub struct Limits {
     pub max_link_buffer: usize,
     /// Bytes of frames queued for writing per link before writers wait.
     pub link_write_queue: usize,
+    /// Service announcements stored per link; further ones are dropped (logged).
+    pub max_announcements_per_link: usize,
     /// Bytes of control frames (answers to the peer's frames, DIALs, credit) queued on
     /// a link; a peer that makes it grow past this by not reading is disconnected.
     pub max_control_queue: usize,
@@ -54,6 +83,7 @@ impl Default for Limits {
             listener_backlog: 65_536,
             max_link_buffer: 1 << 30,
             link_write_queue: 1 << 20,
+            max_announcements_per_link: 100_000,
             max_control_queue: 64 << 20,
         }
     }
@@ -77,6 +107,12 @@ impl Default for Windows {
 /// Everything a [`Node`] is configured with.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// What the node does in the mesh (default [`Role::Peer`]).
+    pub role: Role,
+    /// The environment suffix appended to every service name this node binds or
+    /// dials (`".a.b"` for `env(["a", "b"])`; default empty). Meshes sharing routers
+    /// are isolated by it.
+    pub env: String,
     /// The node's host id; random by default.
     pub host_id: HostId,
     /// Keep-alive timings; by default those of a 10 s period (see [`KeepAlive`]).
@@ -98,6 +134,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            role: Role::Peer,
+            env: String::new(),
             host_id: HostId::random(),
             keepalive: KeepAlive::default(),
             limits: Limits::default(),
@@ -129,6 +167,29 @@ impl NodeBuilder {
     /// Fixes the host id instead of a random one (the default).
     pub fn host_id(mut self, id: HostId) -> Self {
         self.config.host_id = id;
+        self
+    }
+
+    /// The node's role in the mesh (default [`Role::Peer`]).
+    pub fn role(mut self, role: Role) -> Self {
+        self.config.role = role;
+        self
+    }
+
+    /// The environment: `env(["prod", "eu"])` makes every bound or dialed name end in
+    /// `.prod.eu`, like Go's `WithEnv("prod", "eu")`.
+    pub fn env<I, S>(mut self, parts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.config.env = parts.into_iter().map(|p| format!(".{}", p.as_ref())).collect();
+        self
+    }
+
+    /// Service announcements stored per link (default 100,000).
+    pub fn max_announcements_per_link(mut self, n: usize) -> Self {
+        self.config.limits.max_announcements_per_link = n;
         self
     }
 

@@ -32,6 +32,14 @@ pub enum Error {
         /// The timeout that expired.
         after: Duration,
     },
+    /// Nobody announced the service within the dial timeout.
+    #[error("no such service {name:?} (nobody announced it within {after:?})")]
+    NoSuchService {
+        /// The full name looked up, environment suffix included.
+        name: String,
+        /// How long the dial waited for it to appear.
+        after: Duration,
+    },
     /// No link leads to the host.
     #[error("no route to host {0}")]
     NoRoute(HostId),
@@ -94,6 +102,7 @@ impl Error {
             Error::Refused { .. } => K::ConnectionRefused,
             Error::TimedOut { .. } => K::TimedOut,
             Error::NoRoute(_) => K::HostUnreachable,
+            Error::NoSuchService { .. } => K::NotFound,
             Error::LinkClosed { .. } => K::ConnectionAborted,
             Error::Reset(_) | Error::Aborted => K::ConnectionReset,
             Error::BrokenPipe => K::BrokenPipe,

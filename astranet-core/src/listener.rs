@@ -34,6 +34,8 @@ struct ListenerState {
 
 pub(crate) struct ListenerShared {
     port: u32,
+    /// The service name (environment suffix included), if bound by name.
+    name: Option<String>,
     host: HostId,
     backlog_limit: usize,
     node: Weak<NodeShared>,
@@ -41,9 +43,10 @@ pub(crate) struct ListenerShared {
 }
 
 impl ListenerShared {
-    pub(crate) fn new(node: &Arc<NodeShared>, port: u32) -> ListenerShared {
+    pub(crate) fn new(node: &Arc<NodeShared>, port: u32, name: Option<String>) -> ListenerShared {
         ListenerShared {
             port,
+            name,
             host: node.host_id(),
             backlog_limit: node.config.limits.listener_backlog,
             node: Arc::downgrade(node),
@@ -55,6 +58,10 @@ impl ListenerShared {
                 closed: false,
             }),
         }
+    }
+
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// Queues a DIAL for `accept`, or says why it is refused.
@@ -215,6 +222,11 @@ impl Listener {
     /// The bound address: (this node's host id, port).
     pub fn local_addr(&self) -> Addr {
         Addr::new(self.shared.host, self.shared.port)
+    }
+
+    /// The service name, environment suffix included, if bound by name.
+    pub fn name(&self) -> Option<&str> {
+        self.shared.name()
     }
 
     /// Unbinds the port. Pending and later `accept` calls fail with

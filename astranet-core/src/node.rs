@@ -8,6 +8,7 @@ use crate::link::stream_ops::OpenError;
 use crate::link::table::Key;
 use crate::link::{CloseReason, Link};
 use crate::listener::{Listener, ListenerShared};
+use crate::registry::{self, Registry, Selector, ServiceInfo};
 use crate::stats::{Counters, Stats};
 use crate::stream::Stream;
 use hashbrown::HashMap;
@@ -19,28 +20,121 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 /// Automatic ports (dials and `bind("")`) count up from here, as in the Go package, so
 /// they never collide with the small fixed ports applications choose.
 const FIRST_AUTO_PORT: u32 = (1 << 24) + 1;
 
-/// Where to dial.
+/// Where to dial: a virtual address, or a service name (with an optional key for
+/// consistent hashing).
 ///
-/// Built from an [`Addr`] (or parsed from `"<host id hex>:<port>"`).
+/// Anything that converts with [`IntoTarget`] is accepted by [`Node::dial`]: an
+/// [`Addr`], a `Target`, or a string — `"<16 hex digits>:<port>"` is an address,
+/// anything else a service name (the node's environment suffix is appended).
+///
+/// ```
+/// use astranet::Target;
+/// let by_name = Target::name("db");
+/// let sticky = Target::name("sessions").with_key("user-42");
+/// // The Go package's forms: a `registry://` network hashes on the network string,
+/// // `vport2registry` on the "port" part of "name:key".
+/// let go1 = Target::from_go("registry://user-42", "sessions").unwrap();
+/// let go2 = Target::from_go("vport2registry", "sessions:user-42").unwrap();
+/// assert_eq!(go2, Target::name("sessions").with_key("user-42"));
+/// # let _ = (by_name, sticky, go1);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target(Addr);
+pub struct Target(TargetKind);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TargetKind {
+    Addr(Addr),
+    Name { name: String, selector: Selector },
+}
+
+impl Target {
+    /// A service name; each dial picks one of its instances at random.
+    pub fn name(name: impl Into<String>) -> Target {
+        Target(TargetKind::Name { name: name.into(), selector: Selector::Random })
+    }
+
+    /// Picks the instance by consistent hashing on `key`: every node maps the same key
+    /// to the same instance (while the set of instances is the same). No effect on an
+    /// address.
+    pub fn with_key(self, key: impl Into<String>) -> Target {
+        match self.0 {
+            TargetKind::Name { name, .. } => Target(TargetKind::Name { name, selector: Selector::Key(key.into()) }),
+            addr => Target(addr),
+        }
+    }
+
+    /// The Go package's `Dial(network, address)` arguments: a `registry://…` network
+    /// hashes on the network string, `vport2registry` reads `address` as `name:key`,
+    /// any other network dials `address` as [`Target`]'s `FromStr` reads it.
+    pub fn from_go(network: &str, address: &str) -> Result<Target> {
+        if network.starts_with("registry://") {
+            return Ok(Target::name(address).with_key(network));
+        }
+        if network == "vport2registry" {
+            let (name, key) = address.rsplit_once(':').ok_or_else(|| Error::InvalidTarget {
+                target: address.to_string(),
+                reason: "vport2registry takes \"name:key\"".to_string(),
+            })?;
+            return Ok(Target::name(name).with_key(key));
+        }
+        address.parse()
+    }
+}
 
 impl From<Addr> for Target {
     fn from(a: Addr) -> Target {
-        Target(a)
+        Target(TargetKind::Addr(a))
     }
 }
 
 impl std::str::FromStr for Target {
     type Err = Error;
     fn from_str(s: &str) -> Result<Target> {
-        s.parse::<Addr>().map(Target).map_err(|e| Error::InvalidTarget { target: s.to_string(), reason: e.to_string() })
+        if let Ok(addr) = s.parse::<Addr>() {
+            return Ok(addr.into());
+        }
+        if let Err(e) = registry::parse_name(s.as_bytes()) {
+            return Err(Error::InvalidTarget { target: s.to_string(), reason: e.to_string() });
+        }
+        Ok(Target::name(s))
+    }
+}
+
+/// What [`Node::dial`] accepts: [`Target`], [`Addr`], `&str` and `String` (parsed as
+/// [`Target`]'s `FromStr` does).
+pub trait IntoTarget {
+    /// The target, or [`Error::InvalidTarget`].
+    fn into_target(self) -> Result<Target>;
+}
+
+impl IntoTarget for Target {
+    fn into_target(self) -> Result<Target> {
+        Ok(self)
+    }
+}
+
+impl IntoTarget for Addr {
+    fn into_target(self) -> Result<Target> {
+        Ok(self.into())
+    }
+}
+
+impl IntoTarget for &str {
+    fn into_target(self) -> Result<Target> {
+        self.parse()
+    }
+}
+
+impl IntoTarget for String {
+    fn into_target(self) -> Result<Target> {
+        self.parse()
     }
 }
 
@@ -58,6 +152,9 @@ pub(crate) struct NodeShared {
     listeners: RwLock<HashMap<u32, Arc<ListenerShared>>>,
     next_port: AtomicU32,
     next_link: AtomicU64,
+    pub(crate) registry: Mutex<Registry>,
+    /// The registry's version, watched by dials waiting for a name.
+    pub(crate) registry_version: watch::Sender<u64>,
     /// Accept loops and re-join supervisors, stopped on close.
     background: Mutex<Vec<AbortHandle>>,
     closed: AtomicBool,
@@ -77,13 +174,27 @@ impl NodeShared {
     }
 
     pub(crate) fn link_up(&self, link: &Arc<Link>, host: HostId) {
-        let mut links = self.links.write();
-        if links.by_id.contains_key(&link.id) {
+        {
+            let mut links = self.links.write();
+            if !links.by_id.contains_key(&link.id) {
+                return;
+            }
             links.by_host.entry(host).or_default().push(link.clone());
         }
+        self.announce_to(link);
+    }
+
+    /// Links whose handshake completed.
+    pub(crate) fn up_links(&self) -> Vec<Arc<Link>> {
+        self.links.read().by_host.values().flatten().cloned().collect()
     }
 
     pub(crate) fn unregister_link(&self, link: &Link) {
+        self.unregister_link_routes(link);
+        self.link_lost(link.id);
+    }
+
+    fn unregister_link_routes(&self, link: &Link) {
         let mut links = self.links.write();
         links.by_id.remove(&link.id);
         if let Some(host) = link.peer.get().map(|p| p.host) {
@@ -106,9 +217,13 @@ impl NodeShared {
     }
 
     pub(crate) fn unbind(&self, port: u32, which: &Arc<ListenerShared>) {
-        let mut listeners = self.listeners.write();
-        if listeners.get(&port).is_some_and(|l| Arc::ptr_eq(l, which)) {
-            listeners.remove(&port);
+        let removed = {
+            let mut listeners = self.listeners.write();
+            let ours = listeners.get(&port).is_some_and(|l| Arc::ptr_eq(l, which));
+            ours && listeners.remove(&port).is_some()
+        };
+        if let (true, Some(name)) = (removed, which.name()) {
+            self.service_unbound(name, Addr::new(self.host_id(), port));
         }
     }
 
@@ -218,6 +333,8 @@ impl Node {
                 listeners: RwLock::default(),
                 next_port: AtomicU32::new(FIRST_AUTO_PORT),
                 next_link: AtomicU64::new(1),
+                registry: Mutex::default(),
+                registry_version: watch::Sender::new(0),
                 background: Mutex::default(),
                 closed: AtomicBool::new(false),
             }),
@@ -289,29 +406,50 @@ impl Node {
         link.wait_up().await
     }
 
-    /// Binds a listener to a virtual port: `":7"` for port 7, `""` or `":0"` for a
-    /// free automatic port.
+    /// Binds a listener, like the Go package's `Bind`:
+    /// - `"name"`: a service name on an automatic port, announced to the mesh;
+    /// - `"name:port"`: a service name on a fixed port;
+    /// - `":port"`: a port without a name (`":0"` or `""`: an automatic port).
+    ///
+    /// Names get the node's environment suffix ([`NodeBuilder::env`]); a node whose
+    /// role announces ([`crate::Role::announces`]) tells every neighbour, and withdraws
+    /// the name when the listener closes.
     pub fn bind(&self, target: &str) -> Result<Listener> {
         self.shared.check_open()?;
         let invalid = |reason: &str| Error::InvalidTarget { target: target.to_string(), reason: reason.to_string() };
-        let port = match target.strip_prefix(':') {
-            _ if target.is_empty() => 0,
-            Some(port) => port.parse::<u32>().map_err(|_| invalid("the port is not a number from 0 to 4294967295"))?,
-            None => return Err(invalid("expected \":port\" or \"\"")),
+        let (name, port) = match target.rsplit_once(':') {
+            None => (target, "0"),
+            Some((name, port)) => (name, port),
         };
-        let mut listeners = self.shared.listeners.write();
-        let port = if port == 0 {
-            std::iter::repeat_with(|| self.shared.alloc_port())
-                .find(|p| !listeners.contains_key(p))
-                .expect("an endless iterator finds a free port")
-        } else if listeners.contains_key(&port) {
-            return Err(Error::AddrInUse(port));
-        } else {
-            port
+        let port = port.parse::<u32>().map_err(|_| invalid("the port is not a number from 0 to 4294967295"))?;
+        let name = match name {
+            "" => None,
+            name => {
+                let full = format!("{name}{}", self.shared.config.env);
+                registry::parse_name(full.as_bytes()).map_err(|e| invalid(&e.to_string()))?;
+                Some(full)
+            }
         };
-        let shared = Arc::new(ListenerShared::new(&self.shared, port));
-        listeners.insert(port, shared.clone());
-        Ok(Listener::new(shared))
+        let shared = {
+            let mut listeners = self.shared.listeners.write();
+            let port = if port == 0 {
+                std::iter::repeat_with(|| self.shared.alloc_port())
+                    .find(|p| !listeners.contains_key(p))
+                    .expect("an endless iterator finds a free port")
+            } else if listeners.contains_key(&port) {
+                return Err(Error::AddrInUse(port));
+            } else {
+                port
+            };
+            let shared = Arc::new(ListenerShared::new(&self.shared, port, name));
+            listeners.insert(port, shared.clone());
+            shared
+        };
+        let listener = Listener::new(shared.clone());
+        if let Some(name) = shared.name() {
+            self.shared.service_bound(name, listener.local_addr());
+        }
+        Ok(listener)
     }
 
     /// Opens a stream to a virtual address, waiting at most [`Config::dial_timeout`].
@@ -321,15 +459,18 @@ impl Node {
     /// remote node refuses (nobody listens, backlog full, stream limit), and
     /// [`Error::TimedOut`] (a Go peer never refuses: dials to a port nobody listens on
     /// time out).
-    pub async fn dial(&self, target: impl Into<Target>) -> Result<Stream> {
+    pub async fn dial(&self, target: impl IntoTarget) -> Result<Stream> {
         self.dial_timeout(target, self.shared.config.dial_timeout).await
     }
 
     /// [`Node::dial`] with its own timeout.
-    pub async fn dial_timeout(&self, target: impl Into<Target>, timeout: Duration) -> Result<Stream> {
+    pub async fn dial_timeout(&self, target: impl IntoTarget, timeout: Duration) -> Result<Stream> {
         self.shared.check_open()?;
-        let Target(addr) = target.into();
-        let link = self.shared.route(addr.host).ok_or(Error::NoRoute(addr.host))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (addr, link) = match target.into_target()?.0 {
+            TargetKind::Addr(addr) => (addr, self.shared.route(addr.host).ok_or(Error::NoRoute(addr.host))?),
+            TargetKind::Name { name, selector } => self.resolve(&name, &selector, deadline, timeout).await?,
+        };
         let id = loop {
             let key = Key { local_port: self.shared.alloc_port(), remote_port: addr.port, remote_host: addr.host.0 };
             match link.open_stream(key) {
@@ -341,11 +482,44 @@ impl Node {
         // If the dial fails or is cancelled, dropping the handle gives the dial up.
         let stream = Stream::new(link, id);
         let established = poll_fn(|cx| stream.link().poll_established(stream.slot(), cx));
-        match tokio::time::timeout(timeout, established).await {
+        match tokio::time::timeout_at(deadline, established).await {
             Ok(Ok(())) => Ok(stream),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::TimedOut { what: format!("dial to {addr}"), after: timeout }),
         }
+    }
+
+    /// Waits until `name` (plus the environment suffix) is announced, then picks an
+    /// instance and the link that leads to it.
+    async fn resolve(
+        &self,
+        name: &str,
+        selector: &Selector,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<(Addr, Arc<Link>)> {
+        let full = format!("{name}{}", self.shared.config.env);
+        let mut changes = self.shared.registry_version.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let pick = self.shared.registry.lock().pick(&full, selector);
+            if let Some(pick) = pick {
+                if let Some(link) = self.shared.links.read().by_id.get(&pick.link).cloned() {
+                    return Ok((pick.addr, link));
+                }
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Error::NodeClosed),
+                Err(_) => return Err(Error::NoSuchService { name: full, after: timeout }),
+            }
+        }
+    }
+
+    /// Every service instance this node knows: its own, and those announced by
+    /// neighbours (directly, or passed on by a router).
+    pub fn services(&self) -> Vec<ServiceInfo> {
+        self.shared.registry.lock().list()
     }
 
     /// Host ids of the neighbours this node has a link to.

@@ -4,9 +4,9 @@
 
 use super::table::{Key, PAYLOAD_OVERHEAD};
 use super::{CloseReason, Link, LinkState, PeerInfo, Phase};
-use crate::addr::HostId;
+use crate::addr::{Addr, HostId};
 use crate::proto::{handshake, Command, Decoder, Frame, Handshake, Header, RstReason, HEADER_LEN, MAX_PAYLOAD};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -71,6 +71,8 @@ pub(super) enum Deferred {
     Dial(Key),
     /// The dialer gave up a DIAL that may still wait in that listener's backlog.
     Cancel(Key),
+    /// SERVICE or NO_SERVICE, for the node's registry.
+    Announcement { cmd: Command, name: Bytes, addr: Addr },
 }
 
 pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
@@ -111,6 +113,11 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
             match work {
                 Deferred::Dial(key) => link.offer_dial(key),
                 Deferred::Cancel(key) => link.cancel_dial(&key),
+                Deferred::Announcement { cmd, name, addr } => {
+                    if let Some(node) = link.node.upgrade() {
+                        node.on_announcement(&link, cmd, &name, addr);
+                    }
+                }
             }
         }
     }
@@ -245,7 +252,12 @@ impl Link {
             cmd if cmd.is_stream_frame() && self.for_us(&h) => {
                 return self.on_stream_frame(st, frame, wakers, deferred)
             }
-            Command::Service | Command::NoService | Command::Follow | Command::Discover | Command::Reset => {
+            Command::Service | Command::NoService => deferred.push(Deferred::Announcement {
+                cmd: h.cmd,
+                name: frame.payload,
+                addr: Addr::new(HostId(h.src_host), h.src_port),
+            }),
+            Command::Follow | Command::Discover | Command::Reset => {
                 self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(link = self.id, cmd = %h.cmd, "mesh frame ignored");
             }

@@ -1,0 +1,342 @@
+//! The service registry of a node: the names this node binds, and the announcements
+//! (SERVICE / NO_SERVICE) received on each link, with instance selection for dial by
+//! name.
+
+use crate::addr::{Addr, HostId};
+use hashbrown::HashMap;
+use std::fmt;
+
+/// Longest service name accepted in an announcement (bytes).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// How a service instance is reached from this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reach {
+    /// Bound on this node.
+    Local,
+    /// Announced by the neighbour that hosts it.
+    Direct,
+    /// Announced through a neighbour that relays for its host.
+    Relayed,
+}
+
+/// One instance of a named service, as listed by [`crate::Node::services`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ServiceInfo {
+    /// The full name, environment suffix included.
+    pub name: String,
+    /// Where the instance listens.
+    pub addr: Addr,
+    /// The neighbour whose link the announcement came through (`None` when local).
+    pub via: Option<HostId>,
+    /// Local, direct or relayed.
+    pub reach: Reach,
+}
+
+impl fmt::Display for ServiceInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.via {
+            Some(via) => write!(f, "{} at {} via {} ({:?})", self.name, self.addr, via, self.reach),
+            None => write!(f, "{} at {} (local)", self.name, self.addr),
+        }
+    }
+}
+
+/// An announcement that is not stored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AnnouncementError {
+    /// Empty, longer than [`MAX_NAME_LEN`] bytes, or not UTF-8.
+    #[error("invalid service name ({0})")]
+    InvalidName(&'static str),
+    /// The link already carries as many announcements as allowed.
+    #[error("the link is over its limit of {0} announcements")]
+    OverLimit(usize),
+}
+
+/// Checks a name received on the wire.
+pub fn parse_name(payload: &[u8]) -> Result<&str, AnnouncementError> {
+    if payload.is_empty() {
+        return Err(AnnouncementError::InvalidName("empty"));
+    }
+    if payload.len() > MAX_NAME_LEN {
+        return Err(AnnouncementError::InvalidName("longer than 255 bytes"));
+    }
+    std::str::from_utf8(payload).map_err(|_| AnnouncementError::InvalidName("not UTF-8"))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Remote {
+    addr: Addr,
+    link: u64,
+    via: HostId,
+    direct: bool,
+}
+
+/// How [`Registry::pick`] chooses among instances.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Selector {
+    /// Any instance, at random.
+    Random,
+    /// The same instance for the same key on every node (consistent hashing).
+    Key(String),
+}
+
+/// Where a dial by name goes: the instance, and the link to send the DIAL on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pick {
+    pub addr: Addr,
+    pub link: u64,
+}
+
+/// Virtual points per instance on the hash ring: enough to spread keys evenly.
+const RING_POINTS: u32 = 64;
+
+#[derive(Default)]
+pub struct Registry {
+    local: HashMap<String, Vec<Addr>>,
+    remote: HashMap<String, Vec<Remote>>,
+    per_link: HashMap<u64, usize>,
+    /// Hash rings by name, valid for `version`.
+    rings: HashMap<String, (u64, Vec<(u64, Addr)>)>,
+    version: u64,
+}
+
+impl Registry {
+    /// Bumped on every change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn add_local(&mut self, name: &str, addr: Addr) {
+        self.local.entry(name.to_string()).or_default().push(addr);
+        self.version += 1;
+    }
+
+    pub fn remove_local(&mut self, name: &str, addr: Addr) {
+        if let Some(list) = self.local.get_mut(name) {
+            list.retain(|a| *a != addr);
+            if list.is_empty() {
+                self.local.remove(name);
+            }
+            self.version += 1;
+        }
+    }
+
+    /// Stores an announcement received on `link` from neighbour `via`. Returns false if
+    /// it was already known.
+    pub fn add_remote(
+        &mut self,
+        name: &str,
+        addr: Addr,
+        link: u64,
+        via: HostId,
+        limit: usize,
+    ) -> Result<bool, AnnouncementError> {
+        let list = self.remote.entry(name.to_string()).or_default();
+        if list.iter().any(|r| r.addr == addr && r.link == link) {
+            return Ok(false);
+        }
+        let count = self.per_link.entry(link).or_default();
+        if *count >= limit {
+            if list.is_empty() {
+                self.remote.remove(name);
+            }
+            return Err(AnnouncementError::OverLimit(limit));
+        }
+        *count += 1;
+        list.push(Remote { addr, link, via, direct: addr.host == via });
+        self.version += 1;
+        Ok(true)
+    }
+
+    /// Withdraws an announcement received on `link`. Returns whether it was known.
+    pub fn remove_remote(&mut self, name: &str, addr: Addr, link: u64) -> bool {
+        let Some(list) = self.remote.get_mut(name) else { return false };
+        let before = list.len();
+        list.retain(|r| !(r.addr == addr && r.link == link));
+        let removed = before - list.len();
+        if list.is_empty() {
+            self.remote.remove(name);
+        }
+        if removed == 0 {
+            return false;
+        }
+        if let Some(count) = self.per_link.get_mut(&link) {
+            *count -= removed;
+        }
+        self.version += 1;
+        true
+    }
+
+    /// Forgets everything announced on a link that went down; returns what was
+    /// withdrawn.
+    pub fn remove_link(&mut self, link: u64) -> Vec<(String, Addr, bool)> {
+        let mut gone = Vec::new();
+        self.remote.retain(|name, list| {
+            list.retain(|r| {
+                let keep = r.link != link;
+                if !keep {
+                    gone.push((name.clone(), r.addr, r.direct));
+                }
+                keep
+            });
+            !list.is_empty()
+        });
+        self.per_link.remove(&link);
+        if !gone.is_empty() {
+            self.version += 1;
+        }
+        gone
+    }
+
+    /// Names bound on this node, with their addresses.
+    pub fn locals(&self) -> impl Iterator<Item = (&str, Addr)> {
+        self.local.iter().flat_map(|(n, list)| list.iter().map(move |a| (n.as_str(), *a)))
+    }
+
+    /// Announcements a router passes on: those received from the service's own host.
+    pub fn direct_remotes(&self) -> impl Iterator<Item = (&str, Addr, u64)> {
+        self.remote
+            .iter()
+            .flat_map(|(n, list)| list.iter().filter(|r| r.direct).map(move |r| (n.as_str(), r.addr, r.link)))
+    }
+
+    /// Every known instance.
+    pub fn list(&self) -> Vec<ServiceInfo> {
+        let mut out: Vec<ServiceInfo> = self
+            .locals()
+            .map(|(name, addr)| ServiceInfo { name: name.to_string(), addr, via: None, reach: Reach::Local })
+            .collect();
+        for (name, list) in &self.remote {
+            for r in list {
+                out.push(ServiceInfo {
+                    name: name.clone(),
+                    addr: r.addr,
+                    via: Some(r.via),
+                    reach: if r.direct { Reach::Direct } else { Reach::Relayed },
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.name, a.addr).cmp(&(&b.name, b.addr)));
+        out
+    }
+
+    /// Picks an instance of `name` on another node, or `None` if there is none. (Like
+    /// the Go package without its loop-back link, a node does not dial its own
+    /// services by name.)
+    pub fn pick(&mut self, name: &str, selector: &Selector) -> Option<Pick> {
+        let list = self.remote.get(name)?;
+        let mut instances: Vec<Addr> = list.iter().map(|r| r.addr).collect();
+        instances.sort();
+        instances.dedup();
+        let addr = match selector {
+            Selector::Random => instances[rand::random::<usize>() % instances.len()],
+            Selector::Key(key) => self.ring_pick(name, &instances, key),
+        };
+        // Prefer the instance's own link over a relay.
+        let list = self.remote.get(name)?;
+        let best = list.iter().filter(|r| r.addr == addr).max_by_key(|r| r.direct)?;
+        Some(Pick { addr, link: best.link })
+    }
+
+    fn ring_pick(&mut self, name: &str, instances: &[Addr], key: &str) -> Addr {
+        let version = self.version;
+        let (built, ring) = self.rings.entry(name.to_string()).or_insert_with(|| (u64::MAX, Vec::new()));
+        if *built != version {
+            ring.clear();
+            for addr in instances {
+                for point in 0..RING_POINTS {
+                    let id = format!("{:016x}:{}#{point}", addr.host.0, addr.port);
+                    ring.push((stable_hash(id.as_bytes()), *addr));
+                }
+            }
+            ring.sort();
+            *built = version;
+        }
+        let h = stable_hash(key.as_bytes());
+        let i = ring.partition_point(|(p, _)| *p < h);
+        ring[i % ring.len()].1
+    }
+}
+
+/// FNV-1a, 64-bit: the same on every node and every run (std's hasher is seeded).
+fn stable_hash(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in data {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    // Finalise (murmur3's mix) so that similar ids land far apart on the ring.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(host: u64, port: u32) -> Addr {
+        Addr::new(HostId(host), port)
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(parse_name(b"").is_err());
+        assert!(parse_name(&[b'x'; 256]).is_err());
+        assert!(parse_name(&[0xff, 0xfe]).is_err());
+        assert_eq!(parse_name(b"db.prod").unwrap(), "db.prod");
+    }
+
+    #[test]
+    fn link_loss_withdraws_its_announcements() {
+        let mut r = Registry::default();
+        r.add_remote("db", a(2, 5), 1, HostId(2), 10).unwrap();
+        r.add_remote("db", a(3, 5), 2, HostId(9), 10).unwrap();
+        assert_eq!(r.list().len(), 2);
+        assert_eq!(r.list()[1].reach, Reach::Relayed);
+        let gone = r.remove_link(1);
+        assert_eq!(gone, vec![("db".to_string(), a(2, 5), true)]);
+        assert_eq!(r.pick("db", &Selector::Random), Some(Pick { addr: a(3, 5), link: 2 }));
+    }
+
+    #[test]
+    fn per_link_limit() {
+        let mut r = Registry::default();
+        r.add_remote("a", a(2, 1), 1, HostId(2), 2).unwrap();
+        r.add_remote("b", a(2, 2), 1, HostId(2), 2).unwrap();
+        assert_eq!(r.add_remote("c", a(2, 3), 1, HostId(2), 2), Err(AnnouncementError::OverLimit(2)));
+        assert!(r.remove_remote("a", a(2, 1), 1));
+        r.add_remote("c", a(2, 3), 1, HostId(2), 2).unwrap();
+    }
+
+    #[test]
+    fn consistent_hashing_agrees_across_registries_and_spreads() {
+        let instances = [a(10, 1), a(11, 1), a(12, 7)];
+        let mut r1 = Registry::default();
+        let mut r2 = Registry::default();
+        // Learned in different orders, over different links.
+        for (i, addr) in instances.iter().enumerate() {
+            r1.add_remote("svc", *addr, 1, addr.host, 10).unwrap();
+            r2.add_remote("svc", instances[2 - i], 7, instances[2 - i].host, 10).unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..200 {
+            let key = Selector::Key(format!("user-{k}"));
+            let p1 = r1.pick("svc", &key).unwrap().addr;
+            assert_eq!(p1, r2.pick("svc", &key).unwrap().addr);
+            seen.insert(p1);
+        }
+        assert_eq!(seen.len(), 3, "every instance gets keys");
+    }
+
+    #[test]
+    fn local_instances_are_listed_not_picked() {
+        let mut r = Registry::default();
+        r.add_local("web", a(1, 80));
+        assert_eq!(r.list()[0].reach, Reach::Local);
+        assert_eq!(r.pick("web", &Selector::Random), None);
+        r.remove_local("web", a(1, 80));
+        assert!(r.list().is_empty());
+    }
+}

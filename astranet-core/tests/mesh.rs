@@ -1,0 +1,221 @@
+//! Service discovery between nodes: named binds, announcements and their withdrawal,
+//! environments, dial by name with random and consistent-hash selection.
+
+mod common;
+
+use astranet::proto::{Command, Header};
+use astranet::{Addr, Error, Node, Reach, Role, Target};
+use common::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn spawn_echo(listener: astranet::Listener) {
+    tokio::spawn(async move {
+        while let Ok(mut s) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+async fn echo_once(s: &mut astranet::Stream, msg: &[u8]) {
+    s.write_all(msg).await.unwrap();
+    let mut back = vec![0u8; msg.len()];
+    within(5, s.read_exact(&mut back)).await.unwrap();
+    assert_eq!(back, msg);
+}
+
+/// Waits until `node` lists `name` (with `present`) or fails the test.
+async fn wait_service(node: &Node, name: &str, present: bool) {
+    within(5, async {
+        while node.services().iter().any(|s| s.name == name) != present {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bind_by_name_is_announced_and_dialable() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind("db").unwrap();
+    assert_eq!(listener.name(), Some("db"));
+    let addr = listener.local_addr();
+    spawn_echo(listener);
+    wait_service(&client, "db", true).await;
+    let seen = client.services();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].addr, seen[0].via, seen[0].reach), (addr, Some(server.host_id()), Reach::Direct));
+    assert_eq!(server.services()[0].reach, Reach::Local);
+    let mut s = within(5, client.dial("db")).await.unwrap();
+    assert_eq!(s.peer_addr(), addr);
+    echo_once(&mut s, b"by name").await;
+}
+
+#[tokio::test]
+async fn name_and_port_forms() {
+    let (server, client) = tcp_pair().await;
+    let fixed = server.bind("web:8080").unwrap();
+    assert_eq!((fixed.name(), fixed.local_addr().port), (Some("web"), 8080));
+    let plain = server.bind(":9090").unwrap();
+    assert_eq!(plain.name(), None);
+    spawn_echo(fixed);
+    wait_service(&client, "web", true).await;
+    let mut s = within(5, client.dial("web")).await.unwrap();
+    assert_eq!(s.peer_addr().port, 8080);
+    echo_once(&mut s, b"x").await;
+    assert!(matches!(server.bind(":"), Err(Error::InvalidTarget { .. })));
+    assert!(matches!(server.bind(&"n".repeat(300)), Err(Error::InvalidTarget { .. })));
+}
+
+#[tokio::test]
+async fn a_name_is_withdrawn_when_its_listener_closes_or_its_link_drops() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind("tmp").unwrap();
+    wait_service(&client, "tmp", true).await;
+    drop(listener);
+    wait_service(&client, "tmp", false).await;
+
+    let _again = server.bind("tmp").unwrap();
+    wait_service(&client, "tmp", true).await;
+    server.close();
+    wait_service(&client, "tmp", false).await;
+}
+
+#[tokio::test]
+async fn dial_by_name_waits_for_the_name_to_appear() {
+    let (server, client) = tcp_pair().await;
+    let dial = tokio::spawn({
+        let client = client.clone();
+        async move { client.dial_timeout("late", Duration::from_secs(5)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    spawn_echo(server.bind("late").unwrap());
+    let mut s = within(10, dial).await.unwrap().unwrap();
+    echo_once(&mut s, b"finally").await;
+}
+
+#[tokio::test]
+async fn dial_to_a_name_nobody_binds_fails_naming_it() {
+    let (_server, client) = tcp_pair().await;
+    let err = within(5, client.dial_timeout("nobody", Duration::from_millis(200))).await.unwrap_err();
+    assert!(matches!(&err, Error::NoSuchService { name, .. } if name == "nobody"), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    assert!(err.to_string().contains("nobody"));
+}
+
+#[tokio::test]
+async fn environments_isolate_names() {
+    let (prod_server, prod_client) = tcp_pair_with(Node::builder().env(["prod"]), Node::builder().env(["prod"])).await;
+    let dev_client = Node::builder().env(["dev"]).build();
+    let addr = prod_server.listen("127.0.0.1:0").await.unwrap();
+    dev_client.join(addr).await.unwrap();
+    let listener = prod_server.bind("db").unwrap();
+    assert_eq!(listener.name(), Some("db.prod"));
+    spawn_echo(listener);
+    wait_service(&prod_client, "db.prod", true).await;
+    wait_service(&dev_client, "db.prod", true).await;
+    let mut s = within(5, prod_client.dial("db")).await.unwrap();
+    echo_once(&mut s, b"prod").await;
+    let err = within(5, dev_client.dial_timeout("db", Duration::from_millis(200))).await.unwrap_err();
+    assert!(matches!(&err, Error::NoSuchService { name, .. } if name == "db.dev"), "{err}");
+}
+
+#[tokio::test]
+async fn a_client_role_announces_nothing() {
+    let (client_role, other) = tcp_pair_with(Node::builder().role(Role::Client), Node::builder()).await;
+    let _l = client_role.bind("quiet").unwrap();
+    spawn_echo(other.bind("loud").unwrap());
+    wait_service(&client_role, "loud", true).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(other.services().iter().all(|s| s.name != "quiet"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hashing_agrees_between_clients() {
+    let servers: Vec<Node> = (0..3).map(|_| Node::new()).collect();
+    let clients = [Node::new(), Node::new()];
+    for server in &servers {
+        let addr = server.listen("127.0.0.1:0").await.unwrap();
+        for client in &clients {
+            client.join(addr).await.unwrap();
+        }
+        spawn_echo(server.bind("shard").unwrap());
+    }
+    for client in &clients {
+        within(5, async {
+            while client.services().len() < 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+    let mut used = std::collections::HashSet::new();
+    for k in 0..30 {
+        let target = Target::name("shard").with_key(format!("user-{k}"));
+        let a = within(5, clients[0].dial(target.clone())).await.unwrap().peer_addr();
+        let b = within(5, clients[1].dial(target)).await.unwrap().peer_addr();
+        assert_eq!(a, b, "key user-{k}");
+        used.insert(a);
+    }
+    assert!(used.len() > 1, "keys spread over instances");
+    // Without a key, instances are picked at random.
+    let mut random = std::collections::HashSet::new();
+    for _ in 0..30 {
+        random.insert(within(5, clients[0].dial("shard")).await.unwrap().peer_addr());
+    }
+    assert!(random.len() > 1);
+}
+
+#[test]
+fn go_target_forms() {
+    assert_eq!(Target::from_go("", "db").unwrap(), Target::name("db"));
+    assert_eq!(Target::from_go("registry://u1", "db").unwrap(), Target::name("db").with_key("registry://u1"));
+    assert_eq!(Target::from_go("vport2registry", "db:u1").unwrap(), Target::name("db").with_key("u1"));
+    assert!(Target::from_go("vport2registry", "db").is_err());
+    let addr = Addr::new(astranet::HostId(0xabc), 7);
+    assert_eq!(Target::from_go("", &addr.to_string()).unwrap(), Target::from(addr));
+}
+
+#[tokio::test]
+async fn invalid_or_excess_announcements_are_dropped_and_the_link_stays() {
+    let node = Node::builder().max_announcements_per_link(2).build();
+    let addr = node.listen("127.0.0.1:0").await.unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let announce = |name: &[u8], port: u32| {
+        let mut f = Vec::new();
+        Header {
+            cmd: Command::Service,
+            dst_host: 0,
+            src_host: 0x0BAD_F00D,
+            dst_port: 0,
+            src_port: port,
+            len: name.len() as u32,
+        }
+        .put(&mut f);
+        f.extend_from_slice(name);
+        f
+    };
+    for (name, port) in [(&b""[..], 1), (&[b'n'; 300][..], 2), (&[0xff, 0xfe][..], 3)] {
+        peer.send_raw(&announce(name, port)).await;
+    }
+    for port in 10..13 {
+        peer.send_raw(&announce(format!("svc{port}").as_bytes(), port)).await;
+    }
+    within(5, async {
+        while node.services().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let names: Vec<String> = node.services().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["svc10", "svc11"]);
+    assert_eq!(node.stats().links, 1);
+}
