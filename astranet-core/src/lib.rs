@@ -47,6 +47,7 @@ mod mesh;
 mod node;
 pub mod proto;
 mod registry;
+mod relay;
 mod stats;
 mod stream;
 
@@ -55,6 +56,6 @@ pub use config::{Config, KeepAlive, Limits, NodeBuilder, Role, Windows};
 pub use error::{Error, Result};
 pub use listener::Listener;
 pub use node::{IntoTarget, Node, Target};
-pub use registry::{Reach, ServiceInfo};
+pub use registry::{Reach, RouteInfo, ServiceInfo};
 pub use stats::Stats;
 pub use stream::Stream;

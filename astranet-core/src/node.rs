@@ -8,7 +8,8 @@ use crate::link::stream_ops::OpenError;
 use crate::link::table::Key;
 use crate::link::{CloseReason, Link};
 use crate::listener::{Listener, ListenerShared};
-use crate::registry::{self, Registry, Selector, ServiceInfo};
+use crate::registry::{self, Registry, RouteInfo, Selector, ServiceInfo};
+use crate::relay::Pair;
 use crate::stats::{Counters, Stats};
 use crate::stream::Stream;
 use hashbrown::HashMap;
@@ -152,6 +153,8 @@ pub(crate) struct NodeShared {
     listeners: RwLock<HashMap<u32, Arc<ListenerShared>>>,
     next_port: AtomicU32,
     next_link: AtomicU64,
+    /// Relayed pairs of hosts (source, destination) and the links towards each.
+    pub(crate) relay_pairs: Mutex<HashMap<(u64, u64), Pair>>,
     pub(crate) registry: Mutex<Registry>,
     /// The registry's version, watched by dials waiting for a name.
     pub(crate) registry_version: watch::Sender<u64>,
@@ -192,6 +195,20 @@ impl NodeShared {
     pub(crate) fn unregister_link(&self, link: &Link) {
         self.unregister_link_routes(link);
         self.link_lost(link.id);
+        self.relay_link_lost(link.id);
+    }
+
+    /// The link towards `host`: a direct one, else one to a neighbour that relays for it.
+    fn route_any(&self, host: HostId) -> Option<Arc<Link>> {
+        self.route(host).or_else(|| {
+            let relayed = self.registry.lock().relayed_hosts();
+            relayed.into_iter().filter(|(h, _)| *h == host).find_map(|(_, via)| self.route(via))
+        })
+    }
+
+    /// A registered link by id.
+    pub(crate) fn link(&self, id: u64) -> Option<Arc<Link>> {
+        self.links.read().by_id.get(&id).cloned()
     }
 
     fn unregister_link_routes(&self, link: &Link) {
@@ -208,7 +225,7 @@ impl NodeShared {
     }
 
     /// The link that leads to `host`.
-    fn route(&self, host: HostId) -> Option<Arc<Link>> {
+    pub(crate) fn route(&self, host: HostId) -> Option<Arc<Link>> {
         self.links.read().by_host.get(&host).and_then(|l| l.first().cloned())
     }
 
@@ -333,6 +350,7 @@ impl Node {
                 listeners: RwLock::default(),
                 next_port: AtomicU32::new(FIRST_AUTO_PORT),
                 next_link: AtomicU64::new(1),
+                relay_pairs: Mutex::default(),
                 registry: Mutex::default(),
                 registry_version: watch::Sender::new(0),
                 background: Mutex::default(),
@@ -468,7 +486,7 @@ impl Node {
         self.shared.check_open()?;
         let deadline = tokio::time::Instant::now() + timeout;
         let (addr, link) = match target.into_target()?.0 {
-            TargetKind::Addr(addr) => (addr, self.shared.route(addr.host).ok_or(Error::NoRoute(addr.host))?),
+            TargetKind::Addr(addr) => (addr, self.shared.route_any(addr.host).ok_or(Error::NoRoute(addr.host))?),
             TargetKind::Name { name, selector } => self.resolve(&name, &selector, deadline, timeout).await?,
         };
         let id = loop {
@@ -504,7 +522,7 @@ impl Node {
             changes.borrow_and_update();
             let pick = self.shared.registry.lock().pick(&full, selector);
             if let Some(pick) = pick {
-                if let Some(link) = self.shared.links.read().by_id.get(&pick.link).cloned() {
+                if let Some(link) = self.shared.link(pick.link) {
                     return Ok((pick.addr, link));
                 }
             }
@@ -514,6 +532,17 @@ impl Node {
                 Err(_) => return Err(Error::NoSuchService { name: full, after: timeout }),
             }
         }
+    }
+
+    /// The hosts this node reaches: its neighbours (direct), and hosts whose services
+    /// a neighbour relays.
+    pub fn routes(&self) -> Vec<RouteInfo> {
+        let mut out: Vec<RouteInfo> =
+            self.peers().into_iter().map(|h| RouteInfo { host: h, via: h, direct: true }).collect();
+        let relayed = self.shared.registry.lock().relayed_hosts();
+        out.extend(relayed.into_iter().map(|(host, via)| RouteInfo { host, via, direct: false }));
+        out.sort_by_key(|r| (r.host, !r.direct, r.via));
+        out
     }
 
     /// Every service instance this node knows: its own, and those announced by

@@ -42,6 +42,17 @@ impl fmt::Display for ServiceInfo {
     }
 }
 
+/// How this node reaches another host, as listed by [`crate::Node::routes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RouteInfo {
+    /// The host reached.
+    pub host: HostId,
+    /// The neighbour frames for it go to (the host itself when direct).
+    pub via: HostId,
+    /// A link to the host itself, rather than through a relay.
+    pub direct: bool,
+}
+
 /// An announcement that is not stored.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AnnouncementError {
@@ -199,6 +210,15 @@ impl Registry {
         self.remote
             .iter()
             .flat_map(|(n, list)| list.iter().filter(|r| r.direct).map(move |r| (n.as_str(), r.addr, r.link)))
+    }
+
+    /// Hosts known only through a relay, with the neighbour that relays for them.
+    pub fn relayed_hosts(&self) -> Vec<(HostId, HostId)> {
+        let mut out: Vec<(HostId, HostId)> =
+            self.remote.values().flatten().filter(|r| !r.direct).map(|r| (r.addr.host, r.via)).collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Every known instance.

@@ -219,3 +219,82 @@ async fn invalid_or_excess_announcements_are_dropped_and_the_link_stays() {
     assert_eq!(names, ["svc10", "svc11"]);
     assert_eq!(node.stats().links, 1);
 }
+
+/// A and B each reach router R, not each other.
+async fn relayed_mesh() -> (Node, Node, Node) {
+    let router = Node::builder().role(Role::Router).build();
+    let addr = router.listen("127.0.0.1:0").await.unwrap();
+    let (a, b) = (Node::new(), Node::new());
+    a.join(addr).await.unwrap();
+    b.join(addr).await.unwrap();
+    (a, router, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_relays_a_named_stream_between_nodes_that_only_reach_it() {
+    let (a, router, b) = relayed_mesh().await;
+    let listener = b.bind("db").unwrap();
+    let addr = listener.local_addr();
+    spawn_echo(listener);
+    wait_service(&a, "db", true).await;
+    let seen = a.services();
+    assert_eq!((seen[0].addr, seen[0].via, seen[0].reach), (addr, Some(router.host_id()), Reach::Relayed));
+    let routes = a.routes();
+    assert!(routes.iter().any(|r| r.host == b.host_id() && r.via == router.host_id() && !r.direct), "{routes:?}");
+    let mut s = within(5, a.dial("db")).await.unwrap();
+    assert_eq!(s.peer_addr(), addr);
+    echo_once(&mut s, b"through the router").await;
+    // Flow control is end to end: more than a window each way through the relay.
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut r, mut w) = tokio::io::split(s);
+    let expected = big.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&big).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut back = Vec::new();
+    within(20, r.read_to_end(&mut back)).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(back, expected);
+    // A dial by address to B goes through R too.
+    let mut s = within(5, a.dial(addr)).await.unwrap_or_else(|e| panic!("{e}"));
+    echo_once(&mut s, b"by address").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_side_of_a_relayed_stream_fails_the_other_side() {
+    let (a, _router, b) = relayed_mesh().await;
+    let listener = b.bind("svc").unwrap();
+    wait_service(&a, "svc", true).await;
+    let (c, s) = within(5, async { tokio::join!(a.dial("svc"), listener.accept()) }).await;
+    let (mut c, _s) = (c.unwrap(), s.unwrap());
+    echo_half(&mut c).await;
+    b.close();
+    let mut buf = [0u8; 16];
+    let err = within(5, c.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted, "{err}");
+    // The service hosted on the lost node is withdrawn everywhere.
+    wait_service(&a, "svc", false).await;
+}
+
+/// Writes on the stream without waiting for anything back (the peer does not echo).
+async fn echo_half(s: &mut astranet::Stream) {
+    s.write_all(b"hello").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_frame_for_an_unknown_host_is_dropped_and_counted() {
+    let node = Node::new();
+    let addr = node.listen("127.0.0.1:0").await.unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, true)).await;
+    let before = node.stats().frames_dropped;
+    let h = Header { cmd: Command::Dial, dst_host: 0x7777, src_host: peer.host, dst_port: 1, src_port: 2, len: 0 };
+    peer.send(h, &[]).await;
+    within(5, async {
+        while node.stats().frames_dropped == before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(node.stats().links, 1);
+}

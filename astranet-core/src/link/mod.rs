@@ -109,6 +109,8 @@ pub(crate) struct Link {
     pub peer: OnceLock<PeerInfo>,
     pub state: Mutex<LinkState>,
     pub wake_writer: Notify,
+    /// Notified whenever the writer takes the queued frames (see [`Link::wait_drained`]).
+    pub drained: Notify,
     pub phase: watch::Sender<Phase>,
     pub counters: Arc<Counters>,
     epoch: Instant,
@@ -156,6 +158,7 @@ impl Link {
             }),
             config,
             wake_writer: Notify::new(),
+            drained: Notify::new(),
             phase: watch::Sender::new(Phase::Handshaking),
             counters: node.counters.clone(),
             epoch: Instant::now(),
@@ -285,6 +288,22 @@ impl Link {
             dst_port: key.remote_port,
             src_port: key.local_port,
             len: len as u32,
+        }
+    }
+
+    /// Waits until at most `cap` bytes are queued for the writer, or the link closed.
+    pub(crate) async fn wait_drained(&self, cap: usize) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let st = self.state.lock();
+                if st.closed.is_some() || st.partial.len() + st.ctrl.len() + st.data.len() <= cap {
+                    return;
+                }
+            }
+            drained.await;
         }
     }
 

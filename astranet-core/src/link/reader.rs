@@ -73,7 +73,13 @@ pub(super) enum Deferred {
     Cancel(Key),
     /// SERVICE or NO_SERVICE, for the node's registry.
     Announcement { cmd: Command, name: Bytes, addr: Addr },
+    /// A frame for another host, to relay.
+    Forward(Frame),
 }
+
+/// Bytes a relay lets pile up on the outgoing link before it stops reading the incoming
+/// one, in multiples of the link write queue.
+const RELAY_BACKLOG: usize = 4;
 
 pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -109,16 +115,32 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
         if let Err(reason) = result {
             return link.close(reason);
         }
+        let mut congested: Vec<Arc<Link>> = Vec::new();
+        let node = link.node.upgrade();
         for work in deferred.drain(..) {
             match work {
+                Deferred::Forward(frame) => {
+                    let Some(node) = &node else { continue };
+                    if let Some(to) = node.forward(&link, &frame) {
+                        if !congested.iter().any(|l| l.id == to.id) {
+                            congested.push(to);
+                        }
+                    }
+                }
                 Deferred::Dial(key) => link.offer_dial(key),
                 Deferred::Cancel(key) => link.cancel_dial(&key),
                 Deferred::Announcement { cmd, name, addr } => {
-                    if let Some(node) = link.node.upgrade() {
+                    if let Some(node) = &node {
                         node.on_announcement(&link, cmd, &name, addr);
                     }
                 }
             }
+        }
+        drop(node);
+        // Relayed frames are not read faster than the next hop takes them.
+        let cap = RELAY_BACKLOG * link.config.limits.link_write_queue;
+        for to in congested.drain(..) {
+            to.wait_drained(cap).await;
         }
     }
 }
@@ -236,14 +258,18 @@ impl Link {
     ) -> Result<(), CloseReason> {
         let h = frame.header;
         let v1 = self.is_v1();
+        if h.cmd == Command::Rst && v1 {
+            return Err(CloseReason::Protocol("RST from a peer that did not negotiate it".into()));
+        }
+        if h.dst_host != 0 && h.dst_host != self.local_host && h.cmd.is_routed() {
+            deferred.push(Deferred::Forward(frame));
+            return Ok(());
+        }
         tracing::trace!(link = self.id, cmd = %h.cmd, src = h.src_port, dst = h.dst_port, len = h.len, "frame");
         match h.cmd {
             Command::Ping => self.pong(st),
             Command::Pong => self.on_pong(),
             Command::Handshake => tracing::debug!(link = self.id, "repeated HANDSHAKE ignored"),
-            Command::Rst if v1 => {
-                return Err(CloseReason::Protocol("RST from a peer that did not negotiate it".into()));
-            }
             Command::Dial if self.for_us(&h) => deferred.push(Deferred::Dial(Key {
                 local_port: h.dst_port,
                 remote_port: h.src_port,
@@ -257,7 +283,8 @@ impl Link {
                 name: frame.payload,
                 addr: Addr::new(HostId(h.src_host), h.src_port),
             }),
-            Command::Follow | Command::Discover | Command::Reset => {
+            Command::Reset => self.on_route_lost(st, HostId(h.src_host), wakers),
+            Command::Follow | Command::Discover => {
                 self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(link = self.id, cmd = %h.cmd, "mesh frame ignored");
             }
@@ -354,6 +381,18 @@ impl Link {
         Ok(())
     }
 
+    /// RESET from a relay: `lost` is out of reach. Every stream with it on this link
+    /// fails.
+    fn on_route_lost(&self, st: &mut LinkState, lost: HostId, wakers: &mut Vec<Waker>) {
+        tracing::debug!(link = self.id, host = %lost, "relay lost its route to the host");
+        for (_, slot) in st.table.iter_mut() {
+            if slot.key.remote_host == lost.0 && slot.state.fault().is_none() {
+                slot.state.route_lost();
+                slot.take_wakers(wakers);
+            }
+        }
+    }
+
     /// A stream frame that matches no stream. A v1 peer's are dropped (Go's own close
     /// is loose about late frames). From a peer of this implementation DATA is a
     /// violation (it would be data nobody granted a window for); a SYN for a dial given
@@ -367,7 +406,9 @@ impl Link {
         deferred: &mut Vec<Deferred>,
     ) -> Result<(), CloseReason> {
         self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
-        if self.is_v1() {
+        // Frames from beyond a relay may come from a v1 host: treat them as such.
+        let from_peer = self.peer.get().is_some_and(|p| p.host.0 == key.remote_host);
+        if self.is_v1() || !from_peer {
             tracing::debug!(link = self.id, %cmd, "frame for an unknown stream dropped");
             return Ok(());
         }

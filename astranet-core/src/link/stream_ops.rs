@@ -31,10 +31,14 @@ impl Link {
         st.closed.as_ref().map(|r| self.error_for(r))
     }
 
-    fn fault_error(fault: Fault) -> Error {
+    fn fault_error(&self, fault: Fault, remote_host: u64) -> Error {
         match fault {
             Fault::Reset(r) => Error::Reset(r),
             Fault::Aborted => Error::Aborted,
+            Fault::RouteLost => Error::LinkClosed {
+                peer: HostId(remote_host).to_string(),
+                reason: format!("the relay {} lost its route to the host", self.peer_name()),
+            },
         }
     }
 
@@ -94,6 +98,7 @@ impl Link {
                 Fault::Reset(RstReason::Aborted) => Error::Reset(RstReason::Aborted),
                 Fault::Reset(reason) => Error::Refused { addr, reason },
                 Fault::Aborted => Error::Aborted,
+                Fault::RouteLost => self.fault_error(fault, slot.key.remote_host),
             }));
         }
         if let Some(e) = closed {
@@ -128,7 +133,7 @@ impl Link {
             return Poll::Ready(Ok(()));
         }
         if let Some(fault) = slot.state.fault() {
-            return Poll::Ready(Err(Self::fault_error(fault).into()));
+            return Poll::Ready(Err(self.fault_error(fault, slot.key.remote_host).into()));
         }
         if slot.state.peer_done_writing() || slot.state.read_closed() || buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
@@ -153,7 +158,7 @@ impl Link {
         let LinkState { table, waiting_space, .. } = &mut *st;
         let slot = table.get_mut(id).expect("a handle's slot exists");
         if let Some(fault) = slot.state.fault() {
-            return Poll::Ready(Err(Self::fault_error(fault).into()));
+            return Poll::Ready(Err(self.fault_error(fault, slot.key.remote_host).into()));
         }
         if slot.state.write_closed() || slot.state.peer_done_reading() {
             return Poll::Ready(Err(Error::BrokenPipe.into()));
@@ -225,7 +230,7 @@ impl Link {
         }
         let slot = st.table.get_mut(id).expect("a handle's slot exists");
         if let Some(fault) = slot.state.fault() {
-            return Err(Self::fault_error(fault).into());
+            return Err(self.fault_error(fault, slot.key.remote_host).into());
         }
         let key = slot.key;
         if slot.state.shutdown_write() {

@@ -36,6 +36,9 @@ pub(super) async fn run(link: Arc<Link>, mut sink: Sink) {
     loop {
         let next = take_batch(&link, &mut batch, &mut wakers);
         wakers.drain(..).for_each(Waker::wake);
+        if matches!(next, Next::Write) {
+            link.drained.notify_waiters();
+        }
         match next {
             Next::Exit => break,
             Next::Idle => {

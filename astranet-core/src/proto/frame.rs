@@ -130,6 +130,12 @@ impl Command {
         }
     }
 
+    /// Commands addressed to a host (not just to the link's neighbour): a node passes
+    /// them on when the destination is another host.
+    pub fn is_routed(self) -> bool {
+        self.is_stream_frame() || matches!(self, Command::Dial | Command::Reset | Command::Discover | Command::Follow)
+    }
+
     /// Commands that belong to one stream (matched by the 4-tuple).
     pub fn is_stream_frame(self) -> bool {
         matches!(

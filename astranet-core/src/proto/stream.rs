@@ -33,6 +33,8 @@ pub enum Fault {
     Reset(RstReason),
     /// The application aborted the stream.
     Aborted,
+    /// A relay reported (RESET) that it lost its route to the peer's host.
+    RouteLost,
 }
 
 mod flag {
@@ -179,7 +181,16 @@ impl StreamState {
     /// The peer has sent both FINs or RST: it will send nothing more on this stream,
     /// and must be sent nothing more.
     pub fn peer_gone(&self) -> bool {
-        self.has(flag::PEER_WR_CLOSED | flag::PEER_RD_CLOSED) || matches!(self.fault, Some(Fault::Reset(_)))
+        self.has(flag::PEER_WR_CLOSED | flag::PEER_RD_CLOSED)
+            || matches!(self.fault, Some(Fault::Reset(_) | Fault::RouteLost))
+    }
+
+    /// A relay lost its route to the peer: the stream fails (after its buffered data is
+    /// read) and sends nothing more.
+    pub fn route_lost(&mut self) {
+        if self.fault.is_none() {
+            self.fault = Some(Fault::RouteLost);
+        }
     }
 
     /// We have told the peer everything it needs to forget the stream.
