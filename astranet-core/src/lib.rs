@@ -55,7 +55,7 @@ pub use addr::{Addr, HostId, ParseAddrError};
 pub use config::{Config, KeepAlive, Limits, NodeBuilder, Role, Windows};
 pub use error::{Error, Result};
 pub use listener::Listener;
-pub use node::{IntoTarget, Node, Target};
+pub use node::{IntoTarget, Node, ServiceWatch, Target};
 pub use registry::{Reach, RouteInfo, ServiceInfo};
 pub use stats::Stats;
 pub use stream::Stream;

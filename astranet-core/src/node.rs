@@ -545,6 +545,22 @@ impl Node {
         out
     }
 
+    /// A feed of registry changes, to wait for services to appear or vanish.
+    ///
+    /// ```
+    /// # async fn demo(node: astranet::Node) -> astranet::Result<()> {
+    /// let mut watch = node.watch_services();
+    /// // Wait (up to 5 s) until some node announces "db".
+    /// let db = watch
+    ///     .wait_for(std::time::Duration::from_secs(5), |services| services.iter().any(|s| s.name == "db"))
+    ///     .await?;
+    /// # drop(db);
+    /// # Ok(()) }
+    /// ```
+    pub fn watch_services(&self) -> ServiceWatch {
+        ServiceWatch { node: self.clone(), changes: self.shared.registry_version.subscribe() }
+    }
+
     /// Every service instance this node knows: its own, and those announced by
     /// neighbours (directly, or passed on by a router).
     pub fn services(&self) -> Vec<ServiceInfo> {
@@ -567,6 +583,43 @@ impl Node {
     /// Also happens when the last clone is dropped.
     pub fn close(&self) {
         self.shared.close();
+    }
+}
+
+/// Registry changes of a node, from [`Node::watch_services`].
+pub struct ServiceWatch {
+    node: Node,
+    changes: watch::Receiver<u64>,
+}
+
+impl ServiceWatch {
+    /// Waits for the next change of the node's services, then lists them. Fails with
+    /// [`Error::NodeClosed`] when the node is gone.
+    pub async fn changed(&mut self) -> Result<Vec<ServiceInfo>> {
+        self.changes.changed().await.map_err(|_| Error::NodeClosed)?;
+        Ok(self.node.services())
+    }
+
+    /// Waits until `condition` holds for the node's services (checked now and after
+    /// every change), at most `timeout`; returns the services it held for.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        mut condition: impl FnMut(&[ServiceInfo]) -> bool,
+    ) -> Result<Vec<ServiceInfo>> {
+        let wait = async {
+            loop {
+                self.changes.borrow_and_update();
+                let services = self.node.services();
+                if condition(&services) {
+                    return Ok(services);
+                }
+                self.changes.changed().await.map_err(|_| Error::NodeClosed)?;
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| Error::TimedOut { what: "waiting for a service change".into(), after: timeout })?
     }
 }
 

@@ -33,12 +33,10 @@ async fn echo_once(s: &mut astranet::Stream, msg: &[u8]) {
 
 /// Waits until `node` lists `name` (with `present`) or fails the test.
 async fn wait_service(node: &Node, name: &str, present: bool) {
-    within(5, async {
-        while node.services().iter().any(|s| s.name == name) != present {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    node.watch_services()
+        .wait_for(Duration::from_secs(5), |services| services.iter().any(|s| s.name == name) == present)
+        .await
+        .unwrap_or_else(|e| panic!("{name} present={present}: {e}"));
 }
 
 #[tokio::test]
@@ -297,4 +295,18 @@ async fn a_frame_for_an_unknown_host_is_dropped_and_counted() {
     })
     .await;
     assert_eq!(node.stats().links, 1);
+}
+
+#[tokio::test]
+async fn the_change_feed_reports_appearance_and_withdrawal() {
+    let (server, client) = tcp_pair().await;
+    let mut watch = client.watch_services();
+    let listener = server.bind("feed").unwrap();
+    let now = within(5, watch.changed()).await.unwrap();
+    assert_eq!(now.len(), 1);
+    drop(listener);
+    let now = within(5, watch.changed()).await.unwrap();
+    assert!(now.is_empty());
+    let err = watch.wait_for(Duration::from_millis(100), |s| !s.is_empty()).await.unwrap_err();
+    assert!(matches!(err, Error::TimedOut { .. }));
 }
