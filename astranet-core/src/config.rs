@@ -127,6 +127,9 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// How long a closed stream is remembered to absorb frames still in flight.
     pub linger: Duration,
+    /// How often [`Node::join`] resolves its name again to join new addresses
+    /// (default 10 s, as in the Go package).
+    pub resolve_interval: Duration,
     /// Longest wait between two attempts of [`Node::join`] to re-establish a link.
     pub max_reconnect_delay: Duration,
 }
@@ -144,6 +147,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(10),
             max_reconnect_delay: Duration::from_secs(60),
+            resolve_interval: Duration::from_secs(10),
         }
     }
 }
@@ -281,6 +285,12 @@ impl NodeBuilder {
     /// of [`Node::join`] to re-establish a link. Default: 60 s.
     pub fn max_reconnect_delay(mut self, t: Duration) -> Self {
         self.config.max_reconnect_delay = t;
+        self
+    }
+
+    /// How often [`Node::join`] resolves its name again (default 10 s).
+    pub fn resolve_interval(mut self, t: Duration) -> Self {
+        self.config.resolve_interval = t.max(Duration::from_millis(10));
         self
     }
 

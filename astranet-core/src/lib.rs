@@ -41,6 +41,7 @@
 mod addr;
 mod config;
 mod error;
+mod join;
 mod link;
 mod listener;
 mod mesh;

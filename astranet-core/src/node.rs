@@ -12,12 +12,12 @@ use crate::registry::{self, Registry, RouteInfo, Selector, ServiceInfo};
 use crate::relay::Pair;
 use crate::stats::{Counters, Stats};
 use crate::stream::Stream;
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use parking_lot::{Mutex, RwLock};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -158,6 +158,8 @@ pub(crate) struct NodeShared {
     pub(crate) registry: Mutex<Registry>,
     /// The registry's version, watched by dials waiting for a name.
     pub(crate) registry_version: watch::Sender<u64>,
+    /// Addresses joined (each has a task keeping a link to it up).
+    pub(crate) joined: Mutex<HashSet<SocketAddr>>,
     /// Accept loops and re-join supervisors, stopped on close.
     background: Mutex<Vec<AbortHandle>>,
     closed: AtomicBool,
@@ -252,6 +254,17 @@ impl NodeShared {
             }
             // Wrapped around after four billion ports: start over.
             let _ = self.next_port.compare_exchange(port + 1, FIRST_AUTO_PORT, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `task` until the node is closed.
+    pub(crate) fn spawn_background(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task).abort_handle();
+        let mut background = self.background.lock();
+        if self.closed.load(Ordering::Acquire) {
+            handle.abort();
+        } else {
+            background.push(handle);
         }
     }
 
@@ -353,6 +366,7 @@ impl Node {
                 relay_pairs: Mutex::default(),
                 registry: Mutex::default(),
                 registry_version: watch::Sender::new(0),
+                joined: Mutex::default(),
                 background: Mutex::default(),
                 closed: AtomicBool::new(false),
             }),
@@ -376,7 +390,7 @@ impl Node {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let node = Arc::downgrade(&self.shared);
-        let task = tokio::spawn(async move {
+        self.shared.spawn_background(async move {
             loop {
                 let (socket, peer) = match listener.accept().await {
                     Ok(accepted) => accepted,
@@ -391,25 +405,43 @@ impl Node {
                 start_tcp_link(&node, socket, peer);
             }
         });
-        self.shared.background.lock().push(task.abort_handle());
         Ok(local)
     }
 
-    /// Opens a TCP link to a node that listens at `addr` and keeps it up: when it
-    /// drops, it is re-dialed with exponential back-off (up to
-    /// [`Config::max_reconnect_delay`]) until the node is closed. Returns the peer's
-    /// host id once the handshake is done; fails if the first attempt fails.
+    /// Joins the node(s) listening at `addr`: one TCP link to every address the name
+    /// resolves to, each kept up (re-dialed with exponential back-off up to
+    /// [`Config::max_reconnect_delay`] when it drops), and the name resolved again every
+    /// [`Config::resolve_interval`] so that new addresses are joined too. Returns the
+    /// host id of the first peer once its handshake is done; fails if no address can be
+    /// reached now (addresses that fail while another succeeds are retried).
     pub async fn join<A>(&self, addr: A) -> Result<HostId>
     where
         A: ToSocketAddrs + Clone + Send + Sync + 'static,
     {
         self.shared.check_open()?;
-        let link = connect(&self.shared, addr.clone()).await?;
-        let host = link.wait_up().await?;
-        let node = Arc::downgrade(&self.shared);
-        let task = tokio::spawn(keep_joined(node, addr, link));
-        self.shared.background.lock().push(task.abort_handle());
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr.clone()).await?.collect();
+        let host = self.join_resolved(addrs).await?;
+        self.shared.spawn_background(crate::join::re_resolve(Arc::downgrade(&self.shared), addr));
         Ok(host)
+    }
+
+    /// Joins each of `addrs` (one link per address, kept up as [`Node::join`] does),
+    /// without name resolution.
+    pub async fn join_all(&self, addrs: impl IntoIterator<Item = SocketAddr>) -> Result<HostId> {
+        self.shared.check_open()?;
+        self.join_resolved(addrs.into_iter().collect()).await
+    }
+
+    async fn join_resolved(&self, mut addrs: Vec<SocketAddr>) -> Result<HostId> {
+        addrs.sort();
+        addrs.dedup();
+        match self.shared.join_all(addrs).await? {
+            Some(host) => Ok(host),
+            None => Err(Error::InvalidTarget {
+                target: String::new(),
+                reason: "no address to join (or already joining without a link up)".into(),
+            }),
+        }
     }
 
     /// Runs a link over any ordered, reliable byte pipe (an in-memory duplex, a Unix
@@ -636,36 +668,8 @@ fn start_tcp_link(node: &Arc<NodeShared>, socket: TcpStream, peer: SocketAddr) -
     Link::spawn(node, r, Sink::Tcp(Arc::new(w)), Some(peer))
 }
 
-async fn connect<A: ToSocketAddrs>(node: &Arc<NodeShared>, addr: A) -> Result<Arc<Link>> {
+pub(crate) async fn connect<A: ToSocketAddrs>(node: &Arc<NodeShared>, addr: A) -> Result<Arc<Link>> {
     let socket = TcpStream::connect(addr).await?;
     let peer = socket.peer_addr()?;
     Ok(start_tcp_link(node, socket, peer))
-}
-
-/// Re-dials a joined address whenever its link drops, with exponential back-off.
-async fn keep_joined<A: ToSocketAddrs + Clone>(node: Weak<NodeShared>, addr: A, mut link: Arc<Link>) {
-    const FIRST_DELAY: Duration = Duration::from_millis(100);
-    loop {
-        // Node::close aborts this task before it closes the links.
-        let reason = link.wait_closed().await;
-        tracing::info!(%reason, "joined link lost, re-dialing");
-        let mut delay = FIRST_DELAY;
-        loop {
-            let Some(max) = node.upgrade().map(|n| n.config.max_reconnect_delay) else { return };
-            tokio::time::sleep(delay).await;
-            let Some(shared) = node.upgrade() else { return };
-            match connect(&shared, addr.clone()).await {
-                Ok(new) => match new.wait_up().await {
-                    Ok(host) => {
-                        tracing::info!(peer = %host, "link re-established");
-                        link = new;
-                        break;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "re-join handshake failed"),
-                },
-                Err(e) => tracing::debug!(error = %e, "re-join failed"),
-            }
-            delay = (delay * 2).min(max);
-        }
-    }
 }

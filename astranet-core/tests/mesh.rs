@@ -310,3 +310,25 @@ async fn the_change_feed_reports_appearance_and_withdrawal() {
     let err = watch.wait_for(Duration::from_millis(100), |s| !s.is_empty()).await.unwrap_err();
     assert!(matches!(err, Error::TimedOut { .. }));
 }
+
+#[tokio::test]
+async fn join_keeps_one_link_per_address() {
+    let server = Node::new();
+    let port = server.listen("0.0.0.0:0").await.unwrap().port();
+    let client = Node::new();
+    let addrs: Vec<std::net::SocketAddr> =
+        ["127.0.0.1", "127.0.0.2"].iter().map(|ip| format!("{ip}:{port}").parse().unwrap()).collect();
+    assert_eq!(within(5, client.join_all(addrs.clone())).await.unwrap(), server.host_id());
+    assert_eq!(client.stats().links, 2);
+    // Joining again adds nothing.
+    assert_eq!(within(5, client.join_all(addrs)).await.unwrap(), server.host_id());
+    assert_eq!(client.stats().links, 2);
+    // An unreachable address next to a reachable one: joined, the other is retried.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let other = Node::new();
+    let good: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(within(5, other.join_all([closed, good])).await.unwrap(), server.host_id());
+    // Only unreachable addresses: the error of the attempt.
+    let err = within(5, Node::new().join_all([closed])).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+}

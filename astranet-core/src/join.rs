@@ -1,0 +1,107 @@
+//! Joining: keeping one TCP link up to every address a node was told to join,
+//! re-dialing with exponential back-off, and re-resolving names periodically so that
+//! new addresses get a link too.
+
+use crate::addr::HostId;
+use crate::error::{Error, Result};
+use crate::link::Link;
+use crate::node::NodeShared;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::net::{lookup_host, ToSocketAddrs};
+
+const FIRST_DELAY: Duration = Duration::from_millis(100);
+
+impl NodeShared {
+    /// Joins every address not joined yet: returns the first peer's host id, or the
+    /// first error if none could be reached now. Addresses that fail while another
+    /// succeeds are retried in the background.
+    pub(crate) async fn join_all(self: &Arc<Self>, addrs: Vec<SocketAddr>) -> Result<Option<HostId>> {
+        let mut host = None;
+        let mut first_err = None;
+        let mut failed = Vec::new();
+        for addr in addrs {
+            if !self.joined.lock().insert(addr) {
+                host = host.or_else(|| self.peer_at(addr));
+                continue;
+            }
+            match connect_up(self, addr).await {
+                Ok((link, peer)) => {
+                    host.get_or_insert(peer);
+                    self.spawn_background(keep_joined(Arc::downgrade(self), addr, Some(link)));
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    failed.push(addr);
+                }
+            }
+        }
+        if host.is_none() {
+            if let Some(e) = first_err {
+                let mut joined = self.joined.lock();
+                for addr in &failed {
+                    joined.remove(addr);
+                }
+                return Err(e);
+            }
+        }
+        for addr in failed {
+            self.spawn_background(keep_joined(Arc::downgrade(self), addr, None));
+        }
+        Ok(host)
+    }
+
+    /// The host at the other end of a link to `addr`, if one is up.
+    fn peer_at(&self, addr: SocketAddr) -> Option<HostId> {
+        self.up_links().into_iter().find(|l| l.remote_addr == Some(addr)).and_then(|l| l.peer.get().map(|p| p.host))
+    }
+}
+
+/// Resolves `target` every [`crate::Config::resolve_interval`] and joins addresses that
+/// appeared.
+pub(crate) async fn re_resolve<A: ToSocketAddrs + Clone>(node: Weak<NodeShared>, target: A) {
+    loop {
+        let Some(interval) = node.upgrade().map(|n| n.config.resolve_interval) else { return };
+        tokio::time::sleep(interval).await;
+        let Ok(addrs) = lookup_host(target.clone()).await else { continue };
+        let Some(shared) = node.upgrade() else { return };
+        let fresh: Vec<SocketAddr> = addrs.filter(|a| !shared.joined.lock().contains(a)).collect();
+        if !fresh.is_empty() {
+            tracing::info!(addresses = ?fresh, "joining newly resolved addresses");
+            let _ = shared.join_all(fresh).await;
+        }
+    }
+}
+
+async fn connect_up(node: &Arc<NodeShared>, addr: SocketAddr) -> Result<(Arc<Link>, HostId)> {
+    let link = crate::node::connect(node, addr).await?;
+    let host = link.wait_up().await?;
+    Ok((link, host))
+}
+
+/// Keeps a link to `addr` up: waits for it to drop, then re-dials with exponential
+/// back-off, until the node is closed (which aborts this task).
+async fn keep_joined(node: Weak<NodeShared>, addr: SocketAddr, mut link: Option<Arc<Link>>) {
+    loop {
+        if let Some(up) = link.take() {
+            let reason = up.wait_closed().await;
+            tracing::info!(%addr, %reason, "joined link lost, re-dialing");
+        }
+        let mut delay = FIRST_DELAY;
+        while link.is_none() {
+            let Some(max) = node.upgrade().map(|n| n.config.max_reconnect_delay) else { return };
+            tokio::time::sleep(delay).await;
+            let Some(shared) = node.upgrade() else { return };
+            match connect_up(&shared, addr).await {
+                Ok((up, host)) => {
+                    tracing::info!(%addr, peer = %host, "link established");
+                    link = Some(up);
+                }
+                Err(Error::NodeClosed) => return,
+                Err(e) => tracing::debug!(%addr, error = %e, "join attempt failed"),
+            }
+            delay = (delay * 2).min(max);
+        }
+    }
+}
