@@ -8,12 +8,14 @@ use std::time::Duration;
 /// What a node does in the mesh, with the Go package's meanings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Role {
-    /// Announces its services to its neighbours (Go's `New()`, the default).
+    /// Announces its services to its neighbours and links directly to hosts it
+    /// reaches through a relay (Go's `New()`, the default).
     #[default]
     Peer,
-    /// Announces nothing; dials services others announce (Go's `Client()`).
+    /// Announces nothing; dials services others announce and links directly to
+    /// relayed hosts (Go's `Client()`).
     Client,
-    /// Announces its services (Go's `Server()`).
+    /// Announces its services; never links to relayed hosts (Go's `Server()`).
     Server,
     /// Announces its services and passes on the services its direct neighbours
     /// announce, so nodes that only reach the router can dial them (Go's `Router()`).
@@ -24,6 +26,12 @@ impl Role {
     /// Whether this node announces the services it binds.
     pub fn announces(self) -> bool {
         self != Role::Client
+    }
+
+    /// Whether this node links directly to hosts it reaches through a relay
+    /// (DISCOVER / FOLLOW): every role but [`Role::Server`].
+    pub fn follows(self) -> bool {
+        self != Role::Server
     }
 
     /// Whether this node re-announces its neighbours' services.

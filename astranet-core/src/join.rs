@@ -75,7 +75,11 @@ pub(crate) async fn re_resolve<A: ToSocketAddrs + Clone>(node: Weak<NodeShared>,
 }
 
 async fn connect_up(node: &Arc<NodeShared>, addr: SocketAddr) -> Result<(Arc<Link>, HostId)> {
-    let link = crate::node::connect(node, addr).await?;
+    // An address behind NAT may swallow the SYN: bound the attempt.
+    let limit = node.config.handshake_timeout;
+    let link = tokio::time::timeout(limit, crate::node::connect(node, addr))
+        .await
+        .map_err(|_| Error::TimedOut { what: format!("connecting to {addr}"), after: limit })??;
     let host = link.wait_up().await?;
     Ok((link, host))
 }

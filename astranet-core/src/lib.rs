@@ -40,6 +40,7 @@
 
 mod addr;
 mod config;
+mod direct;
 mod error;
 mod join;
 mod link;

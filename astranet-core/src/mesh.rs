@@ -62,6 +62,9 @@ impl NodeShared {
             },
             _ => self.update_registry(|r| r.remove_remote(name, addr, link.id)),
         };
+        if changed && cmd == Command::Service && addr.host != via {
+            self.maybe_discover(link, addr.host, name);
+        }
         // A router passes on what a neighbour says about its own services.
         if changed && self.config.role.routes() && addr.host == via {
             self.send(&[Announcement { cmd, name: name.into(), addr, except: Some(link.id) }]);

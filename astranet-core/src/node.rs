@@ -158,6 +158,11 @@ pub(crate) struct NodeShared {
     pub(crate) registry: Mutex<Registry>,
     /// The registry's version, watched by dials waiting for a name.
     pub(crate) registry_version: watch::Sender<u64>,
+    /// Where this node accepts links, and the IPs its peers see it as.
+    pub(crate) listen_addrs: Mutex<Vec<SocketAddr>>,
+    pub(crate) seen_ips: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
+    /// Relayed hosts asked for their direct addresses.
+    pub(crate) discovered: Mutex<HashSet<HostId>>,
     /// Addresses joined (each has a task keeping a link to it up).
     pub(crate) joined: Mutex<HashSet<SocketAddr>>,
     /// Accept loops and re-join supervisors, stopped on close.
@@ -366,6 +371,9 @@ impl Node {
                 relay_pairs: Mutex::default(),
                 registry: Mutex::default(),
                 registry_version: watch::Sender::new(0),
+                listen_addrs: Mutex::default(),
+                seen_ips: Mutex::default(),
+                discovered: Mutex::default(),
                 joined: Mutex::default(),
                 background: Mutex::default(),
                 closed: AtomicBool::new(false),
@@ -389,6 +397,7 @@ impl Node {
         self.shared.check_open()?;
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        self.shared.listening_at(local);
         let node = Arc::downgrade(&self.shared);
         self.shared.spawn_background(async move {
             loop {

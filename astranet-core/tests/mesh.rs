@@ -332,3 +332,56 @@ async fn join_keeps_one_link_per_address() {
     let err = within(5, Node::new().join_all([closed])).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_host_is_joined_directly_and_new_streams_go_direct() {
+    let router = Node::builder().role(Role::Router).build();
+    let raddr = router.listen("127.0.0.1:0").await.unwrap();
+    let (a, b) = (Node::new(), Node::new());
+    b.listen("127.0.0.1:0").await.unwrap();
+    b.join(raddr).await.unwrap();
+    let listener = b.bind("db").unwrap();
+    spawn_echo(listener);
+    // A relayed stream opened before the upgrade keeps working after it.
+    a.join(raddr).await.unwrap();
+    wait_service(&a, "db", true).await;
+    let mut watch = a.watch_services();
+    let direct =
+        watch.wait_for(Duration::from_secs(5), |s| s.iter().any(|s| s.name == "db" && s.reach == Reach::Direct)).await;
+    assert!(direct.is_ok(), "A joined B directly: {:?}", a.services());
+    assert!(a.routes().iter().any(|r| r.host == b.host_id() && r.direct));
+    let relayed_before = router.stats().bytes_in;
+    let mut s = within(5, a.dial("db")).await.unwrap();
+    let big = vec![9u8; 1_000_000];
+    let (mut r, mut w) = tokio::io::split(&mut s);
+    let (wrote, back) = tokio::join!(
+        async {
+            w.write_all(&big).await.unwrap();
+        },
+        async {
+            let mut back = vec![0u8; big.len()];
+            within(10, r.read_exact(&mut back)).await.unwrap();
+            back
+        }
+    );
+    let () = wrote;
+    assert_eq!(back, big);
+    assert!(router.stats().bytes_in - relayed_before < 500_000, "the stream did not go through the router");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_role_stays_on_the_relay() {
+    let router = Node::builder().role(Role::Router).build();
+    let raddr = router.listen("127.0.0.1:0").await.unwrap();
+    let a = Node::builder().role(Role::Server).build();
+    let b = Node::new();
+    b.listen("127.0.0.1:0").await.unwrap();
+    b.join(raddr).await.unwrap();
+    a.join(raddr).await.unwrap();
+    spawn_echo(b.bind("db").unwrap());
+    wait_service(&a, "db", true).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.services().iter().all(|s| s.reach == Reach::Relayed));
+    let mut s = within(5, a.dial("db")).await.unwrap();
+    echo_once(&mut s, b"via the router").await;
+}

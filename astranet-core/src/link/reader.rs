@@ -75,6 +75,10 @@ pub(super) enum Deferred {
     Announcement { cmd: Command, name: Bytes, addr: Addr },
     /// A frame for another host, to relay.
     Forward(Frame),
+    /// `from` asks for this node's direct addresses.
+    Discover { from: HostId },
+    /// `host` says it can be reached directly at `addr` ("ip:port").
+    Follow { host: HostId, addr: Bytes },
 }
 
 /// Bytes a relay lets pile up on the outgoing link before it stops reading the incoming
@@ -134,6 +138,16 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
                         node.on_announcement(&link, cmd, &name, addr);
                     }
                 }
+                Deferred::Discover { from } => {
+                    if let Some(node) = &node {
+                        node.on_discover(&link, from);
+                    }
+                }
+                Deferred::Follow { host, addr } => {
+                    if let Some(node) = &node {
+                        node.on_follow(host, &addr);
+                    }
+                }
             }
         }
         drop(node);
@@ -172,7 +186,7 @@ impl Link {
             if self.peer.get().is_none() {
                 match frame.header.cmd {
                     Command::Handshake => match self.on_handshake(&frame, decoder) {
-                        Ok(host) => came_up = Some(host),
+                        Ok(up) => came_up = Some(up),
                         Err(e) => result = Err(e),
                     },
                     Command::Ping => self.pong(&mut st),
@@ -189,8 +203,8 @@ impl Link {
         }
         self.kick(&mut st);
         drop(st);
-        if let Some(host) = came_up {
-            self.came_up(host);
+        if let Some((host, seen_as)) = came_up {
+            self.came_up(host, &seen_as);
         }
         result
     }
@@ -199,7 +213,8 @@ impl Link {
         st.push(Header::link(Command::Pong, 0), &[]);
     }
 
-    fn on_handshake(&self, frame: &Frame, decoder: &mut Decoder) -> Result<HostId, CloseReason> {
+    /// Returns the peer's host id and how it sees this node's address (`RAddr`).
+    fn on_handshake(&self, frame: &Frame, decoder: &mut Decoder) -> Result<(HostId, String), CloseReason> {
         let hs = Handshake::decode(&frame.payload).map_err(|e| CloseReason::Protocol(e.to_string()))?;
         let host = HostId(frame.header.src_host);
         if host.0 == 0 {
@@ -216,14 +231,15 @@ impl Link {
         }
         tracing::debug!(link = self.id, peer = %host, v1, raddr = %hs.raddr, "handshake");
         let _ = self.peer.set(PeerInfo { host, v1 });
-        Ok(host)
+        Ok((host, hs.raddr))
     }
 
     /// Registers the link with the node and starts measuring its round trip.
-    fn came_up(self: &Arc<Self>, host: HostId) {
+    fn came_up(self: &Arc<Self>, host: HostId, seen_as: &str) {
         // The route exists before anyone waiting for the handshake hears of it. (A link
         // closed meanwhile is no longer registered, so it gets no route.)
         if let Some(node) = self.node.upgrade() {
+            node.seen_as(seen_as);
             node.link_up(self, host);
         }
         // A close that raced in keeps its Closed phase: waiters must see it.
@@ -284,10 +300,8 @@ impl Link {
                 addr: Addr::new(HostId(h.src_host), h.src_port),
             }),
             Command::Reset => self.on_route_lost(st, HostId(h.src_host), wakers),
-            Command::Follow | Command::Discover => {
-                self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::trace!(link = self.id, cmd = %h.cmd, "mesh frame ignored");
-            }
+            Command::Discover => deferred.push(Deferred::Discover { from: HostId(h.src_host) }),
+            Command::Follow => deferred.push(Deferred::Follow { host: HostId(h.src_host), addr: frame.payload }),
             _ => {}
         }
         Ok(())

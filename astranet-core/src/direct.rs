@@ -1,0 +1,123 @@
+//! The direct-connect upgrade: nodes that reach each other only through a relay try to
+//! link directly. A node learns its own reachable addresses (its listening ports, at
+//! the IPs its peers see it as); a following node that hears of a relayed service in
+//! its environment sends DISCOVER to its host (through the relay); the host answers
+//! with FOLLOW frames naming its addresses, and the follower joins them. New streams
+//! then prefer the direct link; relayed streams carry on, and when the direct address
+//! cannot be reached (NAT) everything keeps flowing through the relay.
+
+use crate::addr::HostId;
+use crate::link::Link;
+use crate::node::NodeShared;
+use crate::proto::{Command, Header};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+impl NodeShared {
+    /// A peer's handshake said how it sees this node (`ip:port`): the IP is one of
+    /// this node's addresses.
+    pub(crate) fn seen_as(&self, raddr: &str) {
+        if let Ok(addr) = raddr.parse::<SocketAddr>() {
+            if !addr.ip().is_unspecified() {
+                self.seen_ips.lock().insert(addr.ip());
+            }
+        }
+    }
+
+    /// This node accepts links at `addr`.
+    pub(crate) fn listening_at(&self, addr: SocketAddr) {
+        self.listen_addrs.lock().push(addr);
+    }
+
+    /// The addresses this node can be joined at: each listening address, with an
+    /// unspecified IP (`0.0.0.0`, `::`) replaced by the IPs peers see this node as.
+    pub(crate) fn advertised(&self) -> Vec<SocketAddr> {
+        let seen = self.seen_ips.lock().clone();
+        let mut out = Vec::new();
+        for listen in self.listen_addrs.lock().iter() {
+            if listen.ip().is_unspecified() {
+                let same_family = seen.iter().filter(|ip| ip.is_ipv4() == listen.is_ipv4());
+                out.extend(same_family.map(|ip| SocketAddr::new(*ip, listen.port())));
+            } else {
+                out.push(*listen);
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// A relayed announcement of `host`'s service: ask `host` (through `link`) where
+    /// it can be reached directly, once.
+    pub(crate) fn maybe_discover(&self, link: &Link, host: HostId, name: &str) {
+        if !self.config.role.follows()
+            || !name.ends_with(self.config.env.as_str())
+            || self.route(host).is_some()
+            || !self.discovered.lock().insert(host)
+        {
+            return;
+        }
+        tracing::debug!(link = link.id, %host, "asking a relayed host for its direct addresses");
+        let h = Header {
+            cmd: Command::Discover,
+            dst_host: host.0,
+            src_host: self.host_id().0,
+            dst_port: 0,
+            src_port: 0,
+            len: 0,
+        };
+        push(link, h, &[]);
+    }
+
+    /// `from` asked (DISCOVER) for this node's direct addresses: answer on the link it
+    /// came through.
+    pub(crate) fn on_discover(&self, link: &Link, from: HostId) {
+        for addr in self.advertised() {
+            let text = addr.to_string();
+            let h = Header {
+                cmd: Command::Follow,
+                dst_host: from.0,
+                src_host: self.host_id().0,
+                dst_port: 0,
+                src_port: 0,
+                len: text.len() as u32,
+            };
+            push(link, h, text.as_bytes());
+        }
+    }
+
+    /// `host` can be reached at `addr` (FOLLOW): a following node without a direct link
+    /// to it joins there. A failed attempt leaves the traffic on the relay.
+    pub(crate) fn on_follow(self: &Arc<Self>, host: HostId, addr: &[u8]) {
+        if !self.config.role.follows() || host == self.host_id() || self.route(host).is_some() {
+            return;
+        }
+        let Some(addr) = std::str::from_utf8(addr).ok().and_then(|a| a.parse::<SocketAddr>().ok()) else {
+            tracing::warn!(%host, "FOLLOW with an address that does not parse dropped");
+            return;
+        };
+        if is_forbidden(addr.ip()) {
+            return;
+        }
+        tracing::info!(%host, %addr, "joining a relayed host directly");
+        let node = self.clone();
+        self.spawn_background(async move {
+            if let Err(e) = node.join_all(vec![addr]).await {
+                tracing::info!(%host, %addr, error = %e, "direct address unreachable: staying on the relay");
+            }
+        });
+    }
+}
+
+/// Addresses never dialed on a peer's word.
+fn is_forbidden(ip: IpAddr) -> bool {
+    ip.is_unspecified() || ip.is_multicast()
+}
+
+fn push(link: &Link, h: Header, payload: &[u8]) {
+    let mut st = link.state.lock();
+    if st.closed.is_none() {
+        st.push(h, payload);
+        link.kick(&mut st);
+    }
+}
