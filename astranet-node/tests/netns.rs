@@ -1,0 +1,199 @@
+//! Real separate hosts: network namespaces joined by veth pairs, each running an
+//! `astranet-node` process.
+//!
+//! ```text
+//!   A 10.77.1.2 ──── 10.77.1.1 R 10.77.2.1 ──── 10.77.2.2 B
+//! ```
+//! R does not forward IP packets, so A and B reach R but not each other. Needs root
+//! and `ip`; elsewhere each test prints why it is skipped and passes.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const NODE: &str = env!("CARGO_BIN_EXE_astranet-node");
+
+/// The three namespaces, removed on drop. Names carry the pid so parallel runs and
+/// leftovers of a killed run do not collide.
+struct Hosts {
+    prefix: String,
+    children: Vec<Child>,
+}
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Hosts {
+    /// Builds the topology, or says why it cannot here.
+    fn new(test: &str) -> Result<Hosts, String> {
+        let prefix = format!("an{}{}", std::process::id() % 100_000, test);
+        let hosts = Hosts { prefix, children: Vec::new() };
+        for h in ["a", "r", "b"] {
+            sh(&["ip", "netns", "add", &hosts.ns(h)])?;
+            hosts.exec(h, &["ip", "link", "set", "lo", "up"])?;
+        }
+        hosts.wire("a", "r", "10.77.1")?;
+        hosts.wire("b", "r", "10.77.2")?;
+        hosts.exec("r", &["sysctl", "-qw", "net.ipv4.ip_forward=0"])?;
+        Ok(hosts)
+    }
+
+    fn ns(&self, h: &str) -> String {
+        format!("{}{}", self.prefix, h)
+    }
+
+    fn exec(&self, h: &str, cmd: &[&str]) -> Result<(), String> {
+        let ns = self.ns(h);
+        let mut args = vec!["ip", "netns", "exec", ns.as_str()];
+        args.extend_from_slice(cmd);
+        sh(&args)
+    }
+
+    /// A veth pair between `x` (.2) and `y` (.1) on `net`.0/24.
+    fn wire(&self, x: &str, y: &str, net: &str) -> Result<(), String> {
+        let (vx, vy) = (format!("{}{x}{y}", self.prefix), format!("{}{y}{x}", self.prefix));
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &vx,
+            "netns",
+            &self.ns(x),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &vy,
+            "netns",
+            &self.ns(y),
+        ])?;
+        self.exec(x, &["ip", "addr", "add", &format!("{net}.2/24"), "dev", &vx])?;
+        self.exec(y, &["ip", "addr", "add", &format!("{net}.1/24"), "dev", &vy])?;
+        self.exec(x, &["ip", "link", "set", &vx, "up"])?;
+        self.exec(y, &["ip", "link", "set", &vy, "up"])
+    }
+
+    /// Starts a long-running node on host `h`.
+    fn spawn(&mut self, h: &str, args: &[&str]) -> usize {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(h), NODE])
+            .args(args)
+            .args(["--keepalive", "1"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("astranet-node starts");
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    /// Runs a one-off node on host `h` and returns its output.
+    fn run(&self, h: &str, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .args(["30", "ip", "netns", "exec", &self.ns(h), NODE])
+            .args(args)
+            .output()
+            .expect("astranet-node runs")
+    }
+
+    fn kill(&mut self, i: usize) {
+        let _ = self.children[i].kill();
+        let _ = self.children[i].wait();
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for h in ["a", "r", "b"] {
+            let _ = sh(&["ip", "netns", "del", &self.ns(h)]);
+        }
+    }
+}
+
+fn setup(test: &str) -> Option<Hosts> {
+    match Hosts::new(test) {
+        Ok(h) => Some(h),
+        Err(why) => {
+            eprintln!("SKIPPED {test}: network namespaces unavailable here ({why})");
+            None
+        }
+    }
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// Retries a one-off until it succeeds (the mesh needs a moment to converge).
+fn eventually(hosts: &Hosts, h: &str, args: &[&str]) -> String {
+    let started = Instant::now();
+    loop {
+        let out = hosts.run(h, args);
+        if out.status.success() || started.elapsed() > Duration::from_secs(20) {
+            return ok(&out);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn relayed_by_name_then_gone_with_its_host() {
+    let Some(mut hosts) = setup("rel") else { return };
+    hosts.spawn("r", &["--listen", "0.0.0.0:7000", "--role", "router"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = hosts.spawn("b", &["--join", "10.77.2.1:7000", "--listen", "0.0.0.0:7100", "--serve-echo", "db"]);
+    // A cannot reach B's advertised address (10.77.2.2): the stream stays on the relay.
+    let out = eventually(&hosts, "a", &["--join", "10.77.1.1:7000", "--dial", "db", "--message", "across"]);
+    assert!(out.contains("echoed across"), "{out}");
+    let out = ok(&hosts.run("a", &["--join", "10.77.1.1:7000", "--services", "--wait", "1"]));
+    assert!(out.contains("db at") && out.contains("Relayed"), "{out}");
+
+    // Killing B's process withdraws "db" everywhere within the keep-alive bound.
+    let watcher = std::thread::spawn({
+        let ns = hosts.ns("a");
+        move || {
+            Command::new("timeout")
+                .args(["30", "ip", "netns", "exec", &ns, NODE, "--join", "10.77.1.1:7000", "--wait-gone", "db"])
+                .args(["--wait", "15"])
+                .stdout(Stdio::null())
+                .status()
+                .expect("runs")
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    hosts.kill(b);
+    assert!(watcher.join().unwrap().success(), "db was withdrawn after its host died");
+}
+
+#[test]
+fn a_direct_route_makes_new_streams_go_direct() {
+    let Some(mut hosts) = setup("dir") else { return };
+    // Give A a route to B's address through a third wire, A <-> B.
+    let direct = hosts.wire("a", "b", "10.77.3").and_then(|_| {
+        hosts.exec("a", &["ip", "route", "add", "10.77.2.0/24", "via", "10.77.3.1"])?;
+        hosts.exec("b", &["ip", "route", "add", "10.77.1.0/24", "via", "10.77.3.2"])
+    });
+    if let Err(why) = direct {
+        eprintln!("SKIPPED a_direct_route_makes_new_streams_go_direct: {why}");
+        return;
+    }
+    hosts.spawn("r", &["--listen", "0.0.0.0:7000", "--role", "router"]);
+    std::thread::sleep(Duration::from_millis(300));
+    hosts.spawn("b", &["--join", "10.77.2.1:7000", "--listen", "0.0.0.0:7100", "--serve-echo", "db"]);
+    std::thread::sleep(Duration::from_millis(500));
+    // A learns B's address through R, joins it, and lists "db" as direct.
+    let out = eventually(&hosts, "a", &["--join", "10.77.1.1:7000", "--services", "--wait", "3"]);
+    assert!(out.contains("Direct"), "{out}");
+    let out = ok(&hosts.run("a", &["--join", "10.77.1.1:7000", "--dial", "db", "--message", "direct"]));
+    assert!(out.contains("echoed direct"), "{out}");
+}
