@@ -77,6 +77,11 @@ pub struct Limits {
     pub max_link_buffer: usize,
     /// Bytes of frames queued for writing per link before writers wait.
     pub link_write_queue: usize,
+    /// Streams this node relays for one dialing host; further relayed dials are
+    /// refused ("relay stream limit reached").
+    pub max_relayed_streams_per_host: usize,
+    /// Streams this node relays in total.
+    pub max_relayed_streams: usize,
     /// Service announcements stored per link; further ones are dropped (logged).
     pub max_announcements_per_link: usize,
     /// Bytes of control frames (answers to the peer's frames, DIALs, credit) queued on
@@ -91,6 +96,8 @@ impl Default for Limits {
             listener_backlog: 65_536,
             max_link_buffer: 1 << 30,
             link_write_queue: 1 << 20,
+            max_relayed_streams_per_host: 1 << 20,
+            max_relayed_streams: 1 << 22,
             max_announcements_per_link: 100_000,
             max_control_queue: 64 << 20,
         }
@@ -196,6 +203,18 @@ impl NodeBuilder {
         S: AsRef<str>,
     {
         self.config.env = parts.into_iter().map(|p| format!(".{}", p.as_ref())).collect();
+        self
+    }
+
+    /// Streams relayed for one dialing host (default 1,048,576).
+    pub fn max_relayed_streams_per_host(mut self, n: usize) -> Self {
+        self.config.limits.max_relayed_streams_per_host = n;
+        self
+    }
+
+    /// Streams relayed in total (default 4,194,304).
+    pub fn max_relayed_streams(mut self, n: usize) -> Self {
+        self.config.limits.max_relayed_streams = n;
         self
     }
 

@@ -9,7 +9,7 @@ use crate::link::table::Key;
 use crate::link::{CloseReason, Link};
 use crate::listener::{Listener, ListenerShared};
 use crate::registry::{self, Registry, RouteInfo, Selector, ServiceInfo};
-use crate::relay::Pair;
+use crate::relay::{Pair, RelayTable};
 use crate::stats::{Counters, Stats};
 use crate::stream::Stream;
 use hashbrown::{HashMap, HashSet};
@@ -155,6 +155,8 @@ pub(crate) struct NodeShared {
     next_link: AtomicU64,
     /// Relayed pairs of hosts (source, destination) and the links towards each.
     pub(crate) relay_pairs: Mutex<HashMap<(u64, u64), Pair>>,
+    /// Streams relayed by this node, for its relay limits.
+    pub(crate) relay_streams: Mutex<RelayTable>,
     pub(crate) registry: Mutex<Registry>,
     /// The registry's version, watched by dials waiting for a name.
     pub(crate) registry_version: watch::Sender<u64>,
@@ -369,6 +371,7 @@ impl Node {
                 next_port: AtomicU32::new(FIRST_AUTO_PORT),
                 next_link: AtomicU64::new(1),
                 relay_pairs: Mutex::default(),
+                relay_streams: Mutex::default(),
                 registry: Mutex::default(),
                 registry_version: watch::Sender::new(0),
                 listen_addrs: Mutex::default(),
@@ -616,7 +619,9 @@ impl Node {
     /// A snapshot of the node's counters.
     pub fn stats(&self) -> Stats {
         let links = self.shared.links.read().by_host.values().map(Vec::len).sum();
-        self.shared.counters.snapshot(links)
+        let mut stats = self.shared.counters.snapshot(links);
+        stats.relayed_streams = self.shared.relay_streams.lock().len();
+        stats
     }
 
     /// Closes every listener and link (queued frames are flushed first). Streams fail

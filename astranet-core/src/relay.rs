@@ -7,9 +7,126 @@
 use crate::addr::HostId;
 use crate::link::Link;
 use crate::node::NodeShared;
-use crate::proto::{Command, Frame, Header};
+use crate::proto::{Command, Frame, Header, RstReason};
+use hashbrown::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One end of a relayed stream: (host, port).
+type End = (u64, u32);
+
+/// A stream this node relays, from the DIAL it passed on until both sides finished
+/// (FIN2 each way), one reset it, one side became unreachable, or the dial never
+/// completed.
+#[derive(Clone, Copy, Debug)]
+struct Relayed {
+    dialer: u64,
+    established: bool,
+    /// FIN2 seen from the lower and the higher end of the key.
+    fin: [bool; 2],
+    opened: Instant,
+}
+
+/// Streams relayed by this node, keyed by their two ends in order, with counts per
+/// dialing host for the limits.
+#[derive(Default)]
+pub(crate) struct RelayTable {
+    streams: HashMap<(End, End), Relayed>,
+    per_host: HashMap<u64, usize>,
+    swept: Option<Instant>,
+}
+
+fn key(h: &Header) -> ((End, End), usize) {
+    let (a, b) = ((h.src_host, h.src_port), (h.dst_host, h.dst_port));
+    if a <= b {
+        ((a, b), 0)
+    } else {
+        ((b, a), 1)
+    }
+}
+
+impl RelayTable {
+    /// A DIAL passes through: count it, or say which limit refuses it.
+    fn open(&mut self, h: &Header, per_host: usize, total: usize, dial_timeout: Duration) -> Result<(), String> {
+        let now = Instant::now();
+        if self.swept.is_none_or(|t| now.duration_since(t) > Duration::from_secs(1)) {
+            self.sweep(now, dial_timeout);
+        }
+        let (k, _) = key(h);
+        if self.streams.contains_key(&k) {
+            return Ok(());
+        }
+        if self.streams.len() >= total {
+            return Err(format!("{total} relayed streams in total"));
+        }
+        let count = self.per_host.entry(h.src_host).or_default();
+        if *count >= per_host {
+            return Err(format!("{per_host} relayed streams for host {}", HostId(h.src_host)));
+        }
+        *count += 1;
+        self.streams.insert(k, Relayed { dialer: h.src_host, established: false, fin: [false; 2], opened: now });
+        Ok(())
+    }
+
+    /// Follows a relayed stream frame's effect on the stream's life.
+    fn observe(&mut self, h: &Header) {
+        let (k, side) = key(h);
+        let done = match (h.cmd, self.streams.get_mut(&k)) {
+            (Command::Syn, Some(s)) => {
+                s.established = true;
+                false
+            }
+            (Command::Fin2, Some(s)) => {
+                s.fin[side] = true;
+                s.fin == [true, true]
+            }
+            (Command::Rst, Some(_)) => true,
+            _ => false,
+        };
+        if done {
+            self.remove(&k);
+        }
+    }
+
+    fn remove(&mut self, k: &(End, End)) {
+        if let Some(s) = self.streams.remove(k) {
+            if let Some(c) = self.per_host.get_mut(&s.dialer) {
+                *c -= 1;
+                if *c == 0 {
+                    self.per_host.remove(&s.dialer);
+                }
+            }
+        }
+    }
+
+    /// Forgets dials that were never answered (a v1 node drops dials to closed ports).
+    fn sweep(&mut self, now: Instant, dial_timeout: Duration) {
+        self.swept = Some(now);
+        let stale: Vec<_> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.established && now.duration_since(s.opened) > dial_timeout)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            self.remove(&k);
+        }
+    }
+
+    /// Forgets every stream with an end on `host`.
+    fn host_lost(&mut self, host: u64) {
+        let gone: Vec<_> = self.streams.keys().filter(|(a, b)| a.0 == host || b.0 == host).copied().collect();
+        for k in gone {
+            self.remove(&k);
+        }
+    }
+
+    /// Streams relayed now.
+    pub(crate) fn len(&self) -> usize {
+        self.streams.len()
+    }
+}
 
 /// A relayed pair: the link towards each of the two hosts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +146,27 @@ impl NodeShared {
             tracing::debug!(link = from.id, cmd = %h.cmd, dst = %HostId(h.dst_host), "no route: frame dropped");
             return None;
         };
+        match h.cmd {
+            Command::Dial => {
+                let limits = &self.config.limits;
+                let opened = self.relay_streams.lock().open(
+                    &h,
+                    limits.max_relayed_streams_per_host,
+                    limits.max_relayed_streams,
+                    self.config.dial_timeout,
+                );
+                if let Err(limit) = opened {
+                    tracing::warn!(
+                        from = %HostId(h.src_host), to = %HostId(h.dst_host),
+                        "relay stream limit reached ({limit}): dial refused"
+                    );
+                    refuse(from, &h);
+                    return None;
+                }
+            }
+            Command::Syn | Command::Fin2 | Command::Rst => self.relay_streams.lock().observe(&h),
+            _ => {}
+        }
         let pair = Pair { from_link: from.id, to_link: to.id };
         {
             let mut pairs = self.relay_pairs.lock();
@@ -70,6 +208,12 @@ impl NodeShared {
         });
         resets.sort_unstable();
         resets.dedup();
+        {
+            let mut streams = self.relay_streams.lock();
+            for (_, lost, _) in &resets {
+                streams.host_lost(*lost);
+            }
+        }
         for (link_id, lost, to) in resets {
             let Some(link) = self.link(link_id) else { continue };
             let mut st = link.state.lock();
@@ -79,5 +223,27 @@ impl NodeShared {
                 link.kick(&mut st);
             }
         }
+    }
+}
+
+/// Answers a DIAL the relay will not pass on: RST for a peer that speaks it (the
+/// dialer's error names the relay limit); a v1 dialer's dial is dropped, as Go drops
+/// dials it cannot serve.
+fn refuse(from: &Link, dial: &Header) {
+    if from.is_v1() {
+        return;
+    }
+    let h = Header {
+        cmd: Command::Rst,
+        dst_host: dial.src_host,
+        src_host: dial.dst_host,
+        dst_port: dial.src_port,
+        src_port: dial.dst_port,
+        len: 1,
+    };
+    let mut st = from.state.lock();
+    if st.closed.is_none() {
+        st.push(h, &[RstReason::RelayLimit as u8]);
+        from.kick(&mut st);
     }
 }

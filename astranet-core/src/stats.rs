@@ -30,6 +30,8 @@ pub struct Stats {
     pub frames_in: u64,
     /// Frames dropped: for unknown streams or hosts, or not understood in their context.
     pub frames_dropped: u64,
+    /// Streams this node relays between other hosts now.
+    pub relayed_streams: usize,
 }
 
 impl Counters {
@@ -44,6 +46,7 @@ impl Counters {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             frames_in: self.frames_in.load(Ordering::Relaxed),
             frames_dropped: self.frames_dropped.load(Ordering::Relaxed),
+            relayed_streams: 0,
         }
     }
 }

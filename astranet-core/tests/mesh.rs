@@ -385,3 +385,42 @@ async fn a_server_role_stays_on_the_relay() {
     let mut s = within(5, a.dial("db")).await.unwrap();
     echo_once(&mut s, b"via the router").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_limits_refuse_clearly_and_free_up_when_streams_close() {
+    let router = Node::builder().role(Role::Router).max_relayed_streams_per_host(3).max_relayed_streams(5).build();
+    let raddr = router.listen("127.0.0.1:0").await.unwrap();
+    let (a, b, c) = (Node::new(), Node::new(), Node::new());
+    for n in [&a, &b, &c] {
+        n.join(raddr).await.unwrap();
+    }
+    spawn_echo(b.bind("svc").unwrap());
+    wait_service(&a, "svc", true).await;
+    wait_service(&c, "svc", true).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(within(5, a.dial("svc")).await.unwrap());
+    }
+    assert_eq!(router.stats().relayed_streams, 3);
+    let err = within(5, a.dial("svc")).await.unwrap_err();
+    assert!(matches!(err, Error::Refused { reason: astranet::proto::RstReason::RelayLimit, .. }), "{err}");
+    assert!(err.to_string().contains("relay stream limit"), "{err}");
+    // Another host has its own allowance, up to the total.
+    held.push(within(5, c.dial("svc")).await.unwrap());
+    held.push(within(5, c.dial("svc")).await.unwrap());
+    assert!(matches!(within(5, c.dial("svc")).await, Err(Error::Refused { .. })), "total limit");
+    // A stream closed on both sides frees its place.
+    let mut s = held.remove(0);
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    within(5, s.read_to_end(&mut rest)).await.unwrap();
+    drop(s);
+    within(5, async {
+        while router.stats().relayed_streams > 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let mut again = within(5, a.dial("svc")).await.unwrap();
+    echo_once(&mut again, b"room again").await;
+}

@@ -195,6 +195,9 @@ pub enum RstReason {
     StreamLimit = 3,
     /// The listening node is shutting down.
     Closing = 4,
+    /// A relay on the way carries as many relayed streams as it allows (for the
+    /// dialing host, or in total).
+    RelayLimit = 5,
 }
 
 impl RstReason {
@@ -205,6 +208,7 @@ impl RstReason {
             2 => RstReason::BacklogFull,
             3 => RstReason::StreamLimit,
             4 => RstReason::Closing,
+            5 => RstReason::RelayLimit,
             _ => RstReason::Aborted,
         }
     }
@@ -218,6 +222,7 @@ impl fmt::Display for RstReason {
             RstReason::BacklogFull => "listener backlog full",
             RstReason::StreamLimit => "stream limit of the link reached",
             RstReason::Closing => "node shutting down",
+            RstReason::RelayLimit => "relay stream limit reached",
         })
     }
 }
