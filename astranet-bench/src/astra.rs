@@ -1,10 +1,11 @@
 //! astranet: two nodes joined by one loopback TCP link; streams are dialed from one node
-//! to a listener on the other.
+//! to a listener on the other. And the same through one relay hop: both nodes joined
+//! to a router, which forwards every frame.
 
 use std::io;
 use std::net::SocketAddr;
 
-use astranet::{Addr, Listener, Node};
+use astranet::{Addr, Listener, Node, Role, Target};
 
 use crate::pair::{Kind, Transport};
 
@@ -57,6 +58,60 @@ impl Transport for Astranet {
     }
 
     async fn accept(server: &Server) -> io::Result<Self::Stream> {
+        server.listener.accept().await.map_err(io::Error::other)
+    }
+}
+
+pub struct Relayed;
+
+pub struct RelayedServer {
+    _router: Node,
+    _node: Node,
+    listener: Listener,
+}
+
+pub struct RelayedClient {
+    node: Node,
+    target: Target,
+}
+
+impl Transport for Relayed {
+    const KIND: Kind = Kind::Relayed;
+    type Stream = astranet::Stream;
+    /// The router's TCP address, and the name the listener is announced under.
+    type Address = (SocketAddr, String);
+    type Server = RelayedServer;
+    type Client = RelayedClient;
+
+    async fn serve() -> io::Result<(RelayedServer, Self::Address)> {
+        let router = Node::builder().role(Role::Router).max_streams_per_link(MAX_STREAMS).build();
+        let bound = router.listen("127.0.0.1:0").await.map_err(io::Error::other)?;
+        let node = node();
+        node.join(bound).await.map_err(io::Error::other)?;
+        let name = format!("bench-{}", node.host_id());
+        let listener = node.bind(&name).map_err(io::Error::other)?;
+        Ok((RelayedServer { _router: router, _node: node, listener }, (bound, name)))
+    }
+
+    async fn connect((bound, name): Self::Address) -> io::Result<RelayedClient> {
+        // A server-role node never links to the host directly: every frame goes
+        // through the router.
+        let node =
+            Node::builder().role(Role::Server).max_streams_per_link(MAX_STREAMS).listener_backlog(BACKLOG).build();
+        node.join(bound).await.map_err(io::Error::other)?;
+        let mut watch = node.watch_services();
+        watch
+            .wait_for(std::time::Duration::from_secs(10), |s| s.iter().any(|s| s.name == name))
+            .await
+            .map_err(io::Error::other)?;
+        Ok(RelayedClient { node, target: Target::name(name) })
+    }
+
+    async fn open(client: &RelayedClient) -> io::Result<Self::Stream> {
+        client.node.dial(client.target.clone()).await.map_err(io::Error::other)
+    }
+
+    async fn accept(server: &RelayedServer) -> io::Result<Self::Stream> {
         server.listener.accept().await.map_err(io::Error::other)
     }
 }

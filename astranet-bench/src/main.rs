@@ -4,6 +4,7 @@
 
 mod astra;
 mod child;
+mod discovery;
 mod latency;
 mod opens;
 mod pair;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::json;
 
+use crate::discovery::Discovery;
 use crate::latency::{Latency, Placement};
 use crate::opens::Opens;
 use crate::pair::Kind;
@@ -106,6 +108,10 @@ fn run(settings: &Settings, json_path: Option<&PathBuf>) -> io::Result<bool> {
             let latency = Latency { pings: settings.pings, repeat: settings.repeat, placement, timeout };
             runtime.block_on(across(&latency, kinds, &mut report));
         }
+    }
+    if settings.runs(Part::Discovery) {
+        let discovery = Discovery { runs: settings.discovery_runs, timeout };
+        runtime.block_on(across(&discovery, kinds, &mut report));
     }
     // Tasks a transport left behind must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -40,7 +40,7 @@ impl Section for Opens {
 
     /// Raw TCP cannot hold these counts in one process (two descriptors per connection).
     fn applies(&self, kind: Kind) -> bool {
-        kind != Kind::Tcp
+        matches!(kind, Kind::Yamux | Kind::Astranet)
     }
 
     async fn run<T: Transport>(&self, rec: &mut Recorder<'_>) -> io::Result<()> {

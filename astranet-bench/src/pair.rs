@@ -26,16 +26,21 @@ pub enum Kind {
     /// This project, over one TCP link.
     #[serde(rename = "astranet")]
     Astranet,
+    /// This project through one relay hop: both nodes joined to a router.
+    #[value(name = "relayed")]
+    #[serde(rename = "astranet_relayed")]
+    Relayed,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Tcp, Kind::Yamux, Kind::Astranet];
+    pub const ALL: [Kind; 4] = [Kind::Tcp, Kind::Yamux, Kind::Astranet, Kind::Relayed];
 
     pub fn label(self) -> &'static str {
         match self {
             Kind::Tcp => "raw TCP",
             Kind::Yamux => "yamux",
             Kind::Astranet => "astranet",
+            Kind::Relayed => "astranet relayed",
         }
     }
 }

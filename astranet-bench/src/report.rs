@@ -87,10 +87,10 @@ struct Row {
 }
 
 impl Row {
-    /// astranet ÷ `other`, when both were measured.
-    fn ratio(&self, other: Kind) -> Option<f64> {
-        let ours = self.cells.get(&Kind::Astranet)?.value?;
-        let theirs = self.cells.get(&other)?.value?;
+    /// `ours` ÷ `theirs`, when both were measured.
+    fn ratio(&self, ours: Kind, theirs: Kind) -> Option<f64> {
+        let ours = self.cells.get(&ours)?.value?;
+        let theirs = self.cells.get(&theirs)?.value?;
         (theirs > 0.0).then(|| ours / theirs)
     }
 }
@@ -140,7 +140,12 @@ impl Recorder<'_> {
     }
 }
 
-const RATIO_COLUMNS: [(Kind, &str); 2] = [(Kind::Tcp, "astranet/TCP"), (Kind::Yamux, "astranet/yamux")];
+/// Ratio columns: (numerator, denominator, column title).
+const RATIO_COLUMNS: [(Kind, Kind, &str); 3] = [
+    (Kind::Astranet, Kind::Tcp, "astranet/TCP"),
+    (Kind::Astranet, Kind::Yamux, "astranet/yamux"),
+    (Kind::Relayed, Kind::Astranet, "relayed/direct"),
+];
 
 /// The part of a JSON document (see [`Report::json`]) that [`Report::absorb`] reads.
 #[derive(Deserialize)]
@@ -195,7 +200,7 @@ impl Report {
     pub fn table(&self) -> String {
         let mut header: Vec<String> = ["section", "metric", "unit"].map(String::from).to_vec();
         header.extend(Kind::ALL.iter().map(|k| k.label().to_owned()));
-        header.extend(RATIO_COLUMNS.iter().map(|(_, name)| (*name).to_owned()));
+        header.extend(RATIO_COLUMNS.iter().map(|(_, _, name)| (*name).to_owned()));
 
         let mut notes: Vec<String> = Vec::new();
         let mut lines = vec![header];
@@ -222,8 +227,8 @@ impl Report {
                     }
                 });
             }
-            for (other, _) in RATIO_COLUMNS {
-                line.push(row.ratio(other).map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×")));
+            for (ours, theirs, _) in RATIO_COLUMNS {
+                line.push(row.ratio(ours, theirs).map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×")));
             }
             lines.push(line);
         }
@@ -246,8 +251,9 @@ impl Report {
             out.push('\n');
         }
         out.push_str(
-            "\nRatios are astranet ÷ other: above 1 is better for MiB/s and opens/s, \
-             below 1 is better for µs and B/stream.\n",
+            "\nRatios are astranet ÷ other (relayed/direct: astranet through one relay hop ÷ \
+             astranet direct): above 1 is better for MiB/s and opens/s, below 1 is better for \
+             µs and B/stream.\n",
         );
         for (i, note) in notes.iter().enumerate() {
             writeln!(out, "[{}] {note}", i + 1).unwrap();
@@ -269,9 +275,9 @@ impl Report {
             .map(|row| {
                 let ratios: serde_json::Map<String, Value> = RATIO_COLUMNS
                     .iter()
-                    .map(|(other, _)| {
-                        let key = format!("astranet/{}", json!(other).as_str().unwrap_or_default());
-                        (key, json!(row.ratio(*other)))
+                    .map(|(ours, theirs, _)| {
+                        let name = |k: &Kind| json!(k).as_str().unwrap_or_default().to_owned();
+                        (format!("{}/{}", name(ours), name(theirs)), json!(row.ratio(*ours, *theirs)))
                     })
                     .collect();
                 json!({
@@ -286,7 +292,7 @@ impl Report {
             .collect();
         json!({
             "context": context,
-            "ratio_definition": "astranet value divided by the other transport's value",
+            "ratio_definition": "the first transport's value divided by the second's",
             "results": results,
             "warnings": self.warnings,
             "errors": self.errors,

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use crate::astra::Astranet;
+use crate::astra::{Astranet, Relayed};
 use crate::pair::{Kind, Transport};
 use crate::report::{Recorder, Report};
 use crate::tcp::Tcp;
@@ -37,6 +37,7 @@ pub async fn across<S: Section>(section: &S, kinds: &[Kind], report: &mut Report
             Kind::Tcp => section.run::<Tcp>(&mut rec).await,
             Kind::Yamux => section.run::<Yamux>(&mut rec).await,
             Kind::Astranet => section.run::<Astranet>(&mut rec).await,
+            Kind::Relayed => section.run::<Relayed>(&mut rec).await,
         };
         if let Err(e) = result {
             rec.error(e);

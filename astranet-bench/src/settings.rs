@@ -70,6 +70,7 @@ pub enum Part {
     Parallel,
     Opens,
     Latency,
+    Discovery,
 }
 
 /// Everything a run was asked to do, resolved from the flags and the mode.
@@ -88,6 +89,7 @@ pub struct Settings {
     pub level_budget_secs: u64,
     pub yamux_level_budget_secs: u64,
     pub pings: usize,
+    pub discovery_runs: usize,
     pub timeout_secs: u64,
 }
 
@@ -112,6 +114,7 @@ impl Settings {
             level_budget_secs: args.level_budget_secs.unwrap_or(pick(quick, 300, 30)),
             yamux_level_budget_secs: args.yamux_budget_secs.unwrap_or(pick(quick, 30, 5)),
             pings: args.pings.unwrap_or(pick(quick, 20_000, 2_000)).max(1),
+            discovery_runs: pick(quick, 50, 10),
             timeout_secs: args.timeout_secs,
         }
     }
@@ -204,6 +207,15 @@ impl Settings {
                         1 => "from one run".to_owned(),
                         n => format!("each the median over {n} runs"),
                     }
+                ),
+            ),
+            (
+                Part::Discovery,
+                format!(
+                    "discovery: a router and two nodes joined to it; one binds a new name, the \
+                     other dials it by name (waiting for the announcement through the router) \
+                     until the stream is accepted; median of {} names.",
+                    self.discovery_runs
                 ),
             ),
         ];
