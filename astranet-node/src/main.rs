@@ -7,7 +7,7 @@
 //! astranet-node --join router:7000 --services                  # print what the mesh announces
 //! ```
 //! It runs until interrupted (Ctrl-C) unless given a one-off action (`--dial`,
-//! `--services`, `--wait-gone`), whose result sets the exit status.
+//! `--services`, `--stats`, `--wait-gone`), whose result sets the exit status.
 
 use astranet::{Node, Role};
 use clap::{Parser, ValueEnum};
@@ -49,6 +49,12 @@ struct Args {
     /// Exit 0 once this service name is no longer announced (1 after --wait seconds).
     #[arg(long)]
     wait_gone: Option<String>,
+    /// Print the node's counters (links, streams, bytes) after --wait seconds and exit.
+    #[arg(long)]
+    stats: bool,
+    /// Seconds between two resolutions of a joined name (new addresses are joined).
+    #[arg(long)]
+    resolve_interval: Option<f64>,
     /// Seconds the one-off actions wait (dial timeout, service waits).
     #[arg(long, default_value_t = 10.0)]
     wait: f64,
@@ -87,6 +93,9 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     });
     if let Some(env) = &args.env {
         builder = builder.env(env.split('.').filter(|p| !p.is_empty()));
+    }
+    if let Some(t) = args.resolve_interval {
+        builder = builder.resolve_interval(Duration::from_secs_f64(t));
     }
     if let Some(k) = args.keepalive {
         builder = builder.keepalive(Duration::from_secs_f64(k));
@@ -129,6 +138,16 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         for s in node.services() {
             println!("service {s}");
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.stats {
+        tokio::time::sleep(wait).await;
+        let stats = node.stats();
+        println!("links {}", stats.links);
+        println!("streams {}", stats.streams);
+        println!("relayed_streams {}", stats.relayed_streams);
+        println!("bytes_in {}", stats.bytes_in);
+        println!("bytes_out {}", stats.bytes_out);
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(name) = &args.wait_gone {

@@ -43,6 +43,16 @@ impl Hosts {
         Ok(hosts)
     }
 
+    /// Makes `name` resolve to `ips` on host `h` (`ip netns exec` mounts
+    /// /etc/netns/<ns>/hosts over /etc/hosts). Rewritten in place, so running
+    /// processes see changes.
+    fn hosts_file(&self, h: &str, name: &str, ips: &[&str]) -> Result<(), String> {
+        let dir = format!("/etc/netns/{}", self.ns(h));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
+        let lines: String = ips.iter().map(|ip| format!("{ip} {name}\n")).collect();
+        std::fs::write(format!("{dir}/hosts"), format!("127.0.0.1 localhost\n{lines}")).map_err(|e| e.to_string())
+    }
+
     fn ns(&self, h: &str) -> String {
         format!("{}{}", self.prefix, h)
     }
@@ -114,6 +124,7 @@ impl Drop for Hosts {
         }
         for h in ["a", "r", "b"] {
             let _ = sh(&["ip", "netns", "del", &self.ns(h)]);
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.ns(h)));
         }
     }
 }
@@ -196,4 +207,37 @@ fn a_direct_route_makes_new_streams_go_direct() {
     assert!(out.contains("Direct"), "{out}");
     let out = ok(&hosts.run("a", &["--join", "10.77.1.1:7000", "--dial", "db", "--message", "direct"]));
     assert!(out.contains("echoed direct"), "{out}");
+}
+
+#[test]
+fn join_links_every_address_of_a_name_and_follows_new_ones() {
+    let Some(mut hosts) = setup("dns") else { return };
+    // R answers on three addresses of A's wire; "router.test" names two, then three.
+    let extra = ["10.77.1.3/24", "10.77.1.4/24"]
+        .iter()
+        .try_for_each(|ip| hosts.exec("r", &["ip", "addr", "add", ip, "dev", &format!("{}ra", hosts.prefix)]));
+    if let Err(why) = extra.and_then(|_| hosts.hosts_file("a", "router.test", &["10.77.1.1", "10.77.1.3"])) {
+        eprintln!("SKIPPED join_links_every_address_of_a_name_and_follows_new_ones: {why}");
+        return;
+    }
+    hosts.spawn("r", &["--listen", "0.0.0.0:7000", "--role", "router"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = ok(&hosts.run("a", &["--join", "router.test:7000", "--stats", "--wait", "0.5"]));
+    assert!(out.contains("links 2"), "one link per address: {out}");
+
+    // A third address appears while A runs: the next resolution joins it.
+    let later = std::thread::spawn({
+        let ns = hosts.ns("a");
+        move || {
+            Command::new("timeout")
+                .args(["30", "ip", "netns", "exec", &ns, NODE, "--join", "router.test:7000"])
+                .args(["--resolve-interval", "0.5", "--stats", "--wait", "3"])
+                .output()
+                .expect("runs")
+        }
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    hosts.hosts_file("a", "router.test", &["10.77.1.1", "10.77.1.3", "10.77.1.4"]).unwrap();
+    let out = ok(&later.join().unwrap());
+    assert!(out.contains("links 3"), "the new address was joined: {out}");
 }
