@@ -2,7 +2,8 @@
 //! link directly. A node learns its own reachable addresses (its listening ports, at
 //! the IPs its peers see it as); a following node that hears of a relayed service in
 //! its environment sends DISCOVER to its host (through the relay); the host answers
-//! with FOLLOW frames naming its addresses, and the follower joins them. New streams
+//! with FOLLOW frames naming its addresses (and again when they change), and the
+//! follower joins them. New streams
 //! then prefer the direct link; relayed streams carry on, and when the direct address
 //! cannot be reached (NAT) everything keeps flowing through the relay.
 
@@ -18,8 +19,8 @@ impl NodeShared {
     /// this node's addresses.
     pub(crate) fn seen_as(&self, raddr: &str) {
         if let Ok(addr) = raddr.parse::<SocketAddr>() {
-            if !addr.ip().is_unspecified() {
-                self.seen_ips.lock().insert(addr.ip());
+            if !addr.ip().is_unspecified() && self.seen_ips.lock().insert(addr.ip()) {
+                self.tell_followers();
             }
         }
     }
@@ -27,6 +28,20 @@ impl NodeShared {
     /// This node accepts links at `addr`.
     pub(crate) fn listening_at(&self, addr: SocketAddr) {
         self.listen_addrs.lock().push(addr);
+        self.tell_followers();
+    }
+
+    /// The advertised addresses changed: hosts that asked for them hear again.
+    fn tell_followers(&self) {
+        let followers: Vec<(HostId, u64)> = self.followers.lock().iter().map(|(h, l)| (*h, *l)).collect();
+        for (host, link) in followers {
+            match self.link(link) {
+                Some(link) => self.send_follow(&link, host),
+                None => {
+                    self.followers.lock().remove(&host);
+                }
+            }
+        }
     }
 
     /// The addresses this node can be joined at: each listening address, with an
@@ -72,11 +87,17 @@ impl NodeShared {
     /// `from` asked (DISCOVER) for this node's direct addresses: answer on the link it
     /// came through.
     pub(crate) fn on_discover(&self, link: &Link, from: HostId) {
+        self.followers.lock().insert(from, link.id);
+        self.send_follow(link, from);
+    }
+
+    /// FOLLOW frames for every advertised address, to `to` through `link`.
+    fn send_follow(&self, link: &Link, to: HostId) {
         for addr in self.advertised() {
             let text = addr.to_string();
             let h = Header {
                 cmd: Command::Follow,
-                dst_host: from.0,
+                dst_host: to.0,
                 src_host: self.host_id().0,
                 dst_port: 0,
                 src_port: 0,

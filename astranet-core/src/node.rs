@@ -165,6 +165,8 @@ pub(crate) struct NodeShared {
     pub(crate) seen_ips: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
     /// Relayed hosts asked for their direct addresses.
     pub(crate) discovered: Mutex<HashSet<HostId>>,
+    /// Hosts that asked this node for its addresses, and the link they asked through.
+    pub(crate) followers: Mutex<HashMap<HostId, u64>>,
     /// Addresses joined (each has a task keeping a link to it up).
     pub(crate) joined: Mutex<HashSet<SocketAddr>>,
     /// Accept loops and re-join supervisors, stopped on close.
@@ -377,6 +379,7 @@ impl Node {
                 listen_addrs: Mutex::default(),
                 seen_ips: Mutex::default(),
                 discovered: Mutex::default(),
+                followers: Mutex::default(),
                 joined: Mutex::default(),
                 background: Mutex::default(),
                 closed: AtomicBool::new(false),

@@ -337,14 +337,19 @@ async fn join_keeps_one_link_per_address() {
 async fn a_relayed_host_is_joined_directly_and_new_streams_go_direct() {
     let router = Node::builder().role(Role::Router).build();
     let raddr = router.listen("127.0.0.1:0").await.unwrap();
-    let (a, b) = (Node::new(), Node::new());
-    b.listen("127.0.0.1:0").await.unwrap();
+    // A only dials (Client role); B can be joined directly but has not said so yet.
+    let (a, b) = (Node::builder().role(Role::Client).build(), Node::new());
     b.join(raddr).await.unwrap();
     let listener = b.bind("db").unwrap();
     spawn_echo(listener);
-    // A relayed stream opened before the upgrade keeps working after it.
     a.join(raddr).await.unwrap();
     wait_service(&a, "db", true).await;
+    // A stream opened while the only way to B is the router.
+    let mut relayed = within(5, a.dial("db")).await.unwrap();
+    echo_once(&mut relayed, b"before").await;
+    // B starts accepting links: A, which asked for B's addresses (DISCOVER) when it
+    // first heard of "db", is told the new one (FOLLOW) and joins it directly.
+    b.listen("127.0.0.1:0").await.unwrap();
     let mut watch = a.watch_services();
     let direct =
         watch.wait_for(Duration::from_secs(5), |s| s.iter().any(|s| s.name == "db" && s.reach == Reach::Direct)).await;
@@ -367,6 +372,8 @@ async fn a_relayed_host_is_joined_directly_and_new_streams_go_direct() {
     let () = wrote;
     assert_eq!(back, big);
     assert!(router.stats().bytes_in - relayed_before < 500_000, "the stream did not go through the router");
+    // The stream opened through the router still works.
+    echo_once(&mut relayed, b"after").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
