@@ -65,12 +65,15 @@ impl NodeShared {
     /// A relayed announcement of `host`'s service: ask `host` (through `link`) where
     /// it can be reached directly, once.
     pub(crate) fn maybe_discover(&self, link: &Link, host: HostId, name: &str) {
-        if !self.config.role.follows()
-            || !name.ends_with(self.config.env.as_str())
-            || self.route(host).is_some()
-            || !self.discovered.lock().insert(host)
-        {
+        if !self.config.role.follows() || !name.ends_with(self.config.env.as_str()) || self.route(host).is_some() {
             return;
+        }
+        {
+            let mut discovered = self.discovered.lock();
+            if discovered.contains_key(&host) || discovered.len() >= MAX_DISCOVERED {
+                return;
+            }
+            discovered.insert(host, 0);
         }
         tracing::debug!(link = link.id, %host, "asking a relayed host for its direct addresses");
         let h = Header {
@@ -87,8 +90,18 @@ impl NodeShared {
     /// `from` asked (DISCOVER) for this node's direct addresses: answer on the link it
     /// came through.
     pub(crate) fn on_discover(&self, link: &Link, from: HostId) {
-        self.followers.lock().insert(from, link.id);
+        {
+            let mut followers = self.followers.lock();
+            if followers.len() < MAX_DISCOVERED || followers.contains_key(&from) {
+                followers.insert(from, link.id);
+            }
+        }
         self.send_follow(link, from);
+    }
+
+    /// A link went down: hosts that asked through it are no longer told.
+    pub(crate) fn followers_lost(&self, link_id: u64) {
+        self.followers.lock().retain(|_, l| *l != link_id);
     }
 
     /// FOLLOW frames for every advertised address, to `to` through `link`.
@@ -113,6 +126,18 @@ impl NodeShared {
         if !self.config.role.follows() || host == self.host_id() || self.route(host).is_some() {
             return;
         }
+        // Only hosts this node asked, and a few addresses each: a peer cannot make it
+        // connect anywhere it likes.
+        {
+            let mut discovered = self.discovered.lock();
+            match discovered.get_mut(&host) {
+                Some(tries) if *tries < MAX_FOLLOWED_ADDRESSES => *tries += 1,
+                _ => {
+                    tracing::debug!(%host, "FOLLOW not asked for, or too many: dropped");
+                    return;
+                }
+            }
+        }
         let Some(addr) = std::str::from_utf8(addr).ok().and_then(|a| a.parse::<SocketAddr>().ok()) else {
             tracing::warn!(%host, "FOLLOW with an address that does not parse dropped");
             return;
@@ -129,6 +154,12 @@ impl NodeShared {
         });
     }
 }
+
+/// Relayed hosts this node asks for their addresses, and hosts it tells its own.
+const MAX_DISCOVERED: usize = 65_536;
+
+/// Addresses joined per relayed host, at most.
+const MAX_FOLLOWED_ADDRESSES: u32 = 8;
 
 /// Addresses never dialed on a peer's word.
 fn is_forbidden(ip: IpAddr) -> bool {

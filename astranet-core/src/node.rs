@@ -163,8 +163,8 @@ pub(crate) struct NodeShared {
     /// Where this node accepts links, and the IPs its peers see it as.
     pub(crate) listen_addrs: Mutex<Vec<SocketAddr>>,
     pub(crate) seen_ips: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
-    /// Relayed hosts asked for their direct addresses.
-    pub(crate) discovered: Mutex<HashSet<HostId>>,
+    /// Relayed hosts asked for their direct addresses, with the addresses tried since.
+    pub(crate) discovered: Mutex<HashMap<HostId, u32>>,
     /// Hosts that asked this node for its addresses, and the link they asked through.
     pub(crate) followers: Mutex<HashMap<HostId, u64>>,
     /// Addresses joined (each has a task keeping a link to it up).
@@ -207,6 +207,7 @@ impl NodeShared {
         self.unregister_link_routes(link);
         self.link_lost(link.id);
         self.relay_link_lost(link.id);
+        self.followers_lost(link.id);
     }
 
     /// The link towards `host`: a direct one, else one to a neighbour that relays for it.

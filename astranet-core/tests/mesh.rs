@@ -431,3 +431,25 @@ async fn relay_limits_refuse_clearly_and_free_up_when_streams_close() {
     let mut again = within(5, a.dial("svc")).await.unwrap();
     echo_once(&mut again, b"room again").await;
 }
+
+#[tokio::test]
+async fn a_follow_nobody_asked_for_is_ignored() {
+    let node = Node::new();
+    let addr = node.listen("127.0.0.1:0").await.unwrap();
+    let bait = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    bait.set_nonblocking(true).unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, true)).await;
+    let target = bait.local_addr().unwrap().to_string();
+    let h = Header {
+        cmd: Command::Follow,
+        dst_host: node.host_id().0,
+        src_host: 0x5151,
+        dst_port: 0,
+        src_port: 0,
+        len: target.len() as u32,
+    };
+    peer.send(h, target.as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bait.accept().map(|_| ()).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    assert_eq!(node.stats().links, 1);
+}
