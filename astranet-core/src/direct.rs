@@ -148,7 +148,7 @@ impl NodeShared {
         tracing::info!(%host, %addr, "joining a relayed host directly");
         let node = self.clone();
         self.spawn_background(async move {
-            if let Err(e) = node.join_all(vec![addr]).await {
+            if let Err(e) = node.join_followed(host, addr).await {
                 tracing::info!(%host, %addr, error = %e, "direct address unreachable: staying on the relay");
             }
         });

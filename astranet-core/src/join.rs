@@ -18,6 +18,16 @@ impl NodeShared {
     /// first error if none could be reached now. Addresses that fail while another
     /// succeeds are retried in the background.
     pub(crate) async fn join_all(self: &Arc<Self>, addrs: Vec<SocketAddr>) -> Result<Option<HostId>> {
+        self.join_addrs(addrs, Persistence::Keep).await
+    }
+
+    /// [`NodeShared::join_all`] for addresses a relayed host gave (FOLLOW): the link is
+    /// not re-dialed once it drops, and the host may be discovered again.
+    pub(crate) async fn join_followed(self: &Arc<Self>, host: HostId, addr: SocketAddr) -> Result<Option<HostId>> {
+        self.join_addrs(vec![addr], Persistence::UntilDropped(host)).await
+    }
+
+    async fn join_addrs(self: &Arc<Self>, addrs: Vec<SocketAddr>, keep: Persistence) -> Result<Option<HostId>> {
         let mut host = None;
         let mut first_err = None;
         let mut failed = Vec::new();
@@ -29,7 +39,7 @@ impl NodeShared {
             match connect_up(self, addr).await {
                 Ok((link, peer)) => {
                     host.get_or_insert(peer);
-                    self.spawn_background(keep_joined(Arc::downgrade(self), addr, Some(link)));
+                    self.spawn_background(keep_joined(Arc::downgrade(self), addr, Some(link), keep));
                 }
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -47,7 +57,7 @@ impl NodeShared {
             }
         }
         for addr in failed {
-            self.spawn_background(keep_joined(Arc::downgrade(self), addr, None));
+            self.spawn_background(keep_joined(Arc::downgrade(self), addr, None, keep));
         }
         Ok(host)
     }
@@ -84,12 +94,29 @@ async fn connect_up(node: &Arc<NodeShared>, addr: SocketAddr) -> Result<(Arc<Lin
     Ok((link, host))
 }
 
+/// How long a joined address is kept linked.
+#[derive(Clone, Copy, Debug)]
+enum Persistence {
+    /// Re-dialed whenever its link drops, until the node closes.
+    Keep,
+    /// Given up (and its host forgotten as discovered) when its link drops.
+    UntilDropped(HostId),
+}
+
 /// Keeps a link to `addr` up: waits for it to drop, then re-dials with exponential
 /// back-off, until the node is closed (which aborts this task).
-async fn keep_joined(node: Weak<NodeShared>, addr: SocketAddr, mut link: Option<Arc<Link>>) {
+async fn keep_joined(node: Weak<NodeShared>, addr: SocketAddr, mut link: Option<Arc<Link>>, keep: Persistence) {
     loop {
         if let Some(up) = link.take() {
             let reason = up.wait_closed().await;
+            if let Persistence::UntilDropped(host) = keep {
+                tracing::info!(%addr, %reason, "direct link lost; traffic goes back to the relay");
+                if let Some(shared) = node.upgrade() {
+                    shared.joined.lock().remove(&addr);
+                    shared.discovered.lock().remove(&host);
+                }
+                return;
+            }
             tracing::info!(%addr, %reason, "joined link lost, re-dialing");
         }
         let mut delay = FIRST_DELAY;
