@@ -73,7 +73,7 @@ impl NodeShared {
             if discovered.contains_key(&host) || discovered.len() >= MAX_DISCOVERED {
                 return;
             }
-            discovered.insert(host, 0);
+            discovered.insert(host, (link.id, 0));
         }
         tracing::debug!(link = link.id, %host, "asking a relayed host for its direct addresses");
         let h = Header {
@@ -85,6 +85,26 @@ impl NodeShared {
             len: 0,
         };
         push(link, h, &[]);
+    }
+
+    /// A followed host's direct link dropped: ask it again through a relay that still
+    /// announces it.
+    pub(crate) fn rediscover(&self, host: HostId) {
+        self.discovered.lock().remove(&host);
+        let entry = self.registry.lock().relayed_entry(host);
+        if let Some((name, link)) = entry {
+            if let Some(link) = self.link(link) {
+                self.maybe_discover(&link, host, &name);
+            }
+        }
+    }
+
+    /// No announcement names `host` any more: forget having asked it, so that it is
+    /// asked again if it comes back.
+    pub(crate) fn forget_if_unknown(&self, host: HostId) {
+        if !self.registry.lock().knows_host(host) {
+            self.discovered.lock().remove(&host);
+        }
     }
 
     /// `from` asked (DISCOVER) for this node's direct addresses: answer on the link it
@@ -122,16 +142,16 @@ impl NodeShared {
 
     /// `host` can be reached at `addr` (FOLLOW): a following node without a direct link
     /// to it joins there. A failed attempt leaves the traffic on the relay.
-    pub(crate) fn on_follow(self: &Arc<Self>, host: HostId, addr: &[u8]) {
+    pub(crate) fn on_follow(self: &Arc<Self>, link: &Link, host: HostId, addr: &[u8]) {
         if !self.config.role.follows() || host == self.host_id() || self.route(host).is_some() {
             return;
         }
-        // Only hosts this node asked, and a few addresses each: a peer cannot make it
-        // connect anywhere it likes.
+        // Only hosts this node asked, answering through the link it asked on, and a few
+        // addresses each: a peer cannot make it connect anywhere it likes.
         {
             let mut discovered = self.discovered.lock();
             match discovered.get_mut(&host) {
-                Some(tries) if *tries < MAX_FOLLOWED_ADDRESSES => *tries += 1,
+                Some((asked_on, tries)) if *asked_on == link.id && *tries < MAX_FOLLOWED_ADDRESSES => *tries += 1,
                 _ => {
                     tracing::debug!(%host, "FOLLOW not asked for, or too many: dropped");
                     return;

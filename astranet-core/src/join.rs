@@ -113,7 +113,7 @@ async fn keep_joined(node: Weak<NodeShared>, addr: SocketAddr, mut link: Option<
                 tracing::info!(%addr, %reason, "direct link lost; traffic goes back to the relay");
                 if let Some(shared) = node.upgrade() {
                     shared.joined.lock().remove(&addr);
-                    shared.discovered.lock().remove(&host);
+                    shared.rediscover(host);
                 }
                 return;
             }

@@ -2,8 +2,9 @@
 //! neighbours announce, passing neighbours' services on (routers), and withdrawing
 //! them when a listener closes or a link goes down.
 //!
-//! Registry changes never happen under a link lock, and frames are pushed into links
-//! only after the registry lock is released.
+//! Registry changes never happen under a link lock. A change and the announcements it
+//! causes happen under one registry lock (lock order: registry, then links, then a
+//! link's state), so announcements leave in the order of the changes.
 
 use crate::addr::Addr;
 use crate::link::Link;
@@ -24,18 +25,23 @@ struct Announcement {
 impl NodeShared {
     /// A listener bound `name` at `addr`: store it, announce it everywhere.
     pub(crate) fn service_bound(&self, name: &str, addr: Addr) {
-        self.update_registry(|r| r.add_local(name, addr));
-        if self.config.role.announces() {
-            self.send(&[Announcement { cmd: Command::Service, name: name.into(), addr, except: None }]);
-        }
+        let announces = self.config.role.announces();
+        self.change_registry(|r, out| {
+            r.add_local(name, addr);
+            if announces {
+                out.push(Announcement { cmd: Command::Service, name: name.into(), addr, except: None });
+            }
+        });
     }
 
     /// The listener of `name` at `addr` closed: withdraw it everywhere.
     pub(crate) fn service_unbound(&self, name: &str, addr: Addr) {
-        self.update_registry(|r| r.remove_local(name, addr));
-        if self.config.role.announces() {
-            self.send(&[Announcement { cmd: Command::NoService, name: name.into(), addr, except: None }]);
-        }
+        let announces = self.config.role.announces();
+        self.change_registry(|r, out| {
+            if r.remove_local(name, addr) && announces {
+                out.push(Announcement { cmd: Command::NoService, name: name.into(), addr, except: None });
+            }
+        });
     }
 
     /// A SERVICE or NO_SERVICE frame arrived on `link`.
@@ -52,82 +58,104 @@ impl NodeShared {
             return;
         }
         let limit = self.config.limits.max_announcements_per_link;
-        let changed = match cmd {
-            Command::Service => match self.update_registry(|r| r.add_remote(name, addr, link.id, via, limit)) {
-                Ok(new) => new,
-                Err(e) => {
-                    tracing::warn!(link = link.id, peer = %via, service = name, error = %e, "announcement dropped");
-                    return;
+        let routes = self.config.role.routes();
+        let direct = addr.host == via;
+        let mut discover = false;
+        self.change_registry(|r, out| {
+            // A router passes on what a neighbour says about its own services, once per
+            // instance however many links lead to it.
+            let was_known = r.has_direct(name, addr);
+            match cmd {
+                Command::Service => match r.add_remote(name, addr, link.id, via, limit) {
+                    Ok(true) => discover = !direct,
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(link = link.id, peer = %via, service = name, error = %e, "announcement dropped");
+                        return;
+                    }
+                },
+                _ => {
+                    if !r.remove_remote(name, addr, link.id) {
+                        return;
+                    }
                 }
-            },
-            _ => self.update_registry(|r| r.remove_remote(name, addr, link.id)),
-        };
-        if changed && cmd == Command::Service && addr.host != via {
+            }
+            if self.link(link.id).is_none() {
+                // The link closed while this frame waited: its entries were removed
+                // already, and must not come back.
+                r.remove_link(link.id);
+                discover = false;
+                return;
+            }
+            if routes && direct && was_known != r.has_direct(name, addr) {
+                out.push(Announcement { cmd, name: name.into(), addr, except: Some(link.id) });
+            }
+        });
+        if discover {
             self.maybe_discover(link, addr.host, name);
         }
-        // A router passes on what a neighbour says about its own services.
-        if changed && self.config.role.routes() && addr.host == via {
-            self.send(&[Announcement { cmd, name: name.into(), addr, except: Some(link.id) }]);
+        if cmd == Command::NoService {
+            self.forget_if_unknown(addr.host);
         }
     }
 
     /// A link came up: tell the neighbour what this node offers.
     pub(crate) fn announce_to(&self, link: &Arc<Link>) {
-        let mut frames = Vec::new();
-        {
-            let registry = self.registry.lock();
-            if self.config.role.announces() {
-                frames.extend(registry.locals().map(|(n, a)| (n.to_string(), a)));
-            }
-            if self.config.role.routes() {
-                frames.extend(
-                    registry.direct_remotes().filter(|(_, _, l)| *l != link.id).map(|(n, a, _)| (n.to_string(), a)),
-                );
+        let registry = self.registry.lock();
+        if self.config.role.announces() {
+            for (name, addr) in registry.locals() {
+                push_announcement(link, Command::Service, name, addr);
             }
         }
-        for (name, addr) in frames {
-            push_announcement(link, Command::Service, &name, addr);
+        if self.config.role.routes() {
+            let mut passed = std::collections::HashSet::new();
+            for (name, addr, via_link) in registry.direct_remotes() {
+                if via_link != link.id && passed.insert((name, addr)) {
+                    push_announcement(link, Command::Service, name, addr);
+                }
+            }
         }
     }
 
     /// A link went down: forget what came through it; a router withdraws what it had
-    /// passed on.
+    /// passed on, unless another link still leads to the instance.
     pub(crate) fn link_lost(&self, link_id: u64) {
-        let gone = self.update_registry(|r| r.remove_link(link_id));
-        if self.config.role.routes() {
-            let withdrawals: Vec<Announcement> = gone
-                .into_iter()
-                .filter(|(_, _, direct)| *direct)
-                .map(|(name, addr, _)| Announcement { cmd: Command::NoService, name, addr, except: Some(link_id) })
-                .collect();
-            self.send(&withdrawals);
+        let routes = self.config.role.routes();
+        let mut hosts = Vec::new();
+        self.change_registry(|r, out| {
+            for (name, addr, direct) in r.remove_link(link_id) {
+                hosts.push(addr.host);
+                if routes && direct && !r.has_direct(&name, addr) {
+                    out.push(Announcement { cmd: Command::NoService, name, addr, except: Some(link_id) });
+                }
+            }
+        });
+        for host in hosts {
+            self.forget_if_unknown(host);
         }
     }
 
-    /// Applies a change and tells waiting dials and watchers.
-    fn update_registry<T>(&self, change: impl FnOnce(&mut Registry) -> T) -> T {
-        let (out, version) = {
+    /// Applies a change and sends the announcements it calls for, under one registry
+    /// lock, then tells waiting dials and watchers.
+    fn change_registry(&self, change: impl FnOnce(&mut Registry, &mut Vec<Announcement>)) {
+        let version = {
             let mut registry = self.registry.lock();
-            let out = change(&mut registry);
-            (out, registry.version())
+            let mut out = Vec::new();
+            change(&mut registry, &mut out);
+            if !out.is_empty() {
+                for link in self.up_links() {
+                    for a in out.iter().filter(|a| a.except != Some(link.id)) {
+                        push_announcement(&link, a.cmd, &a.name, a.addr);
+                    }
+                }
+            }
+            registry.version()
         };
         self.registry_version.send_if_modified(|v| {
             let changed = *v != version;
             *v = version;
             changed
         });
-        out
-    }
-
-    fn send(&self, announcements: &[Announcement]) {
-        if announcements.is_empty() {
-            return;
-        }
-        for link in self.up_links() {
-            for a in announcements.iter().filter(|a| a.except != Some(link.id)) {
-                push_announcement(&link, a.cmd, &a.name, a.addr);
-            }
-        }
     }
 }
 

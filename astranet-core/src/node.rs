@@ -164,7 +164,8 @@ pub(crate) struct NodeShared {
     pub(crate) listen_addrs: Mutex<Vec<SocketAddr>>,
     pub(crate) seen_ips: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
     /// Relayed hosts asked for their direct addresses, with the addresses tried since.
-    pub(crate) discovered: Mutex<HashMap<HostId, u32>>,
+    /// The link each was asked through.
+    pub(crate) discovered: Mutex<HashMap<HostId, (u64, u32)>>,
     /// Hosts that asked this node for its addresses, and the link they asked through.
     pub(crate) followers: Mutex<HashMap<HostId, u64>>,
     /// Addresses joined (each has a task keeping a link to it up).

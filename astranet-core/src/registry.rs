@@ -107,6 +107,8 @@ pub struct Registry {
     local: HashMap<String, Vec<Addr>>,
     remote: HashMap<String, Vec<Remote>>,
     per_link: HashMap<u64, usize>,
+    /// Announcements per instance host.
+    per_host: HashMap<HostId, usize>,
     /// Hash rings by name, valid for `version`.
     rings: HashMap<String, (u64, Vec<(u64, Addr)>)>,
     version: u64,
@@ -123,14 +125,46 @@ impl Registry {
         self.version += 1;
     }
 
-    pub fn remove_local(&mut self, name: &str, addr: Addr) {
-        if let Some(list) = self.local.get_mut(name) {
-            list.retain(|a| *a != addr);
-            if list.is_empty() {
-                self.local.remove(name);
-            }
-            self.version += 1;
+    /// Returns whether it was known.
+    pub fn remove_local(&mut self, name: &str, addr: Addr) -> bool {
+        let Some(list) = self.local.get_mut(name) else { return false };
+        let before = list.len();
+        list.retain(|a| *a != addr);
+        let removed = list.len() < before;
+        if list.is_empty() {
+            self.local.remove(name);
         }
+        if removed {
+            self.version += 1;
+            self.rings.remove(name);
+        }
+        removed
+    }
+
+    /// Whether some link carries the announcement of `name` at `addr` by its own host.
+    pub fn has_direct(&self, name: &str, addr: Addr) -> bool {
+        self.remote.get(name).is_some_and(|list| list.iter().any(|r| r.direct && r.addr == addr))
+    }
+
+    /// Whether any announcement names an instance on `host`.
+    pub fn knows_host(&self, host: HostId) -> bool {
+        self.per_host.contains_key(&host)
+    }
+
+    fn host_gone(&mut self, host: HostId, n: usize) {
+        if let Some(c) = self.per_host.get_mut(&host) {
+            *c -= n.min(*c);
+            if *c == 0 {
+                self.per_host.remove(&host);
+            }
+        }
+    }
+
+    /// A relayed announcement of `host`: the name, and the link it came through.
+    pub fn relayed_entry(&self, host: HostId) -> Option<(String, u64)> {
+        self.remote.iter().find_map(|(name, list)| {
+            list.iter().find(|r| r.addr.host == host && !r.direct).map(|r| (name.clone(), r.link))
+        })
     }
 
     /// Stores an announcement received on `link` from neighbour `via`. Returns false if
@@ -155,6 +189,7 @@ impl Registry {
             return Err(AnnouncementError::OverLimit(limit));
         }
         *count += 1;
+        *self.per_host.entry(addr.host).or_default() += 1;
         list.push(Remote { addr, link, via, direct: addr.host == via });
         self.version += 1;
         Ok(true)
@@ -168,6 +203,7 @@ impl Registry {
         let removed = before - list.len();
         if list.is_empty() {
             self.remote.remove(name);
+            self.rings.remove(name);
         }
         if removed == 0 {
             return false;
@@ -175,6 +211,7 @@ impl Registry {
         if let Some(count) = self.per_link.get_mut(&link) {
             *count -= removed;
         }
+        self.host_gone(addr.host, removed);
         self.version += 1;
         true
     }
@@ -193,7 +230,12 @@ impl Registry {
             });
             !list.is_empty()
         });
+        let rings = &mut self.rings;
+        rings.retain(|name, _| self.remote.contains_key(name));
         self.per_link.remove(&link);
+        for (_, addr, _) in &gone {
+            self.host_gone(addr.host, 1);
+        }
         if !gone.is_empty() {
             self.version += 1;
         }

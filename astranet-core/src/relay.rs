@@ -141,7 +141,17 @@ impl NodeShared {
     /// would go back where it came from).
     pub(crate) fn forward(&self, from: &Link, frame: &Frame) -> Option<Arc<Link>> {
         let h = frame.header;
-        let Some(to) = self.route(HostId(h.dst_host)).filter(|to| to.id != from.id) else {
+        if from.peer.get().map(|p| p.host.0) != Some(h.src_host) {
+            // One hop: what a neighbour relays comes from the neighbour itself.
+            self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(link = from.id, cmd = %h.cmd, src = %HostId(h.src_host), "relayed frame with a foreign source dropped");
+            return None;
+        }
+        // Answers go back on the link the other host's frames came from (it may have
+        // several links to this node), else on any link to it.
+        let back = self.relay_pairs.lock().get(&(h.dst_host, h.src_host)).map(|p| p.from_link);
+        let to = back.and_then(|id| self.link(id)).or_else(|| self.route(HostId(h.dst_host)));
+        let Some(to) = to.filter(|to| to.id != from.id) else {
             self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(link = from.id, cmd = %h.cmd, dst = %HostId(h.dst_host), "no route: frame dropped");
             return None;
@@ -208,6 +218,7 @@ impl NodeShared {
         });
         resets.sort_unstable();
         resets.dedup();
+        resets.retain(|(_, lost, _)| self.route(HostId(*lost)).is_none());
         {
             let mut streams = self.relay_streams.lock();
             for (_, lost, _) in &resets {
@@ -215,11 +226,16 @@ impl NodeShared {
             }
         }
         for (link_id, lost, to) in resets {
+            if self.route(HostId(lost)).is_some() {
+                // Another link still leads to the host: relaying carries on over it.
+                continue;
+            }
             let Some(link) = self.link(link_id) else { continue };
             let mut st = link.state.lock();
             if st.closed.is_none() {
+                // Behind what was already relayed from the lost host, not ahead of it.
                 let h = Header { cmd: Command::Reset, dst_host: to, src_host: lost, dst_port: 0, src_port: 0, len: 0 };
-                st.push(h, &[]);
+                st.push_behind_data(h, &[]);
                 link.kick(&mut st);
             }
         }

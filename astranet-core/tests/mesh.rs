@@ -453,3 +453,59 @@ async fn a_follow_nobody_asked_for_is_ignored() {
     assert_eq!(bait.accept().map(|_| ()).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
     assert_eq!(node.stats().links, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_dials_work_when_the_dialer_has_two_links_to_the_router() {
+    let router = Node::builder().role(Role::Router).build();
+    let port = router.listen("0.0.0.0:0").await.unwrap().port();
+    let (a, b) = (Node::builder().role(Role::Server).build(), Node::new());
+    let addrs: Vec<std::net::SocketAddr> =
+        ["127.0.0.1", "127.0.0.2"].iter().map(|ip| format!("{ip}:{port}").parse().unwrap()).collect();
+    a.join_all(addrs).await.unwrap();
+    assert_eq!(a.stats().links, 2);
+    b.join(format!("127.0.0.1:{port}")).await.unwrap();
+    spawn_echo(b.bind("db").unwrap());
+    wait_service(&a, "db", true).await;
+    for i in 0..10 {
+        let mut s = within(5, a.dial_timeout("db", Duration::from_secs(3))).await.unwrap();
+        echo_once(&mut s, format!("try {i}").as_bytes()).await;
+    }
+}
+
+#[tokio::test]
+async fn a_relay_drops_frames_whose_source_is_not_the_neighbour() {
+    let router = Node::builder().role(Role::Router).build();
+    let addr = router.listen("127.0.0.1:0").await.unwrap();
+    let b = Node::new();
+    b.join(addr).await.unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, true)).await;
+    let before = router.stats().frames_dropped;
+    // Claims to come from another host.
+    let h = Header { cmd: Command::Dial, dst_host: b.host_id().0, src_host: 0x7E57, dst_port: 1, src_port: 2, len: 0 };
+    peer.send(h, &[]).await;
+    within(5, async {
+        while router.stats().frames_dropped == before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(router.stats().relayed_streams, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_relayed_response_survives_its_hosts_exit() {
+    let (a, _router, b) = relayed_mesh().await;
+    let listener = b.bind("once").unwrap();
+    wait_service(&a, "once", true).await;
+    let (c, s) = within(5, async { tokio::join!(a.dial("once"), listener.accept()) }).await;
+    let (mut c, mut s) = (c.unwrap(), s.unwrap());
+    s.write_all(b"last words").await.unwrap();
+    s.shutdown().await.unwrap();
+    drop(s);
+    // Give the response time to pass the router, then make B vanish.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.close();
+    let mut got = Vec::new();
+    within(5, c.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"last words");
+}

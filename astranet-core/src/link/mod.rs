@@ -261,6 +261,11 @@ impl Link {
         now
     }
 
+    /// Tuning that never grows a window.
+    pub(crate) fn fixed_window(&self) -> Tuning {
+        Tuning { max_window: crate::proto::INITIAL_WINDOW, horizon_us: 0 }
+    }
+
     pub(crate) fn tuning(&self) -> Tuning {
         let rtt = self.rtt_us.load(Ordering::Relaxed);
         Tuning {
@@ -386,6 +391,14 @@ impl LinkState {
         q.reserve(crate::proto::HEADER_LEN + payload.len());
         h.put(q);
         q.put_slice(payload);
+    }
+
+    /// Appends a frame to the data queue whatever its priority, so that it follows the
+    /// frames queued before it.
+    pub(crate) fn push_behind_data(&mut self, h: Header, payload: &[u8]) {
+        self.data.reserve(crate::proto::HEADER_LEN + payload.len());
+        h.put(&mut self.data);
+        self.data.put_slice(payload);
     }
 
     /// Forgets a stream whose handle is gone, giving back its window budget.

@@ -145,7 +145,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
                 }
                 Deferred::Follow { host, addr } => {
                     if let Some(node) = &node {
-                        node.on_follow(host, &addr);
+                        node.on_follow(&link, host, &addr);
                     }
                 }
             }
@@ -224,11 +224,10 @@ impl Link {
             return Err(CloseReason::Protocol("the link leads back to this node".into()));
         }
         let v1 = !hs.has(handshake::CAP_RST);
-        if v1 {
-            // A Go sender puts its whole window into one DATA frame, so a v1 peer that we
-            // grant a larger window sends frames that large.
-            decoder.set_max_payload(self.config.windows.max_stream_window.max(MAX_PAYLOAD as u32));
-        }
+        // A Go sender puts its whole window into one DATA frame, so a stream granted a
+        // larger window receives frames that large: from a v1 peer, or from a Go host
+        // behind a relay of ours.
+        decoder.set_max_payload(self.config.windows.max_stream_window.max(MAX_PAYLOAD as u32));
         tracing::debug!(link = self.id, peer = %host, v1, raddr = %hs.raddr, "handshake");
         let _ = self.peer.set(PeerInfo { host, v1 });
         Ok((host, hs.raddr))
@@ -299,7 +298,12 @@ impl Link {
                 name: frame.payload,
                 addr: Addr::new(HostId(h.src_host), h.src_port),
             }),
-            Command::Reset => self.on_route_lost(st, HostId(h.src_host), wakers),
+            Command::Reset if h.dst_host == 0 || h.dst_host == self.local_host => {
+                self.on_route_lost(st, HostId(h.src_host), wakers)
+            }
+            Command::Reset => {
+                self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            }
             Command::Discover => deferred.push(Deferred::Discover { from: HostId(h.src_host) }),
             Command::Follow => deferred.push(Deferred::Follow { host: HostId(h.src_host), addr: frame.payload }),
             _ => {}

@@ -110,9 +110,12 @@ impl Link {
 
     pub(crate) fn poll_read(&self, id: u32, cx: &Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let mut st = self.state.lock();
-        let tuning = self.tuning();
         let LinkState { table, budget, .. } = &mut *st;
         let slot = table.get_mut(id).expect("a handle's slot exists");
+        // A window grown past 64 KiB makes a Go sender send frames that large, which a Go
+        // relay cannot carry: streams through a v1 relay keep the v1 window.
+        let through_v1_relay = self.is_v1() && self.peer.get().is_some_and(|p| p.host.0 != slot.key.remote_host);
+        let tuning = if through_v1_relay { self.fixed_window() } else { self.tuning() };
         if !slot.queue.is_empty() {
             let charged = slot.charge();
             let n = slot.queue.pop_into(buf.remaining(), |chunk| buf.put_slice(chunk));

@@ -131,9 +131,10 @@ impl Command {
     }
 
     /// Commands addressed to a host (not just to the link's neighbour): a node passes
-    /// them on when the destination is another host.
+    /// them on when the destination is another host. (RESET is not: it speaks for the
+    /// relay that sends it, to its neighbour.)
     pub fn is_routed(self) -> bool {
-        self.is_stream_frame() || matches!(self, Command::Dial | Command::Reset | Command::Discover | Command::Follow)
+        self.is_stream_frame() || matches!(self, Command::Dial | Command::Discover | Command::Follow)
     }
 
     /// Commands that belong to one stream (matched by the 4-tuple).

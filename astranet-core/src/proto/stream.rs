@@ -188,7 +188,10 @@ impl StreamState {
     /// A relay lost its route to the peer: the stream fails (after its buffered data is
     /// read) and sends nothing more.
     pub fn route_lost(&mut self) {
-        if self.fault.is_none() {
+        if self.peer_done_writing() {
+            // Everything the peer sent arrived: reads end at EOF, only writes fail.
+            self.flags |= flag::PEER_RD_CLOSED;
+        } else if self.fault.is_none() {
             self.fault = Some(Fault::RouteLost);
         }
     }
