@@ -19,6 +19,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "Rust: unit, integration and doc tests (workspace)"
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 
+step "C API: header freshness, ctest, ctest under AddressSanitizer, pkg-config install"
+for tool in cmake pkg-config; do
+  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool"; }
+done
+astranet-ffi/test.sh 2>&1 | tee -a "$log"
+
 fuzz_seconds=${FUZZ_SECONDS:-15}
 if [ "$fuzz_seconds" -gt 0 ]; then
   step "Fuzz smoke run: every target for ${fuzz_seconds}s"

@@ -1,0 +1,130 @@
+//! The C ABI of astranet: `libastranet.so` / `libastranet.a`, declared by
+//! `include/astranet.h` (generated from this crate by cbindgen).
+//!
+//! Shape (after rustls-ffi): one file per concept, every export wrapped in [`ffi!`]
+//! (catches panics, refuses to run in a forked child, hands errors to the optional
+//! `astranet_error **`), one result enum mapping the core's errors 1:1.
+//!
+//! Handles (`astranet_node *`, `astranet_listener *`, `astranet_stream *`) are opaque
+//! tokens looked up in a process-wide table ([`handles`]), never dereferenced: a
+//! closed, freed or wrong-kind handle is an error code, not a crash.
+
+#![allow(non_camel_case_types)]
+// The exports are called from C: their pointer contracts are documented in the header
+// (and NULL is checked everywhere); marking them `unsafe fn` would change nothing for C.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("astranet-ffi encodes handles in 64-bit pointers");
+
+pub mod error;
+mod handles;
+pub mod listener;
+pub mod node;
+pub mod poll;
+mod runtime;
+pub mod stream;
+
+use error::{astranet_error, astranet_result, Failure};
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Major version of the library (equals `astranet_version()`'s).
+pub const ASTRANET_VERSION_MAJOR: u32 = 0;
+/// Minor version of the library.
+pub const ASTRANET_VERSION_MINOR: u32 = 1;
+/// Patch version of the library.
+pub const ASTRANET_VERSION_PATCH: u32 = 0;
+
+// The header's version macros are these constants: make sure they are the crate's.
+const _: () = {
+    const fn parse(s: &str) -> u32 {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let mut n = 0;
+        while i < b.len() {
+            n = n * 10 + (b[i] - b'0') as u32;
+            i += 1;
+        }
+        n
+    }
+    assert!(parse(env!("CARGO_PKG_VERSION_MAJOR")) == ASTRANET_VERSION_MAJOR);
+    assert!(parse(env!("CARGO_PKG_VERSION_MINOR")) == ASTRANET_VERSION_MINOR);
+    assert!(parse(env!("CARGO_PKG_VERSION_PATCH")) == ASTRANET_VERSION_PATCH);
+};
+
+/// Runs the body of an export: refuses in a forked child, catches panics, and turns
+/// `Err(Failure)` into its code (writing the optional error out-parameter).
+macro_rules! ffi {
+    ($err:expr, $body:block) => {{
+        let err: *mut *mut $crate::error::astranet_error = $err;
+        $crate::guard(err, move || -> Result<$crate::error::astranet_result, $crate::error::Failure> { $body })
+    }};
+}
+pub(crate) use ffi;
+
+#[doc(hidden)]
+pub(crate) fn guard<F>(err: *mut *mut astranet_error, f: F) -> astranet_result
+where
+    F: FnOnce() -> Result<astranet_result, Failure>,
+{
+    if runtime::forked() {
+        return error::report(
+            Failure::new(
+                astranet_result::ASTRANET_ERR_FORKED,
+                "astranet was started before this process forked; the child cannot use it",
+            ),
+            err,
+        );
+    }
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(failure)) => error::report(failure, err),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            error::report(Failure::new(astranet_result::ASTRANET_ERR_PANIC, format!("internal panic: {what}")), err)
+        }
+    }
+}
+
+/// Reads a NUL-terminated UTF-8 argument.
+pub(crate) fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure> {
+    if p.is_null() {
+        return Err(Failure::null(what));
+    }
+    // SAFETY: the caller passes a NUL-terminated string (documented for every such argument).
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Failure::invalid(format!("{what} is not UTF-8")))
+}
+
+/// Writes an out-parameter, which must not be NULL.
+pub(crate) fn out<T>(p: *mut T, what: &str) -> Result<OutPtr<T>, Failure> {
+    if p.is_null() {
+        return Err(Failure::null(what));
+    }
+    Ok(OutPtr(p))
+}
+
+/// A checked, non-NULL out-parameter; written only on success.
+pub(crate) struct OutPtr<T>(*mut T);
+
+impl<T> OutPtr<T> {
+    pub(crate) fn set(self, v: T) {
+        // SAFETY: non-NULL and, as documented, pointing to writable memory for a T.
+        unsafe { self.0.write(v) }
+    }
+}
+
+/// The library's version, "MAJOR.MINOR.PATCH" (a static string: never NULL, never to be
+/// freed). Equals the header's `ASTRANET_VERSION_MAJOR/MINOR/PATCH` when the header and
+/// the library match.
+///
+/// Thread-safety: any thread. Works in a forked child.
+#[no_mangle]
+pub extern "C" fn astranet_version() -> *const c_char {
+    const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    V.as_ptr().cast()
+}

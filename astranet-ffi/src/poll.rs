@@ -1,0 +1,315 @@
+//! Tier 1 of pollability: one level-triggered readiness fd per node.
+//!
+//! Each stream and listener has a registration ([`Reg`]) and two wakers made from it
+//! (read side, write side). Non-blocking calls that return `ASTRANET_AGAIN` leave these
+//! wakers with the core; when the core wakes one, the event bit is recorded in the
+//! registration and the registration is queued in its node's [`ReadySet`]. The node's
+//! eventfd is readable exactly while that queue is not empty (it is written when the
+//! queue becomes non-empty and read when `astranet_poll` empties it, both under the
+//! queue's lock). No task, thread or fd per stream.
+
+use crate::error::{astranet_error, astranet_result, Failure};
+use crate::handles;
+use crate::{ffi, out};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Wake, Waker};
+
+/// Event bit: a read (`astranet_stream_read`) will not return `ASTRANET_AGAIN` (data,
+/// end of stream or an error is there).
+pub const ASTRANET_EVENT_READABLE: u32 = 1;
+/// Event bit: a write (`astranet_stream_write`) will not return `ASTRANET_AGAIN`
+/// (window space, or an error), or a dial started with `astranet_dial_start` finished.
+pub const ASTRANET_EVENT_WRITABLE: u32 = 2;
+/// Event bit: `astranet_accept` on the listener will not return `ASTRANET_AGAIN`.
+pub const ASTRANET_EVENT_ACCEPTABLE: u32 = 4;
+
+/// One readiness event: the user data of the stream or listener
+/// (`astranet_stream_set_userdata`, `astranet_listener_set_userdata`) and the
+/// `ASTRANET_EVENT_*` bits that became ready.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct astranet_event {
+    /// The user data of the handle the event is for.
+    pub userdata: *mut c_void,
+    /// `ASTRANET_EVENT_*` bits.
+    pub events: u32,
+}
+
+/// The queue of registrations with pending events, and the node's eventfd.
+pub(crate) struct ReadySet {
+    fd: i32,
+    queue: Mutex<VecDeque<Arc<Reg>>>,
+}
+
+impl ReadySet {
+    pub(crate) fn new() -> Result<Arc<ReadySet>, Failure> {
+        // SAFETY: plain syscall.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(Arc::new(ReadySet { fd, queue: Mutex::new(VecDeque::new()) }))
+    }
+
+    pub(crate) fn fd(&self) -> i32 {
+        self.fd
+    }
+
+    fn push(&self, reg: Arc<Reg>) {
+        let mut q = self.queue.lock();
+        if q.is_empty() {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes to our eventfd. It cannot overflow: it is read
+            // back to 0 whenever the queue empties, so its counter stays at 0 or 1.
+            unsafe { libc::write(self.fd, (&one as *const u64).cast(), 8) };
+        }
+        q.push_back(reg);
+    }
+
+    /// Moves up to `events.len()` pending events out; returns how many.
+    fn drain(&self, events: &mut [astranet_event]) -> usize {
+        let mut n = 0;
+        let mut again = Vec::new();
+        let mut q = self.queue.lock();
+        while n < events.len() {
+            let Some(reg) = q.pop_front() else { break };
+            let bits = reg.pending.swap(0, Ordering::AcqRel);
+            reg.queued.store(false, Ordering::Release);
+            // A wake between the swap and the store did not queue it: do it here, after
+            // this call's events (a handle appears at most once per call).
+            if reg.pending.load(Ordering::Acquire) != 0 && !reg.queued.swap(true, Ordering::AcqRel) {
+                again.push(reg.clone());
+            }
+            if bits == 0 || reg.dead.load(Ordering::Acquire) {
+                continue;
+            }
+            events[n] = astranet_event { userdata: reg.userdata.load(Ordering::Acquire) as *mut c_void, events: bits };
+            n += 1;
+        }
+        q.extend(again);
+        if q.is_empty() {
+            let mut v: u64 = 0;
+            // SAFETY: reads 8 bytes from our non-blocking eventfd (resets it to 0).
+            unsafe { libc::read(self.fd, (&mut v as *mut u64).cast(), 8) };
+        }
+        n
+    }
+}
+
+impl Drop for ReadySet {
+    fn drop(&mut self) {
+        self.queue.get_mut().clear();
+        // SAFETY: our fd, closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// The readiness registration of one stream or listener.
+pub(crate) struct Reg {
+    /// Weak: the queue holds registrations, so a strong reference would be a cycle.
+    /// Once the node is gone, wakes are dropped.
+    ready: Weak<ReadySet>,
+    userdata: AtomicUsize,
+    pending: AtomicU32,
+    queued: AtomicBool,
+    /// Set when the handle is closed: its events are withdrawn.
+    dead: AtomicBool,
+}
+
+impl Reg {
+    pub(crate) fn new(ready: &Arc<ReadySet>, userdata: usize) -> Arc<Reg> {
+        Arc::new(Reg {
+            ready: Arc::downgrade(ready),
+            userdata: AtomicUsize::new(userdata),
+            pending: AtomicU32::new(0),
+            queued: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn set_userdata(&self, u: usize) {
+        self.userdata.store(u, Ordering::Release);
+    }
+
+    pub(crate) fn kill(&self) {
+        self.dead.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn fire(self: &Arc<Self>, bits: u32) {
+        if self.dead.load(Ordering::Acquire) {
+            return;
+        }
+        self.pending.fetch_or(bits, Ordering::AcqRel);
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            if let Some(ready) = self.ready.upgrade() {
+                ready.push(self.clone());
+            }
+        }
+    }
+
+    /// A waker that records `bits` for this registration.
+    pub(crate) fn waker(self: &Arc<Self>, bits: u32) -> Waker {
+        Waker::from(Arc::new(RegWaker { reg: self.clone(), bits }))
+    }
+}
+
+struct RegWaker {
+    reg: Arc<Reg>,
+    bits: u32,
+}
+
+impl Wake for RegWaker {
+    fn wake(self: Arc<Self>) {
+        self.reg.fire(self.bits);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.reg.fire(self.bits);
+    }
+}
+
+/// Takes pending events without waiting: writes up to `capacity` of them to `events`
+/// and their number to `*count` (0 when none is pending). Each stream or listener
+/// appears at most once per call, with all its ready bits.
+///
+/// Events are edge-like: a registration gets an event only after a non-blocking call on
+/// it returned `ASTRANET_AGAIN` (or after `astranet_dial_start`); then, after the event,
+/// call it until it returns `ASTRANET_AGAIN` again. The node fd stays readable while
+/// any event is pending, so a level-triggered `epoll` loop that calls `astranet_poll`
+/// with a full buffer until it returns fewer than `capacity` events never misses one.
+/// Events of a handle closed before the call are withdrawn; a call may then return 0.
+///
+/// Returns `ASTRANET_OK`; `ASTRANET_ERR_INVALID_ARGUMENT` when `events` (with a non-zero
+/// `capacity`) or `count` is NULL; `ASTRANET_ERR_BAD_HANDLE` for a node that is not
+/// live. Thread-safety: any thread; concurrent calls share the events out.
+#[no_mangle]
+pub extern "C" fn astranet_poll(
+    node: *mut crate::node::astranet_node,
+    events: *mut astranet_event,
+    capacity: usize,
+    count: *mut usize,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        let count = out(count, "count")?;
+        let node = handles::get(node as usize, "node", handles::node)?;
+        if capacity > 0 && events.is_null() {
+            return Err(Failure::null("events"));
+        }
+        let slice: &mut [astranet_event] = if capacity == 0 {
+            &mut []
+        } else {
+            // SAFETY: the caller passes room for `capacity` events (documented). Every
+            // element written is fully initialised; none is read.
+            unsafe { std::slice::from_raw_parts_mut(events, capacity) }
+        };
+        count.set(node.ready.drain(slice));
+        Ok(astranet_result::ASTRANET_OK)
+    })
+}
+
+/// `astranet_poll` that first waits up to `timeout_ms` (negative: no limit) for the
+/// node fd to become readable, with `poll(2)`. For simple programs that have no event
+/// loop of their own. Returns `ASTRANET_OK` with `*count` 0 when the time ran out.
+/// Errors as `astranet_poll`, plus `ASTRANET_ERR_IO` if `poll(2)` fails (not EINTR,
+/// which is retried). Thread-safety: any thread.
+#[no_mangle]
+pub extern "C" fn astranet_poll_wait(
+    node: *mut crate::node::astranet_node,
+    events: *mut astranet_event,
+    capacity: usize,
+    timeout_ms: i32,
+    count: *mut usize,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        if count.is_null() {
+            return Err(Failure::null("count"));
+        }
+        let n = handles::get(node as usize, "node", handles::node)?;
+        let deadline = crate::runtime::timeout(timeout_ms).map(|t| std::time::Instant::now() + t);
+        loop {
+            let wait = match deadline {
+                None => -1,
+                Some(d) => {
+                    d.saturating_duration_since(std::time::Instant::now()).as_millis().min(i32::MAX as u128) as i32
+                }
+            };
+            let mut pfd = libc::pollfd { fd: n.ready.fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut pfd, 1, wait) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            if r == 0 {
+                out(count, "count")?.set(0);
+                return Ok(astranet_result::ASTRANET_OK);
+            }
+            let code = astranet_poll(node, events, capacity, count, err);
+            // SAFETY: count is not NULL (checked above) and was written on success.
+            if code != astranet_result::ASTRANET_OK || unsafe { *count } > 0 || wait == 0 {
+                return Ok(code);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readable(fd: i32) -> bool {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    fn drain(ready: &ReadySet, cap: usize) -> Vec<(usize, u32)> {
+        let mut ev = vec![astranet_event { userdata: std::ptr::null_mut(), events: 0 }; cap];
+        let n = ready.drain(&mut ev);
+        ev[..n].iter().map(|e| (e.userdata as usize, e.events)).collect()
+    }
+
+    #[test]
+    fn fd_is_readable_exactly_while_events_are_pending() {
+        let ready = ReadySet::new().unwrap();
+        let (a, b) = (Reg::new(&ready, 1), Reg::new(&ready, 2));
+        assert!(!readable(ready.fd()));
+        a.waker(ASTRANET_EVENT_READABLE).wake_by_ref();
+        a.waker(ASTRANET_EVENT_WRITABLE).wake();
+        b.fire(ASTRANET_EVENT_ACCEPTABLE);
+        assert!(readable(ready.fd()));
+        // One event per registration with all its bits; a partial drain stays readable.
+        assert_eq!(drain(&ready, 1), vec![(1, ASTRANET_EVENT_READABLE | ASTRANET_EVENT_WRITABLE)]);
+        assert!(readable(ready.fd()));
+        assert_eq!(drain(&ready, 8), vec![(2, ASTRANET_EVENT_ACCEPTABLE)]);
+        assert!(!readable(ready.fd()));
+        assert!(drain(&ready, 8).is_empty());
+    }
+
+    #[test]
+    fn a_killed_registration_reports_nothing() {
+        let ready = ReadySet::new().unwrap();
+        let a = Reg::new(&ready, 1);
+        a.fire(ASTRANET_EVENT_READABLE);
+        a.kill();
+        a.fire(ASTRANET_EVENT_WRITABLE);
+        assert!(drain(&ready, 8).is_empty());
+        assert!(!readable(ready.fd()));
+    }
+
+    #[test]
+    fn wakes_after_the_node_is_gone_are_dropped() {
+        let ready = ReadySet::new().unwrap();
+        let a = Reg::new(&ready, 1);
+        drop(ready);
+        a.fire(ASTRANET_EVENT_READABLE);
+    }
+}

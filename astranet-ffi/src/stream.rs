@@ -1,0 +1,603 @@
+//! Streams: non-blocking (tier 1) and blocking reads and writes, half-close, close,
+//! abort, and conversion into a socket fd (tier 2).
+
+use crate::error::{astranet_error, astranet_result, Failure};
+use crate::handles;
+use crate::node::astranet_addr;
+use crate::poll::{ReadySet, Reg, ASTRANET_EVENT_READABLE, ASTRANET_EVENT_WRITABLE};
+use crate::{ffi, out, runtime};
+use parking_lot::Mutex;
+use std::ffi::c_void;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A stream (opaque handle): one bidirectional byte stream to another node. Created by
+/// `astranet_dial`, `astranet_dial_start` or `astranet_accept`; released by
+/// `astranet_stream_close`, `astranet_stream_abort` or `astranet_stream_into_fd`.
+///
+/// Thread-safety: one reader and one writer at a time (a read and a write may run
+/// concurrently in two threads); close, abort, set_userdata and the address functions
+/// from any thread at any time. A close from another thread makes a blocked read or
+/// write return `ASTRANET_ERR_CLOSED`.
+pub struct astranet_stream {
+    _private: [u8; 0],
+}
+
+/// Wakes a thread blocked in a call with a timeout.
+struct ThreadWaker {
+    thread: std::thread::Thread,
+    woken: AtomicBool,
+}
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+/// The wakers of the threads blocked on a handle, woken when it is closed.
+#[derive(Default)]
+pub(crate) struct Blocker {
+    waiting: Mutex<Vec<Waker>>,
+}
+
+impl Blocker {
+    /// Wakes every blocked caller (each removes its own waker when it returns).
+    pub(crate) fn wake_all(&self) {
+        self.waiting.lock().iter().for_each(Waker::wake_by_ref);
+    }
+
+    /// Calls `op` with a waker of this thread until it is ready, parking in between;
+    /// `ASTRANET_ERR_TIMED_OUT` when `limit` runs out first.
+    pub(crate) fn wait<T>(
+        &self,
+        limit: Option<Duration>,
+        what: &str,
+        mut op: impl FnMut(&Waker) -> Poll<Result<T, Failure>>,
+    ) -> Result<T, Failure> {
+        let tw = Arc::new(ThreadWaker { thread: std::thread::current(), woken: AtomicBool::new(false) });
+        let waker = Waker::from(tw.clone());
+        self.waiting.lock().push(waker.clone());
+        let deadline = limit.map(|t| Instant::now() + t);
+        let result = loop {
+            tw.woken.store(false, Ordering::Release);
+            if let Poll::Ready(r) = op(&waker) {
+                break r;
+            }
+            let timed_out = loop {
+                if tw.woken.load(Ordering::Acquire) {
+                    break false;
+                }
+                match deadline {
+                    None => std::thread::park(),
+                    Some(d) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            break true;
+                        }
+                        std::thread::park_timeout(d - now);
+                    }
+                }
+            };
+            if timed_out {
+                break Err(Failure::new(
+                    astranet_result::ASTRANET_ERR_TIMED_OUT,
+                    format!("{what} timed out after {:?}", limit.unwrap_or_default()),
+                ));
+            }
+        };
+        self.waiting.lock().retain(|w| !w.will_wake(&waker));
+        result
+    }
+}
+
+enum Io {
+    /// `astranet_dial_start` is under way.
+    Dialing,
+    Open(astranet::Stream),
+    /// The dial started by `astranet_dial_start` failed.
+    Failed(Failure),
+    Closed,
+}
+
+pub(crate) struct StreamH {
+    io: Mutex<Io>,
+    reg: Arc<Reg>,
+    read_waker: Waker,
+    write_waker: Waker,
+    rt: tokio::runtime::Handle,
+    blocked: Blocker,
+}
+
+fn closed() -> Failure {
+    Failure::new(astranet_result::ASTRANET_ERR_CLOSED, "the stream was closed")
+}
+
+impl StreamH {
+    fn with(io: Io, ready: &Arc<ReadySet>, rt: &tokio::runtime::Handle, userdata: usize) -> Arc<StreamH> {
+        let reg = Reg::new(ready, userdata);
+        Arc::new(StreamH {
+            io: Mutex::new(io),
+            read_waker: reg.waker(ASTRANET_EVENT_READABLE),
+            write_waker: reg.waker(ASTRANET_EVENT_WRITABLE),
+            reg,
+            rt: rt.clone(),
+            blocked: Blocker::default(),
+        })
+    }
+
+    pub(crate) fn open(
+        s: astranet::Stream,
+        ready: &Arc<ReadySet>,
+        rt: &tokio::runtime::Handle,
+        userdata: usize,
+    ) -> Arc<StreamH> {
+        Self::with(Io::Open(s), ready, rt, userdata)
+    }
+
+    pub(crate) fn dialing(ready: &Arc<ReadySet>, rt: &tokio::runtime::Handle, userdata: usize) -> Arc<StreamH> {
+        Self::with(Io::Dialing, ready, rt, userdata)
+    }
+
+    /// The dial of `astranet_dial_start` finished (on a runtime thread).
+    pub(crate) fn dialed(&self, r: Result<astranet::Stream, Failure>) {
+        let dropped = {
+            let mut io = self.io.lock();
+            if !matches!(*io, Io::Dialing) {
+                // Closed meanwhile: give the stream up (outside the lock).
+                r.ok()
+            } else {
+                *io = match r {
+                    Ok(s) => Io::Open(s),
+                    Err(f) => Io::Failed(f),
+                };
+                None
+            }
+        };
+        drop(dropped);
+        self.reg.fire(ASTRANET_EVENT_READABLE | ASTRANET_EVENT_WRITABLE);
+        self.blocked.wake_all();
+    }
+
+    /// Runs `op` on the open stream; `Pending` while a dial is under way.
+    fn on<T>(
+        &self,
+        op: impl FnOnce(Pin<&mut astranet::Stream>) -> Poll<std::io::Result<T>>,
+    ) -> Poll<Result<T, Failure>> {
+        let mut io = self.io.lock();
+        match &mut *io {
+            Io::Open(s) => op(Pin::new(s)).map_err(Failure::from),
+            Io::Dialing => Poll::Pending,
+            Io::Failed(f) => Poll::Ready(Err(f.clone())),
+            Io::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn read(&self, buf: &mut [MaybeUninit<u8>], waker: &Waker) -> Poll<Result<usize, Failure>> {
+        self.on(|s| {
+            let mut rb = ReadBuf::uninit(buf);
+            s.poll_read(&mut Context::from_waker(waker), &mut rb).map_ok(|()| rb.filled().len())
+        })
+    }
+
+    fn write(&self, buf: &[u8], waker: &Waker) -> Poll<Result<usize, Failure>> {
+        self.on(|s| s.poll_write(&mut Context::from_waker(waker), buf))
+    }
+
+    /// Takes the stream out and marks the handle closed; wakes blocked callers.
+    fn take(&self) -> Option<astranet::Stream> {
+        let old = std::mem::replace(&mut *self.io.lock(), Io::Closed);
+        self.reg.kill();
+        self.blocked.wake_all();
+        match old {
+            Io::Open(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+fn stream_of(p: *mut astranet_stream) -> Result<Arc<StreamH>, Failure> {
+    handles::get(p as usize, "stream", handles::stream)
+}
+
+fn read_buf<'a>(buf: *mut u8, len: usize) -> Result<&'a mut [MaybeUninit<u8>], Failure> {
+    if buf.is_null() {
+        return if len == 0 { Ok(&mut []) } else { Err(Failure::null("buf")) };
+    }
+    // SAFETY: the caller passes `len` writable bytes (documented); they may be uninitialised.
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<MaybeUninit<u8>>(), len) })
+}
+
+fn write_buf<'a>(buf: *const u8, len: usize) -> Result<&'a [u8], Failure> {
+    if buf.is_null() {
+        return if len == 0 { Ok(&[]) } else { Err(Failure::null("buf")) };
+    }
+    // SAFETY: the caller passes `len` readable bytes (documented).
+    Ok(unsafe { std::slice::from_raw_parts(buf, len) })
+}
+
+/// Reads up to `len` bytes into `buf` without waiting (tier 1). On `ASTRANET_OK` writes
+/// the number of bytes read to `*nread`: 0 means end of stream (the peer shut down its
+/// writing side; `len` 0 also gives 0). Returns `ASTRANET_AGAIN` when no data is there
+/// yet: the stream's `ASTRANET_EVENT_READABLE` comes through `astranet_poll` when some
+/// arrives.
+///
+/// Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL `buf` with `len` > 0, NULL `nread`),
+/// `ASTRANET_ERR_RESET` (the peer aborted), `ASTRANET_ERR_ABORTED`,
+/// `ASTRANET_ERR_LINK_CLOSED`, the dial's error after a failed `astranet_dial_start`,
+/// `ASTRANET_ERR_CLOSED` (closed by another thread during the call),
+/// `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: one reader at a time.
+#[no_mangle]
+pub extern "C" fn astranet_stream_read(
+    stream: *mut astranet_stream,
+    buf: *mut u8,
+    len: usize,
+    nread: *mut usize,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        let nread = out(nread, "nread")?;
+        let s = stream_of(stream)?;
+        let buf = read_buf(buf, len)?;
+        match s.read(buf, &s.read_waker) {
+            Poll::Ready(r) => {
+                nread.set(r?);
+                Ok(astranet_result::ASTRANET_OK)
+            }
+            Poll::Pending => Ok(astranet_result::ASTRANET_AGAIN),
+        }
+    })
+}
+
+/// Writes up to `len` bytes from `buf` without waiting (tier 1). On `ASTRANET_OK` writes
+/// the number of bytes taken (1 to `len`; they will be delivered even if the stream is
+/// closed right after) to `*nwritten`. Returns `ASTRANET_AGAIN` when the peer's window
+/// or the link's queue is full: `ASTRANET_EVENT_WRITABLE` comes when there is room.
+///
+/// Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_BROKEN_PIPE` (after
+/// `astranet_stream_shutdown`, or the peer stopped reading), `ASTRANET_ERR_RESET`,
+/// `ASTRANET_ERR_ABORTED`, `ASTRANET_ERR_LINK_CLOSED`, the dial's error after a failed
+/// `astranet_dial_start`, `ASTRANET_ERR_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`.
+/// Thread-safety: one writer at a time.
+#[no_mangle]
+pub extern "C" fn astranet_stream_write(
+    stream: *mut astranet_stream,
+    buf: *const u8,
+    len: usize,
+    nwritten: *mut usize,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        let nwritten = out(nwritten, "nwritten")?;
+        let s = stream_of(stream)?;
+        let buf = write_buf(buf, len)?;
+        match s.write(buf, &s.write_waker) {
+            Poll::Ready(r) => {
+                nwritten.set(r?);
+                Ok(astranet_result::ASTRANET_OK)
+            }
+            Poll::Pending => Ok(astranet_result::ASTRANET_AGAIN),
+        }
+    })
+}
+
+/// Reads like `astranet_stream_read` but waits up to `timeout_ms` (negative: no limit)
+/// for data, end of stream or an error. `ASTRANET_ERR_TIMED_OUT` when the time ran out
+/// (nothing was read); `ASTRANET_ERR_CLOSED` when another thread closed the stream
+/// meanwhile. Do not mix with non-blocking reads of the same stream running at the same
+/// time. Thread-safety: one reader at a time.
+#[no_mangle]
+pub extern "C" fn astranet_stream_read_timeout(
+    stream: *mut astranet_stream,
+    buf: *mut u8,
+    len: usize,
+    timeout_ms: i32,
+    nread: *mut usize,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        let nread = out(nread, "nread")?;
+        let s = stream_of(stream)?;
+        let buf = read_buf(buf, len)?;
+        let n = s.blocked.wait(runtime::timeout(timeout_ms), "read", |w| s.read(&mut *buf, w))?;
+        nread.set(n);
+        Ok(astranet_result::ASTRANET_OK)
+    })
+}
+
+/// Writes all `len` bytes of `buf`, waiting up to `timeout_ms` in total (negative: no
+/// limit) for window space. Unlike other out-parameters, `*nwritten` (optional, may be
+/// NULL) is written on every return: the bytes taken before an error or the timeout.
+/// Errors as `astranet_stream_write`, plus `ASTRANET_ERR_TIMED_OUT`. Thread-safety: one
+/// writer at a time.
+#[no_mangle]
+pub extern "C" fn astranet_stream_write_all(
+    stream: *mut astranet_stream,
+    buf: *const u8,
+    len: usize,
+    timeout_ms: i32,
+    nwritten: *mut usize,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    let mut done = 0usize;
+    let done_ref = &mut done;
+    let code = ffi!(err, {
+        let s = stream_of(stream)?;
+        let buf = write_buf(buf, len)?;
+        let deadline = runtime::timeout(timeout_ms).map(|t| Instant::now() + t);
+        while *done_ref < buf.len() {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let n = s.blocked.wait(left, "write", |w| s.write(&buf[*done_ref..], w))?;
+            *done_ref += n;
+        }
+        Ok(astranet_result::ASTRANET_OK)
+    });
+    if !nwritten.is_null() {
+        // SAFETY: a non-NULL out-parameter (documented).
+        unsafe { nwritten.write(done) };
+    }
+    code
+}
+
+/// Half-closes the stream: the peer reads end of stream once everything written so far
+/// has arrived; this side can still read. Does not free the handle.
+///
+/// Errors: `ASTRANET_ERR_RESET`, `ASTRANET_ERR_ABORTED`, `ASTRANET_ERR_LINK_CLOSED`,
+/// `ASTRANET_ERR_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`; `ASTRANET_AGAIN` while a dial of
+/// `astranet_dial_start` is under way. Thread-safety: the writer's thread.
+#[no_mangle]
+pub extern "C" fn astranet_stream_shutdown(
+    stream: *mut astranet_stream,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        let s = stream_of(stream)?;
+        // Shutting down never waits: the waker is not kept.
+        let w = s.write_waker.clone();
+        match s.on(|st| st.poll_shutdown(&mut Context::from_waker(&w))) {
+            Poll::Ready(r) => {
+                r?;
+                Ok(astranet_result::ASTRANET_OK)
+            }
+            Poll::Pending => Ok(astranet_result::ASTRANET_AGAIN),
+        }
+    })
+}
+
+/// Closes the stream gracefully and frees the handle: everything written is still
+/// delivered, then the peer reads end of stream (and its writes fail). A read or write
+/// blocked in another thread returns `ASTRANET_ERR_CLOSED`; pending events of the stream
+/// are withdrawn. Closing a stream whose dial is under way gives the dial up.
+///
+/// Returns `ASTRANET_OK`, also for NULL; `ASTRANET_ERR_BAD_HANDLE` for a stream closed
+/// already (double close) or a handle of another kind. Thread-safety: any thread.
+#[no_mangle]
+pub extern "C" fn astranet_stream_close(stream: *mut astranet_stream) -> astranet_result {
+    ffi!(std::ptr::null_mut(), {
+        if stream.is_null() {
+            return Ok(astranet_result::ASTRANET_OK);
+        }
+        let s = handles::remove(stream as usize, "stream", handles::stream)?;
+        drop(s.take());
+        Ok(astranet_result::ASTRANET_OK)
+    })
+}
+
+/// Resets the stream and frees the handle: unsent and unread data is dropped and the
+/// peer's reads and writes fail with `ASTRANET_ERR_RESET`. Otherwise as
+/// `astranet_stream_close` (NULL is accepted, a second call is `ASTRANET_ERR_BAD_HANDLE`).
+/// Thread-safety: any thread.
+#[no_mangle]
+pub extern "C" fn astranet_stream_abort(stream: *mut astranet_stream) -> astranet_result {
+    ffi!(std::ptr::null_mut(), {
+        if stream.is_null() {
+            return Ok(astranet_result::ASTRANET_OK);
+        }
+        let s = handles::remove(stream as usize, "stream", handles::stream)?;
+        if let Some(st) = s.take() {
+            st.abort();
+        }
+        Ok(astranet_result::ASTRANET_OK)
+    })
+}
+
+/// Sets the user data that `astranet_poll` reports with the stream's events.
+///
+/// Errors: `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
+#[no_mangle]
+pub extern "C" fn astranet_stream_set_userdata(
+    stream: *mut astranet_stream,
+    userdata: *mut c_void,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        stream_of(stream)?.reg.set_userdata(userdata as usize);
+        Ok(astranet_result::ASTRANET_OK)
+    })
+}
+
+fn addr_of(
+    stream: *mut astranet_stream,
+    addr_out: *mut astranet_addr,
+    err: *mut *mut astranet_error,
+    f: fn(&astranet::Stream) -> astranet::Addr,
+) -> astranet_result {
+    ffi!(err, {
+        let o = out(addr_out, "addr_out")?;
+        let s = stream_of(stream)?;
+        let a = match &*s.io.lock() {
+            Io::Open(st) => f(st),
+            Io::Dialing => return Ok(astranet_result::ASTRANET_AGAIN),
+            Io::Failed(e) => return Err(e.clone()),
+            Io::Closed => return Err(closed()),
+        };
+        o.set(a.into());
+        Ok(astranet_result::ASTRANET_OK)
+    })
+}
+
+/// Writes this end's virtual address (this node's host id, the local port) to
+/// `*addr_out`. Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_BAD_HANDLE`,
+/// `ASTRANET_ERR_CLOSED`, a failed dial's error; `ASTRANET_AGAIN` while a dial is under
+/// way. Thread-safety: any thread.
+#[no_mangle]
+pub extern "C" fn astranet_stream_local_addr(
+    stream: *mut astranet_stream,
+    addr_out: *mut astranet_addr,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    addr_of(stream, addr_out, err, astranet::Stream::local_addr)
+}
+
+/// Writes the other end's virtual address to `*addr_out`. Returns as
+/// `astranet_stream_local_addr`. Thread-safety: any thread.
+#[no_mangle]
+pub extern "C" fn astranet_stream_peer_addr(
+    stream: *mut astranet_stream,
+    addr_out: *mut astranet_addr,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    addr_of(stream, addr_out, err, astranet::Stream::peer_addr)
+}
+
+/// Tier 2: turns the stream into a real socket. Writes to `*fd_out` one end of a
+/// `socketpair(AF_UNIX, SOCK_STREAM)` (blocking, close-on-exec, owned by the caller who
+/// closes it with `close`); the library pumps bytes between the other end and the
+/// stream on its runtime, so plain `read`/`write`/`poll`, Go's `net.FileConn` or
+/// Python's `socket.socket(fileno=...)` work on it. `shutdown(fd, SHUT_WR)` half-closes
+/// the stream; end of stream reads as end of file; `close(fd)` closes the stream
+/// gracefully; a reset or a lost link also reads as end of file (or `EPIPE`).
+/// The library never raises `SIGPIPE`.
+///
+/// Cost: two fds, a pump task, 16 KiB to 512 KiB of buffers (they grow with the
+/// traffic) and two more copies per byte (through
+/// the kernel): opt-in, for a handful of streams, not for a million (use tier 1 for
+/// those). The pump runs on the node's runtime: freeing the node ends it (the fd then
+/// reads end of file).
+///
+/// The handle is consumed on success (it becomes invalid, like after
+/// `astranet_stream_close`). Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL `fd_out`),
+/// `ASTRANET_AGAIN` (a dial of `astranet_dial_start` is still under way; the handle stays
+/// valid), `ASTRANET_ERR_IO` (no fds left), `ASTRANET_ERR_CLOSED`,
+/// `ASTRANET_ERR_BAD_HANDLE`, a failed dial's error. Thread-safety: any thread, while no
+/// read or write of the stream runs.
+#[no_mangle]
+pub extern "C" fn astranet_stream_into_fd(
+    stream: *mut astranet_stream,
+    fd_out: *mut i32,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        let fd_out = out(fd_out, "fd_out")?;
+        let s = stream_of(stream)?;
+        let (theirs, ours) = std::os::unix::net::UnixStream::pair()?;
+        ours.set_nonblocking(true)?;
+        let st = {
+            let mut io = s.io.lock();
+            match &*io {
+                Io::Open(_) => {}
+                Io::Dialing => return Ok(astranet_result::ASTRANET_AGAIN),
+                Io::Failed(e) => return Err(e.clone()),
+                Io::Closed => return Err(closed()),
+            }
+            match std::mem::replace(&mut *io, Io::Closed) {
+                Io::Open(st) => st,
+                _ => unreachable!("checked above"),
+            }
+        };
+        s.reg.kill();
+        s.blocked.wake_all();
+        // A concurrent close may have removed it already: either way it is gone.
+        let _ = handles::remove(stream as usize, "stream", handles::stream);
+        s.rt.spawn(crate::stream::pump(st, ours));
+        use std::os::fd::IntoRawFd;
+        fd_out.set(theirs.into_raw_fd());
+        Ok(astranet_result::ASTRANET_OK)
+    })
+}
+
+/// Copies bytes both ways between a stream and our end of the socketpair until both
+/// directions ended or one failed. Uses `send(MSG_NOSIGNAL)`: no SIGPIPE in C programs.
+pub(crate) async fn pump(stream: astranet::Stream, sock: std::os::unix::net::UnixStream) {
+    use std::os::fd::AsRawFd;
+    use tokio::io::unix::AsyncFd;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Buffers start small (a million idle pumps must not cost 128 KiB each) and double,
+    // up to MAX_BUF, whenever a read fills them: a busy stream gets few, large copies.
+    const FIRST_BUF: usize = 8 * 1024;
+    const MAX_BUF: usize = 256 * 1024;
+    fn grow(buf: &mut Vec<u8>, filled: usize) {
+        if filled == buf.len() && buf.len() < MAX_BUF {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+    // SAFETY: the UnixStream owns its fd, which nothing else closes or replaces while
+    // the AsyncFd holds it.
+    let Ok(fd) = (unsafe { AsyncFd::register(sock) }) else { return };
+    let (mut r, mut w) = tokio::io::split(stream);
+    let to_socket = async {
+        let mut buf = vec![0u8; FIRST_BUF];
+        loop {
+            let n = r.read(&mut buf).await?;
+            if n == 0 {
+                // SAFETY: shutdown on our own socket.
+                unsafe { libc::shutdown(fd.get_ref().as_raw_fd(), libc::SHUT_WR) };
+                return Ok::<(), std::io::Error>(());
+            }
+            let mut off = 0;
+            while off < n {
+                let mut g = fd.writable().await?;
+                let chunk = &buf[off..n];
+                match g.try_io(|s| {
+                    // SAFETY: sends from a live buffer on our own socket.
+                    let r = unsafe {
+                        libc::send(s.get_ref().as_raw_fd(), chunk.as_ptr().cast(), chunk.len(), libc::MSG_NOSIGNAL)
+                    };
+                    if r < 0 {
+                        Err(std::io::Error::last_os_error())
+                    } else {
+                        Ok(r as usize)
+                    }
+                }) {
+                    Ok(r) => off += r?,
+                    Err(_would_block) => continue,
+                }
+            }
+            grow(&mut buf, n);
+        }
+    };
+    let from_socket = async {
+        let mut buf = vec![0u8; FIRST_BUF];
+        loop {
+            let mut g = fd.readable().await?;
+            let n = match g.try_io(|s| {
+                // SAFETY: receives into a live buffer from our own socket.
+                let r = unsafe { libc::recv(s.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(r as usize)
+                }
+            }) {
+                Ok(r) => r?,
+                Err(_would_block) => continue,
+            };
+            if n == 0 {
+                w.shutdown().await?;
+                return Ok::<(), std::io::Error>(());
+            }
+            w.write_all(&buf[..n]).await?;
+            grow(&mut buf, n);
+        }
+    };
+    let _ = tokio::try_join!(to_socket, from_socket);
+}
