@@ -25,6 +25,9 @@ for tool in cmake pkg-config; do
 done
 astranet-ffi/test.sh 2>&1 | tee -a "$log"
 
+step "Python: the astranet package (pip install ./bindings/python, pytest, mypy --strict)"
+bindings/python/test.sh 2>&1 | tee -a "$log"
+
 fuzz_seconds=${FUZZ_SECONDS:-15}
 if [ "$fuzz_seconds" -gt 0 ]; then
   step "Fuzz smoke run: every target for ${fuzz_seconds}s"
@@ -32,5 +35,7 @@ if [ "$fuzz_seconds" -gt 0 ]; then
 fi
 
 # One closing line over every suite's "test result" lines.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+# cargo and ctest write "test result: ... N passed; N failed", pytest "N passed in ...".
+awk '/^test result:/ || /^[0-9]+ (passed|failed)/ {
+       for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "\nall suites: %d passed, %d failed\n", p, f }' "$log"

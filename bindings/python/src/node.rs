@@ -1,0 +1,625 @@
+//! `astranet.Node` and `astranet.Listener`, and the callback bridge used by asyncio.
+
+use crate::runtime::{check_fork, check_timeout, err, forked, rt, seconds, wait, wait_spawned, Wait};
+use crate::stream::{wrap, Stream};
+use astranet::{Addr, HostId, Reach, Role, Target};
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// A dial target: a service name, ``"<16 hex digits>:<port>"``, or ``(host_id,
+/// port)``; with a ``key``, a name picks its instance by consistent hashing.
+fn target(t: &Bound<'_, PyAny>, key: Option<String>) -> PyResult<Target> {
+    let target = if let Ok(s) = t.cast::<PyString>() {
+        let s: String = s.extract()?;
+        s.parse::<Target>().map_err(|e| PyValueError::new_err(e.to_string()))?
+    } else if let Ok((host, port)) = t.extract::<(u64, u32)>() {
+        Target::from(Addr::new(HostId(host), port))
+    } else {
+        return Err(PyTypeError::new_err(
+            "a dial target is a service name, \"<16 hex digits>:<port>\" or a (host_id, port) tuple of ints",
+        ));
+    };
+    Ok(match key {
+        Some(key) => target.with_key(key),
+        None => target,
+    })
+}
+
+/// A role name: ``"peer"``, ``"client"``, ``"server"`` or ``"router"``.
+fn role(name: &str) -> PyResult<Role> {
+    Ok(match name {
+        "peer" => Role::Peer,
+        "client" => Role::Client,
+        "server" => Role::Server,
+        "router" => Role::Router,
+        other => return Err(PyValueError::new_err(format!("unknown role {other:?}: peer, client, server or router"))),
+    })
+}
+
+/// An environment: ``"prod.eu"`` or ``["prod", "eu"]``.
+fn env(e: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if let Ok(s) = e.cast::<PyString>() {
+        let s: String = s.extract()?;
+        return Ok(s.split('.').filter(|p| !p.is_empty()).map(String::from).collect());
+    }
+    e.extract::<Vec<String>>().map_err(|_| PyTypeError::new_err("env is \"a.b\" or a list of strings"))
+}
+
+/// A TCP address: ``"host:port"`` or ``(host, port)``.
+fn tcp_addr(a: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(s) = a.cast::<PyString>() {
+        return s.extract::<String>();
+    }
+    if let Ok((host, port)) = a.extract::<(String, u16)>() {
+        return Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") });
+    }
+    Err(PyTypeError::new_err("a TCP address is \"host:port\" or a (host, port) tuple"))
+}
+
+/// A bind target: a port number, ``"name"``, ``"name:port"``, ``":port"``, or
+/// ``""``/``None`` for an automatic port.
+fn bind_target(p: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+    let Some(p) = p else { return Ok(String::new()) };
+    if p.is_none() {
+        return Ok(String::new());
+    }
+    if let Ok(s) = p.cast::<PyString>() {
+        return s.extract::<String>();
+    }
+    if let Ok(port) = p.extract::<u32>() {
+        return Ok(format!(":{port}"));
+    }
+    Err(PyTypeError::new_err("bind takes a port (int), \"name\", \"name:port\", \":port\" or \"\""))
+}
+
+/// Handle of an operation started for asyncio; ``cancel()`` stops it.
+#[pyclass(module = "astranet._astranet", name = "_Task", frozen)]
+pub struct Task {
+    handle: tokio::task::AbortHandle,
+}
+
+#[pymethods]
+impl Task {
+    /// Stops the operation; its callback is not called.
+    fn cancel(&self) {
+        self.handle.abort();
+    }
+}
+
+/// Runs `fut` on the runtime, then calls `callback(result, exception)` with the GIL
+/// (from a runtime thread: the callback must only hand the result to its event loop,
+/// e.g. with ``loop.call_soon_threadsafe``).
+fn spawn_cb<T, F>(fut: F, callback: Py<PyAny>, convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>) -> Task
+where
+    T: Send + 'static,
+    F: Future<Output = PyResult<T>> + Send + 'static,
+{
+    let handle = rt().spawn(async move {
+        let res = fut.await;
+        if !crate::runtime::gil_gate() {
+            // The interpreter is finalizing: taking the GIL could end this thread.
+            std::mem::forget(res);
+            return;
+        }
+        Python::attach(|py| {
+            crate::runtime::gil_gate_passed();
+            let args = match res.and_then(|v| convert(py, v)) {
+                Ok(v) => (v, py.None()),
+                Err(e) => (py.None(), e.into_value(py).into_any()),
+            };
+            if let Err(e) = callback.call1(py, args) {
+                e.write_unraisable(py, None);
+            }
+        });
+    });
+    Task { handle: handle.abort_handle() }
+}
+
+fn stream_obj(py: Python<'_>, s: astranet::Stream) -> PyResult<Py<PyAny>> {
+    Ok(wrap(py, s)?.into_any())
+}
+
+fn node_closed() -> PyErr {
+    PyOSError::new_err((libc::ENOTCONN, "node closed"))
+}
+
+/// An astranet node: a random 64-bit host id, TCP links to other nodes (``listen``,
+/// ``join``), virtual ports (``bind``) and streams (``dial``).
+///
+/// Keyword arguments configure it (all optional; the defaults are the Go package's):
+/// ``role`` (``"peer"`` by default: announces its services and links directly to
+/// relayed hosts; ``"client"``, ``"server"``, ``"router"``), ``env`` (``"prod.eu"``
+/// or ``["prod", "eu"]``: names get the suffix ``.prod.eu``), ``host_id`` (int, random
+/// by default), ``keepalive`` (seconds, 10: PING after half
+/// of it without writes, a link is dead after a write stalls that long or nothing
+/// arrives for ten times it), ``dial_timeout`` (30 s), ``handshake_timeout`` (10 s),
+/// ``linger`` (10 s), ``max_reconnect_delay`` (60 s), ``max_streams_per_link``,
+/// ``listener_backlog``, ``max_link_buffer``, ``link_write_queue``,
+/// ``max_control_queue``, ``max_stream_window``, ``link_window_budget``.
+///
+/// A context manager: ``with astranet.Node() as node: ...`` closes it on exit.
+#[pyclass(module = "astranet", frozen)]
+pub struct Node {
+    node: Mutex<Option<astranet::Node>>,
+    host: u64,
+}
+
+impl Node {
+    fn get(&self) -> PyResult<astranet::Node> {
+        self.node.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(node_closed)
+    }
+}
+
+#[pymethods]
+impl Node {
+    #[new]
+    #[pyo3(signature = (*, role = None, env = None, host_id = None, keepalive = None, dial_timeout = None, handshake_timeout = None,
+        linger = None, max_reconnect_delay = None, max_streams_per_link = None, listener_backlog = None,
+        max_link_buffer = None, link_write_queue = None, max_control_queue = None, max_stream_window = None,
+        link_window_budget = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        role: Option<&str>,
+        env: Option<&Bound<'_, PyAny>>,
+        host_id: Option<u64>,
+        keepalive: Option<f64>,
+        dial_timeout: Option<f64>,
+        handshake_timeout: Option<f64>,
+        linger: Option<f64>,
+        max_reconnect_delay: Option<f64>,
+        max_streams_per_link: Option<usize>,
+        listener_backlog: Option<usize>,
+        max_link_buffer: Option<usize>,
+        link_write_queue: Option<usize>,
+        max_control_queue: Option<usize>,
+        max_stream_window: Option<u32>,
+        link_window_budget: Option<u64>,
+    ) -> PyResult<Node> {
+        check_fork()?;
+        let mut b = astranet::Node::builder();
+        if let Some(r) = role {
+            b = b.role(crate::node::role(r)?);
+        }
+        if let Some(e) = env {
+            b = b.env(crate::node::env(e)?);
+        }
+        if let Some(id) = host_id {
+            if id == 0 || id >> 63 != 0 {
+                return Err(PyValueError::new_err("host_id must be from 1 to 2**63 - 1"));
+            }
+            b = b.host_id(HostId(id));
+        }
+        if let Some(k) = keepalive {
+            b = b.keepalive(seconds("keepalive", k)?);
+        }
+        if let Some(t) = dial_timeout {
+            b = b.dial_timeout(seconds("dial_timeout", t)?);
+        }
+        if let Some(t) = handshake_timeout {
+            b = b.handshake_timeout(seconds("handshake_timeout", t)?);
+        }
+        if let Some(t) = linger {
+            b = b.linger(seconds("linger", t)?);
+        }
+        if let Some(t) = max_reconnect_delay {
+            b = b.max_reconnect_delay(seconds("max_reconnect_delay", t)?);
+        }
+        if let Some(n) = max_streams_per_link {
+            b = b.max_streams_per_link(n);
+        }
+        if let Some(n) = listener_backlog {
+            b = b.listener_backlog(n);
+        }
+        if let Some(n) = max_link_buffer {
+            b = b.max_link_buffer(n);
+        }
+        if let Some(n) = link_write_queue {
+            b = b.link_write_queue(n);
+        }
+        if let Some(n) = max_control_queue {
+            b = b.max_control_queue(n);
+        }
+        if let Some(n) = max_stream_window {
+            b = b.max_stream_window(n);
+        }
+        if let Some(n) = link_window_budget {
+            b = b.link_window_budget(n);
+        }
+        let node = b.build();
+        Ok(Node { host: node.host_id().0, node: Mutex::new(Some(node)) })
+    }
+
+    /// This node's host id (an int below 2**63).
+    #[getter]
+    fn host_id(&self) -> u64 {
+        self.host
+    }
+
+    /// Accepts links on a TCP address (``"127.0.0.1:0"`` or ``("127.0.0.1", 0)``) in
+    /// the background until the node is closed; returns the bound ``(ip, port)``.
+    fn listen(&self, py: Python<'_>, addr: &Bound<'_, PyAny>) -> PyResult<(String, u16)> {
+        check_fork()?;
+        let (node, addr) = (self.get()?, tcp_addr(addr)?);
+        let a = wait_spawned(py, Wait::Forever, async move { node.listen(addr).await })?.map_err(err)?;
+        Ok((a.ip().to_string(), a.port()))
+    }
+
+    /// Opens a TCP link to a node listening at ``addr`` and keeps it up (re-dialing
+    /// with back-off when it drops) until the node is closed. Returns the peer's host
+    /// id once the handshake is done; raises if the first attempt fails (e.g.
+    /// ``ConnectionRefusedError``) or ``timeout`` seconds pass (``TimeoutError``).
+    #[pyo3(signature = (addr, timeout = None))]
+    fn join(&self, py: Python<'_>, addr: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<u64> {
+        check_fork()?;
+        let (node, addr) = (self.get()?, tcp_addr(addr)?);
+        let how = Wait::from_timeout(check_timeout(timeout)?.map(|t| t.max(1e-9)));
+        let id = wait_spawned(py, how, async move { node.join(addr).await })?.map_err(err)?;
+        Ok(id.0)
+    }
+
+    /// ``join`` for asyncio: ``host_id = await node.join_async(addr)``.
+    fn join_async<'py>(slf: &Bound<'py, Self>, addr: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        check_fork()?;
+        let py = slf.py();
+        py.import("astranet._aio")?.getattr("run")?.call1((slf.getattr("_join_cb")?, addr))
+    }
+
+    /// (internal) ``join`` reporting to ``callback(result, exception)``.
+    fn _join_cb(&self, addr: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<Task> {
+        check_fork()?;
+        let (node, addr) = (self.get()?, tcp_addr(addr)?);
+        Ok(spawn_cb(async move { node.join(addr).await.map(|h| h.0).map_err(err) }, callback, |py, h| {
+            Ok(h.into_pyobject(py)?.into_any().unbind())
+        }))
+    }
+
+    /// Binds a listener and returns it: a service name (``"db"``, announced to the
+    /// mesh with the node's environment suffix, on an automatic port), ``"db:port"``,
+    /// a port number or ``":port"``, or nothing / ``0`` / ``""`` for a free automatic
+    /// port. ``OSError`` (EADDRINUSE) when the port is taken; ``ValueError`` for a
+    /// malformed name.
+    #[pyo3(signature = (port = None))]
+    fn bind(&self, port: Option<&Bound<'_, PyAny>>) -> PyResult<Listener> {
+        check_fork()?;
+        let t = bind_target(port)?;
+        let l = self.get()?.bind(&t).map_err(err)?;
+        let a = l.local_addr();
+        let name = l.name().map(String::from);
+        Ok(Listener { inner: Mutex::new(Some(Arc::new(l))), timeout: Mutex::new(None), addr: (a.host.0, a.port), name })
+    }
+
+    /// Opens a stream to ``target`` and returns it once established: a service name
+    /// (waits up to the timeout for it to be announced; ``key`` picks the instance by
+    /// consistent hashing, the same on every node), ``"<16 hex digits>:<port>"`` or
+    /// ``(host_id, port)``. ``timeout`` in seconds (default: the node's
+    /// ``dial_timeout``). Raises ``ConnectionRefusedError`` (nobody listens, backlog
+    /// full), ``TimeoutError``, ``FileNotFoundError`` (no such service),
+    /// ``OSError`` (EHOSTUNREACH: no link to that host).
+    #[pyo3(signature = (target, timeout = None, *, key = None))]
+    fn dial(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        key: Option<String>,
+    ) -> PyResult<Stream> {
+        check_fork()?;
+        let (node, addr) = (self.get()?, crate::node::target(target, key)?);
+        let t = match timeout {
+            Some(t) => Some(seconds("timeout", t)?),
+            None => None,
+        };
+        let s = wait_spawned(py, Wait::Forever, async move {
+            match t {
+                Some(t) => node.dial_timeout(addr, t).await,
+                None => node.dial(addr).await,
+            }
+        })?
+        .map_err(err)?;
+        Ok(Stream::new(s))
+    }
+
+    /// ``dial`` for asyncio: ``stream = await node.dial_async(target, timeout, key=…)``.
+    /// Works with any event loop (the default one, uvloop).
+    #[pyo3(signature = (target, timeout = None, *, key = None))]
+    fn dial_async<'py>(
+        slf: &Bound<'py, Self>,
+        target: &Bound<'py, PyAny>,
+        timeout: Option<f64>,
+        key: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        check_fork()?;
+        let py = slf.py();
+        py.import("astranet._aio")?.getattr("run")?.call1((slf.getattr("_dial_cb")?, target, timeout, key))
+    }
+
+    /// (internal) ``dial`` reporting to ``callback(result, exception)``.
+    fn _dial_cb(
+        &self,
+        target: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        key: Option<String>,
+        callback: Py<PyAny>,
+    ) -> PyResult<Task> {
+        check_fork()?;
+        let (node, addr) = (self.get()?, crate::node::target(target, key)?);
+        let t = match timeout {
+            Some(t) => Some(seconds("timeout", t)?),
+            None => None,
+        };
+        Ok(spawn_cb(
+            async move {
+                match t {
+                    Some(t) => node.dial_timeout(addr, t).await,
+                    None => node.dial(addr).await,
+                }
+                .map_err(err)
+            },
+            callback,
+            stream_obj,
+        ))
+    }
+
+    /// Every service instance this node knows, as dicts: ``name`` (with the
+    /// environment suffix), ``host_id``, ``port``, ``via`` (the neighbour's host id the
+    /// announcement came through, ``None`` when local) and ``reach`` (``"local"``,
+    /// ``"direct"`` or ``"relayed"``).
+    fn services<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        check_fork()?;
+        self.get()?
+            .services()
+            .into_iter()
+            .map(|s| {
+                let d = PyDict::new(py);
+                d.set_item("name", s.name)?;
+                d.set_item("host_id", s.addr.host.0)?;
+                d.set_item("port", s.addr.port)?;
+                d.set_item("via", s.via.map(|h| h.0))?;
+                d.set_item(
+                    "reach",
+                    match s.reach {
+                        Reach::Local => "local",
+                        Reach::Direct => "direct",
+                        Reach::Relayed => "relayed",
+                    },
+                )?;
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// The hosts this node reaches, as dicts: ``host_id``, ``via`` (the neighbour
+    /// frames go to) and ``direct`` (bool).
+    fn routes<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        check_fork()?;
+        self.get()?
+            .routes()
+            .into_iter()
+            .map(|r| {
+                let d = PyDict::new(py);
+                d.set_item("host_id", r.host.0)?;
+                d.set_item("via", r.via.0)?;
+                d.set_item("direct", r.direct)?;
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// Host ids of the nodes this node has a link to.
+    fn peers(&self) -> PyResult<Vec<u64>> {
+        check_fork()?;
+        Ok(self.get()?.peers().into_iter().map(|h| h.0).collect())
+    }
+
+    /// A snapshot of the node's counters: ``links``, ``streams``, ``streams_opened``,
+    /// ``bytes_in``, ``bytes_out``, ``frames_in``, ``frames_dropped``.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        check_fork()?;
+        let s = self.get()?.stats();
+        let d = PyDict::new(py);
+        d.set_item("links", s.links)?;
+        d.set_item("streams", s.streams)?;
+        d.set_item("streams_opened", s.streams_opened)?;
+        d.set_item("bytes_in", s.bytes_in)?;
+        d.set_item("bytes_out", s.bytes_out)?;
+        d.set_item("frames_in", s.frames_in)?;
+        d.set_item("frames_dropped", s.frames_dropped)?;
+        Ok(d)
+    }
+
+    /// Closes every listener and link; open streams fail, the node accepts no new
+    /// work. Idempotent.
+    fn close(&self) {
+        if forked() {
+            return;
+        }
+        if let Some(n) = self.node.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _rt = rt().enter();
+            n.close();
+        }
+    }
+
+    /// True once ``close()`` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.node.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<astranet.Node host_id={:016x}{}>", self.host, if self.closed() { " closed" } else { "" })
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let n = self.node.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if forked() {
+            std::mem::forget(n);
+            return;
+        }
+        if let Some(n) = n {
+            let _rt = rt().enter();
+            n.close();
+        }
+    }
+}
+
+/// A bound virtual port, like a listening socket. ``accept()`` returns the next
+/// incoming ``Stream``; iterating yields streams until the listener is closed. A
+/// context manager; closing it (or the node) unbinds the port.
+#[pyclass(module = "astranet", frozen)]
+pub struct Listener {
+    inner: Mutex<Option<Arc<astranet::Listener>>>,
+    timeout: Mutex<Option<f64>>,
+    addr: (u64, u32),
+    name: Option<String>,
+}
+
+impl Listener {
+    /// `accept`, with the library's error kept apart from Python's (signals, timeout).
+    fn accept_raw(&self, py: Python<'_>) -> PyResult<Result<astranet::Stream, astranet::Error>> {
+        check_fork()?;
+        let l = self.get()?;
+        let how = Wait::from_timeout(*self.timeout.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(wait(py, how, std::future::poll_fn(|cx| l.poll_accept(cx)))?)
+    }
+
+    fn get(&self) -> PyResult<Arc<astranet::Listener>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| PyOSError::new_err((libc::EBADF, "listener closed")))
+    }
+}
+
+#[pymethods]
+impl Listener {
+    /// Waits for the next incoming stream (GIL released, Ctrl-C interrupts), honouring
+    /// the listener's timeout (``TimeoutError``; ``BlockingIOError`` when
+    /// non-blocking). ``OSError`` once the listener is closed.
+    fn accept(&self, py: Python<'_>) -> PyResult<Stream> {
+        self.accept_raw(py)?.map(Stream::new).map_err(err)
+    }
+
+    /// ``accept`` for asyncio: ``stream = await listener.accept_async()``.
+    fn accept_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        check_fork()?;
+        let py = slf.py();
+        py.import("astranet._aio")?.getattr("run")?.call1((slf.getattr("_accept_cb")?,))
+    }
+
+    /// (internal) ``accept`` reporting to ``callback(result, exception)``.
+    fn _accept_cb(&self, callback: Py<PyAny>) -> PyResult<Task> {
+        check_fork()?;
+        let l = self.get()?;
+        Ok(spawn_cb(async move { l.accept().await.map_err(err) }, callback, stream_obj))
+    }
+
+    /// Sets the timeout of ``accept`` (see ``Stream.settimeout``).
+    #[pyo3(signature = (value, /))]
+    fn settimeout(&self, value: Option<f64>) -> PyResult<()> {
+        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) = check_timeout(value)?;
+        Ok(())
+    }
+
+    /// The timeout of ``accept`` in seconds, or ``None``.
+    fn gettimeout(&self) -> Option<f64> {
+        *self.timeout.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The bound virtual address ``(host_id, port)``.
+    fn getsockname(&self) -> (u64, u32) {
+        self.addr
+    }
+
+    /// The service name (environment suffix included), or ``None`` for a bare port.
+    #[getter]
+    fn name(&self) -> Option<String> {
+        self.name.clone()
+    }
+
+    /// The bound virtual port.
+    #[getter]
+    fn port(&self) -> u32 {
+        self.addr.1
+    }
+
+    /// Unbinds the port: dials waiting in the backlog are refused, waiting and later
+    /// ``accept`` calls fail. Idempotent.
+    fn close(&self) {
+        if forked() {
+            return;
+        }
+        if let Some(l) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _rt = rt().enter();
+            l.close();
+        }
+    }
+
+    /// True once ``close()`` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Stream>> {
+        if self.closed() {
+            return Ok(None);
+        }
+        match self.accept_raw(py)? {
+            Ok(s) => Ok(Some(Stream::new(s))),
+            // Closed, directly or with its node: the iteration ends.
+            Err(astranet::Error::ListenerClosed | astranet::Error::NodeClosed) => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<astranet.Listener {:016x}:{}{}>",
+            self.addr.0,
+            self.addr.1,
+            if self.closed() { " closed" } else { "" }
+        )
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let l = self.inner.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if forked() {
+            std::mem::forget(l);
+            return;
+        }
+        let _rt = rt().enter();
+        drop(l);
+    }
+}

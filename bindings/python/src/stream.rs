@@ -1,0 +1,538 @@
+//! `astranet.Stream`: a virtual connection used like `socket.socket`.
+
+use crate::buffer::Buffer;
+use crate::runtime::{check_fork, check_timeout, forked, io_err, rt, wait, Wait};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::Notify;
+
+enum State {
+    /// Served by the Rust core directly.
+    Native(astranet::Stream),
+    /// Moved to the fd tier by `fileno()`: served by this real socket; notifying the
+    /// pump resets the stream (`abort`).
+    Fd(Py<PyAny>, Arc<Notify>),
+    Closed,
+}
+
+/// One bidirectional byte stream between two nodes, used like a connected
+/// ``socket.socket``: ``recv``, ``recv_into``, ``send``, ``sendall``, ``shutdown``,
+/// ``close``, ``settimeout``/``gettimeout``, ``setblocking``, ``fileno``, ``makefile``,
+/// ``getsockname``/``getpeername`` and the context manager work as on a socket.
+///
+/// Addresses are virtual: ``(host_id, port)`` tuples of ints. Streams come from
+/// ``Node.dial`` and ``Listener.accept``; they cannot be created directly.
+///
+/// ``fileno()`` and ``to_socket()`` switch the stream to the *fd tier*: a socketpair
+/// whose other end a task of the extension pumps to and from the stream. It costs two
+/// file descriptors and one extra copy per byte: use it for code that needs a real
+/// descriptor (``selectors``, asyncio transports), not for a million streams.
+#[pyclass(module = "astranet", frozen)]
+pub struct Stream {
+    state: Mutex<State>,
+    timeout: Mutex<Option<f64>>,
+    read_shut: std::sync::atomic::AtomicBool,
+    local: (u64, u32),
+    peer: (u64, u32),
+}
+
+fn closed_err() -> PyErr {
+    PyOSError::new_err((libc::EBADF, "Bad file descriptor (the stream is closed)"))
+}
+
+fn no_flags(flags: i32) -> PyResult<()> {
+    if flags != 0 {
+        return Err(PyValueError::new_err("astranet streams support no flags (flags must be 0)"));
+    }
+    Ok(())
+}
+
+impl Stream {
+    pub fn new(s: astranet::Stream) -> Stream {
+        let (l, p) = (s.local_addr(), s.peer_addr());
+        Stream {
+            state: Mutex::new(State::Native(s)),
+            timeout: Mutex::new(None),
+            read_shut: Default::default(),
+            local: (l.host.0, l.port),
+            peer: (p.host.0, p.port),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait_mode(&self) -> Wait {
+        Wait::from_timeout(*self.timeout.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The socket of the fd tier, if the stream was moved there; fails when closed.
+    fn fd_socket(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match &*self.lock() {
+            State::Native(_) => Ok(None),
+            State::Fd(sock, _) => Ok(Some(sock.clone_ref(py))),
+            State::Closed => Err(closed_err()),
+        }
+    }
+
+    /// Reads into `buf` (raw memory that stays valid for the call).
+    fn read_raw(&self, py: Python<'_>, ptr: usize, len: usize) -> PyResult<usize> {
+        if len == 0 || self.read_shut.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(0);
+        }
+        let how = self.wait_mode();
+        let res = wait(
+            py,
+            how,
+            poll_fn(move |cx| {
+                // SAFETY: the caller holds the buffer (bytes it owns or a Python buffer
+                // export) for the whole call; only this closure writes to it.
+                let buf = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, len) };
+                let mut rb = ReadBuf::new(buf);
+                let mut st = self.lock();
+                match &mut *st {
+                    State::Native(s) => match Pin::new(s).poll_read(cx, &mut rb) {
+                        Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Pending => Poll::Pending,
+                    },
+                    _ => Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF))),
+                }
+            }),
+        )?;
+        res.map_err(io_err)
+    }
+
+    /// Writes some of `data`; returns how much.
+    fn write_raw(&self, py: Python<'_>, how: Wait, ptr: usize, len: usize) -> PyResult<usize> {
+        let res = wait(
+            py,
+            how,
+            poll_fn(move |cx| {
+                // SAFETY: as in `read_raw`; the memory is only read.
+                let buf = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+                let mut st = self.lock();
+                match &mut *st {
+                    State::Native(s) => Pin::new(s).poll_write(cx, buf),
+                    _ => Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF))),
+                }
+            }),
+        )?;
+        res.map_err(io_err)
+    }
+
+    /// Takes the core stream out (for the fd tier), leaving `Closed`.
+    fn take_native(&self) -> Option<astranet::Stream> {
+        let mut st = self.lock();
+        match std::mem::replace(&mut *st, State::Closed) {
+            State::Native(s) => Some(s),
+            other => {
+                *st = other;
+                None
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Stream {
+    /// Receives up to ``bufsize`` bytes; ``b""`` once the peer has finished sending.
+    /// Blocks (with the GIL released, interruptible by Ctrl-C) according to the
+    /// timeout: ``TimeoutError`` when it expires, ``BlockingIOError`` in non-blocking
+    /// mode. ``ConnectionResetError`` when the peer aborted the stream.
+    #[pyo3(signature = (bufsize, flags = 0, /))]
+    fn recv<'py>(&self, py: Python<'py>, bufsize: isize, flags: i32) -> PyResult<Bound<'py, PyAny>> {
+        check_fork()?;
+        no_flags(flags)?;
+        if bufsize < 0 {
+            return Err(PyValueError::new_err("negative buffersize in recv"));
+        }
+        if let Some(sock) = self.fd_socket(py)? {
+            return sock.bind(py).call_method1("recv", (bufsize,));
+        }
+        let mut buf = vec![0u8; (bufsize as usize).min(16 << 20)];
+        let n = self.read_raw(py, buf.as_mut_ptr() as usize, buf.len())?;
+        Ok(PyBytes::new(py, &buf[..n]).into_any())
+    }
+
+    /// Receives up to ``nbytes`` bytes (default: the buffer's size) into a writable
+    /// buffer without copying through a ``bytes`` object; returns how many were
+    /// received (0 at end of stream).
+    #[pyo3(signature = (buffer, nbytes = 0, flags = 0, /))]
+    fn recv_into(&self, py: Python<'_>, buffer: &Bound<'_, PyAny>, nbytes: isize, flags: i32) -> PyResult<usize> {
+        check_fork()?;
+        no_flags(flags)?;
+        if nbytes < 0 {
+            return Err(PyValueError::new_err("negative buffersize in recv_into"));
+        }
+        if let Some(sock) = self.fd_socket(py)? {
+            return sock.bind(py).call_method1("recv_into", (buffer, nbytes))?.extract();
+        }
+        let buf = Buffer::get(buffer, true)?;
+        let size = buf.len();
+        let len = if nbytes == 0 { size } else { nbytes as usize };
+        if len > size {
+            return Err(PyValueError::new_err("buffer too small for requested bytes"));
+        }
+        self.read_raw(py, buf.ptr(), len)
+    }
+
+    /// Sends some of ``data`` (any bytes-like object) and returns how many bytes were
+    /// taken; blocks only while the peer's window is full.
+    /// ``BrokenPipeError`` once the stream was shut down for writing or the peer closed.
+    #[pyo3(signature = (data, flags = 0, /))]
+    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<usize> {
+        check_fork()?;
+        no_flags(flags)?;
+        if let Some(sock) = self.fd_socket(py)? {
+            return sock.bind(py).call_method1("send", (data,))?.extract();
+        }
+        let buf = Buffer::get(data, false)?;
+        if buf.len() == 0 {
+            return Ok(0);
+        }
+        let how = self.wait_mode();
+        self.write_raw(py, how, buf.ptr(), buf.len())
+    }
+
+    /// Sends all of ``data``. The timeout bounds the whole call; on an error an
+    /// unknown part of the data may have been sent.
+    #[pyo3(signature = (data, flags = 0, /))]
+    fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<()> {
+        check_fork()?;
+        no_flags(flags)?;
+        if let Some(sock) = self.fd_socket(py)? {
+            sock.bind(py).call_method1("sendall", (data,))?;
+            return Ok(());
+        }
+        let buf = Buffer::get(data, false)?;
+        let (ptr, len) = (buf.ptr(), buf.len());
+        let how = self.wait_mode();
+        let res = wait(py, how, async move {
+            // SAFETY: `buf` (the buffer export) outlives this call.
+            let data = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+            let mut sent = 0;
+            while sent < len {
+                let n = poll_fn(|cx| {
+                    let mut st = self.lock();
+                    match &mut *st {
+                        State::Native(s) => Pin::new(s).poll_write(cx, &data[sent..]),
+                        _ => Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF))),
+                    }
+                })
+                .await?;
+                if n == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                sent += n;
+            }
+            Ok::<(), io::Error>(())
+        })?;
+        drop(buf);
+        res.map_err(io_err)
+    }
+
+    /// Shuts down one or both halves: ``socket.SHUT_WR`` (or ``SHUT_RDWR``) sends end
+    /// of stream to the peer, which reads ``b""`` while this side can go on reading;
+    /// ``SHUT_RD`` makes further receives return ``b""``.
+    #[pyo3(signature = (how, /))]
+    fn shutdown(&self, py: Python<'_>, how: i32) -> PyResult<()> {
+        check_fork()?;
+        if !(0..=2).contains(&how) {
+            return Err(PyValueError::new_err("shutdown(how): how must be SHUT_RD, SHUT_WR or SHUT_RDWR"));
+        }
+        if let Some(sock) = self.fd_socket(py)? {
+            sock.bind(py).call_method1("shutdown", (how,))?;
+            return Ok(());
+        }
+        if how == libc::SHUT_RD || how == libc::SHUT_RDWR {
+            self.read_shut.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if how == libc::SHUT_WR || how == libc::SHUT_RDWR {
+            let mut st = self.lock();
+            match &mut *st {
+                State::Native(s) => {
+                    // The core's shutdown is immediate; a waker is never stored.
+                    struct Noop;
+                    impl std::task::Wake for Noop {
+                        fn wake(self: std::sync::Arc<Self>) {}
+                    }
+                    let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+                    match Pin::new(s).poll_shutdown(&mut std::task::Context::from_waker(&waker)) {
+                        Poll::Ready(r) => r.map_err(io_err)?,
+                        Poll::Pending => {}
+                    }
+                }
+                _ => return Err(closed_err()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the stream gracefully: everything sent is still delivered, then the
+    /// peer reads end of stream. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if forked() {
+            return Ok(());
+        }
+        let old = {
+            let mut st = self.lock();
+            std::mem::replace(&mut *st, State::Closed)
+        };
+        match old {
+            State::Fd(sock, _) => {
+                sock.bind(py).call_method0("close")?;
+            }
+            State::Native(s) => {
+                let _rt = rt().enter();
+                drop(s);
+            }
+            State::Closed => {}
+        }
+        Ok(())
+    }
+
+    /// Resets the stream: unsent and unread data is dropped and the peer's reads and
+    /// writes fail with ``ConnectionResetError``. The stream is closed afterwards.
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+        check_fork()?;
+        let old = {
+            let mut st = self.lock();
+            std::mem::replace(&mut *st, State::Closed)
+        };
+        match old {
+            State::Native(s) => {
+                let _rt = rt().enter();
+                s.abort();
+            }
+            State::Fd(sock, abort) => {
+                abort.notify_one();
+                sock.bind(py).call_method0("close")?;
+            }
+            State::Closed => {}
+        }
+        Ok(())
+    }
+
+    /// True once the stream was closed (``close``, ``abort``, or ``to_socket``).
+    #[getter]
+    fn closed(&self) -> bool {
+        matches!(*self.lock(), State::Closed)
+    }
+
+    /// Sets the timeout of blocking calls in seconds: ``None`` blocks forever (the
+    /// default), ``0.0`` makes the stream non-blocking (``BlockingIOError``), a
+    /// positive number raises ``TimeoutError`` when it expires.
+    #[pyo3(signature = (value, /))]
+    fn settimeout(&self, py: Python<'_>, value: Option<f64>) -> PyResult<()> {
+        let value = check_timeout(value)?;
+        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) = value;
+        if let State::Fd(sock, _) = &*self.lock() {
+            sock.bind(py).call_method1("settimeout", (value,))?;
+        }
+        Ok(())
+    }
+
+    /// The timeout in seconds, or ``None`` when blocking calls wait forever.
+    fn gettimeout(&self) -> Option<f64> {
+        *self.timeout.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// ``setblocking(True)`` is ``settimeout(None)``, ``setblocking(False)`` is
+    /// ``settimeout(0.0)``.
+    #[pyo3(signature = (flag, /))]
+    fn setblocking(&self, py: Python<'_>, flag: bool) -> PyResult<()> {
+        self.settimeout(py, if flag { None } else { Some(0.0) })
+    }
+
+    /// False when the stream is non-blocking (timeout ``0.0``).
+    fn getblocking(&self) -> bool {
+        self.gettimeout() != Some(0.0)
+    }
+
+    /// This end's virtual address ``(host_id, port)``.
+    fn getsockname(&self) -> (u64, u32) {
+        self.local
+    }
+
+    /// The other end's virtual address ``(host_id, port)``.
+    fn getpeername(&self) -> (u64, u32) {
+        self.peer
+    }
+
+    /// A file descriptor for ``select``/``selectors``/event loops. The first call moves
+    /// the stream to the fd tier (two descriptors and one extra copy per byte); the
+    /// Stream's methods keep working and go through that socket from then on.
+    /// -1 once closed.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i64> {
+        check_fork()?;
+        if let Some(s) = self.take_native() {
+            let (sock, abort) = to_fd_tier(py, s)?;
+            let t = self.gettimeout();
+            sock.bind(py).call_method1("settimeout", (t,))?;
+            *self.lock() = State::Fd(sock, abort);
+        }
+        match &*self.lock() {
+            State::Fd(sock, _) => sock.bind(py).call_method0("fileno")?.extract(),
+            _ => Ok(-1),
+        }
+    }
+
+    /// Detaches the stream into a real ``socket.socket`` (an ``AF_UNIX`` socketpair end
+    /// pumped to and from the stream by the extension): usable with ``selectors``,
+    /// ``asyncio.open_connection(sock=...)`` and anything that needs a descriptor.
+    /// End of stream and half-close pass through; this Stream is closed afterwards.
+    /// Costs two descriptors and one extra copy per byte.
+    fn to_socket(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        check_fork()?;
+        let sock = match self.take_native() {
+            Some(s) => to_fd_tier(py, s)?.0,
+            None => {
+                let mut st = self.lock();
+                match std::mem::replace(&mut *st, State::Closed) {
+                    State::Fd(sock, _) => sock,
+                    _ => return Err(closed_err()),
+                }
+            }
+        };
+        if let Some(t) = self.gettimeout() {
+            sock.bind(py).call_method1("settimeout", (t,))?;
+        }
+        Ok(sock)
+    }
+
+    /// A file object reading and/or writing the stream, as ``socket.makefile``: mode
+    /// ``"r"``, ``"w"``, ``"rw"`` with ``"b"`` for binary; text mode takes
+    /// ``encoding``, ``errors`` and ``newline``. Closing the file does not close the
+    /// stream.
+    #[pyo3(signature = (mode = "r", buffering = None, *, encoding = None, errors = None, newline = None))]
+    fn makefile<'py>(
+        slf: &Bound<'py, Self>,
+        mode: &str,
+        buffering: Option<isize>,
+        encoding: Option<&str>,
+        errors: Option<&str>,
+        newline: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let kw = PyDict::new(py);
+        kw.set_item("encoding", encoding)?;
+        kw.set_item("errors", errors)?;
+        kw.set_item("newline", newline)?;
+        py.import("astranet._io")?.getattr("makefile")?.call((slf, mode, buffering), Some(&kw))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let state = match &*self.lock() {
+            State::Native(_) => "",
+            State::Fd(..) => " fd-tier",
+            State::Closed => " closed",
+        };
+        format!(
+            "<astranet.Stream{state} local={:016x}:{} peer={:016x}:{}>",
+            self.local.0, self.local.1, self.peer.0, self.peer.1
+        )
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let st = std::mem::replace(self.state.get_mut().unwrap_or_else(|p| p.into_inner()), State::Closed);
+        if forked() {
+            // The parent's runtime does not exist here: touch nothing.
+            std::mem::forget(st);
+            return;
+        }
+        let _rt = rt().enter();
+        drop(st);
+    }
+}
+
+/// Moves a stream onto a socketpair pumped by a runtime task; returns the Python end
+/// and the signal that makes the pump reset the stream.
+fn to_fd_tier(py: Python<'_>, stream: astranet::Stream) -> PyResult<(Py<PyAny>, Arc<Notify>)> {
+    use std::os::fd::IntoRawFd;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err)?;
+    ours.set_nonblocking(true).map_err(io_err)?;
+    let ours = {
+        let _rt = rt().enter();
+        tokio::net::UnixStream::from_std(ours).map_err(io_err)?
+    };
+    let fd = theirs.into_raw_fd();
+    let kw = PyDict::new(py);
+    kw.set_item("fileno", fd)?;
+    let sock = match py.import("socket")?.getattr("socket")?.call((), Some(&kw)) {
+        Ok(s) => s,
+        Err(e) => {
+            // SAFETY: nobody else owns the fd.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+    };
+    let abort = Arc::new(Notify::new());
+    rt().spawn(pump(stream, ours, abort.clone()));
+    Ok((sock.unbind(), abort))
+}
+
+const PUMP_BUF: usize = 64 << 10;
+
+/// Copies both ways between a stream and its socketpair end. End of stream passes as a
+/// half-close; an error on the socket side resets the stream, an error on the stream
+/// side (reset) closes the socket.
+async fn pump(stream: astranet::Stream, unix: tokio::net::UnixStream, abort: Arc<Notify>) {
+    let (mut sr, mut sw) = tokio::io::split(stream);
+    let (mut ur, mut uw) = unix.into_split();
+    let down = async {
+        let mut buf = vec![0u8; PUMP_BUF];
+        loop {
+            let n = sr.read(&mut buf).await.map_err(|_| false)?;
+            if n == 0 {
+                let _ = uw.shutdown().await;
+                return Ok(());
+            }
+            uw.write_all(&buf[..n]).await.map_err(|_| true)?;
+        }
+    };
+    let up = async {
+        let mut buf = vec![0u8; PUMP_BUF];
+        loop {
+            let n = ur.read(&mut buf).await.map_err(|_| true)?;
+            if n == 0 {
+                let _ = sw.shutdown().await;
+                return Ok(());
+            }
+            sw.write_all(&buf[..n]).await.map_err(|_| false)?;
+        }
+    };
+    let res: Result<((), ()), bool> = tokio::select! {
+        r = async { tokio::try_join!(down, up) } => r,
+        _ = abort.notified() => Err(true),
+    };
+    let stream = sr.unsplit(sw);
+    if let Err(true) = res {
+        // The socket side failed (closed with data unread, or gone): reset the stream.
+        stream.abort();
+    }
+}
+
+pub fn wrap(py: Python<'_>, s: astranet::Stream) -> PyResult<Py<Stream>> {
+    Py::new(py, Stream::new(s))
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The Python suite from scratch: venv, pinned tools, the wheel built by pip through
+# maturin, the Rust peer for the cross-process test, pytest with timeouts (mypy --strict
+# on the examples is one of the tests). No --locked: this crate's Cargo.lock also pins
+# the core's dependencies, which change in the core's own commits; cargo refreshes it.
+#   bindings/python/test.sh            # from anywhere
+#   VENV=/path/to/venv bindings/python/test.sh
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="${VENV:-$root/.venv}"
+py="${PYTHON:-python3}"
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "Python: venv $venv and pinned tools"
+if [ ! -x "$venv/bin/python" ]; then
+  "$py" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet -r "$here/requirements-dev.txt"
+export PATH="$venv/bin:$PATH"   # maturin's PEP 517 hooks run the maturin binary
+
+step "Python: pip install ./bindings/python (maturin builds the abi3 wheel)"
+# Without build isolation: the pinned maturin of requirements-dev.txt builds it.
+"$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps --no-build-isolation "$here"
+
+step "Python: cargo fmt and clippy on the extension crate"
+(cd "$here" && cargo fmt --check && cargo clippy --quiet --all-targets -- -D warnings)
+
+step "Python: the Rust peer for the cross-process test"
+(cd "$here" && cargo build --quiet --example rust_peer)
+export ASTRANET_RUST_PEER="$here/target/debug/examples/rust_peer"
+
+step "Python: pytest (each test has a timeout)"
+# Run from the tests folder so that the installed package is imported, not the source.
+cd "$here/tests"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider --timeout=120 -o testpaths=. .

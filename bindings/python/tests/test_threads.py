@@ -1,0 +1,312 @@
+"""The blocking, socket-like API, used from threads."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+import socket
+import threading
+import time
+from typing import List, Tuple
+
+import pytest
+
+import astranet
+
+Nodes = Tuple[astranet.Node, astranet.Node]
+
+
+def test_echo_in_threads(nodes: Nodes, echo_addr: Tuple[int, int]) -> None:
+    _, client = nodes
+    errors: List[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            with client.dial(echo_addr, timeout=10) as s:
+                msg = f"hello {i} ".encode() * 100
+                s.sendall(msg)
+                s.shutdown(socket.SHUT_WR)
+                got = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+                assert got == msg
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+
+
+def test_socket_like_surface(nodes: Nodes) -> None:
+    server, client = nodes
+    with server.bind() as listener:
+        assert listener.getsockname() == (server.host_id, listener.port)
+        accepted: List[astranet.Stream] = []
+        t = threading.Thread(target=lambda: accepted.append(listener.accept()))
+        t.start()
+        target = f"{server.host_id:016x}:{listener.port}"
+        with client.dial(target) as s:
+            t.join(10)
+            peer = accepted[0]
+            assert s.getpeername() == (server.host_id, listener.port)
+            assert peer.getpeername() == s.getsockname()
+            assert s.getsockname()[0] == client.host_id
+            assert s.gettimeout() is None and s.getblocking()
+            assert s.send(b"abc") == 3
+            assert s.send(b"") == 0
+            buf = bytearray(10)
+            assert peer.recv_into(buf, 2) == 2 and buf[:2] == b"ab"
+            assert peer.recv(10) == b"c"
+            # makefile, text and binary
+            w = s.makefile("w", encoding="utf-8")
+            w.write("line one\nline two\n")
+            w.flush()
+            r = peer.makefile("rb")
+            assert r.readline() == b"line one\n"
+            assert r.readline() == b"line two\n"
+            w.close()
+            r.close()
+            assert not s.closed
+            s.close()
+            assert s.closed and s.fileno() == -1
+            assert peer.recv(10) == b""
+            with pytest.raises(OSError) as e:
+                s.send(b"x")
+            assert e.value.errno == errno.EBADF
+            peer.close()
+        assert "Stream" in repr(s) and "Node" in repr(server)
+
+
+def test_sendall_64mib_verified(nodes: Nodes, echo_addr: Tuple[int, int]) -> None:
+    _, client = nodes
+    size = 64 << 20
+    data = os.urandom(size)
+    received = bytearray(size)
+    with client.dial(echo_addr) as s:
+        def send() -> None:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        view = memoryview(received)
+        got = 0
+        while got < size:
+            n = s.recv_into(view[got:], min(64 << 10, size - got))
+            if n == 0:
+                break
+            got += n
+        assert s.recv(1) == b""
+        sender.join(30)
+    assert got == size
+    assert hashlib.sha256(received).digest() == hashlib.sha256(data).digest()
+
+
+def test_timeouts_raise_timeout_error(nodes: Nodes, echo_addr: Tuple[int, int]) -> None:
+    server, client = nodes
+    with client.dial(echo_addr) as s:
+        s.settimeout(0.2)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            s.recv(10)
+        assert 0.15 < time.monotonic() - started < 2
+        s.setblocking(False)
+        assert s.gettimeout() == 0.0
+        with pytest.raises(BlockingIOError):
+            s.recv(10)
+        s.settimeout(5)
+        s.sendall(b"ping")
+        assert s.recv(10) == b"ping"
+        with pytest.raises(ValueError):
+            s.settimeout(-1)
+    with server.bind() as listener:
+        listener.settimeout(0.1)
+        with pytest.raises(TimeoutError):
+            listener.accept()
+        # A dial nobody accepts times out.
+        with pytest.raises(TimeoutError):
+            client.dial(listener.getsockname(), timeout=0.2)
+
+
+def test_refused_dial(nodes: Nodes) -> None:
+    server, client = nodes
+    with pytest.raises(ConnectionRefusedError) as e:
+        client.dial((server.host_id, 4242), timeout=5)
+    assert "refused" in str(e.value) and "panic" not in str(e.value)
+    with pytest.raises(OSError) as e2:
+        client.dial((12345, 1))
+    assert e2.value.errno == errno.EHOSTUNREACH
+    with pytest.raises(ValueError):
+        client.dial("")  # not an address, and no valid service name either
+    with pytest.raises(TypeError):
+        client.dial(3.5)  # type: ignore[arg-type]
+    with pytest.raises(ConnectionRefusedError):
+        astranet.Node().join(("127.0.0.1", 1))
+
+
+def test_errors_map_to_python_exceptions(nodes: Nodes) -> None:
+    server, client = nodes
+    listener = server.bind(9)
+    with pytest.raises(OSError) as e:
+        server.bind(9)
+    assert e.value.errno == errno.EADDRINUSE
+    accepted: List[astranet.Stream] = []
+    t = threading.Thread(target=lambda: accepted.append(listener.accept()))
+    t.start()
+    s = client.dial(listener.getsockname())
+    t.join(10)
+    peer = accepted[0]
+    s.abort()
+    with pytest.raises(ConnectionResetError):
+        peer.recv(10)
+    peer.close()
+    s2_accepted: List[astranet.Stream] = []
+    t = threading.Thread(target=lambda: s2_accepted.append(listener.accept()))
+    t.start()
+    s2 = client.dial(listener.getsockname())
+    t.join(10)
+    s2.shutdown(socket.SHUT_WR)
+    with pytest.raises(BrokenPipeError):
+        s2.sendall(b"x")
+    s2.close()
+    s2_accepted[0].close()
+    listener.close()
+    server.close()
+    with pytest.raises(OSError, match="closed"):
+        server.bind(1)
+
+
+def test_keyboard_interrupt_interrupts_blocking_recv(nodes: Nodes, echo_addr: Tuple[int, int]) -> None:
+    _, client = nodes
+    with client.dial(echo_addr) as s:
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            s.recv(10)  # nothing ever comes
+        assert time.monotonic() - started < 3
+        timer.join()
+        # The stream is still usable.
+        s.sendall(b"after")
+        assert s.recv(10) == b"after"
+
+
+def test_blocked_recv_releases_the_gil(nodes: Nodes, echo_addr: Tuple[int, int]) -> None:
+    _, client = nodes
+    with client.dial(echo_addr) as s:
+        got: List[bytes] = []
+        t = threading.Thread(target=lambda: got.append(s.recv(10)))
+        t.start()
+        # Pure Python work in this thread keeps running while the other one waits.
+        deadline = time.monotonic() + 0.3
+        spins = 0
+        while time.monotonic() < deadline:
+            spins += 1
+        assert spins > 10_000
+        s.sendall(b"wake")
+        t.join(10)
+        assert got == [b"wake"]
+
+
+def test_two_threads_transfer_concurrently(nodes: Nodes, echo_addr: Tuple[int, int]) -> None:
+    _, client = nodes
+    size = 32 << 20
+    progress: dict[int, List[float]] = {0: [], 1: []}
+    errors: List[BaseException] = []
+
+    def transfer(i: int) -> None:
+        try:
+            with client.dial(echo_addr) as s:
+                chunk = bytes(256 << 10)
+                buf = bytearray(256 << 10)
+                got = 0
+                for _ in range(size // len(chunk)):
+                    s.sendall(chunk)
+                    want = len(chunk)
+                    while want:
+                        n = s.recv_into(buf, want)
+                        assert n > 0
+                        want -= n
+                        got += n
+                    progress[i].append(time.monotonic())
+                assert got == size
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=transfer, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    a, b = progress[0], progress[1]
+    # Each thread made progress while the other was still transferring.
+    assert a[0] < b[-1] and b[0] < a[-1]
+    overlap = [t for t in a if b[0] <= t <= b[-1]]
+    assert len(overlap) >= 2
+
+
+def test_listener_iteration_and_close(nodes: Nodes) -> None:
+    server, client = nodes
+    listener = server.bind(11)
+    seen: List[Tuple[int, int]] = []
+
+    def serve() -> None:
+        for stream in listener:
+            seen.append(stream.getpeername())
+            stream.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    for _ in range(3):
+        with client.dial((server.host_id, 11)) as s:
+            assert s.recv(1) == b""
+    listener.close()
+    t.join(5)
+    assert not t.is_alive() and len(seen) == 3
+    with pytest.raises(OSError):
+        listener.accept()
+
+
+def test_node_settings_and_stats() -> None:
+    with astranet.Node(host_id=0x1234, keepalive=2.0, dial_timeout=1.5, max_streams_per_link=10) as node:
+        assert node.host_id == 0x1234
+        assert node.stats()["links"] == 0 and node.peers() == []
+    assert node.closed
+    with pytest.raises(ValueError):
+        astranet.Node(keepalive=-1)
+    with pytest.raises(ValueError):
+        astranet.Node(host_id=0)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_fork_child_gets_a_clear_error(nodes: Nodes) -> None:
+    _, client = nodes
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(r)
+        msg = b"no error"
+        try:
+            client.dial((1, 1))
+        except RuntimeError as e:
+            msg = str(e).encode()
+        except BaseException as e:  # noqa: BLE001
+            msg = repr(e).encode()
+        os.write(w, msg)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        msg = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert msg.startswith(b"astranet cannot be used in a forked child"), msg
