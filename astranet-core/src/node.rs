@@ -33,7 +33,8 @@ const FIRST_AUTO_PORT: u32 = (1 << 24) + 1;
 ///
 /// Anything that converts with [`IntoTarget`] is accepted by [`Node::dial`]: an
 /// [`Addr`], a `Target`, or a string — `"<16 hex digits>:<port>"` is an address,
-/// anything else a service name (the node's environment suffix is appended).
+/// `"name:port"` the instance of a service listening on that port, anything else a
+/// service name (the node's environment suffix is appended to names).
 ///
 /// ```
 /// use astranet::Target;
@@ -52,13 +53,18 @@ pub struct Target(TargetKind);
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum TargetKind {
     Addr(Addr),
-    Name { name: String, selector: Selector },
+    /// A service name, and optionally the port its instance listens on.
+    Name {
+        name: String,
+        selector: Selector,
+        port: Option<u32>,
+    },
 }
 
 impl Target {
     /// A service name; each dial picks one of its instances at random.
     pub fn name(name: impl Into<String>) -> Target {
-        Target(TargetKind::Name { name: name.into(), selector: Selector::Random })
+        Target(TargetKind::Name { name: name.into(), selector: Selector::Random, port: None })
     }
 
     /// Picks the instance by consistent hashing on `key`: every node maps the same key
@@ -66,7 +72,9 @@ impl Target {
     /// address.
     pub fn with_key(self, key: impl Into<String>) -> Target {
         match self.0 {
-            TargetKind::Name { name, .. } => Target(TargetKind::Name { name, selector: Selector::Key(key.into()) }),
+            TargetKind::Name { name, port, .. } => {
+                Target(TargetKind::Name { name, selector: Selector::Key(key.into()), port })
+            }
             addr => Target(addr),
         }
     }
@@ -101,9 +109,18 @@ impl std::str::FromStr for Target {
         if let Ok(addr) = s.parse::<Addr>() {
             return Ok(addr.into());
         }
-        if let Err(e) = registry::parse_name(s.as_bytes()) {
-            return Err(Error::InvalidTarget { target: s.to_string(), reason: e.to_string() });
+        let invalid =
+            |e: registry::AnnouncementError| Error::InvalidTarget { target: s.to_string(), reason: e.to_string() };
+        // "name:port": the instance of `name` that listens on `port`.
+        if let Some((name, port)) = s.rsplit_once(':').and_then(|(n, p)| Some((n, p.parse::<u32>().ok()?))) {
+            registry::parse_name(name.as_bytes()).map_err(invalid)?;
+            let target = Target::name(name);
+            return Ok(Target(match target.0 {
+                TargetKind::Name { name, selector, .. } => TargetKind::Name { name, selector, port: Some(port) },
+                addr => addr,
+            }));
         }
+        registry::parse_name(s.as_bytes()).map_err(invalid)?;
         Ok(Target::name(s))
     }
 }
@@ -536,7 +553,9 @@ impl Node {
         let deadline = tokio::time::Instant::now() + timeout;
         let (addr, link) = match target.into_target()?.0 {
             TargetKind::Addr(addr) => (addr, self.shared.route_any(addr.host).ok_or(Error::NoRoute(addr.host))?),
-            TargetKind::Name { name, selector } => self.resolve(&name, &selector, deadline, timeout).await?,
+            TargetKind::Name { name, selector, port } => {
+                self.resolve(&name, &selector, port, deadline, timeout).await?
+            }
         };
         let id = loop {
             let key = Key { local_port: self.shared.alloc_port(), remote_port: addr.port, remote_host: addr.host.0 };
@@ -562,6 +581,7 @@ impl Node {
         &self,
         name: &str,
         selector: &Selector,
+        port: Option<u32>,
         deadline: tokio::time::Instant,
         timeout: Duration,
     ) -> Result<(Addr, Arc<Link>)> {
@@ -569,9 +589,14 @@ impl Node {
         let mut changes = self.shared.registry_version.subscribe();
         loop {
             changes.borrow_and_update();
-            let pick = self.shared.registry.lock().pick(&full, selector);
+            let pick = self.shared.registry.lock().pick(&full, selector, port);
             if let Some(pick) = pick {
-                if let Some(link) = self.shared.link(pick.link) {
+                // Through a relay, always the same link to it (the one routes use): a
+                // relay routes answers by host pair, so a host's streams must not be
+                // spread over several links to the same relay.
+                let relayed = pick.addr.host != pick.via;
+                let link = if relayed { self.shared.route(pick.via) } else { None };
+                if let Some(link) = link.or_else(|| self.shared.link(pick.link)) {
                     return Ok((pick.addr, link));
                 }
             }

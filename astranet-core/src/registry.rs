@@ -97,6 +97,8 @@ pub enum Selector {
 pub struct Pick {
     pub addr: Addr,
     pub link: u64,
+    /// The neighbour that link leads to.
+    pub via: HostId,
 }
 
 /// Virtual points per instance on the hash ring: enough to spread keys evenly.
@@ -283,22 +285,30 @@ impl Registry {
         out
     }
 
-    /// Picks an instance of `name` on another node, or `None` if there is none. (Like
-    /// the Go package without its loop-back link, a node does not dial its own
-    /// services by name.)
-    pub fn pick(&mut self, name: &str, selector: &Selector) -> Option<Pick> {
+    /// Picks an instance of `name` on another node (listening on `port`, if given), or
+    /// `None` if there is none. (Like the Go package without its loop-back link, a node
+    /// does not dial its own services by name.)
+    pub fn pick(&mut self, name: &str, selector: &Selector, port: Option<u32>) -> Option<Pick> {
         let list = self.remote.get(name)?;
-        let mut instances: Vec<Addr> = list.iter().map(|r| r.addr).collect();
+        let mut instances: Vec<Addr> =
+            list.iter().map(|r| r.addr).filter(|a| port.is_none_or(|p| a.port == p)).collect();
+        if instances.is_empty() {
+            return None;
+        }
         instances.sort();
         instances.dedup();
         let addr = match selector {
+            // Among one port's instances: rendezvous hashing, equally stable across nodes.
+            Selector::Key(key) if port.is_some() => *instances
+                .iter()
+                .max_by_key(|a| stable_hash(format!("{key}#{:016x}:{}", a.host.0, a.port).as_bytes()))?,
             Selector::Random => instances[rand::random::<usize>() % instances.len()],
             Selector::Key(key) => self.ring_pick(name, &instances, key),
         };
         // Prefer the instance's own link over a relay.
         let list = self.remote.get(name)?;
         let best = list.iter().filter(|r| r.addr == addr).max_by_key(|r| r.direct)?;
-        Some(Pick { addr, link: best.link })
+        Some(Pick { addr, link: best.link, via: best.via })
     }
 
     fn ring_pick(&mut self, name: &str, instances: &[Addr], key: &str) -> Addr {
@@ -359,7 +369,7 @@ mod tests {
         assert_eq!(r.list()[1].reach, Reach::Relayed);
         let gone = r.remove_link(1);
         assert_eq!(gone, vec![("db".to_string(), a(2, 5), true)]);
-        assert_eq!(r.pick("db", &Selector::Random), Some(Pick { addr: a(3, 5), link: 2 }));
+        assert_eq!(r.pick("db", &Selector::Random, None), Some(Pick { addr: a(3, 5), link: 2, via: HostId(9) }));
     }
 
     #[test]
@@ -385,8 +395,8 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for k in 0..200 {
             let key = Selector::Key(format!("user-{k}"));
-            let p1 = r1.pick("svc", &key).unwrap().addr;
-            assert_eq!(p1, r2.pick("svc", &key).unwrap().addr);
+            let p1 = r1.pick("svc", &key, None).unwrap().addr;
+            assert_eq!(p1, r2.pick("svc", &key, None).unwrap().addr);
             seen.insert(p1);
         }
         assert_eq!(seen.len(), 3, "every instance gets keys");
@@ -397,7 +407,7 @@ mod tests {
         let mut r = Registry::default();
         r.add_local("web", a(1, 80));
         assert_eq!(r.list()[0].reach, Reach::Local);
-        assert_eq!(r.pick("web", &Selector::Random), None);
+        assert_eq!(r.pick("web", &Selector::Random, None), None);
         r.remove_local("web", a(1, 80));
         assert!(r.list().is_empty());
     }

@@ -509,3 +509,29 @@ async fn a_complete_relayed_response_survives_its_hosts_exit() {
     within(5, c.read_to_end(&mut got)).await.unwrap();
     assert_eq!(got, b"last words");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_and_port_dials_the_instance_on_that_port() {
+    let (s1, client) = tcp_pair().await;
+    let s2 = Node::new();
+    let addr = s2.listen("127.0.0.1:0").await.unwrap();
+    client.join(addr).await.unwrap();
+    spawn_echo(s1.bind("web:8080").unwrap());
+    spawn_echo(s2.bind("web:9090").unwrap());
+    within(5, async {
+        while client.services().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    for _ in 0..10 {
+        let s = within(5, client.dial("web:9090")).await.unwrap();
+        assert_eq!(s.peer_addr(), Addr::new(s2.host_id(), 9090));
+        let k = within(5, client.dial(Target::name("web").with_key("k1"))).await.unwrap();
+        assert!([8080, 9090].contains(&k.peer_addr().port));
+    }
+    let keyed: Target = "web:8080".parse::<Target>().unwrap().with_key("k2");
+    assert_eq!(within(5, client.dial(keyed)).await.unwrap().peer_addr(), Addr::new(s1.host_id(), 8080));
+    let err = within(5, client.dial_timeout("web:7070", Duration::from_millis(200))).await.unwrap_err();
+    assert!(matches!(err, Error::NoSuchService { .. }), "{err}");
+}
