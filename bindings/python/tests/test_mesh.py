@@ -49,6 +49,10 @@ def test_bind_and_dial_by_name(nodes: Tuple[astranet.Node, astranet.Node]) -> No
         stream.sendall(b"by name")
         assert stream.recv(16) == b"by name"
         assert stream.getpeername() == (server.host_id, listener.port)
+    with client.dial(f"db:{listener.port}", timeout=5) as stream:
+        assert stream.getpeername() == (server.host_id, listener.port)
+    with pytest.raises(FileNotFoundError):
+        client.dial(f"db:{listener.port + 1}", timeout=0.2)
 
 
 def test_name_nobody_binds(nodes: Tuple[astranet.Node, astranet.Node]) -> None:
