@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 /// The identity of a node in the mesh: random, positive 63-bit, like the Go package's.
 ///
-/// Displayed and parsed as 16 hexadecimal digits.
+/// Displayed and parsed as exactly 16 hexadecimal digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HostId(pub u64);
 
@@ -30,8 +30,10 @@ impl fmt::Display for HostId {
 impl FromStr for HostId {
     type Err = ParseAddrError;
     fn from_str(s: &str) -> Result<HostId, ParseAddrError> {
-        if s.is_empty() || s.len() > 16 {
-            return Err(ParseAddrError(format!("host id {s:?} is not 1 to 16 hex digits")));
+        // Exactly 16 digits, as displayed: a shorter hex string ("db", "cafe") is a
+        // service name, not a host id.
+        if s.len() != 16 {
+            return Err(ParseAddrError(format!("host id {s:?} is not 16 hex digits")));
         }
         u64::from_str_radix(s, 16).map(HostId).map_err(|_| ParseAddrError(format!("host id {s:?} is not hexadecimal")))
     }
@@ -86,6 +88,7 @@ mod tests {
         assert!("xyz:1".parse::<Addr>().is_err());
         assert!("12:".parse::<Addr>().is_err());
         assert!("12".parse::<Addr>().is_err());
+        assert!("db:5".parse::<Addr>().is_err(), "short hex is a name, not a host id");
     }
 
     #[test]
