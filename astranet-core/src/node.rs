@@ -201,8 +201,15 @@ impl NodeShared {
         self.next_link.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn register_link(&self, link: &Arc<Link>) {
-        self.links.write().by_id.insert(link.id, link.clone());
+    /// Returns false when the node is closing: the link must not start.
+    pub(crate) fn register_link(&self, link: &Arc<Link>) -> bool {
+        let mut links = self.links.write();
+        // Checked under the lock `close` takes to list the links it closes.
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        links.by_id.insert(link.id, link.clone());
+        true
     }
 
     pub(crate) fn link_up(&self, link: &Arc<Link>, host: HostId) {
@@ -305,7 +312,10 @@ impl NodeShared {
     }
 
     fn close(&self) {
+        // Under the links lock, so that no link registers after the list below is taken.
+        let _registering = self.links.write();
         self.closed.store(true, Ordering::Release);
+        drop(_registering);
         for task in self.background.lock().drain(..) {
             task.abort();
         }

@@ -479,3 +479,29 @@ async fn a_closed_node_takes_no_new_work() {
     assert!(matches!(node.listen("127.0.0.1:0").await, Err(astranet::Error::NodeClosed)));
     assert!(matches!(node.dial(Addr::new(HostId(1), 1)).await, Err(astranet::Error::NodeClosed)));
 }
+
+#[tokio::test]
+async fn a_peer_that_floods_without_reading_its_answers_is_disconnected() {
+    let node = Node::builder().max_control_queue(10_000).link_write_queue(1).build();
+    let addr = listening(&node).await;
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let mut ping = Vec::new();
+    Header::link(Command::Ping, 0).put(&mut ping);
+    let burst: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 10_000).collect();
+    // Every PING asks for a PONG; this peer never reads them. Once the socket buffers
+    // are full, answers queue up to the limit and the node hangs up.
+    within(10, async {
+        while node.stats().links > 0 {
+            if peer.sock.write_all(&burst).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    within(5, async {
+        while node.stats().links > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}

@@ -184,7 +184,12 @@ impl Link {
             };
             st.push(h, &payload);
         }
-        node.register_link(&link);
+        if !node.register_link(&link) {
+            // The node is closing: the link never starts (its I/O halves drop here).
+            link.state.lock().closed = Some(CloseReason::Local);
+            link.phase.send_replace(Phase::Closed(CloseReason::Local));
+            return link;
+        }
         let tasks = [
             tokio::spawn(writer::run(link.clone(), sink)).abort_handle(),
             tokio::spawn(reader::run(link.clone(), reader)).abort_handle(),

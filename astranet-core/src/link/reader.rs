@@ -196,10 +196,16 @@ impl Link {
             }
             result = self.on_frame(&mut st, frame, wakers, deferred);
         }
-        let max_ctrl = self.config.limits.max_control_queue;
-        if result.is_ok() && st.ctrl.len() > max_ctrl {
-            // Answers pile up faster than the peer reads them.
-            result = Err(CloseReason::Limit(format!("more than {max_ctrl} bytes of control frames queued")));
+        // Answers (most are control frames; PONG and FOLLOW queue behind data) pile up
+        // faster than the peer reads them. Data written by streams stays below the write
+        // queue, and relayed data below RELAY_BACKLOG of them, so they do not count.
+        let limits = &self.config.limits;
+        let max = limits.max_control_queue + (RELAY_BACKLOG + 2) * limits.link_write_queue;
+        if result.is_ok() && st.ctrl.len() + st.data.len() > max {
+            result = Err(CloseReason::Limit(format!(
+                "more than {} bytes of control frames queued",
+                limits.max_control_queue
+            )));
         }
         self.kick(&mut st);
         drop(st);
