@@ -118,6 +118,28 @@ impl<T> OutPtr<T> {
     }
 }
 
+/// Copies up to `capacity` items into the caller's array `dst` (which may be NULL when
+/// `capacity` is 0) and writes the full number of items to `count`, so that a caller
+/// can retry with a larger array.
+pub(crate) fn fill_array<T>(
+    dst: *mut T,
+    capacity: usize,
+    what: &str,
+    items: impl ExactSizeIterator<Item = T>,
+    count: OutPtr<usize>,
+) -> Result<(), Failure> {
+    if capacity > 0 && dst.is_null() {
+        return Err(Failure::null(what));
+    }
+    let total = items.len();
+    for (i, item) in items.take(capacity).enumerate() {
+        // SAFETY: the caller passes room for `capacity` items.
+        unsafe { dst.add(i).write(item) };
+    }
+    count.set(total);
+    Ok(())
+}
+
 /// The library's version, "MAJOR.MINOR.PATCH" (a static string: never NULL, never to be
 /// freed). Equals the header's `ASTRANET_VERSION_MAJOR/MINOR/PATCH` when the header and
 /// the library match.

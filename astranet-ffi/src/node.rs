@@ -6,7 +6,7 @@ use crate::listener::{astranet_listener, ListenerH};
 use crate::poll::ReadySet;
 use crate::runtime::{self, Rt};
 use crate::stream::{astranet_stream, StreamH};
-use crate::{c_str, ffi, out};
+use crate::{c_str, ffi, fill_array, out};
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
@@ -563,15 +563,8 @@ pub extern "C" fn astranet_node_peers(
 ) -> astranet_result {
     ffi!(err, {
         let count = out(count, "count")?;
-        if capacity > 0 && ids.is_null() {
-            return Err(Failure::null("ids"));
-        }
         let peers = node_of(node)?.node.peers();
-        for (i, p) in peers.iter().take(capacity).enumerate() {
-            // SAFETY: the caller passes room for `capacity` ids.
-            unsafe { ids.add(i).write(p.0) };
-        }
-        count.set(peers.len());
+        fill_array(ids, capacity, "ids", peers.iter().map(|p| p.0), count)?;
         Ok(astranet_result::ASTRANET_OK)
     })
 }
@@ -723,16 +716,9 @@ pub extern "C" fn astranet_routes(
 ) -> astranet_result {
     ffi!(err, {
         let count = out(count, "count")?;
-        if capacity > 0 && routes.is_null() {
-            return Err(Failure::null("routes"));
-        }
         let list = node_of(node)?.node.routes();
-        for (i, r) in list.iter().take(capacity).enumerate() {
-            let v = astranet_route { host: r.host.0, via: r.via.0, direct: r.direct as u32 };
-            // SAFETY: the caller passes room for `capacity` routes.
-            unsafe { routes.add(i).write(v) };
-        }
-        count.set(list.len());
+        let items = list.iter().map(|r| astranet_route { host: r.host.0, via: r.via.0, direct: r.direct as u32 });
+        fill_array(routes, capacity, "routes", items, count)?;
         Ok(astranet_result::ASTRANET_OK)
     })
 }
