@@ -140,6 +140,9 @@ pub struct Config {
     pub dial_timeout: Duration,
     /// A link whose peer sends no HANDSHAKE within this time is closed.
     pub handshake_timeout: Duration,
+    /// A link is closed when a frame that began arriving is not complete within this
+    /// time (a peer that sends a header and stalls). Go's read watchdog uses 10 s.
+    pub frame_stall_timeout: Duration,
     /// How long a closed stream is remembered to absorb frames still in flight.
     pub linger: Duration,
     /// How often [`Node::join`] resolves its name again to join new addresses
@@ -160,6 +163,7 @@ impl Default for Config {
             windows: Windows::default(),
             dial_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
+            frame_stall_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(10),
             max_reconnect_delay: Duration::from_secs(60),
             resolve_interval: Duration::from_secs(10),
@@ -298,6 +302,13 @@ impl NodeBuilder {
     /// it is closed. Default: 10 s.
     pub fn handshake_timeout(mut self, t: Duration) -> Self {
         self.config.handshake_timeout = t;
+        self
+    }
+
+    /// Sets [`Config::frame_stall_timeout`]: a link is closed when a frame that began
+    /// arriving is not complete within it. Default: 10 s (as the Go package).
+    pub fn frame_stall_timeout(mut self, t: Duration) -> Self {
+        self.config.frame_stall_timeout = t;
         self
     }
 

@@ -58,9 +58,13 @@ pub enum Error {
     /// The stream was aborted locally.
     #[error("stream aborted")]
     Aborted,
-    /// The peer stopped reading (FIN1) or the stream was shut down for writing.
+    /// The stream was shut down for writing on this side.
     #[error("stream closed for writing")]
     BrokenPipe,
+    /// The peer no longer reads the stream: it said so (FIN1), or it is a v1 (Go) node
+    /// that closed the stream more than 10 s ago and has forgotten it.
+    #[error("the peer no longer reads the stream: {0}")]
+    PeerClosed(&'static str),
     /// The peer broke the protocol; the link was closed.
     #[error("protocol violation by {peer}: {detail}")]
     Protocol {
@@ -105,7 +109,7 @@ impl Error {
             Error::NoSuchService { .. } => K::NotFound,
             Error::LinkClosed { .. } => K::ConnectionAborted,
             Error::Reset(_) | Error::Aborted => K::ConnectionReset,
-            Error::BrokenPipe => K::BrokenPipe,
+            Error::BrokenPipe | Error::PeerClosed(_) => K::BrokenPipe,
             Error::Protocol { .. } => K::InvalidData,
             Error::LimitExceeded(_) => K::Other,
             Error::InvalidTarget { .. } => K::InvalidInput,

@@ -174,6 +174,9 @@ pub(crate) struct NodeShared {
     pub(crate) relay_pairs: Mutex<HashMap<(u64, u64), Pair>>,
     /// Streams relayed by this node, for its relay limits.
     pub(crate) relay_streams: Mutex<RelayTable>,
+    /// FIN1 frames to send in the name of Go hosts once they forget a stream they
+    /// closed (see `relay.rs`): (when, frame, link), in order.
+    pub(crate) relay_v1_closes: Mutex<std::collections::VecDeque<(std::time::Instant, crate::proto::Header, u64)>>,
     pub(crate) registry: Mutex<Registry>,
     /// The registry's version, watched by dials waiting for a name.
     pub(crate) registry_version: watch::Sender<u64>,
@@ -403,6 +406,7 @@ impl Node {
                 next_link: AtomicU64::new(1),
                 relay_pairs: Mutex::default(),
                 relay_streams: Mutex::default(),
+                relay_v1_closes: Mutex::default(),
                 registry: Mutex::default(),
                 registry_version: watch::Sender::new(0),
                 listen_addrs: Mutex::default(),

@@ -25,6 +25,9 @@ struct Relayed {
     established: bool,
     /// FIN2 seen from the lower and the higher end of the key.
     fin: [bool; 2],
+    /// The window (WND_SIZE) each end granted, lower end first: a Go sender sends DATA
+    /// frames that large, which this relay must then carry.
+    grant: [u32; 2],
     opened: Instant,
 }
 
@@ -65,14 +68,20 @@ impl RelayTable {
             return Err(format!("{per_host} relayed streams for host {}", HostId(h.src_host)));
         }
         *count += 1;
-        self.streams.insert(k, Relayed { dialer: h.src_host, established: false, fin: [false; 2], opened: now });
+        let grant = [crate::proto::INITIAL_WINDOW; 2];
+        self.streams.insert(k, Relayed { dialer: h.src_host, established: false, fin: [false; 2], grant, opened: now });
         Ok(())
     }
 
-    /// Follows a relayed stream frame's effect on the stream's life.
-    fn observe(&mut self, h: &Header) {
+    /// Follows a relayed stream frame's effect on the stream's life (`arg`: the u32
+    /// payload of WND_SIZE).
+    fn observe(&mut self, h: &Header, arg: u32) {
         let (k, side) = key(h);
         let done = match (h.cmd, self.streams.get_mut(&k)) {
+            (Command::WndSize, Some(s)) => {
+                s.grant[side] = arg;
+                false
+            }
             (Command::Syn, Some(s)) => {
                 s.established = true;
                 false
@@ -120,6 +129,12 @@ impl RelayTable {
         for k in gone {
             self.remove(&k);
         }
+    }
+
+    /// The largest DATA payload the destination of `h` allows its sender.
+    fn grant(&self, h: &Header) -> u32 {
+        let (k, side) = key(h);
+        self.streams.get(&k).map_or(crate::proto::MAX_PAYLOAD as u32, |s| s.grant[1 - side])
     }
 
     /// Streams relayed now.
@@ -174,7 +189,8 @@ impl NodeShared {
                     return None;
                 }
             }
-            Command::Syn | Command::Fin2 | Command::Rst => self.relay_streams.lock().observe(&h),
+            Command::Syn | Command::Fin2 | Command::Rst => self.relay_streams.lock().observe(&h, 0),
+            Command::WndSize => self.relay_streams.lock().observe(&h, frame.u32_payload()),
             _ => {}
         }
         let pair = Pair { from_link: from.id, to_link: to.id };
@@ -198,7 +214,55 @@ impl NodeShared {
         }
         to.kick(&mut st);
         drop(st);
+        if h.cmd == Command::Fin2 && from.is_v1() && !to.is_v1() {
+            self.after_v1_close(&h, to.id, from.node.clone());
+        }
         Some(to)
+    }
+
+    /// A Go host closed a stream whose other end is a node of this project, which takes
+    /// FIN2 as a half-close: when the Go host forgets the stream (its close window),
+    /// tell that end with FIN1 in the Go host's name, so that its writes fail instead
+    /// of waiting for credit that will never come.
+    fn after_v1_close(&self, fin2: &Header, to_link: u64, node: std::sync::Weak<NodeShared>) {
+        let fin1 = Header { cmd: Command::Fin1, len: 0, ..*fin2 };
+        let due = Instant::now() + crate::proto::V1_CLOSE_WINDOW;
+        let start = {
+            let mut timers = self.relay_v1_closes.lock();
+            timers.push_back((due, fin1, to_link));
+            timers.len() == 1
+        };
+        if start {
+            self.spawn_background(async move {
+                loop {
+                    let next = node.upgrade().and_then(|n| n.relay_v1_closes.lock().front().map(|t| t.0));
+                    let Some(due) = next else { return };
+                    tokio::time::sleep_until(due.into()).await;
+                    let Some(node) = node.upgrade() else { return };
+                    let (fin1, to_link) = {
+                        let mut timers = node.relay_v1_closes.lock();
+                        let Some((_, fin1, to_link)) = timers.pop_front() else { return };
+                        (fin1, to_link)
+                    };
+                    if let Some(link) = node.link(to_link) {
+                        let mut st = link.state.lock();
+                        if st.closed.is_none() {
+                            st.push(fin1, &[]);
+                            link.kick(&mut st);
+                        }
+                    }
+                    if node.relay_v1_closes.lock().is_empty() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    /// The largest DATA payload this relay passes on for the stream of `h` (the window
+    /// its receiving end granted).
+    pub(crate) fn relay_grant(&self, h: &Header) -> u32 {
+        self.relay_streams.lock().grant(h)
     }
 
     /// A link went down: every relayed pair it carried gets a RESET on its other link,

@@ -413,8 +413,90 @@ async fn fast_reader_grows_a_v1_senders_window() {
     })
     .await;
     assert!(window > 65_536);
-    peer.send(peer.stream_header(Command::Fin2, n, 1, 9, 0), &[]).await;
+    // Past any grant (the largest window is 16 MiB), a frame is refused from its header
+    // alone.
+    peer.send(peer.stream_header(Command::Data, n, 1, 9, (16 << 20) + 1), &[]).await;
+    within(5, peer.expect_closed()).await;
     assert_eq!(within(10, reader).await.unwrap(), sent);
+}
+
+#[tokio::test]
+async fn a_v1_frame_over_64_kib_without_a_grant_closes_the_link_at_once() {
+    // Only the header: the link must not wait for the payload to refuse it.
+    hostile(false, |p, n| frame(p.stream_header(Command::Data, n, 1, 77, 65_537), b"")).await;
+    hostile(false, |p, n| frame(p.stream_header(Command::Data, n, 1, 4242, 1 << 20), b"")).await;
+    hostile(false, |_, _| frame(Header::link(Command::Service, 70_000), b"")).await;
+}
+
+#[tokio::test]
+async fn a_frame_that_stalls_after_its_header_closes_the_link() {
+    let node = Node::builder().frame_stall_timeout(Duration::from_millis(300)).build();
+    let addr = listening(&node).await;
+    let listener = node.bind(":1").unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let n = node.host_id();
+    peer.dial(n, 1, 5).await;
+    let _s = within(5, listener.accept()).await.unwrap();
+    peer.complete(n, 1, 5).await;
+    // A header and half its payload, then nothing: closed long before the idle timeout.
+    let started = std::time::Instant::now();
+    peer.send(peer.stream_header(Command::Data, n, 1, 5, 1000), &[7u8; 500]).await;
+    within(5, peer.expect_closed()).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn a_v1_close_still_gets_the_reply_then_our_fin2() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let listener = node.bind(":1").unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let n = node.host_id();
+    peer.dial(n, 1, 6).await;
+    let mut s = within(5, listener.accept()).await.unwrap();
+    peer.complete(n, 1, 6).await;
+    // The Go idiom: write, Close() (FIN2), then read until EOF.
+    peer.send(peer.stream_header(Command::Data, n, 1, 6, 4), b"ping").await;
+    peer.send(peer.stream_header(Command::Fin2, n, 1, 6, 0), &[]).await;
+    let mut got = Vec::new();
+    within(5, s.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"ping");
+    s.write_all(b"pong").await.unwrap();
+    drop(s);
+    let mut cmds = Vec::new();
+    while !cmds.contains(&Command::Fin2) {
+        let f = within(5, peer.recv_skip_ping()).await.unwrap();
+        if f.header.cmd == Command::Data {
+            assert_eq!(f.payload.as_ref(), b"pong");
+        }
+        cmds.push(f.header.cmd);
+    }
+    assert_eq!(cmds, [Command::Data, Command::Fin2], "the reply, then EOF for the Go reader");
+}
+
+#[tokio::test]
+async fn a_go_server_answering_a_dial_given_up_is_closed_cleanly() {
+    let node = Node::new();
+    let addr = listening(&node).await;
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let me = HostId(peer.host);
+    let dial = node.dial_timeout(Addr::new(me, 80), Duration::from_millis(200)).await;
+    assert!(matches!(dial, Err(astranet::Error::TimedOut { .. })));
+    let d = within(5, peer.recv_skip_ping()).await.unwrap();
+    assert_eq!(d.header.cmd, Command::Dial);
+    // The Go server accepts late: its stream completes and is closed at once, so its
+    // reads end and its writes fail instead of waiting forever.
+    let (node_port, n) = (d.header.src_port, node.host_id());
+    peer.send(
+        Header { cmd: Command::Syn, dst_host: n.0, src_host: me.0, dst_port: node_port, src_port: 80, len: 0 },
+        &[],
+    )
+    .await;
+    let mut cmds = Vec::new();
+    while cmds.len() < 3 {
+        cmds.push(within(5, peer.recv_skip_ping()).await.unwrap().header.cmd);
+    }
+    assert_eq!(cmds, [Command::Ack, Command::Fin2, Command::Fin1]);
 }
 
 #[tokio::test]

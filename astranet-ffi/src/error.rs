@@ -134,7 +134,7 @@ pub(crate) fn code_of(e: &astranet::Error) -> astranet_result {
         E::LinkClosed { .. } => R::ASTRANET_ERR_LINK_CLOSED,
         E::Reset(_) => R::ASTRANET_ERR_RESET,
         E::Aborted => R::ASTRANET_ERR_ABORTED,
-        E::BrokenPipe => R::ASTRANET_ERR_BROKEN_PIPE,
+        E::BrokenPipe | E::PeerClosed(_) => R::ASTRANET_ERR_BROKEN_PIPE,
         E::Protocol { .. } => R::ASTRANET_ERR_PROTOCOL,
         E::LimitExceeded(_) => R::ASTRANET_ERR_LIMIT_EXCEEDED,
         E::InvalidTarget { .. } => R::ASTRANET_ERR_INVALID_TARGET,

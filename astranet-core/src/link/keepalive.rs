@@ -15,10 +15,15 @@ pub(super) async fn run(link: Arc<Link>) {
         .min(link.config.linger / 2)
         .min(link.config.handshake_timeout / 4)
         .clamp(Duration::from_millis(5), Duration::from_secs(1));
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_window: Option<u64> = None;
     loop {
-        interval.tick().await;
+        // A v1 peer's close window ends on time, not on the next tick: writes must stop
+        // before the peer forgets the stream.
+        let wait = match next_window {
+            Some(end) => tick.min(Duration::from_millis(end.saturating_sub(link.now_ms()))),
+            None => tick,
+        };
+        tokio::time::sleep(wait).await;
         let now = link.tick();
         if link.peer.get().is_none() {
             if now >= handshake_ms {
@@ -47,5 +52,21 @@ pub(super) async fn run(link: Arc<Link>) {
             st.linger.pop_front();
             st.free(id, &link.counters);
         }
+        let mut wakers = Vec::new();
+        while let Some(&(id, key, expiry)) = st.close_windows.front() {
+            if expiry > now {
+                break;
+            }
+            st.close_windows.pop_front();
+            // The slot may have been freed (and reused by another stream) meanwhile.
+            if let Some(slot) = st.table.get_mut(id).filter(|s| s.key == key) {
+                if slot.state.close_window_over() {
+                    wakers.extend(slot.write_waker.take());
+                }
+            }
+        }
+        next_window = st.close_windows.front().map(|w| w.2);
+        drop(st);
+        wakers.into_iter().for_each(std::task::Waker::wake);
     }
 }

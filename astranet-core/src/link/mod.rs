@@ -93,6 +93,9 @@ pub(crate) struct LinkState {
     pub waiting_space: VecDeque<u32>,
     /// Closed streams kept to absorb frames in flight: (slot, expiry in link ms).
     pub linger: VecDeque<(u32, u64)>,
+    /// Streams whose v1 peer closed, until it forgets them: (slot, stream, link ms
+    /// when its close window ends), in order of expiry.
+    pub close_windows: VecDeque<(u32, Key, u64)>,
     pub budget: WindowBudget,
     /// Received data not yet read, all streams together, as charged by
     /// [`table::Slot::charge`].
@@ -152,6 +155,7 @@ impl Link {
                 writer_idle: false,
                 waiting_space: VecDeque::new(),
                 linger: VecDeque::new(),
+                close_windows: VecDeque::new(),
                 budget: WindowBudget { used: 0, limit: config.windows.link_window_budget },
                 buffered: 0,
                 closed: None,
@@ -351,6 +355,7 @@ impl Link {
             }
             st.closed = Some(reason.clone());
             st.linger.clear();
+            st.close_windows.clear();
             st.waiting_space.clear();
             for (_, slot) in st.table.iter_mut() {
                 slot.take_wakers(&mut wakers);

@@ -64,6 +64,14 @@ impl ReadBuffers {
     }
 }
 
+/// The length of the incomplete frame at the front of `buf`, as far as it is known.
+fn pending_len(buf: &[u8]) -> usize {
+    if buf.len() < HEADER_LEN {
+        return HEADER_LEN;
+    }
+    HEADER_LEN + u32::from_be_bytes([buf[25], buf[26], buf[27], buf[28]]) as usize
+}
+
 /// Listener work found while dispatching, done in arrival order once the link lock is
 /// released (a listener must never be entered with the link locked).
 pub(super) enum Deferred {
@@ -81,6 +89,10 @@ pub(super) enum Deferred {
     Follow { host: HostId, addr: Bytes },
 }
 
+/// How much earlier than a v1 peer's close window this side stops writing, on top of
+/// two round trips (see `on_stream_frame`).
+const V1_CLOSE_MARGIN_MS: u64 = 200;
+
 /// Bytes a relay lets pile up on the outgoing link before it stops reading the incoming
 /// one, in multiples of the link write queue.
 const RELAY_BACKLOG: usize = 4;
@@ -88,13 +100,28 @@ const RELAY_BACKLOG: usize = 4;
 pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut buffers = ReadBuffers { retired: VecDeque::new() };
-    let mut decoder = Decoder::new(MAX_PAYLOAD as u32);
+    let decoder = Decoder::new(MAX_PAYLOAD as u32);
     let mut frames: Vec<Frame> = Vec::new();
     let mut wakers: Vec<Waker> = Vec::new();
     let mut deferred: Vec<Deferred> = Vec::new();
+    let stall = link.config.frame_stall_timeout;
+    // When the first byte of the incomplete frame at the front of `buf` arrived: the
+    // rest must follow within `stall` (Go's read watchdog does the same).
+    let mut frame_started: Option<tokio::time::Instant> = None;
     loop {
         buffers.make_room(&mut buf);
-        let n = match io.read_buf(&mut buf).await {
+        let read = io.read_buf(&mut buf);
+        let read = match frame_started {
+            None => read.await,
+            Some(t0) => match tokio::time::timeout_at(t0 + stall, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    let what = format!("a {}-byte frame was incomplete {stall:?} after it began", pending_len(&buf));
+                    return link.close(CloseReason::Timeout(what));
+                }
+            },
+        };
+        let n = match read {
             Ok(0) => return link.close(CloseReason::PeerClosed),
             Ok(n) => n,
             Err(e) => return link.close(CloseReason::Io(e.to_string())),
@@ -102,19 +129,25 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
         link.last_rx_ms.store(link.coarse_ms(), Ordering::Relaxed);
         link.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => frames.push(frame),
+            match decoder.decode_with(&mut buf, |h| link.may_receive_oversized(h)) {
+                Ok(Some(frame)) => {
+                    frames.push(frame);
+                    frame_started = None;
+                }
                 Ok(None) => break,
                 Err(e) => {
                     // Frames before the bad one are still delivered.
-                    let _ = link.dispatch(&mut frames, &mut decoder, &mut wakers, &mut deferred);
+                    let _ = link.dispatch(&mut frames, &mut wakers, &mut deferred);
                     wakers.drain(..).for_each(Waker::wake);
                     return link.close(CloseReason::Protocol(e.to_string()));
                 }
             }
         }
+        if !buf.is_empty() && frame_started.is_none() {
+            frame_started = Some(tokio::time::Instant::now());
+        }
         link.counters.frames_in.fetch_add(frames.len() as u64, Ordering::Relaxed);
-        let result = link.dispatch(&mut frames, &mut decoder, &mut wakers, &mut deferred);
+        let result = link.dispatch(&mut frames, &mut wakers, &mut deferred);
         wakers.drain(..).for_each(Waker::wake);
         if let Err(reason) = result {
             return link.close(reason);
@@ -153,8 +186,13 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: Arc<Link>, mut io: R) {
         drop(node);
         // Relayed frames are not read faster than the next hop takes them.
         let cap = RELAY_BACKLOG * link.config.limits.link_write_queue;
+        let waited = !congested.is_empty();
         for to in congested.drain(..) {
             to.wait_drained(cap).await;
+        }
+        if waited && frame_started.is_some() {
+            // The time spent not reading does not count against the peer.
+            frame_started = Some(tokio::time::Instant::now());
         }
     }
 }
@@ -164,7 +202,6 @@ impl Link {
     fn dispatch(
         self: &Arc<Self>,
         frames: &mut Vec<Frame>,
-        decoder: &mut Decoder,
         wakers: &mut Vec<Waker>,
         deferred: &mut Vec<Deferred>,
     ) -> Result<(), CloseReason> {
@@ -185,7 +222,7 @@ impl Link {
             }
             if self.peer.get().is_none() {
                 match frame.header.cmd {
-                    Command::Handshake => match self.on_handshake(&frame, decoder) {
+                    Command::Handshake => match self.on_handshake(&frame) {
                         Ok(up) => came_up = Some(up),
                         Err(e) => result = Err(e),
                     },
@@ -215,12 +252,29 @@ impl Link {
         result
     }
 
+    /// Whether a frame over [`MAX_PAYLOAD`] may be read. A Go sender puts all the
+    /// window it has into one DATA frame, so a stream whose window this node grew past
+    /// 64 KiB receives frames up to that grant: from a v1 peer, or from a Go host behind
+    /// a relay. Nothing else may be that large.
+    fn may_receive_oversized(&self, h: &Header) -> bool {
+        if h.cmd != Command::Data || self.peer.get().is_none() {
+            return false;
+        }
+        if h.dst_host != self.local_host {
+            // Relayed: up to what the receiving end granted, as seen passing through.
+            return self.node.upgrade().is_some_and(|node| node.relay_grant(h) >= h.len);
+        }
+        let key = Key { local_port: h.dst_port, remote_port: h.src_port, remote_host: h.src_host };
+        let st = self.state.lock();
+        st.table.find(&key).and_then(|id| st.table.get(id)).is_some_and(|slot| slot.state.recv.window() >= h.len)
+    }
+
     fn pong(&self, st: &mut LinkState) {
         st.push(Header::link(Command::Pong, 0), &[]);
     }
 
     /// Returns the peer's host id and how it sees this node's address (`RAddr`).
-    fn on_handshake(&self, frame: &Frame, decoder: &mut Decoder) -> Result<(HostId, String), CloseReason> {
+    fn on_handshake(&self, frame: &Frame) -> Result<(HostId, String), CloseReason> {
         let hs = Handshake::decode(&frame.payload).map_err(|e| CloseReason::Protocol(e.to_string()))?;
         let host = HostId(frame.header.src_host);
         if host.0 == 0 {
@@ -230,10 +284,6 @@ impl Link {
             return Err(CloseReason::Protocol("the link leads back to this node".into()));
         }
         let v1 = !hs.has(handshake::CAP_RST);
-        // A Go sender puts its whole window into one DATA frame, so a stream granted a
-        // larger window receives frames that large: from a v1 peer, or from a Go host
-        // behind a relay of ours.
-        decoder.set_max_payload(self.config.windows.max_stream_window.max(MAX_PAYLOAD as u32));
         tracing::debug!(link = self.id, peer = %host, v1, raddr = %hs.raddr, "handshake");
         let _ = self.peer.set(PeerInfo { host, v1 });
         Ok((host, hs.raddr))
@@ -393,6 +443,18 @@ impl Link {
             Some(Command::Rst) => self.push_reset(st, &key, RstReason::Aborted, false),
             Some(reply) => self.push_stream_frame(st, &key, reply, &[]),
             None => {}
+        }
+        if fx.close_after_reply {
+            self.push_stream_frame(st, &key, Command::Fin2, &[]);
+            self.push_stream_frame(st, &key, Command::Fin1, &[]);
+        }
+        if fx.start_close_window {
+            // The peer's window started when it closed, before its FIN2 got here, and
+            // what we write takes a while to reach it: stop a little early.
+            let rtt_ms = u64::from(self.rtt_us.load(Ordering::Relaxed)) / 1000;
+            let window = crate::proto::V1_CLOSE_WINDOW.as_millis() as u64;
+            let end = self.now_ms() + window.saturating_sub(V1_CLOSE_MARGIN_MS + 2 * rtt_ms);
+            st.close_windows.push_back((id, key, end));
         }
         let slot = st.table.get_mut(id).expect("indexed slot exists");
         if fx.wake_read {

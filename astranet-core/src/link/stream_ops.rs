@@ -163,8 +163,16 @@ impl Link {
         if let Some(fault) = slot.state.fault() {
             return Poll::Ready(Err(self.fault_error(fault, slot.key.remote_host).into()));
         }
-        if slot.state.write_closed() || slot.state.peer_done_reading() {
+        if slot.state.write_closed() {
             return Poll::Ready(Err(Error::BrokenPipe.into()));
+        }
+        if slot.state.peer_forgot() {
+            return Poll::Ready(Err(
+                Error::PeerClosed("it closed the stream and forgot it (v1 close window over)").into()
+            ));
+        }
+        if slot.state.peer_done_reading() {
+            return Poll::Ready(Err(Error::PeerClosed("it closed its reading half (FIN1)").into()));
         }
         let credit = slot.state.write_credit() as usize;
         if credit == 0 {

@@ -355,6 +355,17 @@ impl Decoder {
     /// are needed. The header is validated as soon as it is complete, so an oversized
     /// length is refused before its payload arrives.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        self.decode_with(buf, |_| false)
+    }
+
+    /// [`Decoder::decode`], except that a frame over the payload limit is accepted when
+    /// `oversize_ok` says so for its header (asked once per complete header, before the
+    /// payload arrives; e.g. DATA up to the window granted to a v1 sender).
+    pub fn decode_with(
+        &self,
+        buf: &mut BytesMut,
+        oversize_ok: impl FnOnce(&Header) -> bool,
+    ) -> Result<Option<Frame>, FrameError> {
         if buf.len() < HEADER_LEN {
             return Ok(None);
         }
@@ -364,7 +375,7 @@ impl Decoder {
             Some(expected) if len as usize != expected => {
                 return Err(FrameError::BadPayloadLen { cmd: header.cmd, len, expected: expected as u32 });
             }
-            _ if len > self.max_payload => {
+            _ if len > self.max_payload && !oversize_ok(&header) => {
                 return Err(FrameError::TooLong { cmd: header.cmd, len, max: self.max_payload });
             }
             _ => {}

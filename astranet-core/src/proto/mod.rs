@@ -10,4 +10,4 @@ pub mod stream;
 pub use flow::{Credit, FlowError, RecvWindow, SendWindow, Tuning, WindowBudget, INITIAL_WINDOW};
 pub use frame::{Command, Decoder, Frame, FrameError, Header, RstReason, HEADER_LEN, MAX_PAYLOAD};
 pub use handshake::Handshake;
-pub use stream::{Effects, Fault, Role, StreamState, StreamViolation};
+pub use stream::{Effects, Fault, Role, StreamState, StreamViolation, V1_CLOSE_WINDOW};

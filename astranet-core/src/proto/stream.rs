@@ -13,9 +13,19 @@
 //! FIN1 "I will not read any more". A side that has sent both (or RST) sends nothing
 //! else on the stream, so its peer may forget the stream as soon as it has received
 //! them; the sender of the FINs lingers a while for frames already in flight.
+//!
+//! A v1 (Go) peer never sends FIN1. Its `Close()` sends FIN2 and goes on reading for
+//! [`V1_CLOSE_WINDOW`], then forgets the stream: so its FIN2 only ends its writing, and
+//! the window's end ([`StreamState::close_window_over`]) is when it stops reading.
 
 use super::flow::{FlowError, RecvWindow, SendWindow};
 use super::frame::{Command, RstReason};
+use std::time::Duration;
+
+/// How long a v1 (Go) peer goes on reading after its `Close()` (Go's `TCP_CLOSE_WND`,
+/// `socket/stream.go`): counted from the arrival of its FIN2, after which it has
+/// forgotten the stream.
+pub const V1_CLOSE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Which side opened the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,8 +62,11 @@ mod flag {
     pub const PEER_RD_CLOSED: u16 = 1 << 6;
     /// We sent RST.
     pub const RST_SENT: u16 = 1 << 7;
-    /// The peer's v1 close (FIN2) means it will neither write nor read.
+    /// The peer may be a v1 node: it never sends FIN1, and stops reading
+    /// [`super::V1_CLOSE_WINDOW`] after its FIN2.
     pub const PEER_V1: u16 = 1 << 8;
+    /// A v1 peer's close window ended: it has forgotten the stream.
+    pub const PEER_FORGOT: u16 = 1 << 9;
 }
 
 /// A protocol rule broken by the peer on one stream.
@@ -85,8 +98,14 @@ impl StreamViolation {
 /// What the driver must do after an incoming frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
-    /// Answer with this frame (ACK or SYN_ACK).
+    /// Answer with this frame (ACK, SYN_ACK or RST).
     pub reply: Option<Command>,
+    /// After the reply, close the stream at once with FIN2 and FIN1: a v1 server
+    /// accepted a dial given up on, and must not be left waiting for it.
+    pub close_after_reply: bool,
+    /// A v1 peer closed: it reads for [`V1_CLOSE_WINDOW`] more, then the driver calls
+    /// [`StreamState::close_window_over`].
+    pub start_close_window: bool,
     /// Wake the task waiting on the read side (a read, or a dial waiting to be
     /// established).
     pub wake_read: bool,
@@ -164,6 +183,23 @@ impl StreamState {
     /// The peer will read no more: writes fail.
     pub fn peer_done_reading(&self) -> bool {
         self.has(flag::PEER_RD_CLOSED)
+    }
+
+    /// The peer stopped reading because its v1 close window ended (rather than by
+    /// sending FIN1): it forgot the stream.
+    pub fn peer_forgot(&self) -> bool {
+        self.has(flag::PEER_FORGOT)
+    }
+
+    /// A v1 peer's close window ([`V1_CLOSE_WINDOW`] after its FIN2) is over: it has
+    /// forgotten the stream, so nothing more may be sent and writes fail. Returns true
+    /// if this changed the stream (wake its writer).
+    pub fn close_window_over(&mut self) -> bool {
+        if !self.has(flag::PEER_V1) || !self.peer_done_writing() || self.peer_done_reading() {
+            return false;
+        }
+        self.flags |= flag::PEER_RD_CLOSED | flag::PEER_FORGOT;
+        true
     }
 
     /// The application closed the writing half ([`StreamState::shutdown_write`] or
@@ -244,6 +280,13 @@ impl StreamState {
                 } else if !self.has(flag::PEER_V1) {
                     // The dial was given up: make sure the accepting side learns it.
                     fx.reply = Some(Command::Rst);
+                } else {
+                    // A Go server cannot be told "refused": complete its handshake and
+                    // close at once, so its reads end at EOF and its writes fail
+                    // instead of waiting forever for an ACK.
+                    fx.reply = Some(Command::Ack);
+                    fx.close_after_reply = true;
+                    self.flags |= flag::WR_CLOSED | flag::RD_CLOSED;
                 }
             }
             Command::Ack => {
@@ -282,12 +325,10 @@ impl StreamState {
             }
             Command::Fin2 => {
                 self.flags |= flag::PEER_WR_CLOSED;
-                if self.has(flag::PEER_V1) {
-                    // Go has no half-close: its Close sends FIN2 and stops reading too.
-                    self.flags |= flag::PEER_RD_CLOSED;
-                }
+                // A Go Close() sends FIN2 and keeps reading for a while: what this side
+                // still writes must reach it, and our own FIN2 gives its reader EOF.
+                fx.start_close_window = self.has(flag::PEER_V1) && !self.peer_done_reading();
                 fx.wake_read = true;
-                fx.wake_write = true;
             }
             Command::Fin1 => {
                 self.flags |= flag::PEER_RD_CLOSED;
@@ -355,7 +396,7 @@ impl StreamState {
         send
     }
 
-    /// The peer is a v1 (Go) node: its FIN2 also means it stops reading.
+    /// The peer may be a v1 (Go) node: it reads for [`V1_CLOSE_WINDOW`] after its FIN2.
     pub fn is_v1(&self) -> bool {
         self.has(flag::PEER_V1)
     }
@@ -420,13 +461,35 @@ mod tests {
     }
 
     #[test]
-    fn v1_close_means_both_directions() {
+    fn a_v1_close_ends_its_writing_and_its_reading_only_after_the_window() {
         let mut c = StreamState::dialing(true);
         c.on_frame(Command::Syn, 0).unwrap();
         c.on_frame(Command::SynAck, 0).unwrap();
-        c.on_frame(Command::Fin2, 0).unwrap();
-        assert!(c.peer_gone());
-        assert_eq!(c.write_credit(), 0);
+        let fx = c.on_frame(Command::Fin2, 0).unwrap();
+        assert!(fx.start_close_window);
+        assert!(c.peer_done_writing() && !c.peer_gone());
+        assert!(c.write_credit() > 0, "a Go peer reads on after its Close()");
+        assert!(c.shutdown_write(), "and gets EOF only from our FIN2");
+        assert!(c.close_window_over());
+        assert!(c.peer_forgot() && c.peer_gone());
+        assert!(!c.close_window_over(), "once");
+    }
+
+    #[test]
+    fn our_kind_half_closes_without_a_window() {
+        let (mut c, _) = established_pair();
+        assert!(!c.on_frame(Command::Fin2, 0).unwrap().start_close_window);
+        assert!(!c.close_window_over());
+        assert!(c.write_credit() > 0);
+    }
+
+    #[test]
+    fn a_go_server_accepting_a_dial_given_up_is_closed_cleanly() {
+        let mut c = StreamState::dialing(true);
+        c.abort();
+        let fx = c.on_frame(Command::Syn, 0).unwrap();
+        assert_eq!((fx.reply, fx.close_after_reply), (Some(Command::Ack), true));
+        assert!(c.we_are_gone());
     }
 
     #[test]
@@ -453,7 +516,7 @@ mod tests {
         assert_eq!(c.on_frame(Command::Syn, 0).unwrap().reply, Some(Command::Rst));
         let mut v1 = StreamState::dialing(true);
         v1.abort();
-        assert_eq!(v1.on_frame(Command::Syn, 0).unwrap().reply, None);
+        assert_eq!(v1.on_frame(Command::Syn, 0).unwrap().reply, Some(Command::Ack));
     }
 
     #[test]
