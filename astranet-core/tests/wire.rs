@@ -463,15 +463,37 @@ async fn a_v1_close_still_gets_the_reply_then_our_fin2() {
     assert_eq!(got, b"ping");
     s.write_all(b"pong").await.unwrap();
     drop(s);
+    let f = within(5, peer.recv_skip_ping()).await.unwrap();
+    assert_eq!((f.header.cmd, f.payload.as_ref()), (Command::Data, &b"pong"[..]));
+    // A Go reader drops what it has not read 10 s after FIN2: FIN2 waits until the
+    // reply was read (REWIND), then EOF follows.
+    let nothing = tokio::time::timeout(Duration::from_millis(300), peer.recv_skip_ping()).await;
+    assert!(nothing.is_err(), "FIN2 before the reply was read: {nothing:?}");
+    peer.send(peer.stream_header(Command::Rewind, n, 1, 6, 4), &4u32.to_be_bytes()).await;
     let mut cmds = Vec::new();
-    while !cmds.contains(&Command::Fin2) {
-        let f = within(5, peer.recv_skip_ping()).await.unwrap();
-        if f.header.cmd == Command::Data {
-            assert_eq!(f.payload.as_ref(), b"pong");
-        }
-        cmds.push(f.header.cmd);
+    while cmds.len() < 2 {
+        cmds.push(within(5, peer.recv_skip_ping()).await.unwrap().header.cmd);
     }
-    assert_eq!(cmds, [Command::Data, Command::Fin2], "the reply, then EOF for the Go reader");
+    assert_eq!(cmds, [Command::Fin2, Command::Fin1], "EOF for the Go reader");
+}
+
+#[tokio::test]
+async fn fins_owed_to_a_v1_reader_that_never_reads_go_out_after_the_linger() {
+    let node = Node::builder().linger(Duration::from_millis(300)).build();
+    let addr = listening(&node).await;
+    let listener = node.bind(":1").unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let n = node.host_id();
+    peer.dial(n, 1, 6).await;
+    let mut s = within(5, listener.accept()).await.unwrap();
+    peer.complete(n, 1, 6).await;
+    s.write_all(b"unread").await.unwrap();
+    drop(s);
+    let mut cmds = Vec::new();
+    while cmds.len() < 3 {
+        cmds.push(within(5, peer.recv_skip_ping()).await.unwrap().header.cmd);
+    }
+    assert_eq!(cmds, [Command::Data, Command::Fin2, Command::Fin1]);
 }
 
 #[tokio::test]

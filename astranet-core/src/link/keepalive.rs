@@ -3,6 +3,7 @@
 //! link replaces any per-stream timer.
 
 use super::{CloseReason, Link};
+use crate::proto::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,17 @@ pub(super) async fn run(link: Arc<Link>) {
                 break;
             }
             st.linger.pop_front();
+            // FINs still owed to a v1 peer that did not read everything: it gets its EOF
+            // now (and its own close window to read the rest).
+            let owed = st.table.get_mut(id).map(|slot| (slot.key, slot.state.take_owed_fins()));
+            if let Some((key, (fin2, fin1))) = owed {
+                for (owed, cmd) in [(fin2, Command::Fin2), (fin1, Command::Fin1)] {
+                    if owed {
+                        link.push_stream_frame(&mut st, &key, cmd, &[]);
+                    }
+                }
+                link.kick(&mut st);
+            }
             st.free(id, &link.counters);
         }
         let mut wakers = Vec::new();

@@ -444,8 +444,10 @@ impl Link {
             Some(reply) => self.push_stream_frame(st, &key, reply, &[]),
             None => {}
         }
-        if fx.close_after_reply {
+        if fx.fin2 {
             self.push_stream_frame(st, &key, Command::Fin2, &[]);
+        }
+        if fx.fin1 {
             self.push_stream_frame(st, &key, Command::Fin1, &[]);
         }
         if fx.start_close_window {

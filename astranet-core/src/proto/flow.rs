@@ -76,6 +76,11 @@ impl SendWindow {
     pub fn window(&self) -> u32 {
         self.window
     }
+
+    /// Bytes sent and not yet handed back by the receiver (REWIND).
+    pub fn inflight(&self) -> u32 {
+        self.inflight
+    }
 }
 
 /// Auto-tuning parameters, shared by all streams of a link.

@@ -67,6 +67,10 @@ mod flag {
     pub const PEER_V1: u16 = 1 << 8;
     /// A v1 peer's close window ended: it has forgotten the stream.
     pub const PEER_FORGOT: u16 = 1 << 9;
+    /// Our FIN2 (and FIN1) wait until a v1 peer read everything we sent: a Go reader
+    /// drops what it has not read 10 s after a FIN2.
+    pub const FIN2_OWED: u16 = 1 << 10;
+    pub const FIN1_OWED: u16 = 1 << 11;
 }
 
 /// A protocol rule broken by the peer on one stream.
@@ -100,9 +104,12 @@ impl StreamViolation {
 pub struct Effects {
     /// Answer with this frame (ACK, SYN_ACK or RST).
     pub reply: Option<Command>,
-    /// After the reply, close the stream at once with FIN2 and FIN1: a v1 server
-    /// accepted a dial given up on, and must not be left waiting for it.
-    pub close_after_reply: bool,
+    /// Send FIN2 now (after the reply): a close that waited for the peer to read
+    /// everything ([`StreamState::shutdown_write`]), or a v1 server's late accept of a
+    /// dial given up on, which must not be left waiting.
+    pub fin2: bool,
+    /// Send FIN1 now, after FIN2 if both.
+    pub fin1: bool,
     /// A v1 peer closed: it reads for [`V1_CLOSE_WINDOW`] more, then the driver calls
     /// [`StreamState::close_window_over`].
     pub start_close_window: bool,
@@ -199,7 +206,17 @@ impl StreamState {
             return false;
         }
         self.flags |= flag::PEER_RD_CLOSED | flag::PEER_FORGOT;
+        self.take_owed_fins();
         true
+    }
+
+    /// FINs that wait for a v1 peer to read what was sent: `(FIN2, FIN1)` to send now.
+    /// The driver calls it when the stream's linger time is over, so that a peer that
+    /// never reads still gets its EOF; it is also how a REWIND releases them.
+    pub fn take_owed_fins(&mut self) -> (bool, bool) {
+        let owed = (self.has(flag::FIN2_OWED), self.has(flag::FIN1_OWED));
+        self.flags &= !(flag::FIN2_OWED | flag::FIN1_OWED);
+        owed
     }
 
     /// The application closed the writing half ([`StreamState::shutdown_write`] or
@@ -285,7 +302,7 @@ impl StreamState {
                     // close at once, so its reads end at EOF and its writes fail
                     // instead of waiting forever for an ACK.
                     fx.reply = Some(Command::Ack);
-                    fx.close_after_reply = true;
+                    (fx.fin2, fx.fin1) = (true, true);
                     self.flags |= flag::WR_CLOSED | flag::RD_CLOSED;
                 }
             }
@@ -342,9 +359,13 @@ impl StreamState {
             Command::Rewind => {
                 self.send.on_rewind(arg)?;
                 fx.wake_write = true;
+                if self.send.inflight() == 0 {
+                    (fx.fin2, fx.fin1) = self.take_owed_fins();
+                }
             }
             Command::Rst => {
                 self.fault = Some(Fault::Reset(RstReason::from_u8(arg as u8)));
+                self.take_owed_fins();
                 self.recv.clear();
                 fx.wake_read = true;
                 fx.wake_write = true;
@@ -363,17 +384,26 @@ impl StreamState {
         }
     }
 
-    /// The application half-closes: returns true if FIN2 must be sent.
+    /// The application half-closes: returns true if FIN2 must be sent now. Towards a
+    /// v1 peer that has not read everything sent yet, FIN2 is owed instead: a Go reader
+    /// drops its unread data 10 s after FIN2 arrives, so FIN2 follows the REWIND that
+    /// hands the last byte back (or the end of the linger time, see
+    /// [`StreamState::take_owed_fins`]).
     pub fn shutdown_write(&mut self) -> bool {
         if self.write_closed() || self.peer_gone() || self.has(flag::RST_SENT) {
             self.flags |= flag::WR_CLOSED;
             return false;
         }
         self.flags |= flag::WR_CLOSED;
+        if self.has(flag::PEER_V1) && self.send.inflight() > 0 {
+            self.flags |= flag::FIN2_OWED;
+            return false;
+        }
         true
     }
 
-    /// The application stops reading: returns true if FIN1 must be sent.
+    /// The application stops reading: returns true if FIN1 must be sent now (it waits
+    /// behind an owed FIN2).
     pub fn shutdown_read(&mut self) -> bool {
         self.recv.clear();
         if self.read_closed() || self.peer_gone() || self.has(flag::RST_SENT) {
@@ -381,6 +411,10 @@ impl StreamState {
             return false;
         }
         self.flags |= flag::RD_CLOSED;
+        if self.has(flag::FIN2_OWED) {
+            self.flags |= flag::FIN1_OWED;
+            return false;
+        }
         true
     }
 
@@ -388,6 +422,7 @@ impl StreamState {
     /// to FIN2 + FIN1 for a v1 peer).
     pub fn abort(&mut self) -> bool {
         self.recv.clear();
+        self.take_owed_fins();
         let send = !self.peer_gone() && !self.has(flag::RST_SENT);
         self.flags |= flag::RST_SENT | flag::WR_CLOSED | flag::RD_CLOSED;
         if self.fault.is_none() {
@@ -476,6 +511,32 @@ mod tests {
     }
 
     #[test]
+    fn fins_to_a_v1_peer_wait_until_it_read_everything() {
+        let mut s = StreamState::accepted(true);
+        s.on_frame(Command::Ack, 0).unwrap();
+        s.send.on_send(1000);
+        assert!(!s.shutdown_write() && !s.shutdown_read(), "owed, not sent");
+        let fx = s.on_frame(Command::Rewind, 600).unwrap();
+        assert!(!fx.fin2 && !fx.fin1);
+        let fx = s.on_frame(Command::Rewind, 400).unwrap();
+        assert!(fx.fin2 && fx.fin1, "the last byte was read: FIN2 then FIN1");
+        assert_eq!(s.take_owed_fins(), (false, false));
+
+        let (mut ours, _) = established_pair();
+        ours.send.on_send(1000);
+        assert!(ours.shutdown_write(), "a peer of this project keeps what it received");
+    }
+
+    #[test]
+    fn owed_fins_go_out_at_the_end_of_the_linger() {
+        let mut s = StreamState::accepted(true);
+        s.on_frame(Command::Ack, 0).unwrap();
+        s.send.on_send(10);
+        assert!(!s.shutdown_write());
+        assert_eq!(s.take_owed_fins(), (true, false));
+    }
+
+    #[test]
     fn our_kind_half_closes_without_a_window() {
         let (mut c, _) = established_pair();
         assert!(!c.on_frame(Command::Fin2, 0).unwrap().start_close_window);
@@ -488,7 +549,7 @@ mod tests {
         let mut c = StreamState::dialing(true);
         c.abort();
         let fx = c.on_frame(Command::Syn, 0).unwrap();
-        assert_eq!((fx.reply, fx.close_after_reply), (Some(Command::Ack), true));
+        assert_eq!((fx.reply, fx.fin2, fx.fin1), (Some(Command::Ack), true, true));
         assert!(c.we_are_gone());
     }
 

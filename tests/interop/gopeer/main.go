@@ -20,7 +20,9 @@
 //	                           idiom) and read to EOF; with CLOSE=0 read SIZE bytes, then
 //	                           Close(). Compare with what was sent.
 //	dial-send TARGET SIZE SEED write the pattern, Close(), read the sink's answer and check it.
-//	dial-recv TARGET SIZE SEED read to EOF and compare with the pattern.
+//	dial-recv TARGET SIZE SEED [PAUSE_MS]
+//	                           read to EOF and compare with the pattern (pausing PAUSE_MS
+//	                           before the last 64 KiB: a slow reader).
 //	dial-hold TARGET           dial and keep the stream open (until the process ends).
 //	services | routes          what the node knows.
 //	tap-stats                  command codes received on tapped links (-tap-listen, -attach).
@@ -239,7 +241,8 @@ func dispatch(verb string, args []string) (map[string]interface{}, error) {
 		if err := need(3); err != nil {
 			return nil, err
 		}
-		return dialRecv(args[0], argInt(args, 1, 0), uint64(argInt(args, 2, 0)))
+		return dialRecv(args[0], argInt(args, 1, 0), uint64(argInt(args, 2, 0)),
+			time.Duration(argInt(args, 3, 0))*time.Millisecond)
 	case "dial-hold":
 		if err := need(1); err != nil {
 			return nil, err
@@ -434,7 +437,7 @@ func dialSend(target string, size int64, seed uint64) (map[string]interface{}, e
 	return map[string]interface{}{"sent": size}, nil
 }
 
-func dialRecv(target string, size int64, seed uint64) (map[string]interface{}, error) {
+func dialRecv(target string, size int64, seed uint64, pause time.Duration) (map[string]interface{}, error) {
 	c, err := node.Dial("", target)
 	if err != nil {
 		return nil, err
@@ -442,7 +445,18 @@ func dialRecv(target string, size int64, seed uint64) (map[string]interface{}, e
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(120 * time.Second))
 	got := sha256.New()
+	var first int64
+	if pause > 0 && size > 65536 {
+		// A slow reader: everything but the last window (64 KiB), then nothing for a
+		// while, as the sender finishes and closes.
+		first, err = io.CopyN(got, c, size-65536)
+		if err != nil {
+			return nil, fmt.Errorf("first read: %v", err)
+		}
+		time.Sleep(pause)
+	}
 	n, err := io.Copy(got, c)
+	n += first
 	if err != nil {
 		return nil, fmt.Errorf("read after %d bytes: %v", n, err)
 	}

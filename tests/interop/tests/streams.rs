@@ -205,3 +205,14 @@ async fn go_echo_and_close_read_as_data_then_eof() {
         .await;
     }
 }
+
+/// A Go reader drops what it has not read 10 s after a FIN2 arrives: our FIN2 waits
+/// until the Go side read everything, so a slow Go reader loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_go_reader_loses_nothing_after_we_close() {
+    let (ours, mut go) = go_joins_ours().await;
+    let _source = serve(ours.bind("source").unwrap(), Mode::Source { size: 1 << 20, seed: 31 });
+    go.wait_service("source", 10).await;
+    let v = within(60, "slow read", go.cmd(&format!("dial-recv source {} 31 12000", 1 << 20))).await;
+    assert!(v.is_ok(), "{v:?}");
+}
