@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The benchmark: astranet against raw TCP (the physical limit) and the yamux crate, on
+# The benchmark: astranet against raw TCP (the physical limit), the yamux crate and the
+# original Go astranet package (needs the Go toolchain; --transports leaves it out), on
 # loopback, in one run. Prints a table, then the same figures as JSON with ratios.
 #   scripts/bench.sh                      # everything (a few minutes on 2 cores)
 #   scripts/bench.sh --quick              # a smoke run, under a minute

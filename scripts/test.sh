@@ -16,7 +16,8 @@ step "Rust: formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "Rust: unit, integration and doc tests (workspace)"
+step "Rust: unit, integration and doc tests (workspace), with the interop suites against the Go original"
+command -v go >/dev/null || { echo "the Go toolchain (go) is needed: the interop suites build the original Go package" >&2; exit 1; }
 cargo test --workspace --locked 2>&1 | tee -a "$log"
 
 step "C API: header freshness, ctest, ctest under AddressSanitizer, pkg-config install"
@@ -34,8 +35,21 @@ if [ "$fuzz_seconds" -gt 0 ]; then
   scripts/fuzz.sh "$fuzz_seconds"
 fi
 
+step "No Go peer left running"
+# A Go process of the interop suites that outlived its test is a failure.
+if leftover=$(pgrep -a -x gopeer); then
+  echo "FAIL: Go peers still running after the suites:" >&2
+  echo "$leftover" >&2
+  pkill -x gopeer || true
+  echo "test result: FAILED. 0 passed; 1 failed" >> "$log"
+  leftover_failed=1
+else
+  echo "none"
+fi
+
 # One closing line over every suite's "test result" lines.
 # cargo and ctest write "test result: ... N passed; N failed", pytest "N passed in ...".
 awk '/^test result:/ || /^[0-9]+ (passed|failed)/ {
        for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "\nall suites: %d passed, %d failed\n", p, f }' "$log"
+[ "${leftover_failed:-0}" = 0 ]

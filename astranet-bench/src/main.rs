@@ -1,10 +1,11 @@
-//! astranet-bench: measures astranet against raw TCP (the physical limit) and the `yamux`
-//! crate in one run on loopback, and prints absolute figures and ratios as a table and
+//! astranet-bench: measures astranet against raw TCP (the physical limit), the `yamux`
+//! crate and the original Go astranet package in one run on loopback, and prints absolute figures and ratios as a table and
 //! as JSON. Progress goes to stderr; the table and the JSON document to stdout.
 
 mod astra;
 mod child;
 mod discovery;
+mod go_original;
 mod latency;
 mod opens;
 mod pair;
@@ -94,6 +95,11 @@ fn run(settings: &Settings, json_path: Option<&PathBuf>) -> io::Result<bool> {
         } else {
             let args = settings.opens_child_args();
             for &kind in kinds.iter().filter(|k| opens.applies(**k)) {
+                if kind == Kind::GoOriginal {
+                    // A child process of its own already.
+                    runtime.block_on(across(&opens, &[kind], &mut report));
+                    continue;
+                }
                 let budget = if kind == Kind::Yamux { opens.yamux_budget } else { opens.budget };
                 // Every level may use its whole budget; tearing down gets a margin.
                 let limit = budget * opens.levels.len() as u32 + CHILD_MARGIN;

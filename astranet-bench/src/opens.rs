@@ -40,7 +40,34 @@ impl Section for Opens {
 
     /// Raw TCP cannot hold these counts in one process (two descriptors per connection).
     fn applies(&self, kind: Kind) -> bool {
-        matches!(kind, Kind::Yamux | Kind::Astranet)
+        matches!(kind, Kind::Yamux | Kind::Astranet | Kind::GoOriginal)
+    }
+
+    /// The Go program opens and holds the streams in its own process, with the yamux
+    /// budget per level (its opens slow down as streams accumulate, too).
+    async fn run_go(&self, rec: &mut Recorder<'_>) -> io::Result<()> {
+        let levels: Vec<String> = self.levels.iter().map(|l| l.to_string()).collect();
+        let args = [
+            "opens".to_owned(),
+            levels.join(","),
+            self.batch.to_string(),
+            self.in_flight.to_string(),
+            self.yamux_budget.as_secs().to_string(),
+        ];
+        let limit = self.yamux_budget * self.levels.len() as u32 + Duration::from_secs(60);
+        let answer = crate::go_original::measure(&args, limit).await?;
+        let results = answer["levels"].as_array().cloned().unwrap_or_default();
+        for &level in &self.levels {
+            let found = results.iter().find(|r| r["level"].as_u64() == Some(level as u64));
+            let error = found.and_then(|r| r["error"].as_str()).map(str::to_owned);
+            let cell = |key: &str| match found.and_then(|r| r[key].as_f64()) {
+                Some(v) => Cell::value(v),
+                None => Cell::missing(error.clone().unwrap_or_else(|| "not reached".to_owned())),
+            };
+            rec.put(memory_metric(level), Unit::BytesPerStream, cell("bytes_per_stream"));
+            rec.put(opens_metric(level), Unit::OpensPerSec, cell("opens_per_sec"));
+        }
+        Ok(())
     }
 
     async fn run<T: Transport>(&self, rec: &mut Recorder<'_>) -> io::Result<()> {

@@ -30,10 +30,15 @@ pub enum Kind {
     #[value(name = "relayed")]
     #[serde(rename = "astranet_relayed")]
     Relayed,
+    /// The original Go astranet package, both ends in a Go process of their own
+    /// (`astranet-bench/goastranet`), over one TCP link.
+    #[value(name = "go")]
+    #[serde(rename = "astranet_go")]
+    GoOriginal,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Tcp, Kind::Yamux, Kind::Astranet, Kind::Relayed];
+    pub const ALL: [Kind; 5] = [Kind::Tcp, Kind::Yamux, Kind::Astranet, Kind::Relayed, Kind::GoOriginal];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -41,6 +46,7 @@ impl Kind {
             Kind::Yamux => "yamux",
             Kind::Astranet => "astranet",
             Kind::Relayed => "astranet relayed",
+            Kind::GoOriginal => "Go astranet",
         }
     }
 }

@@ -141,9 +141,10 @@ impl Recorder<'_> {
 }
 
 /// Ratio columns: (numerator, denominator, column title).
-const RATIO_COLUMNS: [(Kind, Kind, &str); 3] = [
+const RATIO_COLUMNS: [(Kind, Kind, &str); 4] = [
     (Kind::Astranet, Kind::Tcp, "astranet/TCP"),
     (Kind::Astranet, Kind::Yamux, "astranet/yamux"),
+    (Kind::Astranet, Kind::GoOriginal, "astranet/Go"),
     (Kind::Relayed, Kind::Astranet, "relayed/direct"),
 ];
 
@@ -251,9 +252,9 @@ impl Report {
             out.push('\n');
         }
         out.push_str(
-            "\nRatios are astranet ÷ other (relayed/direct: astranet through one relay hop ÷ \
-             astranet direct): above 1 is better for MiB/s and opens/s, below 1 is better for \
-             µs and B/stream.\n",
+            "\nRatios are astranet ÷ other (Go: the original Go package; relayed/direct: \
+             astranet through one relay hop ÷ astranet direct): above 1 is better for MiB/s and \
+             opens/s, below 1 is better for µs and B/stream.\n",
         );
         for (i, note) in notes.iter().enumerate() {
             writeln!(out, "[{}] {note}", i + 1).unwrap();

@@ -21,12 +21,20 @@ pub const BUSY_WARNING: f64 = 0.05;
 pub trait Section {
     const NAME: &'static str;
 
-    fn applies(&self, _kind: Kind) -> bool {
-        true
+    /// Whether the section measures `kind` (the original Go package only where the
+    /// section says how, see [`Section::run_go`]).
+    fn applies(&self, kind: Kind) -> bool {
+        kind != Kind::GoOriginal
     }
 
     /// Measures transport `T`, which the section sets up and tears down itself.
     fn run<T: Transport>(&self, rec: &mut Recorder<'_>) -> impl Future<Output = io::Result<()>>;
+
+    /// Measures the original Go package with the same workload, in its own process (see
+    /// [`crate::go_original`]).
+    fn run_go(&self, _rec: &mut Recorder<'_>) -> impl Future<Output = io::Result<()>> {
+        async { Ok(()) }
+    }
 }
 
 pub async fn across<S: Section>(section: &S, kinds: &[Kind], report: &mut Report) {
@@ -38,6 +46,7 @@ pub async fn across<S: Section>(section: &S, kinds: &[Kind], report: &mut Report
             Kind::Yamux => section.run::<Yamux>(&mut rec).await,
             Kind::Astranet => section.run::<Astranet>(&mut rec).await,
             Kind::Relayed => section.run::<Relayed>(&mut rec).await,
+            Kind::GoOriginal => section.run_go(&mut rec).await,
         };
         if let Err(e) = result {
             rec.error(e);

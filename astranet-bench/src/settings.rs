@@ -18,7 +18,8 @@ pub struct Args {
     /// Run only these sections.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
-    /// Measure only these transports.
+    /// Measure only these transports (go: the original Go package, built with the Go
+    /// toolchain from ../shared/peers/astranet-go).
     #[arg(long, value_enum, value_delimiter = ',')]
     transports: Vec<Kind>,
     /// Bytes sent on the single bulk stream [default: 2GiB; quick: 128MiB].
@@ -165,8 +166,8 @@ impl Settings {
                 Part::Parallel,
                 format!(
                     "parallel: all streams are opened first (untimed), then every one sends at \
-                     once; timed until the last byte is read; {runs}. yamux and astranet carry all \
-                     streams over one TCP connection; raw TCP uses a connection per stream, as \
+                     once; timed until the last byte is read; {runs}. yamux, astranet and Go \
+                     astranet carry all streams over one TCP connection; raw TCP uses a connection per stream, as \
                      many as the descriptor limit allows with both ends in this process (a capped \
                      count is noted on its cell)."
                 ),
@@ -219,7 +220,20 @@ impl Settings {
                 ),
             ),
         ];
-        all.into_iter().filter(|(part, _)| self.runs(*part)).map(|(_, text)| text).collect()
+        let mut methods: Vec<String> =
+            all.into_iter().filter(|(part, _)| self.runs(*part)).map(|(_, text)| text).collect();
+        if self.transports.contains(&Kind::GoOriginal) {
+            methods.push(
+                "Go astranet: the original Go package (../shared/peers/astranet-go) measured by \
+                 astranet-bench/goastranet with the same workloads, both ends in one Go process \
+                 of its own per measurement (GOMAXPROCS = CPUs), linked by one loopback TCP \
+                 connection; a Go Dial returns before the stream exists, so a stream counts once \
+                 a byte went each way; its opens get the yamux budget per level. Not measured \
+                 for latency and discovery."
+                    .to_owned(),
+            );
+        }
+        methods
     }
 }
 

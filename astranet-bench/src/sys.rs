@@ -25,7 +25,9 @@ pub struct CpuClock {
     /// processed there on behalf of this process, and is not charged to it.
     total: u64,
     in_processes: u64,
-    /// User and system jiffies of this process, all threads (/proc/self/stat).
+    /// User and system jiffies of this process, all threads, and of its children it
+    /// waited for (/proc/self/stat): a transport measured in a child process (the Go
+    /// original, the opens section) is not "other work".
     own: u64,
 }
 
@@ -42,10 +44,10 @@ impl CpuClock {
             .filter_map(|f| f.parse().ok())
             .collect();
         let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the parenthesised command name start at field 3 (state);
-        // utime and stime are fields 14 and 15.
+        // Fields after the parenthesised command name start at field 3 (state); utime,
+        // stime, cutime and cstime are fields 14 to 17.
         let own: Vec<u64> =
-            own_stat.rsplit_once(')')?.1.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+            own_stat.rsplit_once(')')?.1.split_whitespace().skip(11).take(4).filter_map(|f| f.parse().ok()).collect();
         Some(CpuClock { total: cpu.iter().sum(), in_processes: cpu.get(..3)?.iter().sum(), own: own.iter().sum() })
     }
 

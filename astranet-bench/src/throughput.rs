@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::go_original;
 use crate::pair::{spawn, timed_out, Kind, Pair, Transport};
 use crate::report::{Cell, Recorder, Unit};
 use crate::section::Section;
@@ -74,6 +75,21 @@ impl Section for Bulk {
         rec.put(format!("1 stream × {}", fmt_size(self.bytes)), Unit::MibPerSec, Cell::median(samples));
         Ok(())
     }
+
+    fn applies(&self, _kind: Kind) -> bool {
+        true
+    }
+
+    async fn run_go(&self, rec: &mut Recorder<'_>) -> io::Result<()> {
+        let args = ["bulk".to_owned(), self.bytes.to_string(), self.repeat.to_string()];
+        let answer = go_original::measure(&args, self.timeout * self.repeat as u32).await?;
+        rec.put(
+            format!("1 stream × {}", fmt_size(self.bytes)),
+            Unit::MibPerSec,
+            Cell::median(go_original::samples(&answer)),
+        );
+        Ok(())
+    }
 }
 
 /// Times `bytes` sent over one stream of a fresh pair.
@@ -126,6 +142,23 @@ impl Section for Parallel {
                 ));
             }
             rec.put(metric, Unit::MibPerSec, cell);
+        }
+        Ok(())
+    }
+
+    fn applies(&self, _kind: Kind) -> bool {
+        true
+    }
+
+    async fn run_go(&self, rec: &mut Recorder<'_>) -> io::Result<()> {
+        for &Shape { streams, bytes_per_stream: size } in &self.shapes {
+            let metric = format!("{} streams × {}", fmt_count(streams), fmt_size(size));
+            let args = [streams, size as usize, self.repeat, self.in_flight].map(|n| n.to_string());
+            let args: Vec<String> = std::iter::once("parallel".to_owned()).chain(args).collect();
+            match go_original::measure(&args, self.timeout * self.repeat as u32).await {
+                Ok(answer) => rec.put(metric, Unit::MibPerSec, Cell::median(go_original::samples(&answer))),
+                Err(e) => rec.put(metric, Unit::MibPerSec, Cell::missing(e.to_string())),
+            }
         }
         Ok(())
     }

@@ -32,7 +32,13 @@ step "Python: the Rust peer for the cross-process test"
 (cd "$here" && cargo build --quiet --example rust_peer)
 export ASTRANET_RUST_PEER="$here/target/debug/examples/rust_peer"
 
-step "Python: pytest (each test has a timeout)"
+step "Python: the original Go package as a peer (tests/interop/gopeer)"
+if [ -z "${ASTRANET_GOPEER:-}" ]; then
+  (cd "$root/tests/interop/gopeer" && go build -o "$root/target/interop/gopeer" .)
+  export ASTRANET_GOPEER="$root/target/interop/gopeer"
+fi
+
+step "Python: pytest (each test has a timeout), and the Python scenario of the interop suites"
 # Run from the tests folder so that the installed package is imported, not the source.
 cd "$here/tests"
-"$venv/bin/python" -m pytest -q -p no:cacheprovider --timeout=120 -o testpaths=. .
+"$venv/bin/python" -m pytest -q -p no:cacheprovider --timeout=120 -o testpaths=. . "$root/tests/interop/python"
