@@ -272,7 +272,7 @@ impl Link {
 
     /// Tuning that never grows a window.
     pub(crate) fn fixed_window(&self) -> Tuning {
-        Tuning { max_window: crate::proto::INITIAL_WINDOW, horizon_us: 0 }
+        Tuning { max_window: crate::proto::INITIAL_WINDOW, horizon_us: 0, eager: self.is_v1() }
     }
 
     pub(crate) fn tuning(&self) -> Tuning {
@@ -280,6 +280,9 @@ impl Link {
         Tuning {
             max_window: self.config.windows.max_stream_window,
             horizon_us: rtt.saturating_mul(2).max(TUNING_FLOOR_US),
+            // The peer's close waits for our credit (it may be a node of ours behind a
+            // Go relay): hand it back as a Go reader would.
+            eager: self.is_v1(),
         }
     }
 

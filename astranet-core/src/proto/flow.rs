@@ -91,6 +91,10 @@ pub struct Tuning {
     /// A window grows when half of it is consumed within this many microseconds
     /// (about two round trips of the link, with a floor).
     pub horizon_us: u32,
+    /// Hand back every consumed byte at once (REWIND after every read), as a Go reader
+    /// does, instead of after a quarter of the window: towards a v1 peer, whose close
+    /// waits for it (see [`super::StreamState::shutdown_write`]).
+    pub eager: bool,
 }
 
 /// The link-wide budget for window growth beyond [`INITIAL_WINDOW`].
@@ -190,7 +194,7 @@ impl RecvWindow {
         self.buffered -= n;
         let unacked = self.inflight - self.buffered;
         let mut credit = Credit::default();
-        if unacked < self.window / 4 {
+        if unacked == 0 || (unacked < self.window / 4 && !tuning.eager) {
             return credit;
         }
         credit.rewind = Some(unacked);
@@ -224,7 +228,7 @@ impl RecvWindow {
 mod tests {
     use super::*;
 
-    const TUNE: Tuning = Tuning { max_window: 1 << 20, horizon_us: 1000 };
+    const TUNE: Tuning = Tuning { max_window: 1 << 20, horizon_us: 1000, eager: false };
 
     #[test]
     fn send_credit() {
@@ -257,6 +261,17 @@ mod tests {
         assert_eq!(c.window, None, "no budget, no growth");
         r.on_data(55_536).unwrap();
         assert!(r.on_data(1).is_err());
+    }
+
+    #[test]
+    fn eager_credit_goes_back_after_every_read() {
+        let mut r = RecvWindow::default();
+        let mut b = WindowBudget { used: 0, limit: 0 };
+        r.on_data(5000).unwrap();
+        let eager = Tuning { eager: true, ..TUNE };
+        assert_eq!(r.on_consume(1000, || 0, eager, &mut b).rewind, Some(1000));
+        assert_eq!(r.on_consume(4000, || 0, eager, &mut b).rewind, Some(4000));
+        assert_eq!(r.on_consume(0, || 0, eager, &mut b).rewind, None);
     }
 
     #[test]
