@@ -39,6 +39,17 @@ impl FromStr for HostId {
     }
 }
 
+/// A link of a node (a connection to a neighbour), numbered from 1 in the order the
+/// node started them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+impl fmt::Display for LinkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "link #{}", self.0)
+    }
+}
+
 /// A virtual address: (host id, port), like an IP address and TCP port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Addr {

@@ -1,7 +1,7 @@
 //! Node configuration and its builder.
 
 use crate::addr::HostId;
-use crate::node::Node;
+use crate::proto::link::LinkConfig;
 use crate::proto::INITIAL_WINDOW;
 use std::time::Duration;
 
@@ -119,7 +119,7 @@ impl Default for Windows {
     }
 }
 
-/// Everything a [`Node`] is configured with.
+/// Everything a [`Node`](crate::Node) is configured with.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// What the node does in the mesh (default [`Role::Peer`]).
@@ -136,7 +136,7 @@ pub struct Config {
     pub limits: Limits,
     /// Flow-control settings (see [`Windows`] for the defaults).
     pub windows: Windows,
-    /// Default timeout of [`Node::dial`].
+    /// Default timeout of [`Node::dial`](crate::Node::dial).
     pub dial_timeout: Duration,
     /// A link whose peer sends no HANDSHAKE within this time is closed.
     pub handshake_timeout: Duration,
@@ -145,10 +145,10 @@ pub struct Config {
     pub frame_stall_timeout: Duration,
     /// How long a closed stream is remembered to absorb frames still in flight.
     pub linger: Duration,
-    /// How often [`Node::join`] resolves its name again to join new addresses
+    /// How often [`Node::join`](crate::Node::join) resolves its name again to join new addresses
     /// (default 10 s, as in the Go package).
     pub resolve_interval: Duration,
-    /// Longest wait between two attempts of [`Node::join`] to re-establish a link.
+    /// Longest wait between two attempts of [`Node::join`](crate::Node::join) to re-establish a link.
     pub max_reconnect_delay: Duration,
 }
 
@@ -171,7 +171,7 @@ impl Default for Config {
     }
 }
 
-/// Builds a [`Node`].
+/// Builds a [`Node`](crate::Node).
 ///
 /// ```
 /// use std::time::Duration;
@@ -292,7 +292,7 @@ impl NodeBuilder {
         self
     }
 
-    /// Sets [`Config::dial_timeout`], the timeout of [`Node::dial`]. Default: 30 s.
+    /// Sets [`Config::dial_timeout`], the timeout of [`Node::dial`](crate::Node::dial). Default: 30 s.
     pub fn dial_timeout(mut self, t: Duration) -> Self {
         self.config.dial_timeout = t;
         self
@@ -320,13 +320,13 @@ impl NodeBuilder {
     }
 
     /// Sets [`Config::max_reconnect_delay`], the longest back-off between two attempts
-    /// of [`Node::join`] to re-establish a link. Default: 60 s.
+    /// of [`Node::join`](crate::Node::join) to re-establish a link. Default: 60 s.
     pub fn max_reconnect_delay(mut self, t: Duration) -> Self {
         self.config.max_reconnect_delay = t;
         self
     }
 
-    /// How often [`Node::join`] resolves its name again (default 10 s).
+    /// How often [`Node::join`](crate::Node::join) resolves its name again (default 10 s).
     pub fn resolve_interval(mut self, t: Duration) -> Self {
         self.config.resolve_interval = t.max(Duration::from_millis(10));
         self
@@ -337,8 +337,27 @@ impl NodeBuilder {
         &self.config
     }
 
-    /// Creates the node with this configuration (no I/O is started).
-    pub fn build(self) -> Node {
-        Node::with_config(self.config)
+    /// The configuration as built.
+    pub fn into_config(self) -> Config {
+        self.config
+    }
+}
+
+impl Config {
+    /// What each link of the node is configured with.
+    pub(crate) fn link_config(&self) -> LinkConfig {
+        LinkConfig {
+            ping_after: self.keepalive.ping_after,
+            idle_timeout: self.keepalive.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
+            frame_stall_timeout: self.frame_stall_timeout,
+            linger: self.linger,
+            max_streams: self.limits.max_streams_per_link,
+            max_buffer: self.limits.max_link_buffer,
+            write_queue: self.limits.link_write_queue,
+            max_control_queue: self.limits.max_control_queue,
+            max_stream_window: self.windows.max_stream_window,
+            window_budget: self.windows.link_window_budget,
+        }
     }
 }

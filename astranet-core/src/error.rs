@@ -1,6 +1,7 @@
 //! The one error type of the library.
 
 use crate::addr::{Addr, HostId};
+use crate::proto::link::CloseReason;
 use crate::proto::RstReason;
 use std::io;
 use std::time::Duration;
@@ -50,7 +51,16 @@ pub enum Error {
         /// before either is known.
         peer: String,
         /// Why the link closed (closed locally, by the peer, I/O error, timeout, limit).
-        reason: String,
+        reason: CloseReason,
+    },
+    /// A relay on the way lost its route to the stream's remote host (RESET).
+    #[error("the relay {relay} lost its route to host {host}")]
+    RouteLost {
+        /// The host that is out of reach.
+        host: HostId,
+        /// The relay that said so: the peer of the link, named as in
+        /// [`Error::LinkClosed`].
+        relay: String,
     },
     /// The peer aborted the stream.
     #[error("stream reset by peer ({0})")]
@@ -107,7 +117,7 @@ impl Error {
             Error::TimedOut { .. } => K::TimedOut,
             Error::NoRoute(_) => K::HostUnreachable,
             Error::NoSuchService { .. } => K::NotFound,
-            Error::LinkClosed { .. } => K::ConnectionAborted,
+            Error::LinkClosed { .. } | Error::RouteLost { .. } => K::ConnectionAborted,
             Error::Reset(_) | Error::Aborted => K::ConnectionReset,
             Error::BrokenPipe | Error::PeerClosed(_) => K::BrokenPipe,
             Error::Protocol { .. } => K::InvalidData,

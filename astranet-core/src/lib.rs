@@ -32,32 +32,31 @@
 //! ```
 //!
 //! The crate is split like the protocol stacks it learns from: [`proto`] is the wire
-//! protocol without I/O (frames, handshake, stream state machine, flow control); the
-//! link driver runs it on tokio with one reader and one writer task per link and no
-//! task, channel or timer per stream.
+//! protocol without I/O, down to a whole link as a state machine
+//! ([`proto::link::Link`]); the link driver moves bytes and time into it on tokio, with
+//! one reader, one writer and one timer task per link and no task, channel or timer
+//! per stream; the node reacts to the links' events (dials, announcements, frames to
+//! relay) and owns the mesh state.
 
 #![warn(missing_docs)]
 
 mod addr;
 mod config;
-mod direct;
 mod error;
-mod join;
 mod link;
 mod listener;
-mod mesh;
 mod node;
 pub mod proto;
 mod registry;
-mod relay;
 mod stats;
 mod stream;
 
-pub use addr::{Addr, HostId, ParseAddrError};
+pub use addr::{Addr, HostId, LinkId, ParseAddrError};
 pub use config::{Config, KeepAlive, Limits, NodeBuilder, Role, Windows};
 pub use error::{Error, Result};
 pub use listener::Listener;
 pub use node::{IntoTarget, Node, ServiceWatch, Target};
+pub use proto::link::{CloseReason, LinkTimeout};
 pub use registry::{Reach, RouteInfo, ServiceInfo};
-pub use stats::Stats;
+pub use stats::{Counters, Stats};
 pub use stream::Stream;

@@ -1,10 +1,9 @@
 //! Listeners: a virtual port that queues incoming DIALs until the application accepts.
 
-use crate::addr::{Addr, HostId};
+use crate::addr::{Addr, HostId, LinkId};
 use crate::error::{Error, Result};
-use crate::link::table::Key;
-use crate::link::Link;
-use crate::node::NodeShared;
+use crate::link::LinkHandle;
+use crate::proto::link::StreamKey;
 use crate::proto::RstReason;
 use crate::stream::Stream;
 use hashbrown::HashSet;
@@ -16,18 +15,23 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
+/// Who a listener belongs to: told when it closes, so that its port and name are
+/// released.
+pub(crate) trait ListenerOwner: Send + Sync {
+    fn unbind(&self, port: u32, which: &Arc<ListenerShared>);
+}
+
 /// A DIAL waiting in a backlog.
 struct PendingDial {
-    link: Arc<Link>,
-    key: Key,
+    link: LinkHandle,
+    key: StreamKey,
 }
 
 struct ListenerState {
     backlog: VecDeque<PendingDial>,
-    /// (link id, stream) of every DIAL in the backlog, for O(1) cancellation.
-    queued: HashSet<(u64, Key)>,
-    /// Backlog entries whose dialer gave up, skipped when they come out.
-    cancelled: HashSet<(u64, Key)>,
+    /// (link, stream) of every DIAL in the backlog that still waits: the backlog's
+    /// true length, and O(1) cancellation.
+    queued: HashSet<(LinkId, StreamKey)>,
     wakers: Vec<Waker>,
     closed: bool,
 }
@@ -38,22 +42,27 @@ pub(crate) struct ListenerShared {
     name: Option<String>,
     host: HostId,
     backlog_limit: usize,
-    node: Weak<NodeShared>,
+    owner: Weak<dyn ListenerOwner>,
     state: Mutex<ListenerState>,
 }
 
 impl ListenerShared {
-    pub(crate) fn new(node: &Arc<NodeShared>, port: u32, name: Option<String>) -> ListenerShared {
+    pub(crate) fn new(
+        owner: Weak<dyn ListenerOwner>,
+        host: HostId,
+        port: u32,
+        name: Option<String>,
+        backlog_limit: usize,
+    ) -> ListenerShared {
         ListenerShared {
             port,
             name,
-            host: node.host_id(),
-            backlog_limit: node.config.limits.listener_backlog,
-            node: Arc::downgrade(node),
+            host,
+            backlog_limit,
+            owner,
             state: Mutex::new(ListenerState {
                 backlog: VecDeque::new(),
                 queued: HashSet::new(),
-                cancelled: HashSet::new(),
                 wakers: Vec::new(),
                 closed: false,
             }),
@@ -65,13 +74,13 @@ impl ListenerShared {
     }
 
     /// Queues a DIAL for `accept`, or says why it is refused.
-    fn offer(&self, link: Arc<Link>, key: Key) -> Result<(), RstReason> {
+    pub(crate) fn offer(&self, link: &LinkHandle, key: StreamKey) -> Result<(), RstReason> {
         let wakers = {
             let mut st = self.state.lock();
             if st.closed {
                 return Err(RstReason::NoListener);
             }
-            if st.backlog.len() >= self.backlog_limit {
+            if st.queued.len() >= self.backlog_limit {
                 return Err(RstReason::BacklogFull);
             }
             if !st.queued.insert((link.id, key)) {
@@ -79,18 +88,25 @@ impl ListenerShared {
                 return Ok(());
             }
             link.pending_dials.fetch_add(1, Ordering::Relaxed);
-            st.backlog.push_back(PendingDial { link, key });
+            st.backlog.push_back(PendingDial { link: link.clone(), key });
             std::mem::take(&mut st.wakers)
         };
         wakers.into_iter().for_each(Waker::wake);
         Ok(())
     }
 
-    /// The dialer gave up before the DIAL was accepted.
-    fn cancel(&self, link_id: u64, key: &Key) {
+    /// The dialer gave up before the DIAL was accepted: its place in the backlog and
+    /// its share of the link's stream limit are free at once.
+    pub(crate) fn cancel(&self, link: &LinkHandle, key: &StreamKey) {
         let mut st = self.state.lock();
-        if st.queued.remove(&(link_id, *key)) {
-            st.cancelled.insert((link_id, *key));
+        if st.queued.remove(&(link.id, *key)) {
+            link.pending_dials.fetch_sub(1, Ordering::Relaxed);
+            // Entries whose dialer gave up are dropped from the front as they come;
+            // compact when they are most of the queue.
+            if st.backlog.len() > 2 * st.queued.len() + 16 {
+                let ListenerState { backlog, queued, .. } = &mut *st;
+                backlog.retain(|p| queued.contains(&(p.link.id, p.key)));
+            }
         }
     }
 
@@ -100,12 +116,10 @@ impl ListenerShared {
                 let mut st = self.state.lock();
                 match st.backlog.pop_front() {
                     Some(p) => {
-                        let id = (p.link.id, p.key);
-                        if st.cancelled.remove(&id) {
-                            p.link.pending_dials.fetch_sub(1, Ordering::Relaxed);
+                        if !st.queued.remove(&(p.link.id, p.key)) {
+                            // Cancelled while it waited.
                             continue;
                         }
-                        st.queued.remove(&id);
                         p
                     }
                     None if st.closed => return Poll::Ready(Err(Error::ListenerClosed)),
@@ -118,68 +132,31 @@ impl ListenerShared {
                 }
             };
             pending.link.pending_dials.fetch_sub(1, Ordering::Relaxed);
-            if let Some(id) = pending.link.accept_stream(pending.key) {
-                return Poll::Ready(Ok(Stream::new(pending.link, id)));
+            let key = pending.key;
+            if let Ok(id) = pending.link.with(|l, _| l.accept_stream(key)) {
+                return Poll::Ready(Ok(Stream::new(pending.link, id, key)));
             }
         }
     }
 
     /// Stops accepting: queued dials are refused, waiting accepts fail.
     pub(crate) fn close(&self) {
-        let (pending, wakers, cancelled) = {
+        let (pending, wakers, queued) = {
             let mut st = self.state.lock();
             if st.closed {
                 return;
             }
             st.closed = true;
-            st.queued.clear();
-            let cancelled = std::mem::take(&mut st.cancelled);
-            (std::mem::take(&mut st.backlog), std::mem::take(&mut st.wakers), cancelled)
+            let queued = std::mem::take(&mut st.queued);
+            (std::mem::take(&mut st.backlog), std::mem::take(&mut st.wakers), queued)
         };
         for p in pending {
-            p.link.pending_dials.fetch_sub(1, Ordering::Relaxed);
-            if !cancelled.contains(&(p.link.id, p.key)) {
-                p.link.refuse(&p.key, RstReason::NoListener);
+            if queued.contains(&(p.link.id, p.key)) {
+                p.link.pending_dials.fetch_sub(1, Ordering::Relaxed);
+                p.link.with(|l, _| l.refuse_dial(&p.key, RstReason::NoListener));
             }
         }
         wakers.into_iter().for_each(Waker::wake);
-    }
-}
-
-impl Link {
-    /// Hands a DIAL to the listener on its port, or refuses it.
-    pub(crate) fn offer_dial(self: &Arc<Self>, key: Key) {
-        let Some(node) = self.node.upgrade() else { return };
-        let refusal = match node.listener(key.local_port) {
-            None => Err(RstReason::NoListener),
-            Some(listener) => {
-                let streams = self.state.lock().table.len() + self.pending_dials.load(Ordering::Relaxed);
-                if streams >= self.config.limits.max_streams_per_link {
-                    Err(RstReason::StreamLimit)
-                } else {
-                    listener.offer(self.clone(), key)
-                }
-            }
-        };
-        if let Err(reason) = refusal {
-            tracing::debug!(link = self.id, port = key.local_port, %reason, "dial refused");
-            self.refuse(&key, reason);
-        }
-    }
-
-    /// A dialer's RST for a DIAL that may wait in a backlog.
-    pub(crate) fn cancel_dial(&self, key: &Key) {
-        if let Some(listener) = self.node.upgrade().and_then(|n| n.listener(key.local_port)) {
-            listener.cancel(self.id, key);
-        }
-    }
-
-    fn refuse(&self, key: &Key, reason: RstReason) {
-        let mut st = self.state.lock();
-        if st.closed.is_none() {
-            self.push_reset(&mut st, key, reason, false);
-            self.kick(&mut st);
-        }
     }
 }
 
@@ -232,8 +209,8 @@ impl Listener {
     /// Unbinds the port. Pending and later `accept` calls fail with
     /// [`Error::ListenerClosed`].
     pub fn close(&self) {
-        if let Some(node) = self.shared.node.upgrade() {
-            node.unbind(self.shared.port, &self.shared);
+        if let Some(owner) = self.shared.owner.upgrade() {
+            owner.unbind(self.shared.port, &self.shared);
         }
         self.shared.close();
     }

@@ -2,7 +2,7 @@
 //! (SERVICE / NO_SERVICE) received on each link, with instance selection for dial by
 //! name.
 
-use crate::addr::{Addr, HostId};
+use crate::addr::{Addr, HostId, LinkId};
 use hashbrown::HashMap;
 use std::fmt;
 
@@ -78,7 +78,7 @@ pub fn parse_name(payload: &[u8]) -> Result<&str, AnnouncementError> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Remote {
     addr: Addr,
-    link: u64,
+    link: LinkId,
     via: HostId,
     direct: bool,
 }
@@ -96,7 +96,7 @@ pub enum Selector {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pick {
     pub addr: Addr,
-    pub link: u64,
+    pub link: LinkId,
     /// The neighbour that link leads to.
     pub via: HostId,
 }
@@ -108,7 +108,7 @@ const RING_POINTS: u32 = 64;
 pub struct Registry {
     local: HashMap<String, Vec<Addr>>,
     remote: HashMap<String, Vec<Remote>>,
-    per_link: HashMap<u64, usize>,
+    per_link: HashMap<LinkId, usize>,
     /// Announcements per instance host.
     per_host: HashMap<HostId, usize>,
     /// Hash rings by name, valid for `version`.
@@ -163,7 +163,7 @@ impl Registry {
     }
 
     /// A relayed announcement of `host`: the name, and the link it came through.
-    pub fn relayed_entry(&self, host: HostId) -> Option<(String, u64)> {
+    pub fn relayed_entry(&self, host: HostId) -> Option<(String, LinkId)> {
         self.remote.iter().find_map(|(name, list)| {
             list.iter().find(|r| r.addr.host == host && !r.direct).map(|r| (name.clone(), r.link))
         })
@@ -175,7 +175,7 @@ impl Registry {
         &mut self,
         name: &str,
         addr: Addr,
-        link: u64,
+        link: LinkId,
         via: HostId,
         limit: usize,
     ) -> Result<bool, AnnouncementError> {
@@ -198,7 +198,7 @@ impl Registry {
     }
 
     /// Withdraws an announcement received on `link`. Returns whether it was known.
-    pub fn remove_remote(&mut self, name: &str, addr: Addr, link: u64) -> bool {
+    pub fn remove_remote(&mut self, name: &str, addr: Addr, link: LinkId) -> bool {
         let Some(list) = self.remote.get_mut(name) else { return false };
         let before = list.len();
         list.retain(|r| !(r.addr == addr && r.link == link));
@@ -220,7 +220,7 @@ impl Registry {
 
     /// Forgets everything announced on a link that went down; returns what was
     /// withdrawn.
-    pub fn remove_link(&mut self, link: u64) -> Vec<(String, Addr, bool)> {
+    pub fn remove_link(&mut self, link: LinkId) -> Vec<(String, Addr, bool)> {
         let mut gone = Vec::new();
         self.remote.retain(|name, list| {
             list.retain(|r| {
@@ -250,7 +250,7 @@ impl Registry {
     }
 
     /// Announcements a router passes on: those received from the service's own host.
-    pub fn direct_remotes(&self) -> impl Iterator<Item = (&str, Addr, u64)> {
+    pub fn direct_remotes(&self) -> impl Iterator<Item = (&str, Addr, LinkId)> {
         self.remote
             .iter()
             .flat_map(|(n, list)| list.iter().filter(|r| r.direct).map(move |r| (n.as_str(), r.addr, r.link)))
@@ -363,23 +363,26 @@ mod tests {
     #[test]
     fn link_loss_withdraws_its_announcements() {
         let mut r = Registry::default();
-        r.add_remote("db", a(2, 5), 1, HostId(2), 10).unwrap();
-        r.add_remote("db", a(3, 5), 2, HostId(9), 10).unwrap();
+        r.add_remote("db", a(2, 5), LinkId(1), HostId(2), 10).unwrap();
+        r.add_remote("db", a(3, 5), LinkId(2), HostId(9), 10).unwrap();
         assert_eq!(r.list().len(), 2);
         assert_eq!(r.list()[1].reach, Reach::Relayed);
-        let gone = r.remove_link(1);
+        let gone = r.remove_link(LinkId(1));
         assert_eq!(gone, vec![("db".to_string(), a(2, 5), true)]);
-        assert_eq!(r.pick("db", &Selector::Random, None), Some(Pick { addr: a(3, 5), link: 2, via: HostId(9) }));
+        assert_eq!(
+            r.pick("db", &Selector::Random, None),
+            Some(Pick { addr: a(3, 5), link: LinkId(2), via: HostId(9) })
+        );
     }
 
     #[test]
     fn per_link_limit() {
         let mut r = Registry::default();
-        r.add_remote("a", a(2, 1), 1, HostId(2), 2).unwrap();
-        r.add_remote("b", a(2, 2), 1, HostId(2), 2).unwrap();
-        assert_eq!(r.add_remote("c", a(2, 3), 1, HostId(2), 2), Err(AnnouncementError::OverLimit(2)));
-        assert!(r.remove_remote("a", a(2, 1), 1));
-        r.add_remote("c", a(2, 3), 1, HostId(2), 2).unwrap();
+        r.add_remote("a", a(2, 1), LinkId(1), HostId(2), 2).unwrap();
+        r.add_remote("b", a(2, 2), LinkId(1), HostId(2), 2).unwrap();
+        assert_eq!(r.add_remote("c", a(2, 3), LinkId(1), HostId(2), 2), Err(AnnouncementError::OverLimit(2)));
+        assert!(r.remove_remote("a", a(2, 1), LinkId(1)));
+        r.add_remote("c", a(2, 3), LinkId(1), HostId(2), 2).unwrap();
     }
 
     #[test]
@@ -389,8 +392,8 @@ mod tests {
         let mut r2 = Registry::default();
         // Learned in different orders, over different links.
         for (i, addr) in instances.iter().enumerate() {
-            r1.add_remote("svc", *addr, 1, addr.host, 10).unwrap();
-            r2.add_remote("svc", instances[2 - i], 7, instances[2 - i].host, 10).unwrap();
+            r1.add_remote("svc", *addr, LinkId(1), addr.host, 10).unwrap();
+            r2.add_remote("svc", instances[2 - i], LinkId(7), instances[2 - i].host, 10).unwrap();
         }
         let mut seen = std::collections::HashSet::new();
         for k in 0..200 {

@@ -2,13 +2,20 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A node's counters, updated by its links as they go (see [`Stats`] for a snapshot).
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub struct Counters {
+    /// Streams ever created (dialed or accepted).
     pub streams_opened: AtomicU64,
+    /// Streams forgotten.
     pub streams_closed: AtomicU64,
+    /// Bytes read from all links, frame headers included.
     pub bytes_in: AtomicU64,
+    /// Bytes written to all links, frame headers included.
     pub bytes_out: AtomicU64,
+    /// Frames received.
     pub frames_in: AtomicU64,
+    /// Frames dropped: for unknown streams or hosts, or not understood in their context.
     pub frames_dropped: AtomicU64,
 }
 

@@ -1,12 +1,14 @@
 //! The stream handle: a virtual connection, used like a TCP stream.
 
-use crate::addr::{Addr, HostId};
-use crate::link::Link;
+use crate::addr::Addr;
+use crate::error::Error;
+use crate::link::LinkHandle;
+use crate::proto::link::{StreamId, StreamKey};
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// One bidirectional byte stream between two nodes, multiplexed over a link.
@@ -30,55 +32,58 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// # Ok(()) }
 /// ```
 pub struct Stream {
-    link: Arc<Link>,
-    /// Slot in the link's stream table; `RELEASED` once the handle gave it back.
-    id: u32,
+    link: LinkHandle,
+    id: StreamId,
+    /// The stream's key, kept here so that errors and addresses need no lock.
+    key: StreamKey,
+    released: bool,
 }
 
-const RELEASED: u32 = u32::MAX;
-
 impl Stream {
-    pub(crate) fn new(link: Arc<Link>, id: u32) -> Stream {
-        Stream { link, id }
-    }
-
-    pub(crate) fn link(&self) -> &Link {
-        &self.link
-    }
-
-    pub(crate) fn slot(&self) -> u32 {
-        self.id
+    pub(crate) fn new(link: LinkHandle, id: StreamId, key: StreamKey) -> Stream {
+        Stream { link, id, key, released: false }
     }
 
     /// This end's virtual address: (this node's host id, local port).
     pub fn local_addr(&self) -> Addr {
-        let key = self.link.key_of(self.id);
-        Addr::new(HostId(self.link.local_host), key.local_port)
+        self.link.local_addr(&self.key)
     }
 
     /// The other end's virtual address.
     pub fn peer_addr(&self) -> Addr {
-        let key = self.link.key_of(self.id);
-        Addr::new(HostId(key.remote_host), key.remote_port)
+        self.key.remote()
     }
 
     /// Resets the stream: unsent and unread data is dropped and the peer's reads and
     /// writes fail with [`io::ErrorKind::ConnectionReset`] (a v1 Go peer sees EOF).
     pub fn abort(mut self) {
-        self.link.abort(self.id);
-        self.id = RELEASED;
+        self.released = true;
+        let id = self.id;
+        self.link.with(|l, _| l.abort(id, Instant::now()));
+    }
+
+    /// Completes once a dialed stream is established.
+    pub(crate) fn poll_established(&self, cx: &Context<'_>) -> Poll<Result<(), Error>> {
+        let id = self.id;
+        self.link.with(|l, _| l.poll_established(id, cx.waker())).map_err(|e| self.link.stream_error(e, &self.key))
     }
 }
 
 impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        self.link.poll_read(self.id, cx, buf)
+        let id = self.id;
+        let max = buf.remaining();
+        let read =
+            self.link.with(|l, _| l.poll_read(id, cx.waker(), max, |chunk| buf.put_slice(chunk), Instant::now()));
+        read.map(|r| r.map(|_| ()).map_err(|e| self.link.stream_error(e, &self.key).into()))
     }
 }
 
 impl AsyncWrite for Stream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.link.poll_write(self.id, cx, buf)
+        let id = self.id;
+        let written = self.link.with_direct(|l, direct, _| l.poll_write(id, cx.waker(), buf, direct, Instant::now()));
+        written.map_err(|e| self.link.stream_error(e, &self.key).into())
     }
 
     /// Written bytes are already queued on the link; there is nothing to flush.
@@ -87,23 +92,23 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.link.shutdown_write(self.id))
+        let id = self.id;
+        let result = self.link.with(|l, _| l.shutdown_write(id));
+        Poll::Ready(result.map_err(|e| self.link.stream_error(e, &self.key).into()))
     }
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        if self.id != RELEASED {
-            self.link.release(self.id);
+        if !self.released {
+            let id = self.id;
+            self.link.with(|l, _| l.release(id, Instant::now()));
         }
     }
 }
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.id == RELEASED {
-            return f.write_str("Stream(released)");
-        }
         f.debug_struct("Stream").field("local", &self.local_addr()).field("peer", &self.peer_addr()).finish()
     }
 }

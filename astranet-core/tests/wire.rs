@@ -278,9 +278,27 @@ async fn malformed_handshake_closes_the_link() {
     within(5, sock.read_to_end(&mut sink)).await.unwrap();
 }
 
+/// DATA may arrive after its stream was forgotten (it waited in a congested queue
+/// longer than the linger time): it is dropped and counted, and the link stays up.
 #[tokio::test]
-async fn frame_for_unknown_stream_closes_only_its_link() {
-    hostile(true, |p, n| frame(p.stream_header(Command::Data, n, 1, 4242, 5), b"hello")).await;
+async fn data_for_an_unknown_stream_is_dropped_and_counted() {
+    for ext in [false, true] {
+        let node = Node::new();
+        let addr = listening(&node).await;
+        let listener = node.bind(":1").unwrap();
+        let (mut peer, _) = within(5, RawPeer::connect(addr, ext)).await;
+        let n = node.host_id();
+        let dropped = node.stats().frames_dropped;
+        peer.send(peer.stream_header(Command::Data, n, 1, 4242, 5), b"hello").await;
+        // The link still works.
+        peer.dial(n, 1, 7).await;
+        let mut s = within(5, listener.accept()).await.unwrap();
+        peer.complete(n, 1, 7).await;
+        peer.send(peer.stream_header(Command::Data, n, 1, 7, 2), b"ok").await;
+        let mut got = [0u8; 2];
+        within(5, s.read_exact(&mut got)).await.unwrap();
+        assert_eq!(node.stats().frames_dropped, dropped + 1);
+    }
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let mut s =
         if first & 1 == 0 { StreamState::dialing(first & 2 == 0) } else { StreamState::accepted(first & 2 == 0) };
     let mut budget = WindowBudget { used: 0, limit: 1 << 24 };
-    let tuning = Tuning { max_window: 1 << 22, horizon_us: 1000 };
+    let tuning = Tuning { max_window: 1 << 22, horizon_us: 1000, eager: first & 4 == 0 };
     let mut now = 0u32;
     for op in ops.chunks_exact(5) {
         let arg = u32::from_be_bytes([op[1], op[2], op[3], op[4]]);
@@ -26,21 +26,31 @@ fuzz_target!(|data: &[u8]| {
                 s.abort();
             }
             3 => {
-                let n = arg.min(s.recv.buffered());
-                s.recv.on_consume(n, || now, tuning, &mut budget);
+                let n = (arg as usize).min(s.recv.window.buffered() as usize);
+                s.recv.read(n, |_| {}, || now, tuning, &mut budget);
             }
             4 => {
                 let n = arg.min(s.write_credit());
                 s.send.on_send(n);
             }
+            5 => {
+                s.close_window_over();
+            }
+            6 => {
+                s.take_owed_fins();
+            }
             code => {
                 if let Some(cmd) = Command::from_u8(code).filter(|c| c.is_stream_frame()) {
                     let arg = if cmd == Command::Data { arg % 70_000 } else { arg };
-                    let _ = s.on_frame(cmd, arg);
+                    if let Ok(fx) = s.on_frame(cmd, arg) {
+                        if fx.keep_data {
+                            s.recv.push(bytes::Bytes::from(vec![0u8; arg as usize]));
+                        }
+                    }
                 }
             }
         }
-        assert!(s.recv.buffered() <= s.recv.window());
+        assert!(s.recv.window.buffered() <= s.recv.window.window());
         assert!(budget.used <= budget.limit);
     }
 });

@@ -1,4 +1,4 @@
-//! The stream state machine, without I/O: which frames a stream accepts in which state,
+//! The stream state machine, without I/O: which frames a stream accepts in which phase,
 //! what it answers, and when it may be forgotten.
 //!
 //! ```text
@@ -18,8 +18,9 @@
 //! [`V1_CLOSE_WINDOW`], then forgets the stream: so its FIN2 only ends its writing, and
 //! the window's end ([`StreamState::close_window_over`]) is when it stops reading.
 
-use super::flow::{FlowError, RecvWindow, SendWindow};
+use super::flow::{FlowError, SendWindow};
 use super::frame::{Command, RstReason};
+use super::recv::Recv;
 use std::time::Duration;
 
 /// How long a v1 (Go) peer goes on reading after its `Close()` (Go's `TCP_CLOSE_WND`,
@@ -36,6 +37,42 @@ pub enum Role {
     Server,
 }
 
+/// Where the stream's opening handshake stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// Client: DIAL sent, waiting for SYN.
+    Dialing,
+    /// Client: SYN received and ACK sent; DATA from the server may arrive already.
+    Acked,
+    /// Server: SYN sent, waiting for ACK.
+    SynSent,
+    /// Both sides may write; this side is the one that dialed or accepted.
+    Established(Role),
+}
+
+/// One direction of the stream as seen from this side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Half {
+    /// Still flowing.
+    Open,
+    /// Closed by the application; the FIN that says so waits until a v1 peer read
+    /// everything sent (see [`StreamState::shutdown_write`]).
+    Owed,
+    /// Closed, and the peer told (or nothing needs telling).
+    Closed,
+}
+
+/// How the peer's reading side stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerReading {
+    /// The peer reads.
+    Open,
+    /// The peer said it reads no more (FIN1).
+    Closed,
+    /// A v1 peer's close window ended: it has forgotten the stream.
+    Forgot,
+}
+
 /// Why a stream can no longer be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -47,43 +84,17 @@ pub enum Fault {
     RouteLost,
 }
 
-mod flag {
-    pub const CLIENT: u16 = 1 << 0;
-    /// Client: ACK sent (DATA may arrive). Server: SYN sent.
-    pub const HANDSHAKING: u16 = 1 << 1;
-    pub const ESTABLISHED: u16 = 1 << 2;
-    /// We sent FIN2: no more writes.
-    pub const WR_CLOSED: u16 = 1 << 3;
-    /// We sent FIN1: no more reads.
-    pub const RD_CLOSED: u16 = 1 << 4;
-    /// FIN2 received: EOF once the buffer drains.
-    pub const PEER_WR_CLOSED: u16 = 1 << 5;
-    /// FIN1 received: writes fail.
-    pub const PEER_RD_CLOSED: u16 = 1 << 6;
-    /// We sent RST.
-    pub const RST_SENT: u16 = 1 << 7;
-    /// The peer may be a v1 node: it never sends FIN1, and stops reading
-    /// [`super::V1_CLOSE_WINDOW`] after its FIN2.
-    pub const PEER_V1: u16 = 1 << 8;
-    /// A v1 peer's close window ended: it has forgotten the stream.
-    pub const PEER_FORGOT: u16 = 1 << 9;
-    /// Our FIN2 (and FIN1) wait until a v1 peer read everything we sent: a Go reader
-    /// drops what it has not read 10 s after a FIN2.
-    pub const FIN2_OWED: u16 = 1 << 10;
-    pub const FIN1_OWED: u16 = 1 << 11;
-}
-
 /// A protocol rule broken by the peer on one stream.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StreamViolation {
-    /// A frame the stream's state does not allow (e.g. DATA before the handshake or
+    /// A frame the stream's phase does not allow (e.g. DATA before the handshake or
     /// after FIN2).
-    #[error("{cmd} not expected in state {state}")]
+    #[error("{cmd} not expected in phase {phase:?}")]
     Unexpected {
         /// The offending command.
         cmd: Command,
-        /// The stream's state: `dialing`, `ack-sent`, `syn-sent` or `established`.
-        state: &'static str,
+        /// The stream's opening phase.
+        phase: Opening,
     },
     /// A flow-control rule was broken.
     #[error(transparent)]
@@ -122,44 +133,71 @@ pub struct Effects {
     pub keep_data: bool,
 }
 
-/// Everything the protocol knows about one stream.
-#[derive(Clone, Debug)]
+/// Everything the protocol knows about one stream. (Kept small, with no field that
+/// another one implies: this is most of the memory of an idle stream.)
+#[derive(Debug)]
 pub struct StreamState {
-    flags: u16,
+    opening: Opening,
+    /// Our writing half (FIN2) and reading half (FIN1). The reading half closes only
+    /// when the application lets go of the stream (or aborts it).
+    writing: Half,
+    reading: Half,
+    /// The peer finished writing (FIN2 received).
+    peer_done_writing: bool,
+    peer_reading: PeerReading,
+    /// The peer may be a v1 node: it never sends FIN1 and stops reading
+    /// [`V1_CLOSE_WINDOW`] after its FIN2.
+    v1: bool,
+    /// Why the stream failed; `Aborted` also means we sent RST (or its v1 form).
     fault: Option<Fault>,
     /// Flow control of the data we send.
     pub send: SendWindow,
-    /// Flow control of the data we receive.
-    pub recv: RecvWindow,
+    /// The data we receive, with its flow control.
+    pub recv: Recv,
 }
 
 impl StreamState {
     /// A client stream whose DIAL is about to be sent.
     pub fn dialing(peer_is_v1: bool) -> StreamState {
-        Self::with(flag::CLIENT, peer_is_v1)
+        Self::new(Opening::Dialing, peer_is_v1)
     }
 
     /// A server stream whose SYN is about to be sent.
     pub fn accepted(peer_is_v1: bool) -> StreamState {
-        Self::with(flag::HANDSHAKING, peer_is_v1)
+        Self::new(Opening::SynSent, peer_is_v1)
     }
 
-    fn with(flags: u16, peer_is_v1: bool) -> StreamState {
-        let v1 = if peer_is_v1 { flag::PEER_V1 } else { 0 };
-        StreamState { flags: flags | v1, fault: None, send: SendWindow::default(), recv: RecvWindow::default() }
-    }
-
-    fn has(&self, f: u16) -> bool {
-        self.flags & f == f
+    fn new(opening: Opening, v1: bool) -> StreamState {
+        StreamState {
+            opening,
+            writing: Half::Open,
+            reading: Half::Open,
+            peer_done_writing: false,
+            peer_reading: PeerReading::Open,
+            v1,
+            fault: None,
+            send: SendWindow::default(),
+            recv: Recv::default(),
+        }
     }
 
     /// Whether this side dialed or accepted the stream.
     pub fn role(&self) -> Role {
-        if self.has(flag::CLIENT) {
-            Role::Client
-        } else {
-            Role::Server
+        match self.opening {
+            Opening::Dialing | Opening::Acked => Role::Client,
+            Opening::SynSent => Role::Server,
+            Opening::Established(role) => role,
         }
+    }
+
+    /// We sent RST (or its v1 form): the application aborted.
+    fn reset_sent(&self) -> bool {
+        self.fault == Some(Fault::Aborted)
+    }
+
+    /// Where the opening handshake stands.
+    pub fn opening(&self) -> Opening {
+        self.opening
     }
 
     /// Why the stream can no longer be used, if it was reset or aborted.
@@ -169,102 +207,78 @@ impl StreamState {
 
     /// The handshake completed: ACK received (server) or SYN_ACK received (client).
     pub fn is_established(&self) -> bool {
-        self.has(flag::ESTABLISHED)
+        matches!(self.opening, Opening::Established(_))
     }
 
-    /// The client answered SYN with ACK: the server may consider the stream open.
+    /// The client answered SYN with ACK: the server considers the stream open.
     pub fn ack_sent(&self) -> bool {
-        self.has(flag::CLIENT | flag::HANDSHAKING)
+        self.role() == Role::Client && self.opening != Opening::Dialing
     }
 
     /// The client is still waiting for its dial to complete.
     pub fn is_dialing(&self) -> bool {
-        self.has(flag::CLIENT) && !self.is_established() && self.fault.is_none()
+        matches!(self.opening, Opening::Dialing | Opening::Acked) && self.fault.is_none()
     }
 
     /// The peer will send no more data: reads end at EOF once the buffer drains.
     pub fn peer_done_writing(&self) -> bool {
-        self.has(flag::PEER_WR_CLOSED)
+        self.peer_done_writing
     }
 
     /// The peer will read no more: writes fail.
     pub fn peer_done_reading(&self) -> bool {
-        self.has(flag::PEER_RD_CLOSED)
+        self.peer_reading != PeerReading::Open
     }
 
-    /// The peer stopped reading because its v1 close window ended (rather than by
-    /// sending FIN1): it forgot the stream.
-    pub fn peer_forgot(&self) -> bool {
-        self.has(flag::PEER_FORGOT)
-    }
-
-    /// A v1 peer's close window ([`V1_CLOSE_WINDOW`] after its FIN2) is over: it has
-    /// forgotten the stream, so nothing more may be sent and writes fail. Returns true
-    /// if this changed the stream (wake its writer).
-    pub fn close_window_over(&mut self) -> bool {
-        if !self.has(flag::PEER_V1) || !self.peer_done_writing() || self.peer_done_reading() {
-            return false;
-        }
-        self.flags |= flag::PEER_RD_CLOSED | flag::PEER_FORGOT;
-        self.take_owed_fins();
-        true
-    }
-
-    /// FINs that wait for a v1 peer to read what was sent: `(FIN2, FIN1)` to send now.
-    /// The driver calls it when the stream's linger time is over, so that a peer that
-    /// never reads still gets its EOF; it is also how a REWIND releases them.
-    pub fn take_owed_fins(&mut self) -> (bool, bool) {
-        let owed = (self.has(flag::FIN2_OWED), self.has(flag::FIN1_OWED));
-        self.flags &= !(flag::FIN2_OWED | flag::FIN1_OWED);
-        owed
+    /// How the peer's reading side stands.
+    pub fn peer_reading(&self) -> PeerReading {
+        self.peer_reading
     }
 
     /// The application closed the writing half ([`StreamState::shutdown_write`] or
     /// [`StreamState::abort`]).
     pub fn write_closed(&self) -> bool {
-        self.has(flag::WR_CLOSED)
+        self.writing != Half::Open
     }
 
     /// The application closed the reading half ([`StreamState::shutdown_read`] or
     /// [`StreamState::abort`]).
     pub fn read_closed(&self) -> bool {
-        self.has(flag::RD_CLOSED)
+        self.reading != Half::Open
     }
 
-    /// The peer has sent both FINs or RST: it will send nothing more on this stream,
-    /// and must be sent nothing more.
+    /// The peer has sent both FINs or RST, or forgot the stream: it will send nothing
+    /// more on this stream, and must be sent nothing more.
     pub fn peer_gone(&self) -> bool {
-        self.has(flag::PEER_WR_CLOSED | flag::PEER_RD_CLOSED)
+        (self.peer_done_writing && self.peer_done_reading())
             || matches!(self.fault, Some(Fault::Reset(_) | Fault::RouteLost))
+    }
+
+    /// We have told the peer everything it needs to forget the stream (or owe it only
+    /// FINs that wait for it to read).
+    pub fn we_are_gone(&self) -> bool {
+        self.reset_sent() || (self.writing != Half::Open && self.reading != Half::Open)
+    }
+
+    /// The peer may be a v1 (Go) node: it reads for [`V1_CLOSE_WINDOW`] after its FIN2.
+    pub fn is_v1(&self) -> bool {
+        self.v1
     }
 
     /// A relay lost its route to the peer: the stream fails (after its buffered data is
     /// read) and sends nothing more.
     pub fn route_lost(&mut self) {
-        if self.peer_done_writing() {
+        if self.peer_done_writing {
             // Everything the peer sent arrived: reads end at EOF, only writes fail.
-            self.flags |= flag::PEER_RD_CLOSED;
+            self.peer_reading = PeerReading::Closed;
         } else if self.fault.is_none() {
             self.fault = Some(Fault::RouteLost);
         }
-    }
-
-    /// We have told the peer everything it needs to forget the stream.
-    pub fn we_are_gone(&self) -> bool {
-        self.has(flag::WR_CLOSED | flag::RD_CLOSED) || self.has(flag::RST_SENT)
-    }
-
-    fn state_name(&self) -> &'static str {
-        match (self.role(), self.has(flag::HANDSHAKING), self.is_established()) {
-            (_, _, true) => "established",
-            (Role::Client, false, false) => "dialing",
-            (Role::Client, true, false) => "ack-sent",
-            (Role::Server, _, false) => "syn-sent",
-        }
+        self.take_owed_fins();
     }
 
     fn unexpected(&self, cmd: Command) -> StreamViolation {
-        StreamViolation::Unexpected { cmd, state: self.state_name() }
+        StreamViolation::Unexpected { cmd, phase: self.opening }
     }
 
     /// Handles an incoming stream frame (`arg` is the u32 payload of REWIND/WND_SIZE, the
@@ -278,8 +292,8 @@ impl StreamState {
                 Command::Data | Command::Rewind | Command::WndSize | Command::Err | Command::Fin1 | Command::Fin2 => {
                     Ok(fx)
                 }
-                Command::SynAck if self.has(flag::CLIENT | flag::HANDSHAKING) && !self.is_established() => {
-                    self.flags |= flag::ESTABLISHED;
+                Command::SynAck if self.opening == Opening::Acked => {
+                    self.opening = Opening::Established(Role::Client);
                     fx.wake_read = true;
                     Ok(fx)
                 }
@@ -288,13 +302,13 @@ impl StreamState {
         }
         match cmd {
             Command::Syn => {
-                if self.role() != Role::Client || self.has(flag::HANDSHAKING) || self.is_established() {
+                if self.opening != Opening::Dialing {
                     return Err(self.unexpected(cmd));
                 }
-                self.flags |= flag::HANDSHAKING;
+                self.opening = Opening::Acked;
                 if self.fault.is_none() {
                     fx.reply = Some(Command::Ack);
-                } else if !self.has(flag::PEER_V1) {
+                } else if !self.v1 {
                     // The dial was given up: make sure the accepting side learns it.
                     fx.reply = Some(Command::Rst);
                 } else {
@@ -303,52 +317,50 @@ impl StreamState {
                     // instead of waiting forever for an ACK.
                     fx.reply = Some(Command::Ack);
                     (fx.fin2, fx.fin1) = (true, true);
-                    self.flags |= flag::WR_CLOSED | flag::RD_CLOSED;
+                    (self.writing, self.reading) = (Half::Closed, Half::Closed);
                 }
             }
             Command::Ack => {
-                if self.role() != Role::Server || self.is_established() {
+                if self.opening != Opening::SynSent {
                     return Err(self.unexpected(cmd));
                 }
-                self.flags |= flag::ESTABLISHED;
-                if !self.has(flag::RST_SENT) {
+                self.opening = Opening::Established(Role::Server);
+                if !self.reset_sent() {
                     fx.reply = Some(Command::SynAck);
                 }
                 fx.wake_write = true;
             }
             Command::SynAck => {
-                if self.role() != Role::Client || !self.has(flag::HANDSHAKING) || self.is_established() {
+                if self.opening != Opening::Acked {
                     return Err(self.unexpected(cmd));
                 }
-                self.flags |= flag::ESTABLISHED;
+                self.opening = Opening::Established(Role::Client);
                 fx.wake_read = true;
                 fx.wake_write = true;
             }
             Command::Data => {
-                let may_receive = match self.role() {
-                    Role::Client => self.has(flag::HANDSHAKING),
-                    Role::Server => self.is_established(),
-                };
-                if !may_receive || self.peer_done_writing() {
+                // A client may get DATA once its ACK went out, before SYN_ACK.
+                let may_receive = matches!(self.opening, Opening::Acked | Opening::Established(_));
+                if !may_receive || self.peer_done_writing {
                     return Err(self.unexpected(cmd));
                 }
                 if self.read_closed() || self.fault.is_some() {
-                    self.recv.on_discard(arg)?;
+                    self.recv.window.on_discard(arg)?;
                 } else {
-                    self.recv.on_data(arg)?;
+                    self.recv.window.on_data(arg)?;
                     fx.keep_data = true;
                     fx.wake_read = true;
                 }
             }
             Command::Fin2 => {
-                self.flags |= flag::PEER_WR_CLOSED;
+                self.peer_done_writing = true;
                 // A Go Close() sends FIN2 and keeps reading for a while: what this side
                 // still writes must reach it, and our own FIN2 gives its reader EOF.
-                fx.start_close_window = self.has(flag::PEER_V1) && !self.peer_done_reading();
+                fx.start_close_window = self.v1 && !self.peer_done_reading();
                 fx.wake_read = true;
             }
             Command::Fin1 => {
-                self.flags |= flag::PEER_RD_CLOSED;
+                self.peer_reading = PeerReading::Closed;
                 fx.wake_write = true;
             }
             Command::Err => {}
@@ -365,8 +377,9 @@ impl StreamState {
             }
             Command::Rst => {
                 self.fault = Some(Fault::Reset(RstReason::from_u8(arg as u8)));
-                self.take_owed_fins();
+                // A reset stream's unread data is dropped.
                 self.recv.clear();
+                self.take_owed_fins();
                 fx.wake_read = true;
                 fx.wake_write = true;
             }
@@ -384,37 +397,69 @@ impl StreamState {
         }
     }
 
+    /// A v1 peer's close window ([`V1_CLOSE_WINDOW`] after its FIN2) is over: it has
+    /// forgotten the stream, so nothing more may be sent and writes fail. Returns true
+    /// if this changed the stream (wake its writer).
+    pub fn close_window_over(&mut self) -> bool {
+        if !self.v1 || !self.peer_done_writing || self.peer_done_reading() {
+            return false;
+        }
+        self.peer_reading = PeerReading::Forgot;
+        self.take_owed_fins();
+        true
+    }
+
+    /// FINs that wait for a v1 peer to read what was sent: `(FIN2, FIN1)` to send now.
+    /// The driver calls it when the stream's linger time is over, so that a peer that
+    /// never reads still gets its EOF; it is also how a REWIND releases them.
+    pub fn take_owed_fins(&mut self) -> (bool, bool) {
+        let owed = (self.writing == Half::Owed, self.reading == Half::Owed);
+        if owed.0 {
+            self.writing = Half::Closed;
+        }
+        if owed.1 {
+            self.reading = Half::Closed;
+        }
+        owed
+    }
+
     /// The application half-closes: returns true if FIN2 must be sent now. Towards a
     /// v1 peer that has not read everything sent yet, FIN2 is owed instead: a Go reader
     /// drops its unread data 10 s after FIN2 arrives, so FIN2 follows the REWIND that
     /// hands the last byte back (or the end of the linger time, see
     /// [`StreamState::take_owed_fins`]).
     pub fn shutdown_write(&mut self) -> bool {
-        if self.write_closed() || self.peer_gone() || self.has(flag::RST_SENT) {
-            self.flags |= flag::WR_CLOSED;
+        if self.write_closed() {
             return false;
         }
-        self.flags |= flag::WR_CLOSED;
-        if self.has(flag::PEER_V1) && self.send.inflight() > 0 {
-            self.flags |= flag::FIN2_OWED;
+        if self.peer_gone() || self.reset_sent() {
+            self.writing = Half::Closed;
             return false;
         }
+        if self.v1 && self.send.inflight() > 0 {
+            self.writing = Half::Owed;
+            return false;
+        }
+        self.writing = Half::Closed;
         true
     }
 
     /// The application stops reading: returns true if FIN1 must be sent now (it waits
-    /// behind an owed FIN2).
+    /// behind an owed FIN2). Unread data is dropped.
     pub fn shutdown_read(&mut self) -> bool {
         self.recv.clear();
-        if self.read_closed() || self.peer_gone() || self.has(flag::RST_SENT) {
-            self.flags |= flag::RD_CLOSED;
+        if self.read_closed() {
             return false;
         }
-        self.flags |= flag::RD_CLOSED;
-        if self.has(flag::FIN2_OWED) {
-            self.flags |= flag::FIN1_OWED;
+        if self.peer_gone() || self.reset_sent() {
+            self.reading = Half::Closed;
             return false;
         }
+        if self.writing == Half::Owed {
+            self.reading = Half::Owed;
+            return false;
+        }
+        self.reading = Half::Closed;
         true
     }
 
@@ -423,17 +468,12 @@ impl StreamState {
     pub fn abort(&mut self) -> bool {
         self.recv.clear();
         self.take_owed_fins();
-        let send = !self.peer_gone() && !self.has(flag::RST_SENT);
-        self.flags |= flag::RST_SENT | flag::WR_CLOSED | flag::RD_CLOSED;
+        let send = !self.peer_gone() && !self.reset_sent();
+        (self.writing, self.reading) = (Half::Closed, Half::Closed);
         if self.fault.is_none() {
             self.fault = Some(Fault::Aborted);
         }
         send
-    }
-
-    /// The peer may be a v1 (Go) node: it reads for [`V1_CLOSE_WINDOW`] after its FIN2.
-    pub fn is_v1(&self) -> bool {
-        self.has(flag::PEER_V1)
     }
 }
 
@@ -458,7 +498,7 @@ mod tests {
         let (mut c, _s) = established_pair();
         let fx = c.on_frame(Command::Data, 100).unwrap();
         assert!(fx.keep_data && fx.wake_read);
-        assert_eq!(c.recv.buffered(), 100);
+        assert_eq!(c.recv.window.buffered(), 100);
     }
 
     #[test]
@@ -506,7 +546,8 @@ mod tests {
         assert!(c.write_credit() > 0, "a Go peer reads on after its Close()");
         assert!(c.shutdown_write(), "and gets EOF only from our FIN2");
         assert!(c.close_window_over());
-        assert!(c.peer_forgot() && c.peer_gone());
+        assert_eq!(c.peer_reading(), PeerReading::Forgot);
+        assert!(c.peer_gone());
         assert!(!c.close_window_over(), "once");
     }
 
@@ -516,6 +557,7 @@ mod tests {
         s.on_frame(Command::Ack, 0).unwrap();
         s.send.on_send(1000);
         assert!(!s.shutdown_write() && !s.shutdown_read(), "owed, not sent");
+        assert!(s.we_are_gone());
         let fx = s.on_frame(Command::Rewind, 600).unwrap();
         assert!(!fx.fin2 && !fx.fin1);
         let fx = s.on_frame(Command::Rewind, 400).unwrap();

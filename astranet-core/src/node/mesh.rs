@@ -6,12 +6,11 @@
 //! causes happen under one registry lock (lock order: registry, then links, then a
 //! link's state), so announcements leave in the order of the changes.
 
-use crate::addr::Addr;
-use crate::link::Link;
-use crate::node::NodeShared;
-use crate::proto::{Command, Header};
+use super::NodeShared;
+use crate::addr::{Addr, LinkId};
+use crate::link::LinkHandle;
+use crate::proto::Command;
 use crate::registry::{self, Registry};
-use std::sync::Arc;
 
 /// An announcement to send: SERVICE or NO_SERVICE of `name` at `addr`.
 struct Announcement {
@@ -19,7 +18,7 @@ struct Announcement {
     name: String,
     addr: Addr,
     /// Every link but this one (the link the announcement came from).
-    except: Option<u64>,
+    except: Option<LinkId>,
 }
 
 impl NodeShared {
@@ -45,12 +44,12 @@ impl NodeShared {
     }
 
     /// A SERVICE or NO_SERVICE frame arrived on `link`.
-    pub(crate) fn on_announcement(&self, link: &Link, cmd: Command, payload: &[u8], addr: Addr) {
-        let Some(via) = link.peer.get().map(|p| p.host) else { return };
+    pub(crate) fn on_announcement(&self, link: &LinkHandle, cmd: Command, payload: &[u8], addr: Addr) {
+        let Some(via) = link.peer() else { return };
         let name = match registry::parse_name(payload) {
             Ok(name) => name,
             Err(e) => {
-                tracing::warn!(link = link.id, peer = %via, error = %e, "announcement dropped");
+                tracing::warn!(link = %link.id, peer = %via, error = %e, "announcement dropped");
                 return;
             }
         };
@@ -70,7 +69,7 @@ impl NodeShared {
                     Ok(true) => discover = !direct,
                     Ok(false) => return,
                     Err(e) => {
-                        tracing::warn!(link = link.id, peer = %via, service = name, error = %e, "announcement dropped");
+                        tracing::warn!(link = %link.id, peer = %via, service = name, error = %e, "announcement dropped");
                         return;
                     }
                 },
@@ -100,7 +99,7 @@ impl NodeShared {
     }
 
     /// A link came up: tell the neighbour what this node offers.
-    pub(crate) fn announce_to(&self, link: &Arc<Link>) {
+    pub(crate) fn announce_to(&self, link: &LinkHandle) {
         let registry = self.registry.lock();
         if self.config.role.announces() {
             for (name, addr) in registry.locals() {
@@ -119,7 +118,7 @@ impl NodeShared {
 
     /// A link went down: forget what came through it; a router withdraws what it had
     /// passed on, unless another link still leads to the instance.
-    pub(crate) fn link_lost(&self, link_id: u64) {
+    pub(crate) fn link_lost(&self, link_id: LinkId) {
         let routes = self.config.role.routes();
         let mut hosts = Vec::new();
         self.change_registry(|r, out| {
@@ -151,22 +150,17 @@ impl NodeShared {
             }
             registry.version()
         };
-        self.registry_version.send_if_modified(|v| {
-            let changed = *v != version;
-            *v = version;
+        self.registry_state.send_if_modified(|s| {
+            let changed = s.version != version;
+            s.version = version;
             changed
         });
     }
 }
 
 /// Queues SERVICE / NO_SERVICE: link-level (dst host 0), the instance in src host/port.
-fn push_announcement(link: &Link, cmd: Command, name: &str, addr: Addr) {
-    let mut st = link.state.lock();
-    if st.closed.is_some() {
-        return;
-    }
-    let h =
-        Header { cmd, dst_host: 0, src_host: addr.host.0, dst_port: 0, src_port: addr.port, len: name.len() as u32 };
-    st.push(h, name.as_bytes());
-    link.kick(&mut st);
+/// Announcements wait on each link until its data queue has room, coalesced per
+/// instance, so a neighbour that toggles a name costs slow links nothing extra.
+fn push_announcement(link: &LinkHandle, cmd: Command, name: &str, addr: Addr) {
+    link.with(|l, _| l.announce(cmd, name, addr));
 }

@@ -1,15 +1,22 @@
 //! The node: an astranet instance with its host id, links, listeners and ports.
 
-use crate::addr::{Addr, HostId};
+mod direct;
+mod events;
+mod join;
+mod mesh;
+mod relay;
+mod target;
+
+pub use target::{IntoTarget, Target};
+
+use crate::addr::{Addr, HostId, LinkId};
 use crate::config::{Config, NodeBuilder};
 use crate::error::{Error, Result};
 use crate::link::sink::Sink;
-use crate::link::stream_ops::OpenError;
-use crate::link::table::Key;
-use crate::link::{CloseReason, Link};
-use crate::listener::{Listener, ListenerShared};
+use crate::link::{LinkEvents, LinkHandle, LinkSettings};
+use crate::listener::{Listener, ListenerOwner, ListenerShared};
+use crate::proto::link::{CloseReason, OpenError, StreamKey};
 use crate::registry::{self, Registry, RouteInfo, Selector, ServiceInfo};
-use crate::relay::{Pair, RelayTable};
 use crate::stats::{Counters, Stats};
 use crate::stream::Stream;
 use hashbrown::{HashMap, HashSet};
@@ -17,8 +24,9 @@ use parking_lot::{Mutex, RwLock};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+use target::TargetKind;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::watch;
@@ -28,166 +36,42 @@ use tokio::task::AbortHandle;
 /// they never collide with the small fixed ports applications choose.
 const FIRST_AUTO_PORT: u32 = (1 << 24) + 1;
 
-/// Where to dial: a virtual address, or a service name (with an optional key for
-/// consistent hashing).
-///
-/// Anything that converts with [`IntoTarget`] is accepted by [`Node::dial`]: an
-/// [`Addr`], a `Target`, or a string — `"<16 hex digits>:<port>"` is an address,
-/// `"name:port"` the instance of a service listening on that port, anything else a
-/// service name (the node's environment suffix is appended to names).
-///
-/// ```
-/// use astranet::Target;
-/// let by_name = Target::name("db");
-/// let sticky = Target::name("sessions").with_key("user-42");
-/// // The Go package's forms: a `registry://` network hashes on the network string,
-/// // `vport2registry` on the "port" part of "name:key".
-/// let go1 = Target::from_go("registry://user-42", "sessions").unwrap();
-/// let go2 = Target::from_go("vport2registry", "sessions:user-42").unwrap();
-/// assert_eq!(go2, Target::name("sessions").with_key("user-42"));
-/// # let _ = (by_name, sticky, go1);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target(TargetKind);
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum TargetKind {
-    Addr(Addr),
-    /// A service name, and optionally the port its instance listens on.
-    Name {
-        name: String,
-        selector: Selector,
-        port: Option<u32>,
-    },
-}
-
-impl Target {
-    /// A service name; each dial picks one of its instances at random.
-    pub fn name(name: impl Into<String>) -> Target {
-        Target(TargetKind::Name { name: name.into(), selector: Selector::Random, port: None })
-    }
-
-    /// Picks the instance by consistent hashing on `key`: every node maps the same key
-    /// to the same instance (while the set of instances is the same). No effect on an
-    /// address.
-    pub fn with_key(self, key: impl Into<String>) -> Target {
-        match self.0 {
-            TargetKind::Name { name, port, .. } => {
-                Target(TargetKind::Name { name, selector: Selector::Key(key.into()), port })
-            }
-            addr => Target(addr),
-        }
-    }
-
-    /// The Go package's `Dial(network, address)` arguments: a `registry://…` network
-    /// hashes on the network string, `vport2registry` reads `address` as `name:key`,
-    /// any other network dials `address` as [`Target`]'s `FromStr` reads it.
-    pub fn from_go(network: &str, address: &str) -> Result<Target> {
-        if network.starts_with("registry://") {
-            return Ok(Target::name(address).with_key(network));
-        }
-        if network == "vport2registry" {
-            let (name, key) = address.rsplit_once(':').ok_or_else(|| Error::InvalidTarget {
-                target: address.to_string(),
-                reason: "vport2registry takes \"name:key\"".to_string(),
-            })?;
-            return Ok(Target::name(name).with_key(key));
-        }
-        address.parse()
-    }
-}
-
-impl From<Addr> for Target {
-    fn from(a: Addr) -> Target {
-        Target(TargetKind::Addr(a))
-    }
-}
-
-impl std::str::FromStr for Target {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Target> {
-        if let Ok(addr) = s.parse::<Addr>() {
-            return Ok(addr.into());
-        }
-        let invalid =
-            |e: registry::AnnouncementError| Error::InvalidTarget { target: s.to_string(), reason: e.to_string() };
-        // "name:port": the instance of `name` that listens on `port`.
-        if let Some((name, port)) = s.rsplit_once(':').and_then(|(n, p)| Some((n, p.parse::<u32>().ok()?))) {
-            registry::parse_name(name.as_bytes()).map_err(invalid)?;
-            let target = Target::name(name);
-            return Ok(Target(match target.0 {
-                TargetKind::Name { name, selector, .. } => TargetKind::Name { name, selector, port: Some(port) },
-                addr => addr,
-            }));
-        }
-        registry::parse_name(s.as_bytes()).map_err(invalid)?;
-        Ok(Target::name(s))
-    }
-}
-
-/// What [`Node::dial`] accepts: [`Target`], [`Addr`], `&str` and `String` (parsed as
-/// [`Target`]'s `FromStr` does).
-pub trait IntoTarget {
-    /// The target, or [`Error::InvalidTarget`].
-    fn into_target(self) -> Result<Target>;
-}
-
-impl IntoTarget for Target {
-    fn into_target(self) -> Result<Target> {
-        Ok(self)
-    }
-}
-
-impl IntoTarget for Addr {
-    fn into_target(self) -> Result<Target> {
-        Ok(self.into())
-    }
-}
-
-impl IntoTarget for &str {
-    fn into_target(self) -> Result<Target> {
-        self.parse()
-    }
-}
-
-impl IntoTarget for String {
-    fn into_target(self) -> Result<Target> {
-        self.parse()
-    }
-}
-
 #[derive(Default)]
 struct Links {
-    by_id: HashMap<u64, Arc<Link>>,
+    by_id: HashMap<LinkId, LinkHandle>,
     /// Links whose handshake completed, by the peer's host id, oldest first.
-    by_host: HashMap<HostId, Vec<Arc<Link>>>,
+    by_host: HashMap<HostId, Vec<LinkHandle>>,
+}
+
+/// What dials by name and [`ServiceWatch`]es wait on: the registry's version, and
+/// whether the node closed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RegistryState {
+    pub version: u64,
+    pub closed: bool,
 }
 
 pub(crate) struct NodeShared {
     pub config: Arc<Config>,
+    settings: LinkSettings,
     pub counters: Arc<Counters>,
+    /// This node, for the links' events and listeners (which must not keep it alive).
+    me: Weak<NodeShared>,
     links: RwLock<Links>,
     listeners: RwLock<HashMap<u32, Arc<ListenerShared>>>,
     next_port: AtomicU32,
     next_link: AtomicU64,
-    /// Relayed pairs of hosts (source, destination) and the links towards each.
-    pub(crate) relay_pairs: Mutex<HashMap<(u64, u64), Pair>>,
-    /// Streams relayed by this node, for its relay limits.
-    pub(crate) relay_streams: Mutex<RelayTable>,
-    /// FIN1 frames to send in the name of Go hosts once they forget a stream they
-    /// closed (see `relay.rs`): (when, frame, link), in order.
-    pub(crate) relay_v1_closes: Mutex<std::collections::VecDeque<(std::time::Instant, crate::proto::Header, u64)>>,
+    pub(crate) relay: Mutex<relay::Relay>,
     pub(crate) registry: Mutex<Registry>,
-    /// The registry's version, watched by dials waiting for a name.
-    pub(crate) registry_version: watch::Sender<u64>,
+    pub(crate) registry_state: watch::Sender<RegistryState>,
     /// Where this node accepts links, and the IPs its peers see it as.
     pub(crate) listen_addrs: Mutex<Vec<SocketAddr>>,
     pub(crate) seen_ips: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
-    /// Relayed hosts asked for their direct addresses, with the addresses tried since.
-    /// The link each was asked through.
-    pub(crate) discovered: Mutex<HashMap<HostId, (u64, u32)>>,
+    /// Relayed hosts asked for their direct addresses: the link each was asked
+    /// through, and the addresses tried since.
+    pub(crate) discovered: Mutex<HashMap<HostId, (LinkId, u32)>>,
     /// Hosts that asked this node for its addresses, and the link they asked through.
-    pub(crate) followers: Mutex<HashMap<HostId, u64>>,
+    pub(crate) followers: Mutex<HashMap<HostId, LinkId>>,
     /// Addresses joined (each has a task keeping a link to it up).
     pub(crate) joined: Mutex<HashSet<SocketAddr>>,
     /// Accept loops and re-join supervisors, stopped on close.
@@ -200,46 +84,82 @@ impl NodeShared {
         self.config.host_id
     }
 
-    pub(crate) fn next_link_id(&self) -> u64 {
-        self.next_link.fetch_add(1, Ordering::Relaxed)
+    /// This node as its links and background tasks hold it.
+    pub(crate) fn weak(&self) -> Weak<NodeShared> {
+        self.me.clone()
     }
 
-    /// Returns false when the node is closing: the link must not start.
-    pub(crate) fn register_link(&self, link: &Arc<Link>) -> bool {
-        let mut links = self.links.write();
-        // Checked under the lock `close` takes to list the links it closes.
-        if self.closed.load(Ordering::Acquire) {
-            return false;
-        }
-        links.by_id.insert(link.id, link.clone());
-        true
+    /// Starts a link over `reader`/`sink` and registers it, unless the node is closing
+    /// (then the link is closed at once).
+    pub(crate) fn start_link<R>(&self, reader: R, sink: Sink, remote_addr: Option<SocketAddr>) -> LinkHandle
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    {
+        let id = LinkId(self.next_link.fetch_add(1, Ordering::Relaxed));
+        let events: Weak<dyn LinkEvents> = self.me.clone();
+        let link = LinkHandle::spawn(
+            id,
+            self.host_id(),
+            self.settings.clone(),
+            self.counters.clone(),
+            events,
+            reader,
+            sink,
+            remote_addr,
+        );
+        self.register_link(&link);
+        link
     }
 
-    pub(crate) fn link_up(&self, link: &Arc<Link>, host: HostId) {
+    fn register_link(&self, link: &LinkHandle) {
         {
             let mut links = self.links.write();
-            if !links.by_id.contains_key(&link.id) {
+            // Checked under the lock `close` takes to list the links it closes.
+            if !self.closed.load(Ordering::Acquire) && !link.is_closed() {
+                links.by_id.insert(link.id, link.clone());
                 return;
             }
+        }
+        link.close(CloseReason::Local);
+    }
+
+    /// A link's handshake completed: it becomes the route to `host`, and hears what
+    /// this node offers.
+    pub(crate) fn link_up(&self, link: &LinkHandle, host: HostId) {
+        {
+            let mut links = self.links.write();
+            if self.closed.load(Ordering::Acquire) || link.is_closed() {
+                return;
+            }
+            // The handshake may complete before `start_link` registered the link.
+            links.by_id.entry(link.id).or_insert_with(|| link.clone());
             links.by_host.entry(host).or_default().push(link.clone());
         }
         self.announce_to(link);
     }
 
     /// Links whose handshake completed.
-    pub(crate) fn up_links(&self) -> Vec<Arc<Link>> {
+    pub(crate) fn up_links(&self) -> Vec<LinkHandle> {
         self.links.read().by_host.values().flatten().cloned().collect()
     }
 
-    pub(crate) fn unregister_link(&self, link: &Link) {
-        self.unregister_link_routes(link);
+    /// A link closed: forget it and everything learned through it.
+    pub(crate) fn link_closed(&self, link: &LinkHandle) {
+        {
+            let mut links = self.links.write();
+            links.by_id.remove(&link.id);
+            for list in links.by_host.values_mut() {
+                list.retain(|l| l.id != link.id);
+            }
+            links.by_host.retain(|_, list| !list.is_empty());
+        }
         self.link_lost(link.id);
         self.relay_link_lost(link.id);
         self.followers_lost(link.id);
     }
 
     /// The link towards `host`: a direct one, else one to a neighbour that relays for it.
-    fn route_any(&self, host: HostId) -> Option<Arc<Link>> {
+    fn route_any(&self, host: HostId) -> Option<LinkHandle> {
         self.route(host).or_else(|| {
             let relayed = self.registry.lock().relayed_hosts();
             relayed.into_iter().filter(|(h, _)| *h == host).find_map(|(_, via)| self.route(via))
@@ -247,41 +167,17 @@ impl NodeShared {
     }
 
     /// A registered link by id.
-    pub(crate) fn link(&self, id: u64) -> Option<Arc<Link>> {
+    pub(crate) fn link(&self, id: LinkId) -> Option<LinkHandle> {
         self.links.read().by_id.get(&id).cloned()
     }
 
-    fn unregister_link_routes(&self, link: &Link) {
-        let mut links = self.links.write();
-        links.by_id.remove(&link.id);
-        if let Some(host) = link.peer.get().map(|p| p.host) {
-            if let Some(list) = links.by_host.get_mut(&host) {
-                list.retain(|l| l.id != link.id);
-                if list.is_empty() {
-                    links.by_host.remove(&host);
-                }
-            }
-        }
-    }
-
     /// The link that leads to `host`.
-    pub(crate) fn route(&self, host: HostId) -> Option<Arc<Link>> {
+    pub(crate) fn route(&self, host: HostId) -> Option<LinkHandle> {
         self.links.read().by_host.get(&host).and_then(|l| l.first().cloned())
     }
 
     pub(crate) fn listener(&self, port: u32) -> Option<Arc<ListenerShared>> {
         self.listeners.read().get(&port).cloned()
-    }
-
-    pub(crate) fn unbind(&self, port: u32, which: &Arc<ListenerShared>) {
-        let removed = {
-            let mut listeners = self.listeners.write();
-            let ours = listeners.get(&port).is_some_and(|l| Arc::ptr_eq(l, which));
-            ours && listeners.remove(&port).is_some()
-        };
-        if let (true, Some(name)) = (removed, which.name()) {
-            self.service_unbound(name, Addr::new(self.host_id(), port));
-        }
     }
 
     fn alloc_port(&self) -> u32 {
@@ -317,8 +213,12 @@ impl NodeShared {
     fn close(&self) {
         // Under the links lock, so that no link registers after the list below is taken.
         let _registering = self.links.write();
-        self.closed.store(true, Ordering::Release);
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
         drop(_registering);
+        // Dials waiting for a name and service watchers learn it at once.
+        self.registry_state.send_modify(|s| s.closed = true);
         for task in self.background.lock().drain(..) {
             task.abort();
         }
@@ -329,6 +229,19 @@ impl NodeShared {
         let links: Vec<_> = self.links.read().by_id.values().cloned().collect();
         for link in links {
             link.close(CloseReason::Local);
+        }
+    }
+}
+
+impl ListenerOwner for NodeShared {
+    fn unbind(&self, port: u32, which: &Arc<ListenerShared>) {
+        let removed = {
+            let mut listeners = self.listeners.write();
+            let ours = listeners.get(&port).is_some_and(|l| Arc::ptr_eq(l, which));
+            ours && listeners.remove(&port).is_some()
+        };
+        if let (true, Some(name)) = (removed, which.name()) {
+            self.service_unbound(name, Addr::new(self.host_id(), port));
         }
     }
 }
@@ -396,19 +309,20 @@ impl Node {
     }
 
     pub(crate) fn with_config(config: Config) -> Node {
+        let settings = LinkSettings { link: config.link_config(), write_timeout: config.keepalive.write_timeout };
         Node {
-            shared: Arc::new(NodeShared {
+            shared: Arc::new_cyclic(|me| NodeShared {
                 config: Arc::new(config),
+                settings,
                 counters: Arc::default(),
+                me: me.clone(),
                 links: RwLock::default(),
                 listeners: RwLock::default(),
                 next_port: AtomicU32::new(FIRST_AUTO_PORT),
                 next_link: AtomicU64::new(1),
-                relay_pairs: Mutex::default(),
-                relay_streams: Mutex::default(),
-                relay_v1_closes: Mutex::default(),
+                relay: Mutex::default(),
                 registry: Mutex::default(),
-                registry_version: watch::Sender::new(0),
+                registry_state: watch::Sender::new(RegistryState::default()),
                 listen_addrs: Mutex::default(),
                 seen_ips: Mutex::default(),
                 discovered: Mutex::default(),
@@ -469,7 +383,7 @@ impl Node {
         self.shared.check_open()?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr.clone()).await?.collect();
         let host = self.join_resolved(addrs).await?;
-        self.shared.spawn_background(crate::join::re_resolve(Arc::downgrade(&self.shared), addr));
+        self.shared.spawn_background(join::re_resolve(self.shared.weak(), addr));
         Ok(host)
     }
 
@@ -500,7 +414,7 @@ impl Node {
     {
         self.shared.check_open()?;
         let (r, w) = tokio::io::split(io);
-        let link = Link::spawn(&self.shared, r, Sink::Io(Box::new(w)), None);
+        let link = self.shared.start_link(r, Sink::Io(Box::new(w)), None);
         link.wait_up().await
     }
 
@@ -539,7 +453,9 @@ impl Node {
             } else {
                 port
             };
-            let shared = Arc::new(ListenerShared::new(&self.shared, port, name));
+            let owner: Weak<dyn ListenerOwner> = self.shared.weak();
+            let backlog = self.shared.config.limits.listener_backlog;
+            let shared = Arc::new(ListenerShared::new(owner, self.host_id(), port, name, backlog));
             listeners.insert(port, shared.clone());
             shared
         };
@@ -571,17 +487,21 @@ impl Node {
                 self.resolve(&name, &selector, port, deadline, timeout).await?
             }
         };
-        let id = loop {
-            let key = Key { local_port: self.shared.alloc_port(), remote_port: addr.port, remote_host: addr.host.0 };
-            match link.open_stream(key) {
-                Ok(id) => break id,
+        let (id, key) = loop {
+            let key =
+                StreamKey { local_port: self.shared.alloc_port(), remote_port: addr.port, remote_host: addr.host };
+            match link.with(|l, _| l.open_stream(key)) {
+                Ok(id) => break (id, key),
                 Err(OpenError::KeyInUse) => continue,
-                Err(OpenError::Failed(e)) => return Err(e),
+                Err(OpenError::Limit(max)) => {
+                    return Err(Error::LimitExceeded(format!("{max} streams on the link to {}", link.peer_name())))
+                }
+                Err(OpenError::Closed(reason)) => return Err(link.closed_error(reason)),
             }
         };
         // If the dial fails or is cancelled, dropping the handle gives the dial up.
-        let stream = Stream::new(link, id);
-        let established = poll_fn(|cx| stream.link().poll_established(stream.slot(), cx));
+        let stream = Stream::new(link, id, key);
+        let established = poll_fn(|cx| stream.poll_established(cx));
         match tokio::time::timeout_at(deadline, established).await {
             Ok(Ok(())) => Ok(stream),
             Ok(Err(e)) => Err(e),
@@ -598,11 +518,13 @@ impl Node {
         port: Option<u32>,
         deadline: tokio::time::Instant,
         timeout: Duration,
-    ) -> Result<(Addr, Arc<Link>)> {
+    ) -> Result<(Addr, LinkHandle)> {
         let full = format!("{name}{}", self.shared.config.env);
-        let mut changes = self.shared.registry_version.subscribe();
+        let mut changes = self.shared.registry_state.subscribe();
         loop {
-            changes.borrow_and_update();
+            if changes.borrow_and_update().closed {
+                return Err(Error::NodeClosed);
+            }
             let pick = self.shared.registry.lock().pick(&full, selector, port);
             if let Some(pick) = pick {
                 // Through a relay, always the same link to it (the one routes use): a
@@ -646,7 +568,7 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub fn watch_services(&self) -> ServiceWatch {
-        ServiceWatch { node: self.clone(), changes: self.shared.registry_version.subscribe() }
+        ServiceWatch { node: self.clone(), changes: self.shared.registry_state.subscribe() }
     }
 
     /// Every service instance this node knows: its own, and those announced by
@@ -664,7 +586,7 @@ impl Node {
     pub fn stats(&self) -> Stats {
         let links = self.shared.links.read().by_host.values().map(Vec::len).sum();
         let mut stats = self.shared.counters.snapshot(links);
-        stats.relayed_streams = self.shared.relay_streams.lock().len();
+        stats.relayed_streams = self.shared.relay.lock().table.len();
         stats
     }
 
@@ -679,19 +601,26 @@ impl Node {
 /// Registry changes of a node, from [`Node::watch_services`].
 pub struct ServiceWatch {
     node: Node,
-    changes: watch::Receiver<u64>,
+    changes: watch::Receiver<RegistryState>,
 }
 
 impl ServiceWatch {
     /// Waits for the next change of the node's services, then lists them. Fails with
-    /// [`Error::NodeClosed`] when the node is gone.
+    /// [`Error::NodeClosed`] at once when the node is closed.
     pub async fn changed(&mut self) -> Result<Vec<ServiceInfo>> {
+        if self.changes.borrow_and_update().closed {
+            return Err(Error::NodeClosed);
+        }
         self.changes.changed().await.map_err(|_| Error::NodeClosed)?;
+        if self.changes.borrow_and_update().closed {
+            return Err(Error::NodeClosed);
+        }
         Ok(self.node.services())
     }
 
     /// Waits until `condition` holds for the node's services (checked now and after
-    /// every change), at most `timeout`; returns the services it held for.
+    /// every change), at most `timeout`; returns the services it held for. Fails with
+    /// [`Error::NodeClosed`] at once when the node is closed.
     pub async fn wait_for(
         &mut self,
         timeout: Duration,
@@ -699,7 +628,9 @@ impl ServiceWatch {
     ) -> Result<Vec<ServiceInfo>> {
         let wait = async {
             loop {
-                self.changes.borrow_and_update();
+                if self.changes.borrow_and_update().closed {
+                    return Err(Error::NodeClosed);
+                }
                 let services = self.node.services();
                 if condition(&services) {
                     return Ok(services);
@@ -719,14 +650,21 @@ impl std::fmt::Debug for Node {
     }
 }
 
-fn start_tcp_link(node: &Arc<NodeShared>, socket: TcpStream, peer: SocketAddr) -> Arc<Link> {
+impl NodeBuilder {
+    /// Creates the node with this configuration (no I/O is started).
+    pub fn build(self) -> Node {
+        Node::with_config(self.into_config())
+    }
+}
+
+fn start_tcp_link(node: &NodeShared, socket: TcpStream, peer: SocketAddr) -> LinkHandle {
     // Frames are batched by the writer already; Nagle would only add latency.
     let _ = socket.set_nodelay(true);
     let (r, w) = socket.into_split();
-    Link::spawn(node, r, Sink::Tcp(Arc::new(w)), Some(peer))
+    node.start_link(r, Sink::Tcp(Arc::new(w)), Some(peer))
 }
 
-pub(crate) async fn connect<A: ToSocketAddrs>(node: &Arc<NodeShared>, addr: A) -> Result<Arc<Link>> {
+pub(crate) async fn connect<A: ToSocketAddrs>(node: &NodeShared, addr: A) -> Result<LinkHandle> {
     let socket = TcpStream::connect(addr).await?;
     let peer = socket.peer_addr()?;
     Ok(start_tcp_link(node, socket, peer))

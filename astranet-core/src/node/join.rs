@@ -2,10 +2,10 @@
 //! re-dialing with exponential back-off, and re-resolving names periodically so that
 //! new addresses get a link too.
 
+use super::NodeShared;
 use crate::addr::HostId;
 use crate::error::{Error, Result};
-use crate::link::Link;
-use crate::node::NodeShared;
+use crate::link::LinkHandle;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -64,7 +64,7 @@ impl NodeShared {
 
     /// The host at the other end of a link to `addr`, if one is up.
     fn peer_at(&self, addr: SocketAddr) -> Option<HostId> {
-        self.up_links().into_iter().find(|l| l.remote_addr == Some(addr)).and_then(|l| l.peer.get().map(|p| p.host))
+        self.up_links().into_iter().find(|l| l.remote_addr == Some(addr)).and_then(|l| l.peer())
     }
 }
 
@@ -84,10 +84,10 @@ pub(crate) async fn re_resolve<A: ToSocketAddrs + Clone>(node: Weak<NodeShared>,
     }
 }
 
-async fn connect_up(node: &Arc<NodeShared>, addr: SocketAddr) -> Result<(Arc<Link>, HostId)> {
+async fn connect_up(node: &NodeShared, addr: SocketAddr) -> Result<(LinkHandle, HostId)> {
     // An address behind NAT may swallow the SYN: bound the attempt.
     let limit = node.config.handshake_timeout;
-    let link = tokio::time::timeout(limit, crate::node::connect(node, addr))
+    let link = tokio::time::timeout(limit, super::connect(node, addr))
         .await
         .map_err(|_| Error::TimedOut { what: format!("connecting to {addr}"), after: limit })??;
     let host = link.wait_up().await?;
@@ -105,7 +105,7 @@ enum Persistence {
 
 /// Keeps a link to `addr` up: waits for it to drop, then re-dials with exponential
 /// back-off, until the node is closed (which aborts this task).
-async fn keep_joined(node: Weak<NodeShared>, addr: SocketAddr, mut link: Option<Arc<Link>>, keep: Persistence) {
+async fn keep_joined(node: Weak<NodeShared>, addr: SocketAddr, mut link: Option<LinkHandle>, keep: Persistence) {
     loop {
         if let Some(up) = link.take() {
             let reason = up.wait_closed().await;

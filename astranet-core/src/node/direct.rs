@@ -7,12 +7,11 @@
 //! then prefer the direct link; relayed streams carry on, and when the direct address
 //! cannot be reached (NAT) everything keeps flowing through the relay.
 
-use crate::addr::HostId;
-use crate::link::Link;
-use crate::node::NodeShared;
+use super::NodeShared;
+use crate::addr::{HostId, LinkId};
+use crate::link::LinkHandle;
 use crate::proto::{Command, Header};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 impl NodeShared {
     /// A peer's handshake said how it sees this node (`ip:port`): the IP is one of
@@ -33,7 +32,7 @@ impl NodeShared {
 
     /// The advertised addresses changed: hosts that asked for them hear again.
     fn tell_followers(&self) {
-        let followers: Vec<(HostId, u64)> = self.followers.lock().iter().map(|(h, l)| (*h, *l)).collect();
+        let followers: Vec<(HostId, LinkId)> = self.followers.lock().iter().map(|(h, l)| (*h, *l)).collect();
         for (host, link) in followers {
             match self.link(link) {
                 Some(link) => self.send_follow(&link, host),
@@ -64,7 +63,7 @@ impl NodeShared {
 
     /// A relayed announcement of `host`'s service: ask `host` (through `link`) where
     /// it can be reached directly, once.
-    pub(crate) fn maybe_discover(&self, link: &Link, host: HostId, name: &str) {
+    pub(crate) fn maybe_discover(&self, link: &LinkHandle, host: HostId, name: &str) {
         if !self.config.role.follows() || !name.ends_with(self.config.env.as_str()) || self.route(host).is_some() {
             return;
         }
@@ -75,7 +74,7 @@ impl NodeShared {
             }
             discovered.insert(host, (link.id, 0));
         }
-        tracing::debug!(link = link.id, %host, "asking a relayed host for its direct addresses");
+        tracing::debug!(link = %link.id, %host, "asking a relayed host for its direct addresses");
         let h = Header {
             cmd: Command::Discover,
             dst_host: host.0,
@@ -109,7 +108,7 @@ impl NodeShared {
 
     /// `from` asked (DISCOVER) for this node's direct addresses: answer on the link it
     /// came through.
-    pub(crate) fn on_discover(&self, link: &Link, from: HostId) {
+    pub(crate) fn on_discover(&self, link: &LinkHandle, from: HostId) {
         {
             let mut followers = self.followers.lock();
             if followers.len() < MAX_DISCOVERED || followers.contains_key(&from) {
@@ -120,12 +119,12 @@ impl NodeShared {
     }
 
     /// A link went down: hosts that asked through it are no longer told.
-    pub(crate) fn followers_lost(&self, link_id: u64) {
+    pub(crate) fn followers_lost(&self, link_id: LinkId) {
         self.followers.lock().retain(|_, l| *l != link_id);
     }
 
     /// FOLLOW frames for every advertised address, to `to` through `link`.
-    fn send_follow(&self, link: &Link, to: HostId) {
+    fn send_follow(&self, link: &LinkHandle, to: HostId) {
         for addr in self.advertised() {
             let text = addr.to_string();
             let h = Header {
@@ -142,7 +141,7 @@ impl NodeShared {
 
     /// `host` can be reached at `addr` (FOLLOW): a following node without a direct link
     /// to it joins there. A failed attempt leaves the traffic on the relay.
-    pub(crate) fn on_follow(self: &Arc<Self>, link: &Link, host: HostId, addr: &[u8]) {
+    pub(crate) fn on_follow(&self, link: &LinkHandle, host: HostId, addr: &[u8]) {
         if !self.config.role.follows() || host == self.host_id() || self.route(host).is_some() {
             return;
         }
@@ -166,7 +165,7 @@ impl NodeShared {
             return;
         }
         tracing::info!(%host, %addr, "joining a relayed host directly");
-        let node = self.clone();
+        let Some(node) = self.weak().upgrade() else { return };
         self.spawn_background(async move {
             if let Err(e) = node.join_followed(host, addr).await {
                 tracing::info!(%host, %addr, error = %e, "direct address unreachable: staying on the relay");
@@ -186,10 +185,6 @@ fn is_forbidden(ip: IpAddr) -> bool {
     ip.is_unspecified() || ip.is_multicast()
 }
 
-fn push(link: &Link, h: Header, payload: &[u8]) {
-    let mut st = link.state.lock();
-    if st.closed.is_none() {
-        st.push(h, payload);
-        link.kick(&mut st);
-    }
+fn push(link: &LinkHandle, h: Header, payload: &[u8]) {
+    link.with(|l, _| l.queue_frame(h, payload));
 }

@@ -1,0 +1,200 @@
+//! Relaying: a frame addressed to another host is passed to the link that leads to
+//! that host (a direct neighbour: one relay hop, as in the Go package). Flow control
+//! stays end to end (DATA, REWIND and WND_SIZE pass through) and is checked on the way
+//! ([`RelayTable`]), so the relay never stops reading a link because one next hop is
+//! slow: what it queues is bounded by the windows the receivers granted. When one side
+//! of a relayed pair of hosts goes away, the relay sends RESET down the other side so
+//! its streams fail instead of hanging.
+
+use super::NodeShared;
+use crate::addr::{HostId, LinkId};
+use crate::link::LinkHandle;
+use crate::proto::frame::{Command, Frame, Header, RstReason};
+use crate::proto::link::{CloseReason, Policy};
+use crate::proto::relay::{RelayLimits, RelayRefusal, RelayTable};
+use hashbrown::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// A relayed pair of hosts: the link towards each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pair {
+    from_link: LinkId,
+    to_link: LinkId,
+}
+
+/// Everything the node knows about what it relays.
+#[derive(Debug, Default)]
+pub(crate) struct Relay {
+    /// Relayed pairs (source, destination) and the links towards each.
+    pairs: HashMap<(HostId, HostId), Pair>,
+    /// Relayed streams: limits, flow control, timers.
+    pub table: RelayTable,
+    /// A task sends the table's timed frames.
+    timer_running: bool,
+}
+
+impl NodeShared {
+    fn relay_limits(&self) -> RelayLimits {
+        let limits = &self.config.limits;
+        RelayLimits {
+            per_host: limits.max_relayed_streams_per_host,
+            total: limits.max_relayed_streams,
+            dial_timeout: self.config.dial_timeout,
+        }
+    }
+
+    /// Passes `frame` (for another host) on towards its destination, or drops it (no
+    /// route, it would go back where it came from, a relay limit, or a sender that
+    /// broke flow control, whose link is then closed).
+    pub(crate) fn forward(&self, from: &LinkHandle, frame: Frame) {
+        let h = frame.header;
+        if from.peer() != Some(HostId(h.src_host)) {
+            // One hop: what a neighbour relays comes from the neighbour itself.
+            return self.relay_dropped(from, &h, "relayed frame with a foreign source");
+        }
+        let (src, dst) = (HostId(h.src_host), HostId(h.dst_host));
+        let now = Instant::now();
+        let limits = self.relay_limits();
+        let to = {
+            let mut relay = self.relay.lock();
+            // Answers go back on the link the other host's frames came from (it may have
+            // several links to this node), else on any link to it.
+            let back = relay.pairs.get(&(dst, src)).map(|p| p.from_link);
+            let to = back.and_then(|id| self.link(id)).or_else(|| self.route(dst)).filter(|to| to.id != from.id);
+            let Some(to) = to else {
+                drop(relay);
+                return self.relay_dropped(from, &h, "no route");
+            };
+            let arg = match h.cmd {
+                Command::WndSize | Command::Rewind => frame.u32_payload(),
+                Command::Data => h.len,
+                _ => 0,
+            };
+            match relay.table.pass(&h, arg, &limits, now) {
+                Ok(()) => {}
+                Err(RelayRefusal::Limit(limit)) => {
+                    drop(relay);
+                    tracing::warn!(from = %src, to = %dst, "relay stream limit reached ({limit}): dial refused");
+                    return refuse(from, &h);
+                }
+                Err(RelayRefusal::Untracked) => {
+                    drop(relay);
+                    return self.relay_dropped(from, &h, "DATA of a stream this relay does not carry");
+                }
+                Err(violation @ RelayRefusal::Violation { .. }) => {
+                    drop(relay);
+                    return from.close(CloseReason::Protocol(violation.to_string()));
+                }
+            }
+            let pair = Pair { from_link: from.id, to_link: to.id };
+            if relay.pairs.get(&(src, dst)) != Some(&pair) {
+                relay.pairs.insert((src, dst), pair);
+            }
+            to
+        };
+        let (queued, forwarded) = to.with(|l, _| {
+            let forwarded = l.forward(&frame);
+            (l.queued(), forwarded)
+        });
+        if !forwarded {
+            return self.relay_dropped(from, &h, "the next hop cannot take it");
+        }
+        let max = self.config.limits.max_link_buffer;
+        if queued > max {
+            // The windows its receivers granted bound what piles up; a link that holds
+            // more does not read what it asked for.
+            to.close(CloseReason::Limit(format!("more than {max} bytes of relayed frames queued")));
+        }
+        if h.cmd == Command::Fin2 && from.policy() == Policy::V1 && to.policy() == Policy::Extended {
+            self.relay_after_v1_close(&h, to.id, now);
+        }
+    }
+
+    fn relay_dropped(&self, from: &LinkHandle, h: &Header, why: &str) {
+        self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(link = %from.id, cmd = %h.cmd, dst = %HostId(h.dst_host), "{why}: frame dropped");
+    }
+
+    /// Schedules FIN1 in a Go host's name for a node of ours behind this relay (see
+    /// [`RelayTable::after_v1_close`]), and runs the task that sends such frames.
+    fn relay_after_v1_close(&self, fin2: &Header, to: LinkId, now: Instant) {
+        let start = {
+            let mut relay = self.relay.lock();
+            relay.table.after_v1_close(fin2, to, now);
+            !std::mem::replace(&mut relay.timer_running, true)
+        };
+        if !start {
+            return;
+        }
+        let node = self.weak();
+        self.spawn_background(async move {
+            loop {
+                let next = {
+                    let Some(node) = node.upgrade() else { return };
+                    let mut relay = node.relay.lock();
+                    let next = relay.table.poll_timeout();
+                    if next.is_none() {
+                        relay.timer_running = false;
+                    }
+                    next
+                };
+                let Some(next) = next else { return };
+                tokio::time::sleep_until(next.into()).await;
+                let Some(node) = node.upgrade() else { return };
+                let due = node.relay.lock().table.due(Instant::now());
+                for (link, frame) in due {
+                    if let Some(link) = node.link(link) {
+                        link.with(|l, _| l.forward(&Frame { header: frame, payload: Default::default() }));
+                    }
+                }
+            }
+        });
+    }
+
+    /// A link went down: every relayed pair it carried gets a RESET on its other link,
+    /// naming the host that is no longer reachable.
+    pub(crate) fn relay_link_lost(&self, link_id: LinkId) {
+        let mut resets = Vec::new();
+        {
+            let mut relay = self.relay.lock();
+            relay.pairs.retain(|&(src, dst), pair| {
+                if pair.to_link == link_id {
+                    // `dst` is gone: tell `src`, on the link it came from.
+                    resets.push((pair.from_link, dst, src));
+                } else if pair.from_link == link_id {
+                    resets.push((pair.to_link, src, dst));
+                } else {
+                    return true;
+                }
+                false
+            });
+            resets.sort_unstable();
+            resets.dedup();
+            // While another link still leads to the host, relaying carries on over it.
+            resets.retain(|(_, lost, _)| self.route(*lost).is_none());
+            for (_, lost, _) in &resets {
+                relay.table.host_lost(*lost);
+            }
+        }
+        for (link_id, lost, to) in resets {
+            if let Some(link) = self.link(link_id) {
+                link.with(|l, _| l.reset_host(lost, to));
+            }
+        }
+    }
+}
+
+/// Answers a DIAL the relay will not pass on: RST for a peer that speaks it (the
+/// dialer's error names the relay limit); a v1 dialer's dial is dropped, as Go drops
+/// dials it cannot serve.
+fn refuse(from: &LinkHandle, dial: &Header) {
+    let key = crate::proto::link::StreamKey {
+        local_port: dial.dst_port,
+        remote_port: dial.src_port,
+        remote_host: HostId(dial.src_host),
+    };
+    // Answered in the name of the dialed host, as if it had refused.
+    let as_host = HostId(dial.dst_host);
+    from.with(|l, _| l.refuse_dial_as(as_host, &key, RstReason::RelayLimit));
+}

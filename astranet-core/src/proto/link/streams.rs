@@ -1,0 +1,383 @@
+//! Operations of the streams on a link, as their handles call them: open, accept,
+//! read, write, shut down, release, abort. Each is one short step of the state machine;
+//! bytes go straight between the caller's buffer and the link's queues.
+
+use super::table::{Slot, StreamId, StreamKey};
+use super::{CloseReason, Link, Phase, Policy};
+use crate::proto::flow::{Tuning, INITIAL_WINDOW};
+use crate::proto::frame::{Command, RstReason, HEADER_LEN, MAX_PAYLOAD};
+use crate::proto::stream::{Fault, PeerReading, StreamState};
+use std::sync::atomic::Ordering;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Why a stream could not be opened on a link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// The key is in use: try another local port.
+    KeyInUse,
+    /// The link carries as many streams as it allows.
+    Limit(usize),
+    /// The link is closed.
+    Closed(CloseReason),
+}
+
+/// Why a stream operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamError {
+    /// The link went down.
+    LinkClosed(CloseReason),
+    /// The dial was refused by the remote node.
+    Refused(RstReason),
+    /// The peer reset the stream.
+    Reset(RstReason),
+    /// The stream was aborted here.
+    Aborted,
+    /// A relay lost its route to the remote host.
+    RouteLost,
+    /// The application shut the writing half down.
+    WriteClosed,
+    /// The peer stopped reading: it said so (FIN1), or it is a v1 node that forgot the
+    /// stream once its close window was over.
+    PeerNotReading(PeerReading),
+}
+
+/// Writes a frame (header, payload) straight to the socket without blocking; says how
+/// many bytes the socket took (`None`: none). See [`Link::poll_write`].
+pub type DirectWrite<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Option<usize>;
+
+/// Shortest auto-tuning horizon: below this, timer and scheduling noise dominates.
+const TUNING_FLOOR_US: u32 = 2_000;
+
+/// Writes up to this size go straight to the socket when nothing is queued and the
+/// writer sleeps; larger ones are better pipelined (the stream copies into the queue
+/// while the writer task, on another core, is in the kernel with the previous batch).
+const MAX_DIRECT: usize = 16 * 1024;
+
+fn register(waker: &mut Option<Waker>, new: &Waker) {
+    match waker {
+        Some(w) if w.will_wake(new) => {}
+        _ => *waker = Some(new.clone()),
+    }
+}
+
+fn fault_error(fault: Fault) -> StreamError {
+    match fault {
+        Fault::Reset(r) => StreamError::Reset(r),
+        Fault::Aborted => StreamError::Aborted,
+        Fault::RouteLost => StreamError::RouteLost,
+    }
+}
+
+impl Link {
+    fn closed_error(&self) -> Option<StreamError> {
+        match &self.phase {
+            Phase::Closed(r) => Some(StreamError::LinkClosed(r.clone())),
+            _ => None,
+        }
+    }
+
+    fn slot(&mut self, id: StreamId) -> &mut Slot {
+        self.streams.get_mut(id).expect("a handle's slot exists")
+    }
+
+    /// The key of a stream that has a handle.
+    pub fn stream_key(&self, id: StreamId) -> StreamKey {
+        self.streams.get(id).expect("a handle's slot exists").key
+    }
+
+    /// Client side: creates the stream `key` and sends DIAL.
+    pub fn open_stream(&mut self, key: StreamKey) -> Result<StreamId, OpenError> {
+        if let Phase::Closed(r) = &self.phase {
+            return Err(OpenError::Closed(r.clone()));
+        }
+        if self.streams.contains(&key) {
+            return Err(OpenError::KeyInUse);
+        }
+        if self.streams.len() >= self.cfg.max_streams {
+            return Err(OpenError::Limit(self.cfg.max_streams));
+        }
+        let state = StreamState::dialing(self.policy().streams_are_v1());
+        let id = self.streams.insert(Slot::new(key, state)).expect("key checked free");
+        self.push_stream_frame(&key, Command::Dial, &[]);
+        self.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Server side: creates the stream of an accepted DIAL and sends SYN. `Err(None)`
+    /// when the link is gone or the dial is a duplicate; `Err(Some(reason))` when it
+    /// was refused (and the refusal queued).
+    pub fn accept_stream(&mut self, key: StreamKey) -> Result<StreamId, Option<RstReason>> {
+        if !self.is_open() || self.streams.contains(&key) {
+            return Err(None);
+        }
+        if self.streams.len() >= self.cfg.max_streams {
+            self.refuse_dial(&key, RstReason::StreamLimit);
+            return Err(Some(RstReason::StreamLimit));
+        }
+        let state = StreamState::accepted(self.policy().streams_are_v1());
+        let id = self.streams.insert(Slot::new(key, state)).expect("key checked free");
+        self.push_stream_frame(&key, Command::Syn, &[]);
+        self.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Completes when a dialed stream is established (SYN_ACK received).
+    pub fn poll_established(&mut self, id: StreamId, waker: &Waker) -> Poll<Result<(), StreamError>> {
+        let closed = self.closed_error();
+        let slot = self.slot(id);
+        if slot.state.is_established() {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(fault) = slot.state.fault() {
+            return Poll::Ready(Err(match fault {
+                Fault::Reset(RstReason::Aborted) => StreamError::Reset(RstReason::Aborted),
+                Fault::Reset(reason) => StreamError::Refused(reason),
+                fault => fault_error(fault),
+            }));
+        }
+        if let Some(e) = closed {
+            return Poll::Ready(Err(e));
+        }
+        register(&mut slot.read_waker, waker);
+        Poll::Pending
+    }
+
+    /// Flow-control tuning of a stream. A window grown past 64 KiB makes a Go sender
+    /// send frames that large, which a Go relay cannot carry: streams through a v1 relay
+    /// keep the v1 window.
+    fn tuning(&self, key: &StreamKey) -> Tuning {
+        let policy = self.policy();
+        let through_v1_relay = policy == Policy::V1 && self.peer() != Some(key.remote_host);
+        let eager = policy.streams_are_v1();
+        if through_v1_relay {
+            return Tuning { max_window: INITIAL_WINDOW, horizon_us: 0, eager };
+        }
+        Tuning {
+            max_window: self.cfg.max_stream_window,
+            horizon_us: self.timers.rtt_us.saturating_mul(2).max(TUNING_FLOOR_US),
+            eager,
+        }
+    }
+
+    /// Reads up to `max` bytes, handing them to `put`: `Ready(Ok(0))` is the end of the
+    /// stream (or `max` 0). Credit for what was read is queued for the peer.
+    pub fn poll_read(
+        &mut self,
+        id: StreamId,
+        waker: &Waker,
+        max: usize,
+        put: impl FnMut(&[u8]),
+        now: Instant,
+    ) -> Poll<Result<usize, StreamError>> {
+        let key = self.stream_key(id);
+        let tuning = self.tuning(&key);
+        let epoch = self.timers.epoch;
+        let open = self.is_open();
+        let Link { streams, budget, buffered, .. } = self;
+        let slot = streams.get_mut(id).expect("a handle's slot exists");
+        if !slot.state.recv.is_empty() {
+            let before = slot.state.recv.charge();
+            let now_us = || now.saturating_duration_since(epoch).as_micros() as u32;
+            let (n, credit) = slot.state.recv.read(max, put, now_us, tuning, budget);
+            *buffered -= before - slot.state.recv.charge();
+            // A peer that finished writing needs no credit.
+            if !slot.state.peer_done_writing() && open {
+                if let Some(w) = credit.window {
+                    self.push_stream_frame(&key, Command::WndSize, &w.to_be_bytes());
+                }
+                if let Some(r) = credit.rewind {
+                    self.push_stream_frame(&key, Command::Rewind, &r.to_be_bytes());
+                }
+            }
+            return Poll::Ready(Ok(n));
+        }
+        if let Some(fault) = slot.state.fault() {
+            return Poll::Ready(Err(fault_error(fault)));
+        }
+        if slot.state.peer_done_writing() || slot.state.read_closed() || max == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        register(&mut slot.read_waker, waker);
+        match self.closed_error() {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Writes up to `data.len()` bytes as the peer's window and the link's write queue
+    /// allow; `Pending` (waker registered) when neither has room. When nothing is
+    /// queued and the writer sleeps, a small write is offered to `direct`, which writes
+    /// the frame (header, payload) straight to the socket without blocking and says how
+    /// many bytes it took (`None`: none, the frame is queued instead).
+    pub fn poll_write(
+        &mut self,
+        id: StreamId,
+        waker: &Waker,
+        data: &[u8],
+        direct: Option<DirectWrite<'_>>,
+        now: Instant,
+    ) -> Poll<Result<usize, StreamError>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if let Some(e) = self.closed_error() {
+            return Poll::Ready(Err(e));
+        }
+        let queued = self.out.data.len();
+        let limit = self.cfg.write_queue;
+        let Link { streams, waiting_space, .. } = self;
+        let slot = streams.get_mut(id).expect("a handle's slot exists");
+        if let Some(fault) = slot.state.fault() {
+            return Poll::Ready(Err(fault_error(fault)));
+        }
+        if slot.state.write_closed() {
+            return Poll::Ready(Err(StreamError::WriteClosed));
+        }
+        if slot.state.peer_done_reading() {
+            return Poll::Ready(Err(StreamError::PeerNotReading(slot.state.peer_reading())));
+        }
+        let credit = slot.state.write_credit() as usize;
+        if credit == 0 {
+            register(&mut slot.write_waker, waker);
+            return Poll::Pending;
+        }
+        if queued >= limit {
+            register(&mut slot.write_waker, waker);
+            waiting_space.push(id);
+            return Poll::Pending;
+        }
+        let n = data.len().min(credit).min((limit - queued).max(MAX_PAYLOAD));
+        slot.state.send.on_send(n as u32);
+        let key = slot.key;
+        let payload = &data[..n];
+        if let Some(direct) = direct.filter(|_| n <= MAX_DIRECT && self.writer_is_idle()) {
+            let mut header = [0u8; HEADER_LEN];
+            self.stream_header(&key, Command::Data, n).put(&mut &mut header[..]);
+            if let Some(written) = direct(&header, payload) {
+                self.on_written(now, written);
+                if written < HEADER_LEN + n {
+                    let (h, p) = (written.min(HEADER_LEN), written.saturating_sub(HEADER_LEN));
+                    self.out.partial.extend_from_slice(&header[h..]);
+                    self.out.partial.extend_from_slice(&payload[p..]);
+                }
+                return Poll::Ready(Ok(n));
+            }
+        }
+        for chunk in payload.chunks(MAX_PAYLOAD) {
+            self.push_stream_frame(&key, Command::Data, chunk);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Whether a stream may write straight to the socket: nothing is queued (so nothing
+    /// can be overtaken) and the writer sleeps (so nothing is being written).
+    fn writer_is_idle(&self) -> bool {
+        self.out.writer_idle && !self.out.has_output()
+    }
+
+    /// Half-close: FIN2 after everything written so far. Fails like a write would on a
+    /// reset stream or a lost link.
+    pub fn shutdown_write(&mut self, id: StreamId) -> Result<(), StreamError> {
+        if let Some(e) = self.closed_error() {
+            return Err(e);
+        }
+        let slot = self.slot(id);
+        if let Some(fault) = slot.state.fault() {
+            return Err(fault_error(fault));
+        }
+        let key = slot.key;
+        if slot.state.shutdown_write() {
+            self.push_stream_frame(&key, Command::Fin2, &[]);
+        }
+        Ok(())
+    }
+
+    /// The handle is gone: finish the stream gracefully (FIN2 after what was written,
+    /// FIN1 since nobody reads any more), or give up a dial still in progress.
+    pub fn release(&mut self, id: StreamId, now: Instant) {
+        self.finish(id, false, now);
+    }
+
+    /// Abort: RST (or the v1 close); unread and unsent data is dropped.
+    pub fn abort(&mut self, id: StreamId, now: Instant) {
+        self.finish(id, true, now);
+    }
+
+    fn finish(&mut self, id: StreamId, abort: bool, now: Instant) {
+        if !self.is_open() {
+            self.free(id);
+            return;
+        }
+        let policy = self.policy();
+        let slot = self.slot(id);
+        slot.read_waker = None;
+        slot.write_waker = None;
+        let before = slot.state.recv.charge();
+        let key = slot.key;
+        let was_dialing = slot.state.is_dialing();
+        // Once our ACK went out, the server counts the stream as open.
+        let peer_has_stream = !was_dialing || slot.state.ack_sent();
+        let mut frames: &[Command] = &[];
+        let (mut fin2, mut fin1) = (false, false);
+        if abort || was_dialing {
+            if slot.state.abort() {
+                frames = policy.abort_frames(peer_has_stream);
+            }
+        } else {
+            fin2 = slot.state.shutdown_write();
+            fin1 = slot.state.shutdown_read();
+        }
+        let peer_gone = slot.state.peer_gone();
+        self.buffered -= before - slot.state.recv.charge();
+        for &cmd in frames {
+            let payload: &[u8] = if cmd == Command::Rst { &[RstReason::Aborted as u8] } else { &[] };
+            self.push_stream_frame(&key, cmd, payload);
+        }
+        if fin2 {
+            self.push_stream_frame(&key, Command::Fin2, &[]);
+        }
+        if fin1 {
+            self.push_stream_frame(&key, Command::Fin1, &[]);
+        }
+        if peer_gone {
+            self.free(id);
+        } else {
+            self.linger(id, key, now);
+        }
+    }
+
+    /// Forgets a stream, giving back its window budget and receive charge.
+    pub(super) fn free(&mut self, id: StreamId) {
+        let slot = self.streams.remove(id);
+        // The id may be reused: it must not stay waiting.
+        self.waiting_space.remove(id);
+        self.budget.used = self.budget.used.saturating_sub(slot.state.recv.window.extra());
+        self.buffered -= slot.state.recv.charge();
+        self.counters.streams_closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Wakes writers waiting for queue space, oldest first, as many as can fill `room`.
+    pub(super) fn wake_waiting_space(&mut self, mut room: usize, wakers: &mut Vec<Waker>) {
+        while room > 0 {
+            let Some(id) = self.waiting_space.pop() else { break };
+            if let Some(slot) = self.streams.get_mut(id) {
+                wakers.extend(slot.write_waker.take());
+                room = room.saturating_sub(MAX_PAYLOAD);
+            }
+        }
+    }
+
+    pub(super) fn wake_all_waiting_space(&mut self, wakers: &mut Vec<Waker>) {
+        self.wake_waiting_space(usize::MAX, wakers);
+    }
+
+    /// How long a v1 peer's close window lasts as this side counts it: the peer's
+    /// window started when it closed, before its FIN2 got here, and what we write takes
+    /// a while to reach it, so stop a little early.
+    pub(super) fn close_window(&self) -> Duration {
+        const MARGIN: Duration = Duration::from_millis(200);
+        let rtt = Duration::from_micros(self.timers.rtt_us as u64);
+        crate::proto::V1_CLOSE_WINDOW.saturating_sub(MARGIN + 2 * rtt)
+    }
+}
