@@ -40,6 +40,36 @@ impl Role {
     }
 }
 
+impl std::str::FromStr for Role {
+    type Err = crate::Error;
+
+    /// `"peer"`, `"client"`, `"server"` or `"router"`.
+    fn from_str(s: &str) -> Result<Role, crate::Error> {
+        Ok(match s {
+            "peer" => Role::Peer,
+            "client" => Role::Client,
+            "server" => Role::Server,
+            "router" => Role::Router,
+            other => {
+                return Err(crate::Error::InvalidConfig(format!(
+                    "unknown role {other:?}: peer, client, server or router"
+                )))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Peer => "peer",
+            Role::Client => "client",
+            Role::Server => "server",
+            Role::Router => "router",
+        })
+    }
+}
+
 /// Keep-alive timings. The defaults are the Go package's (keep-alive 10 s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeepAlive {
@@ -344,6 +374,60 @@ impl NodeBuilder {
 }
 
 impl Config {
+    /// Checks every value against its range; the error names the first one out of it.
+    /// [`NodeBuilder::try_build`] calls it, so a node never runs with a configuration
+    /// that would, say, close every link at the first keep-alive tick.
+    ///
+    /// ```
+    /// let mut config = astranet::Config::default();
+    /// config.limits.listener_backlog = 0;
+    /// assert!(config.validate().unwrap_err().to_string().contains("listener_backlog"));
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), crate::Error> {
+            if ok {
+                Ok(())
+            } else {
+                Err(crate::Error::InvalidConfig(what()))
+            }
+        }
+        let positive = |name: &str, d: Duration| check(!d.is_zero(), || format!("{name} must be positive"));
+        let id = self.host_id.0;
+        check(id != 0 && id >> 63 == 0, || format!("host_id must be from 1 to 2^63 - 1, got {id}"))?;
+        let k = &self.keepalive;
+        positive("keepalive (its ping interval)", k.ping_after)?;
+        positive("keepalive (its write timeout)", k.write_timeout)?;
+        check(k.idle_timeout > k.ping_after, || {
+            format!(
+                "the keep-alive idle timeout ({:?}) must exceed the ping interval ({:?})",
+                k.idle_timeout, k.ping_after
+            )
+        })?;
+        positive("dial_timeout", self.dial_timeout)?;
+        positive("handshake_timeout", self.handshake_timeout)?;
+        positive("frame_stall_timeout", self.frame_stall_timeout)?;
+        positive("max_reconnect_delay", self.max_reconnect_delay)?;
+        positive("resolve_interval", self.resolve_interval)?;
+        let l = &self.limits;
+        check(l.max_streams_per_link > 0, || "max_streams_per_link must be at least 1".into())?;
+        check(l.listener_backlog > 0, || "listener_backlog must be at least 1".into())?;
+        check(l.link_write_queue > 0, || "link_write_queue must be at least 1".into())?;
+        // A peer may send a whole initial window on one stream before we read a byte.
+        check(l.max_link_buffer >= INITIAL_WINDOW as usize, || {
+            format!("max_link_buffer must be at least {INITIAL_WINDOW} (one stream's initial window)")
+        })?;
+        check(l.max_control_queue >= 1024, || "max_control_queue must be at least 1024".into())?;
+        check(self.windows.max_stream_window >= INITIAL_WINDOW, || {
+            format!("max_stream_window must be at least {INITIAL_WINDOW}")
+        })?;
+        // `env(["a", "b"])` stores ".a.b": no part may be empty.
+        check(
+            self.env.is_empty() || self.env.split('.').skip(1).all(|p| !p.is_empty()) && self.env.starts_with('.'),
+            || format!("the environment {:?} has an empty part", self.env.trim_start_matches('.')),
+        )?;
+        Ok(())
+    }
+
     /// What each link of the node is configured with.
     pub(crate) fn link_config(&self) -> LinkConfig {
         LinkConfig {
@@ -359,5 +443,64 @@ impl Config {
             max_stream_window: self.windows.max_stream_window,
             window_budget: self.windows.link_window_budget,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Node;
+
+    fn rejected(b: NodeBuilder, what: &str) {
+        let e = b.try_build().expect_err(what);
+        assert!(matches!(e, crate::Error::InvalidConfig(_)), "{e}");
+        assert!(e.to_string().contains(what), "{e} should name {what}");
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused_by_name() {
+        rejected(Node::builder().keepalive(Duration::ZERO), "keepalive");
+        rejected(Node::builder().host_id(HostId(0)), "host_id");
+        rejected(Node::builder().host_id(HostId(1 << 63)), "host_id");
+        rejected(Node::builder().listener_backlog(0), "listener_backlog");
+        rejected(Node::builder().max_streams_per_link(0), "max_streams_per_link");
+        rejected(Node::builder().dial_timeout(Duration::ZERO), "dial_timeout");
+        rejected(Node::builder().handshake_timeout(Duration::ZERO), "handshake_timeout");
+        rejected(Node::builder().frame_stall_timeout(Duration::ZERO), "frame_stall_timeout");
+        rejected(Node::builder().max_link_buffer(1000), "max_link_buffer");
+        rejected(Node::builder().max_control_queue(0), "max_control_queue");
+        rejected(Node::builder().env(["prod", ""]), "environment");
+        let k = KeepAlive {
+            ping_after: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+        };
+        rejected(Node::builder().keepalive_timings(k), "idle timeout");
+    }
+
+    #[test]
+    fn defaults_and_documented_clamps_are_valid() {
+        Config::default().validate().unwrap();
+        Node::builder()
+            .linger(Duration::ZERO)
+            .link_write_queue(0)
+            .max_stream_window(1)
+            .env(["prod", "eu"])
+            .try_build()
+            .unwrap();
+    }
+
+    #[test]
+    fn roles_read_as_they_print() {
+        for r in [Role::Peer, Role::Client, Role::Server, Role::Router] {
+            assert_eq!(r.to_string().parse::<Role>().unwrap(), r);
+        }
+        assert!("relay".parse::<Role>().unwrap_err().to_string().contains("unknown role"));
+    }
+
+    #[test]
+    #[should_panic(expected = "keepalive")]
+    fn build_panics_on_a_value_out_of_range() {
+        let _ = Node::builder().keepalive(Duration::ZERO).build();
     }
 }

@@ -94,6 +94,9 @@ pub enum Error {
         /// Why it does not parse.
         reason: String,
     },
+    /// A configuration value is out of range (see [`Config::validate`](crate::Config::validate)).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
     /// The port is already bound on this node.
     #[error("virtual port {0} is already bound")]
     AddrInUse(u32),
@@ -122,7 +125,7 @@ impl Error {
             Error::BrokenPipe | Error::PeerClosed(_) => K::BrokenPipe,
             Error::Protocol { .. } => K::InvalidData,
             Error::LimitExceeded(_) => K::Other,
-            Error::InvalidTarget { .. } => K::InvalidInput,
+            Error::InvalidTarget { .. } | Error::InvalidConfig(_) => K::InvalidInput,
             Error::AddrInUse(_) => K::AddrInUse,
             Error::NodeClosed | Error::ListenerClosed => K::NotConnected,
             Error::Io(e) => e.kind(),

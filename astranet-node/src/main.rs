@@ -100,7 +100,8 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(k) = args.keepalive {
         builder = builder.keepalive(Duration::from_secs_f64(k));
     }
-    let node = builder.build();
+    // A bad value (keepalive 0, an empty environment part) is an error, not a panic.
+    let node = builder.try_build()?;
     println!("host {}", node.host_id());
     for addr in &args.listen {
         println!("listening {}", node.listen(addr.as_str()).await?);

@@ -652,8 +652,26 @@ impl std::fmt::Debug for Node {
 
 impl NodeBuilder {
     /// Creates the node with this configuration (no I/O is started).
+    ///
+    /// # Panics
+    ///
+    /// When a value is out of range (see [`Config::validate`]); use
+    /// [`try_build`](NodeBuilder::try_build) for configuration that comes from users.
     pub fn build(self) -> Node {
-        Node::with_config(self.into_config())
+        self.try_build().unwrap_or_else(|e| panic!("astranet::NodeBuilder::build: {e}"))
+    }
+
+    /// Creates the node, or [`Error::InvalidConfig`] naming the value out of range.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let err = astranet::Node::builder().keepalive(Duration::ZERO).try_build().unwrap_err();
+    /// assert!(err.to_string().contains("keepalive"));
+    /// ```
+    pub fn try_build(self) -> Result<Node> {
+        let config = self.into_config();
+        config.validate()?;
+        Ok(Node::with_config(config))
     }
 }
 
