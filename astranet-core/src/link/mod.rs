@@ -155,7 +155,7 @@ impl LinkHandle {
             let mut write = direct.as_ref().map(|tcp| {
                 move |h: &[u8], p: &[u8]| {
                     let parts = [std::io::IoSlice::new(h), std::io::IoSlice::new(p)];
-                    tcp.try_write_vectored(&parts).ok().filter(|n| *n > 0)
+                    sink::try_send(tcp, &parts).ok().filter(|n| *n > 0)
                 }
             });
             let result = f(link, write.as_mut().map(|w| w as DirectWrite<'_>), &mut wakers);

@@ -9,6 +9,20 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::timeout;
 
+/// Writes what the socket takes now, without blocking, as `sendmsg` with
+/// `MSG_NOSIGNAL`: a peer that reset the connection gives `EPIPE`, never a `SIGPIPE`
+/// that would kill a C or Go program embedding the library (Rust binaries ignore the
+/// signal; their hosts need not).
+pub(crate) fn try_send(tcp: &OwnedWriteHalf, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const FLAGS: libc::c_int = 0;
+    let socket: &tokio::net::TcpStream = tcp.as_ref();
+    socket
+        .try_io(tokio::io::Interest::WRITABLE, || socket2::SockRef::from(socket).send_vectored_with_flags(parts, FLAGS))
+}
+
 /// The writing end of a link.
 pub(crate) enum Sink {
     Tcp(Arc<OwnedWriteHalf>),
@@ -33,7 +47,7 @@ impl Sink {
         while !parts.is_empty() {
             let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
             let written = match self {
-                Sink::Tcp(tcp) => match tcp.try_write_vectored(&slices) {
+                Sink::Tcp(tcp) => match try_send(tcp, &slices) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         timeout(stall, tcp.writable()).await.map_err(|_| stalled())??;
@@ -83,6 +97,8 @@ fn advance(parts: &mut Vec<&[u8]>, mut n: usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn advance_across_slices() {
         let (a, b, c) = (&b"abc"[..], &b"de"[..], &b"fgh"[..]);
@@ -91,5 +107,35 @@ mod tests {
         assert_eq!(parts, vec![&b"e"[..], &b"fgh"[..]]);
         super::advance(&mut parts, 4);
         assert!(parts.is_empty());
+    }
+
+    /// Run in a child process (the signal's disposition is process-wide): with SIGPIPE
+    /// at its default, as in a C program, writing to a socket whose sending side is
+    /// shut must fail with EPIPE instead of killing the process.
+    #[test]
+    fn writes_to_a_broken_socket_raise_no_sigpipe() {
+        if std::env::var_os("ASTRANET_SIGPIPE_CHILD").is_none() {
+            let exe = std::env::current_exe().unwrap();
+            let status = std::process::Command::new(exe)
+                .args(["--exact", "link::sink::tests::writes_to_a_broken_socket_raise_no_sigpipe", "--nocapture"])
+                .env("ASTRANET_SIGPIPE_CHILD", "1")
+                .status()
+                .unwrap();
+            assert!(status.success(), "the child died: {status:?}");
+            return;
+        }
+        // SAFETY: restores the default action, as a C program has it.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let _theirs = listener.accept().await.unwrap();
+            socket2::SockRef::from(&ours).shutdown(std::net::Shutdown::Write).unwrap();
+            let (_r, w) = ours.into_split();
+            w.as_ref().writable().await.unwrap();
+            let err = try_send(&w, &[IoSlice::new(b"after shutdown")]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        });
     }
 }
