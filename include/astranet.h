@@ -115,7 +115,11 @@
  * passed an `astranet_error **` it also receives an owned error object with the same
  * code and a message. The codes of the core's errors map one to one.
  */
-typedef enum astranet_result {
+enum astranet_result
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
   /**
    * Success.
    */
@@ -151,7 +155,8 @@ typedef enum astranet_result {
    */
   ASTRANET_ERR_NO_ROUTE = 7,
   /**
-   * The link the stream or dial travelled on went down.
+   * The link the stream or dial travelled on went down, or a relay on the way lost
+   * its route to the far host.
    */
   ASTRANET_ERR_LINK_CLOSED = 8,
   /**
@@ -211,7 +216,14 @@ typedef enum astranet_result {
    * Nobody announced the dialed service name within the dial timeout.
    */
   ASTRANET_ERR_NO_SUCH_SERVICE = 22,
-} astranet_result;
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum astranet_result astranet_result;
+#else
+typedef uint32_t astranet_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * An error with its code and message (opaque). Owned by the caller, who frees it with
@@ -353,6 +365,11 @@ typedef struct astranet_node_config {
    * for none. Read during `astranet_node_new` only.
    */
   const char *environment;
+  /**
+   * A link is closed when a frame whose header arrived is not complete within this
+   * time (a peer that stalls mid-frame). Default 10000, as the Go package.
+   */
+  uint32_t frame_stall_timeout_ms;
 } astranet_node_config;
 
 /**
@@ -463,7 +480,7 @@ const char *astranet_version(void);
  *
  * Thread-safety: any thread (the object is immutable).
  */
-enum astranet_result astranet_error_code(const struct astranet_error *error);
+astranet_result astranet_error_code(const struct astranet_error *error);
 
 /**
  * The message of an error object, a NUL-terminated UTF-8 string owned by the error
@@ -498,9 +515,9 @@ const char *astranet_result_name(uint32_t result);
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL `stream_out`), `ASTRANET_ERR_LISTENER_CLOSED`,
  * `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
-enum astranet_result astranet_accept(struct astranet_listener *listener,
-                                     struct astranet_stream **stream_out,
-                                     struct astranet_error **err);
+astranet_result astranet_accept(struct astranet_listener *listener,
+                                struct astranet_stream **stream_out,
+                                struct astranet_error **err);
 
 /**
  * Accepts a stream, waiting up to `timeout_ms` (negative: no limit). Returns as
@@ -508,28 +525,28 @@ enum astranet_result astranet_accept(struct astranet_listener *listener,
  * `ASTRANET_ERR_LISTENER_CLOSED` when the listener is closed (by another thread) while
  * waiting. Thread-safety: any thread.
  */
-enum astranet_result astranet_accept_timeout(struct astranet_listener *listener,
-                                             int32_t timeout_ms,
-                                             struct astranet_stream **stream_out,
-                                             struct astranet_error **err);
+astranet_result astranet_accept_timeout(struct astranet_listener *listener,
+                                        int32_t timeout_ms,
+                                        struct astranet_stream **stream_out,
+                                        struct astranet_error **err);
 
 /**
  * Sets the user data that `astranet_poll` reports with the listener's events.
  *
  * Errors: `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
-enum astranet_result astranet_listener_set_userdata(struct astranet_listener *listener,
-                                                    void *userdata,
-                                                    struct astranet_error **err);
+astranet_result astranet_listener_set_userdata(struct astranet_listener *listener,
+                                               void *userdata,
+                                               struct astranet_error **err);
 
 /**
  * Writes the listener's address (this node's host id, the bound port) to `*addr_out`.
  *
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
-enum astranet_result astranet_listener_addr(struct astranet_listener *listener,
-                                            struct astranet_addr *addr_out,
-                                            struct astranet_error **err);
+astranet_result astranet_listener_addr(struct astranet_listener *listener,
+                                       struct astranet_addr *addr_out,
+                                       struct astranet_error **err);
 
 /**
  * Unbinds the port and frees the handle: dials waiting in the backlog are refused, an
@@ -540,7 +557,7 @@ enum astranet_result astranet_listener_addr(struct astranet_listener *listener,
  * Returns `ASTRANET_OK`, also for NULL; `ASTRANET_ERR_BAD_HANDLE` for a listener closed
  * already (double close) or a handle of another kind.
  */
-enum astranet_result astranet_listener_close(struct astranet_listener *listener);
+astranet_result astranet_listener_close(struct astranet_listener *listener);
 
 /**
  * Fills `config` with the defaults (those of the Go package where it has one) and
@@ -549,7 +566,7 @@ enum astranet_result astranet_listener_close(struct astranet_listener *listener)
  * Returns `ASTRANET_OK`, or `ASTRANET_ERR_INVALID_ARGUMENT` when `config` is NULL.
  * Thread-safety: any thread.
  */
-enum astranet_result astranet_node_config_init(struct astranet_node_config *config);
+astranet_result astranet_node_config_init(struct astranet_node_config *config);
 
 /**
  * Creates a node. `config` may be NULL for the defaults; otherwise it must have been
@@ -561,9 +578,9 @@ enum astranet_result astranet_node_config_init(struct astranet_node_config *conf
  * value out of range), `ASTRANET_ERR_IO` (no eventfd or threads could be created),
  * `ASTRANET_ERR_FORKED`. Thread-safety: any thread.
  */
-enum astranet_result astranet_node_new(const struct astranet_node_config *config,
-                                       struct astranet_node **node_out,
-                                       struct astranet_error **err);
+astranet_result astranet_node_new(const struct astranet_node_config *config,
+                                  struct astranet_node **node_out,
+                                  struct astranet_error **err);
 
 /**
  * Closes and frees a node: every listener and link is closed (queued frames are
@@ -575,7 +592,7 @@ enum astranet_result astranet_node_new(const struct astranet_node_config *config
  * a node freed already (a double free is an error code, not a crash) or a handle of
  * another kind; `ASTRANET_ERR_FORKED` in a forked child (the node is leaked there).
  */
-enum astranet_result astranet_node_free(struct astranet_node *node);
+astranet_result astranet_node_free(struct astranet_node *node);
 
 /**
  * The node's readiness fd (an eventfd): readable exactly while `astranet_poll` has
@@ -586,9 +603,9 @@ enum astranet_result astranet_node_free(struct astranet_node *node);
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL `fd_out`), `ASTRANET_ERR_BAD_HANDLE`.
  * Thread-safety: any thread.
  */
-enum astranet_result astranet_node_fd(struct astranet_node *node,
-                                      int32_t *fd_out,
-                                      struct astranet_error **err);
+astranet_result astranet_node_fd(struct astranet_node *node,
+                                 int32_t *fd_out,
+                                 struct astranet_error **err);
 
 /**
  * Writes the node's 64-bit host id to `*host_id_out`.
@@ -596,9 +613,9 @@ enum astranet_result astranet_node_fd(struct astranet_node *node,
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL `host_id_out`), `ASTRANET_ERR_BAD_HANDLE`.
  * Thread-safety: any thread.
  */
-enum astranet_result astranet_node_host_id(struct astranet_node *node,
-                                           uint64_t *host_id_out,
-                                           struct astranet_error **err);
+astranet_result astranet_node_host_id(struct astranet_node *node,
+                                      uint64_t *host_id_out,
+                                      struct astranet_error **err);
 
 /**
  * Accepts links on a TCP address such as "127.0.0.1:0" or "[::1]:7000"; links are
@@ -612,11 +629,11 @@ enum astranet_result astranet_node_host_id(struct astranet_node *node,
  * does not resolve), `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`.
  * Thread-safety: any thread.
  */
-enum astranet_result astranet_listen(struct astranet_node *node,
-                                     const char *addr,
-                                     char *bound,
-                                     size_t bound_capacity,
-                                     struct astranet_error **err);
+astranet_result astranet_listen(struct astranet_node *node,
+                                const char *addr,
+                                char *bound,
+                                size_t bound_capacity,
+                                struct astranet_error **err);
 
 /**
  * Opens a TCP link to a node listening at `addr` ("127.0.0.1:7000") and keeps it up:
@@ -629,11 +646,11 @@ enum astranet_result astranet_listen(struct astranet_node *node,
  * handshake failed), `ASTRANET_ERR_PROTOCOL`, `ASTRANET_ERR_NODE_CLOSED`,
  * `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
-enum astranet_result astranet_join(struct astranet_node *node,
-                                   const char *addr,
-                                   int32_t timeout_ms,
-                                   uint64_t *peer_host_id,
-                                   struct astranet_error **err);
+astranet_result astranet_join(struct astranet_node *node,
+                              const char *addr,
+                              int32_t timeout_ms,
+                              uint64_t *peer_host_id,
+                              struct astranet_error **err);
 
 /**
  * Binds a listener: ":7" for virtual port 7, "" or ":0" for a free automatic port (see
@@ -646,10 +663,10 @@ enum astranet_result astranet_join(struct astranet_node *node,
  * (a port that is not a number, an invalid name), `ASTRANET_ERR_ADDR_IN_USE`,
  * `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
-enum astranet_result astranet_bind(struct astranet_node *node,
-                                   const char *target,
-                                   struct astranet_listener **listener_out,
-                                   struct astranet_error **err);
+astranet_result astranet_bind(struct astranet_node *node,
+                              const char *target,
+                              struct astranet_listener **listener_out,
+                              struct astranet_error **err);
 
 /**
  * Opens a stream and blocks until it is established, refused, or `timeout_ms` ran out
@@ -670,12 +687,12 @@ enum astranet_result astranet_bind(struct astranet_node *node,
  * `ASTRANET_ERR_LIMIT_EXCEEDED`, `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`.
  * Thread-safety: any thread.
  */
-enum astranet_result astranet_dial(struct astranet_node *node,
-                                   const char *target,
-                                   const char *key,
-                                   int32_t timeout_ms,
-                                   struct astranet_stream **stream_out,
-                                   struct astranet_error **err);
+astranet_result astranet_dial(struct astranet_node *node,
+                              const char *target,
+                              const char *key,
+                              int32_t timeout_ms,
+                              struct astranet_stream **stream_out,
+                              struct astranet_error **err);
 
 /**
  * Starts a dial without waiting (tier 1): writes a stream handle to `*stream_out` at
@@ -688,13 +705,13 @@ enum astranet_result astranet_dial(struct astranet_node *node,
  * Errors (at once): `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_INVALID_TARGET`,
  * `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
-enum astranet_result astranet_dial_start(struct astranet_node *node,
-                                         const char *target,
-                                         const char *key,
-                                         int32_t timeout_ms,
-                                         void *userdata,
-                                         struct astranet_stream **stream_out,
-                                         struct astranet_error **err);
+astranet_result astranet_dial_start(struct astranet_node *node,
+                                    const char *target,
+                                    const char *key,
+                                    int32_t timeout_ms,
+                                    void *userdata,
+                                    struct astranet_stream **stream_out,
+                                    struct astranet_error **err);
 
 /**
  * Writes a snapshot of the node's counters to `*stats_out`.
@@ -702,9 +719,9 @@ enum astranet_result astranet_dial_start(struct astranet_node *node,
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL `stats_out`), `ASTRANET_ERR_BAD_HANDLE`.
  * Thread-safety: any thread.
  */
-enum astranet_result astranet_node_stats(struct astranet_node *node,
-                                         struct astranet_stats *stats_out,
-                                         struct astranet_error **err);
+astranet_result astranet_node_stats(struct astranet_node *node,
+                                    struct astranet_stats *stats_out,
+                                    struct astranet_error **err);
 
 /**
  * Writes up to `capacity` host ids of the node's neighbours (nodes it has a link to)
@@ -713,11 +730,11 @@ enum astranet_result astranet_node_stats(struct astranet_node *node,
  *
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
-enum astranet_result astranet_node_peers(struct astranet_node *node,
-                                         uint64_t *ids,
-                                         size_t capacity,
-                                         size_t *count,
-                                         struct astranet_error **err);
+astranet_result astranet_node_peers(struct astranet_node *node,
+                                    uint64_t *ids,
+                                    size_t capacity,
+                                    size_t *count,
+                                    struct astranet_error **err);
 
 /**
  * Writes `addr` as "<16 hex digits>:<port>" (the form `astranet_dial` takes) with a
@@ -727,9 +744,7 @@ enum astranet_result astranet_node_peers(struct astranet_node *node,
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL arguments, capacity too small).
  * Thread-safety: any thread.
  */
-enum astranet_result astranet_addr_format(const struct astranet_addr *addr,
-                                          char *buf,
-                                          size_t capacity);
+astranet_result astranet_addr_format(const struct astranet_addr *addr, char *buf, size_t capacity);
 
 /**
  * Lists every service instance the node knows: its own, and those announced by
@@ -739,9 +754,9 @@ enum astranet_result astranet_addr_format(const struct astranet_addr *addr,
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL `list_out`), `ASTRANET_ERR_BAD_HANDLE`.
  * Thread-safety: any thread.
  */
-enum astranet_result astranet_services(struct astranet_node *node,
-                                       struct astranet_service_list **list_out,
-                                       struct astranet_error **err);
+astranet_result astranet_services(struct astranet_node *node,
+                                  struct astranet_service_list **list_out,
+                                  struct astranet_error **err);
 
 /**
  * The entries of a service list: writes a pointer to its first element (valid until
@@ -749,9 +764,9 @@ enum astranet_result astranet_services(struct astranet_node *node,
  *
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (a NULL argument). Thread-safety: any thread.
  */
-enum astranet_result astranet_service_list_items(const struct astranet_service_list *list,
-                                                 const struct astranet_service **items_out,
-                                                 size_t *count_out);
+astranet_result astranet_service_list_items(const struct astranet_service_list *list,
+                                            const struct astranet_service **items_out,
+                                            size_t *count_out);
 
 /**
  * Frees a service list. NULL is accepted; freeing twice is undefined behaviour, as with
@@ -766,11 +781,11 @@ void astranet_service_list_free(struct astranet_service_list *list);
  *
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
-enum astranet_result astranet_routes(struct astranet_node *node,
-                                     struct astranet_route *routes,
-                                     size_t capacity,
-                                     size_t *count,
-                                     struct astranet_error **err);
+astranet_result astranet_routes(struct astranet_node *node,
+                                struct astranet_route *routes,
+                                size_t capacity,
+                                size_t *count,
+                                struct astranet_error **err);
 
 /**
  * Takes pending events without waiting: writes up to `capacity` of them to `events`
@@ -788,11 +803,11 @@ enum astranet_result astranet_routes(struct astranet_node *node,
  * `capacity`) or `count` is NULL; `ASTRANET_ERR_BAD_HANDLE` for a node that is not
  * live. Thread-safety: any thread; concurrent calls share the events out.
  */
-enum astranet_result astranet_poll(struct astranet_node *node,
-                                   struct astranet_event *events,
-                                   size_t capacity,
-                                   size_t *count,
-                                   struct astranet_error **err);
+astranet_result astranet_poll(struct astranet_node *node,
+                              struct astranet_event *events,
+                              size_t capacity,
+                              size_t *count,
+                              struct astranet_error **err);
 
 /**
  * `astranet_poll` that first waits up to `timeout_ms` (negative: no limit) for the
@@ -801,12 +816,12 @@ enum astranet_result astranet_poll(struct astranet_node *node,
  * Errors as `astranet_poll`, plus `ASTRANET_ERR_IO` if `poll(2)` fails (not EINTR,
  * which is retried). Thread-safety: any thread.
  */
-enum astranet_result astranet_poll_wait(struct astranet_node *node,
-                                        struct astranet_event *events,
-                                        size_t capacity,
-                                        int32_t timeout_ms,
-                                        size_t *count,
-                                        struct astranet_error **err);
+astranet_result astranet_poll_wait(struct astranet_node *node,
+                                   struct astranet_event *events,
+                                   size_t capacity,
+                                   int32_t timeout_ms,
+                                   size_t *count,
+                                   struct astranet_error **err);
 
 /**
  * Reads up to `len` bytes into `buf` without waiting (tier 1). On `ASTRANET_OK` writes
@@ -821,11 +836,11 @@ enum astranet_result astranet_poll_wait(struct astranet_node *node,
  * `ASTRANET_ERR_CLOSED` (closed by another thread during the call),
  * `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: one reader at a time.
  */
-enum astranet_result astranet_stream_read(struct astranet_stream *stream,
-                                          uint8_t *buf,
-                                          size_t len,
-                                          size_t *nread,
-                                          struct astranet_error **err);
+astranet_result astranet_stream_read(struct astranet_stream *stream,
+                                     uint8_t *buf,
+                                     size_t len,
+                                     size_t *nread,
+                                     struct astranet_error **err);
 
 /**
  * Writes up to `len` bytes from `buf` without waiting (tier 1). On `ASTRANET_OK` writes
@@ -839,11 +854,11 @@ enum astranet_result astranet_stream_read(struct astranet_stream *stream,
  * `astranet_dial_start`, `ASTRANET_ERR_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`.
  * Thread-safety: one writer at a time.
  */
-enum astranet_result astranet_stream_write(struct astranet_stream *stream,
-                                           const uint8_t *buf,
-                                           size_t len,
-                                           size_t *nwritten,
-                                           struct astranet_error **err);
+astranet_result astranet_stream_write(struct astranet_stream *stream,
+                                      const uint8_t *buf,
+                                      size_t len,
+                                      size_t *nwritten,
+                                      struct astranet_error **err);
 
 /**
  * Reads like `astranet_stream_read` but waits up to `timeout_ms` (negative: no limit)
@@ -852,12 +867,12 @@ enum astranet_result astranet_stream_write(struct astranet_stream *stream,
  * meanwhile. Do not mix with non-blocking reads of the same stream running at the same
  * time. Thread-safety: one reader at a time.
  */
-enum astranet_result astranet_stream_read_timeout(struct astranet_stream *stream,
-                                                  uint8_t *buf,
-                                                  size_t len,
-                                                  int32_t timeout_ms,
-                                                  size_t *nread,
-                                                  struct astranet_error **err);
+astranet_result astranet_stream_read_timeout(struct astranet_stream *stream,
+                                             uint8_t *buf,
+                                             size_t len,
+                                             int32_t timeout_ms,
+                                             size_t *nread,
+                                             struct astranet_error **err);
 
 /**
  * Writes all `len` bytes of `buf`, waiting up to `timeout_ms` in total (negative: no
@@ -866,12 +881,12 @@ enum astranet_result astranet_stream_read_timeout(struct astranet_stream *stream
  * Errors as `astranet_stream_write`, plus `ASTRANET_ERR_TIMED_OUT`. Thread-safety: one
  * writer at a time.
  */
-enum astranet_result astranet_stream_write_all(struct astranet_stream *stream,
-                                               const uint8_t *buf,
-                                               size_t len,
-                                               int32_t timeout_ms,
-                                               size_t *nwritten,
-                                               struct astranet_error **err);
+astranet_result astranet_stream_write_all(struct astranet_stream *stream,
+                                          const uint8_t *buf,
+                                          size_t len,
+                                          int32_t timeout_ms,
+                                          size_t *nwritten,
+                                          struct astranet_error **err);
 
 /**
  * Half-closes the stream: the peer reads end of stream once everything written so far
@@ -881,8 +896,8 @@ enum astranet_result astranet_stream_write_all(struct astranet_stream *stream,
  * `ASTRANET_ERR_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`; `ASTRANET_AGAIN` while a dial of
  * `astranet_dial_start` is under way. Thread-safety: the writer's thread.
  */
-enum astranet_result astranet_stream_shutdown(struct astranet_stream *stream,
-                                              struct astranet_error **err);
+astranet_result astranet_stream_shutdown(struct astranet_stream *stream,
+                                         struct astranet_error **err);
 
 /**
  * Closes the stream gracefully and frees the handle: everything written is still
@@ -893,7 +908,7 @@ enum astranet_result astranet_stream_shutdown(struct astranet_stream *stream,
  * Returns `ASTRANET_OK`, also for NULL; `ASTRANET_ERR_BAD_HANDLE` for a stream closed
  * already (double close) or a handle of another kind. Thread-safety: any thread.
  */
-enum astranet_result astranet_stream_close(struct astranet_stream *stream);
+astranet_result astranet_stream_close(struct astranet_stream *stream);
 
 /**
  * Resets the stream and frees the handle: unsent and unread data is dropped and the
@@ -901,16 +916,16 @@ enum astranet_result astranet_stream_close(struct astranet_stream *stream);
  * `astranet_stream_close` (NULL is accepted, a second call is `ASTRANET_ERR_BAD_HANDLE`).
  * Thread-safety: any thread.
  */
-enum astranet_result astranet_stream_abort(struct astranet_stream *stream);
+astranet_result astranet_stream_abort(struct astranet_stream *stream);
 
 /**
  * Sets the user data that `astranet_poll` reports with the stream's events.
  *
  * Errors: `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
-enum astranet_result astranet_stream_set_userdata(struct astranet_stream *stream,
-                                                  void *userdata,
-                                                  struct astranet_error **err);
+astranet_result astranet_stream_set_userdata(struct astranet_stream *stream,
+                                             void *userdata,
+                                             struct astranet_error **err);
 
 /**
  * Writes this end's virtual address (this node's host id, the local port) to
@@ -918,17 +933,17 @@ enum astranet_result astranet_stream_set_userdata(struct astranet_stream *stream
  * `ASTRANET_ERR_CLOSED`, a failed dial's error; `ASTRANET_AGAIN` while a dial is under
  * way. Thread-safety: any thread.
  */
-enum astranet_result astranet_stream_local_addr(struct astranet_stream *stream,
-                                                struct astranet_addr *addr_out,
-                                                struct astranet_error **err);
+astranet_result astranet_stream_local_addr(struct astranet_stream *stream,
+                                           struct astranet_addr *addr_out,
+                                           struct astranet_error **err);
 
 /**
  * Writes the other end's virtual address to `*addr_out`. Returns as
  * `astranet_stream_local_addr`. Thread-safety: any thread.
  */
-enum astranet_result astranet_stream_peer_addr(struct astranet_stream *stream,
-                                               struct astranet_addr *addr_out,
-                                               struct astranet_error **err);
+astranet_result astranet_stream_peer_addr(struct astranet_stream *stream,
+                                          struct astranet_addr *addr_out,
+                                          struct astranet_error **err);
 
 /**
  * Tier 2: turns the stream into a real socket. Writes to `*fd_out` one end of a
@@ -936,9 +951,11 @@ enum astranet_result astranet_stream_peer_addr(struct astranet_stream *stream,
  * closes it with `close`); the library pumps bytes between the other end and the
  * stream on its runtime, so plain `read`/`write`/`poll`, Go's `net.FileConn` or
  * Python's `socket.socket(fileno=...)` work on it. `shutdown(fd, SHUT_WR)` half-closes
- * the stream; end of stream reads as end of file; `close(fd)` closes the stream
- * gracefully; a reset or a lost link also reads as end of file (or `EPIPE`).
- * The library never raises `SIGPIPE`.
+ * the stream; end of stream reads as end of file; `close(fd)` after reading everything
+ * closes the stream gracefully, with data still unread it aborts the stream (as TCP
+ * sends RST); a reset or a lost link reads as end of file (writes then fail with
+ * `EPIPE`). The library never raises `SIGPIPE`. The same rules hold for Python's
+ * `Stream.to_socket()`.
  *
  * Cost: two fds, a pump task, 16 KiB to 512 KiB of buffers (they grow with the
  * traffic) and two more copies per byte (through
@@ -953,9 +970,9 @@ enum astranet_result astranet_stream_peer_addr(struct astranet_stream *stream,
  * `ASTRANET_ERR_BAD_HANDLE`, a failed dial's error. Thread-safety: any thread, while no
  * read or write of the stream runs.
  */
-enum astranet_result astranet_stream_into_fd(struct astranet_stream *stream,
-                                             int32_t *fd_out,
-                                             struct astranet_error **err);
+astranet_result astranet_stream_into_fd(struct astranet_stream *stream,
+                                        int32_t *fd_out,
+                                        struct astranet_error **err);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -65,7 +65,7 @@ fn bad(kind: &str) -> Failure {
 /// Looks a handle up; `f` picks the expected kind.
 pub(crate) fn get<T>(token: usize, kind: &str, f: impl FnOnce(&Obj) -> Option<Arc<T>>) -> Result<Arc<T>, Failure> {
     if token == 0 {
-        return Err(Failure::null(&format!("the {kind} handle")));
+        return Err(crate::error::null(&format!("the {kind} handle")));
     }
     let (index, generation) = decode(token).ok_or_else(|| bad(kind))?;
     let t = TABLE.read();
@@ -78,7 +78,7 @@ pub(crate) fn get<T>(token: usize, kind: &str, f: impl FnOnce(&Obj) -> Option<Ar
 /// Removes a handle from the table if it is of the expected kind; returns its object.
 pub(crate) fn remove<T>(token: usize, kind: &str, f: impl FnOnce(&Obj) -> Option<Arc<T>>) -> Result<Arc<T>, Failure> {
     if token == 0 {
-        return Err(Failure::null(&format!("the {kind} handle")));
+        return Err(crate::error::null(&format!("the {kind} handle")));
     }
     let (index, generation) = decode(token).ok_or_else(|| bad(kind))?;
     let mut t = TABLE.write();

@@ -22,7 +22,6 @@ mod handles;
 pub mod listener;
 pub mod node;
 pub mod poll;
-mod runtime;
 pub mod stream;
 
 use error::{astranet_error, astranet_result, Failure};
@@ -63,38 +62,36 @@ macro_rules! ffi {
 }
 pub(crate) use ffi;
 
+/// The panic boundary of every export that returns a result code: refuses in a
+/// forked child, and reports a panic as `ASTRANET_ERR_PANIC`.
 #[doc(hidden)]
 pub(crate) fn guard<F>(err: *mut *mut astranet_error, f: F) -> astranet_result
 where
     F: FnOnce() -> Result<astranet_result, Failure>,
 {
-    if runtime::forked() {
-        return error::report(
-            Failure::new(
-                astranet_result::ASTRANET_ERR_FORKED,
-                "astranet was started before this process forked; the child cannot use it",
-            ),
-            err,
-        );
+    let outcome = astranet_embed::runtime::check_fork()
+        .and_then(|()| catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| Err(panicked(&*panic))));
+    match outcome {
+        Ok(code) => code,
+        Err(failure) => error::report(failure, err),
     }
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(code)) => code,
-        Ok(Err(failure)) => error::report(failure, err),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            error::report(Failure::new(astranet_result::ASTRANET_ERR_PANIC, format!("internal panic: {what}")), err)
-        }
-    }
+}
+
+/// The panic boundary of the few exports that return something else (a string, a
+/// count, nothing): `fallback` when `f` panics.
+pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+fn panicked(payload: &(dyn std::any::Any + Send)) -> Failure {
+    let what = astranet_embed::code::panic_message(payload);
+    Failure::new(astranet_result::ASTRANET_ERR_PANIC, format!("internal panic: {what}"))
 }
 
 /// Reads a NUL-terminated UTF-8 argument.
 pub(crate) fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure> {
     if p.is_null() {
-        return Err(Failure::null(what));
+        return Err(error::null(what));
     }
     // SAFETY: the caller passes a NUL-terminated string (documented for every such argument).
     unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Failure::invalid(format!("{what} is not UTF-8")))
@@ -103,7 +100,7 @@ pub(crate) fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure
 /// Writes an out-parameter, which must not be NULL.
 pub(crate) fn out<T>(p: *mut T, what: &str) -> Result<OutPtr<T>, Failure> {
     if p.is_null() {
-        return Err(Failure::null(what));
+        return Err(error::null(what));
     }
     Ok(OutPtr(p))
 }
@@ -129,7 +126,7 @@ pub(crate) fn fill_array<T>(
     count: OutPtr<usize>,
 ) -> Result<(), Failure> {
     if capacity > 0 && dst.is_null() {
-        return Err(Failure::null(what));
+        return Err(error::null(what));
     }
     let total = items.len();
     for (i, item) in items.take(capacity).enumerate() {
@@ -147,6 +144,36 @@ pub(crate) fn fill_array<T>(
 /// Thread-safety: any thread. Works in a forked child.
 #[no_mangle]
 pub extern "C" fn astranet_version() -> *const c_char {
-    const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
-    V.as_ptr().cast()
+    const V: &std::ffi::CStr =
+        match std::ffi::CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => panic!("the version has no NUL inside"),
+        };
+    guard_value(V.as_ptr(), || V.as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every export goes through one of the two panic boundaries, whatever it returns:
+    /// a panic must never unwind into C.
+    #[test]
+    fn every_export_has_a_panic_boundary() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut exports = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, chunk) in text.split("pub extern \"C\" fn ").enumerate().skip(1) {
+                let name = chunk.split('(').next().unwrap();
+                // The body: from the signature's `{` (the first at a line end) to the
+                // function's closing brace.
+                let body = &chunk[chunk.find("{\n").unwrap()..];
+                let body = &body[..body.find("\n}\n").unwrap()];
+                let guarded = body.contains("ffi!(") || body.contains("guard_value(");
+                assert!(guarded, "{}: export #{i} {name} runs outside ffi! / guard_value", path.display());
+                exports += 1;
+            }
+        }
+        assert!(exports > 30, "found only {exports} exports");
+    }
 }

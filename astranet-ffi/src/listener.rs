@@ -5,7 +5,7 @@ use crate::handles::{self, Obj};
 use crate::node::{astranet_addr, NodeH};
 use crate::poll::{ReadySet, Reg, ASTRANET_EVENT_ACCEPTABLE};
 use crate::stream::{astranet_stream, Blocker, StreamH};
-use crate::{ffi, out, runtime};
+use crate::{ffi, out};
 use std::ffi::c_void;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -96,7 +96,7 @@ pub extern "C" fn astranet_accept_timeout(
     ffi!(err, {
         let stream_out = out(stream_out, "stream_out")?;
         let l = listener_of(listener)?;
-        let s = l.blocked.wait(runtime::timeout(timeout_ms), "accept", |w| l.accept_with(w))?;
+        let s = l.blocked.wait(astranet_embed::wait::millis(timeout_ms), "accept", |w| l.accept_with(w))?;
         stream_out.set(l.wrap(s));
         Ok(astranet_result::ASTRANET_OK)
     })

@@ -4,9 +4,11 @@ use crate::error::{astranet_error, astranet_result, Failure};
 use crate::handles::{self, Obj};
 use crate::listener::{astranet_listener, ListenerH};
 use crate::poll::ReadySet;
-use crate::runtime::{self, Rt};
 use crate::stream::{astranet_stream, StreamH};
 use crate::{c_str, ffi, fill_array, out};
+use astranet_embed::config::FlatConfig;
+use astranet_embed::runtime::Runtime;
+use astranet_embed::wait::{NoInterrupt, Wait};
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +92,9 @@ pub struct astranet_node_config {
     /// ends in ".prod.eu", like Go's `WithEnv("prod", "eu")`); NULL or "" (the default)
     /// for none. Read during `astranet_node_new` only.
     pub environment: *const c_char,
+    /// A link is closed when a frame whose header arrived is not complete within this
+    /// time (a peer that stalls mid-frame). Default 10000, as the Go package.
+    pub frame_stall_timeout_ms: u32,
 }
 
 /// Role: announces its services and links directly to hosts it reaches through a
@@ -127,6 +132,7 @@ fn defaults() -> astranet_node_config {
         worker_threads: 0,
         role: ASTRANET_ROLE_PEER,
         environment: std::ptr::null(),
+        frame_stall_timeout_ms: ms(c.frame_stall_timeout),
     }
 }
 
@@ -143,57 +149,53 @@ pub extern "C" fn astranet_node_config_init(config: *mut astranet_node_config) -
     })
 }
 
-fn usize_of(v: u64, what: &str) -> Result<usize, Failure> {
-    usize::try_from(v).map_err(|_| Failure::invalid(format!("{what} is too large")))
-}
-
-fn builder(c: &astranet_node_config) -> Result<astranet::NodeBuilder, Failure> {
-    let d = |ms: u32| Duration::from_millis(ms as u64);
-    if c.keepalive_ms == 0 {
-        return Err(Failure::invalid("keepalive_ms must be positive"));
-    }
-    if c.max_streams_per_link == 0 || c.listener_backlog == 0 {
-        return Err(Failure::invalid("max_streams_per_link and listener_backlog must be positive"));
-    }
-    let mut b = astranet::Node::builder()
-        .keepalive(d(c.keepalive_ms))
-        .dial_timeout(d(c.dial_timeout_ms))
-        .handshake_timeout(d(c.handshake_timeout_ms))
-        .linger(d(c.linger_ms))
-        .max_reconnect_delay(d(c.max_reconnect_delay_ms))
-        .max_streams_per_link(usize_of(c.max_streams_per_link, "max_streams_per_link")?)
-        .listener_backlog(usize_of(c.listener_backlog, "listener_backlog")?)
-        .max_link_buffer(usize_of(c.max_link_buffer, "max_link_buffer")?)
-        .link_write_queue(usize_of(c.link_write_queue, "link_write_queue")?)
-        .max_control_queue(usize_of(c.max_control_queue, "max_control_queue")?)
-        .max_stream_window(c.max_stream_window)
-        .link_window_budget(c.link_window_budget);
-    b = b.role(match c.role {
+/// The struct's values as the flat configuration every front shares (0 host id: a
+/// random one; NULL or "" environment: none). The core validates the values.
+fn flat(c: &astranet_node_config) -> Result<FlatConfig, Failure> {
+    let d = |ms: u32| Some(Duration::from_millis(ms as u64));
+    let role = match c.role {
         ASTRANET_ROLE_PEER => astranet::Role::Peer,
         ASTRANET_ROLE_CLIENT => astranet::Role::Client,
         ASTRANET_ROLE_SERVER => astranet::Role::Server,
         ASTRANET_ROLE_ROUTER => astranet::Role::Router,
         r => return Err(Failure::invalid(format!("role {r} is not an ASTRANET_ROLE_* value"))),
-    });
-    if !c.environment.is_null() {
-        let env = c_str(c.environment, "environment")?;
-        if !env.is_empty() {
-            b = b.env(env.split('.'));
-        }
-    }
-    if c.host_id != 0 {
-        if c.host_id >> 63 != 0 {
-            return Err(Failure::invalid("host_id must be below 2^63"));
-        }
-        b = b.host_id(astranet::HostId(c.host_id));
-    }
-    Ok(b)
+    };
+    let env = if c.environment.is_null() { None } else { Some(c_str(c.environment, "environment")?.to_string()) };
+    Ok(FlatConfig {
+        role: Some(role),
+        env,
+        host_id: (c.host_id != 0).then_some(c.host_id),
+        keepalive: d(c.keepalive_ms),
+        dial_timeout: d(c.dial_timeout_ms),
+        handshake_timeout: d(c.handshake_timeout_ms),
+        frame_stall_timeout: d(c.frame_stall_timeout_ms),
+        linger: d(c.linger_ms),
+        max_reconnect_delay: d(c.max_reconnect_delay_ms),
+        max_streams_per_link: Some(c.max_streams_per_link),
+        listener_backlog: Some(c.listener_backlog),
+        max_link_buffer: Some(c.max_link_buffer),
+        link_write_queue: Some(c.link_write_queue),
+        max_control_queue: Some(c.max_control_queue),
+        max_stream_window: Some(c.max_stream_window),
+        link_window_budget: Some(c.link_window_budget),
+    })
 }
 
 pub(crate) struct NodeH {
     pub(crate) node: astranet::Node,
     pub(crate) ready: Arc<ReadySet>,
-    pub(crate) rt: Rt,
+    pub(crate) rt: Runtime,
+}
+
+impl NodeH {
+    /// Runs `fut` on the node's runtime and waits for it on this (C) thread.
+    pub(crate) fn run<F>(&self, fut: F) -> Result<F::Output, Failure>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.run(Wait::Forever, NoInterrupt, fut).map_err(|stopped| stopped.failure("astranet call", None))
+    }
 }
 
 impl Drop for NodeH {
@@ -242,10 +244,10 @@ pub extern "C" fn astranet_node_new(
                 )
             };
         }
-        let b = builder(&c)?;
-        let rt = Rt::new(c.worker_threads)?;
+        let node = flat(&c)?.build()?;
+        let rt = Runtime::new(c.worker_threads)?;
         let ready = ReadySet::new()?;
-        let h = NodeH { node: b.build(), ready, rt };
+        let h = NodeH { node, ready, rt };
         node_out.set(handles::insert(Obj::Node(Arc::new(h))) as *mut astranet_node);
         Ok(astranet_result::ASTRANET_OK)
     })
@@ -346,7 +348,7 @@ pub extern "C" fn astranet_listen(
             return Err(Failure::invalid("bound_capacity is below ASTRANET_ADDR_STRLEN"));
         }
         let core = n.node.clone();
-        let local = n.rt.run(async move { core.listen(addr).await })??;
+        let local = n.run(async move { core.listen(addr).await })??;
         write_str(bound, bound_capacity, &local.to_string());
         Ok(astranet_result::ASTRANET_OK)
     })
@@ -373,9 +375,9 @@ pub extern "C" fn astranet_join(
         let n = node_of(node)?;
         let addr = c_str(addr, "addr")?.to_string();
         let core = n.node.clone();
-        let limit = runtime::timeout(timeout_ms);
+        let limit = astranet_embed::wait::millis(timeout_ms);
         let what = format!("join {addr}");
-        let host = n.rt.run(async move {
+        let host = n.run(async move {
             match limit {
                 None => core.join(addr).await,
                 Some(t) => match tokio::time::timeout(t, core.join(addr)).await {
@@ -424,7 +426,7 @@ fn parse_target(target: *const c_char, key: *const c_char) -> Result<astranet::T
 }
 
 fn dial_limit(n: &NodeH, timeout_ms: i32) -> Duration {
-    runtime::timeout(timeout_ms).unwrap_or(n.node.config().dial_timeout)
+    astranet_embed::wait::millis(timeout_ms).unwrap_or(n.node.config().dial_timeout)
 }
 
 /// Opens a stream and blocks until it is established, refused, or `timeout_ms` ran out
@@ -459,7 +461,7 @@ pub extern "C" fn astranet_dial(
         let target = parse_target(target, key)?;
         let limit = dial_limit(&n, timeout_ms);
         let core = n.node.clone();
-        let s = n.rt.run(async move { core.dial_timeout(target, limit).await })??;
+        let s = n.run(async move { core.dial_timeout(target, limit).await })??;
         let h = StreamH::open(s, &n.ready, n.rt.handle(), 0);
         stream_out.set(handles::insert(Obj::Stream(h)) as *mut astranet_stream);
         Ok(astranet_result::ASTRANET_OK)
@@ -583,7 +585,7 @@ pub extern "C" fn astranet_addr_format(
 ) -> astranet_result {
     ffi!(std::ptr::null_mut(), {
         // SAFETY: a non-NULL pointer to an astranet_addr (documented).
-        let a = unsafe { addr.as_ref() }.ok_or_else(|| Failure::null("addr"))?;
+        let a = unsafe { addr.as_ref() }.ok_or_else(|| crate::error::null("addr"))?;
         if buf.is_null() || capacity < ASTRANET_ADDR_STRLEN {
             return Err(Failure::invalid("buf is NULL or smaller than ASTRANET_ADDR_STRLEN"));
         }
@@ -670,7 +672,7 @@ pub extern "C" fn astranet_service_list_items(
     ffi!(std::ptr::null_mut(), {
         let (items, count) = (out(items_out, "items_out")?, out(count_out, "count_out")?);
         // SAFETY: a non-NULL list from astranet_services (documented).
-        let l = unsafe { list.as_ref() }.ok_or_else(|| Failure::null("list"))?;
+        let l = unsafe { list.as_ref() }.ok_or_else(|| crate::error::null("list"))?;
         items.set(l.items.as_ptr());
         count.set(l.items.len());
         Ok(astranet_result::ASTRANET_OK)
@@ -681,12 +683,12 @@ pub extern "C" fn astranet_service_list_items(
 /// `free` (lists are plain heap objects, not handles). Thread-safety: any thread.
 #[no_mangle]
 pub extern "C" fn astranet_service_list_free(list: *mut astranet_service_list) {
-    if !list.is_null() {
-        let _ = std::panic::catch_unwind(|| {
+    crate::guard_value((), || {
+        if !list.is_null() {
             // SAFETY: the pointer came from Box::into_raw in astranet_services.
             drop(unsafe { Box::from_raw(list) });
-        });
-    }
+        }
+    })
 }
 
 /// How this node reaches another host (see `astranet_routes`).

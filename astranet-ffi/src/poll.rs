@@ -197,7 +197,7 @@ pub extern "C" fn astranet_poll(
         let count = out(count, "count")?;
         let node = handles::get(node as usize, "node", handles::node)?;
         if capacity > 0 && events.is_null() {
-            return Err(Failure::null("events"));
+            return Err(crate::error::null("events"));
         }
         let slice: &mut [astranet_event] = if capacity == 0 {
             &mut []
@@ -227,10 +227,10 @@ pub extern "C" fn astranet_poll_wait(
 ) -> astranet_result {
     ffi!(err, {
         if count.is_null() {
-            return Err(Failure::null("count"));
+            return Err(crate::error::null("count"));
         }
         let n = handles::get(node as usize, "node", handles::node)?;
-        let deadline = crate::runtime::timeout(timeout_ms).map(|t| std::time::Instant::now() + t);
+        let deadline = astranet_embed::wait::millis(timeout_ms).map(|t| std::time::Instant::now() + t);
         loop {
             let wait = match deadline {
                 None => -1,

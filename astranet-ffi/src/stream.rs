@@ -5,14 +5,14 @@ use crate::error::{astranet_error, astranet_result, Failure};
 use crate::handles;
 use crate::node::astranet_addr;
 use crate::poll::{ReadySet, Reg, ASTRANET_EVENT_READABLE, ASTRANET_EVENT_WRITABLE};
-use crate::{ffi, out, runtime};
+use crate::{ffi, out};
+use astranet_embed::wait::{self, NoInterrupt, Wait};
 use parking_lot::Mutex;
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -28,22 +28,6 @@ pub struct astranet_stream {
     _private: [u8; 0],
 }
 
-/// Wakes a thread blocked in a call with a timeout.
-struct ThreadWaker {
-    thread: std::thread::Thread,
-    woken: AtomicBool,
-}
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.thread.unpark();
-    }
-}
-
 /// The wakers of the threads blocked on a handle, woken when it is closed.
 #[derive(Default)]
 pub(crate) struct Blocker {
@@ -56,47 +40,27 @@ impl Blocker {
         self.waiting.lock().iter().for_each(Waker::wake_by_ref);
     }
 
-    /// Calls `op` with a waker of this thread until it is ready, parking in between;
-    /// `ASTRANET_ERR_TIMED_OUT` when `limit` runs out first.
+    /// Calls `op` with a waker of this thread until it is ready, parking in between
+    /// (see [`astranet_embed::wait`]); `ASTRANET_ERR_TIMED_OUT` when `limit` runs out
+    /// first. A close of the handle wakes the thread, and `op` then reports it.
     pub(crate) fn wait<T>(
         &self,
         limit: Option<Duration>,
         what: &str,
         mut op: impl FnMut(&Waker) -> Poll<Result<T, Failure>>,
     ) -> Result<T, Failure> {
-        let tw = Arc::new(ThreadWaker { thread: std::thread::current(), woken: AtomicBool::new(false) });
-        let waker = Waker::from(tw.clone());
-        self.waiting.lock().push(waker.clone());
-        let deadline = limit.map(|t| Instant::now() + t);
-        let result = loop {
-            tw.woken.store(false, Ordering::Release);
-            if let Poll::Ready(r) = op(&waker) {
-                break r;
+        let mut registered: Option<Waker> = None;
+        let result = wait::block_on(None, Wait::timeout(limit), NoInterrupt, |cx| {
+            if registered.is_none() {
+                self.waiting.lock().push(cx.waker().clone());
+                registered = Some(cx.waker().clone());
             }
-            let timed_out = loop {
-                if tw.woken.load(Ordering::Acquire) {
-                    break false;
-                }
-                match deadline {
-                    None => std::thread::park(),
-                    Some(d) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            break true;
-                        }
-                        std::thread::park_timeout(d - now);
-                    }
-                }
-            };
-            if timed_out {
-                break Err(Failure::new(
-                    astranet_result::ASTRANET_ERR_TIMED_OUT,
-                    format!("{what} timed out after {:?}", limit.unwrap_or_default()),
-                ));
-            }
-        };
-        self.waiting.lock().retain(|w| !w.will_wake(&waker));
-        result
+            op(cx.waker())
+        });
+        if let Some(w) = registered {
+            self.waiting.lock().retain(|x| !x.will_wake(&w));
+        }
+        result.map_err(|stopped| stopped.failure(what, limit))?
     }
 }
 
@@ -211,7 +175,7 @@ fn stream_of(p: *mut astranet_stream) -> Result<Arc<StreamH>, Failure> {
 
 fn read_buf<'a>(buf: *mut u8, len: usize) -> Result<&'a mut [MaybeUninit<u8>], Failure> {
     if buf.is_null() {
-        return if len == 0 { Ok(&mut []) } else { Err(Failure::null("buf")) };
+        return if len == 0 { Ok(&mut []) } else { Err(crate::error::null("buf")) };
     }
     // SAFETY: the caller passes `len` writable bytes (documented); they may be uninitialised.
     Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<MaybeUninit<u8>>(), len) })
@@ -219,7 +183,7 @@ fn read_buf<'a>(buf: *mut u8, len: usize) -> Result<&'a mut [MaybeUninit<u8>], F
 
 fn write_buf<'a>(buf: *const u8, len: usize) -> Result<&'a [u8], Failure> {
     if buf.is_null() {
-        return if len == 0 { Ok(&[]) } else { Err(Failure::null("buf")) };
+        return if len == 0 { Ok(&[]) } else { Err(crate::error::null("buf")) };
     }
     // SAFETY: the caller passes `len` readable bytes (documented).
     Ok(unsafe { std::slice::from_raw_parts(buf, len) })
@@ -308,7 +272,7 @@ pub extern "C" fn astranet_stream_read_timeout(
         let nread = out(nread, "nread")?;
         let s = stream_of(stream)?;
         let buf = read_buf(buf, len)?;
-        let n = s.blocked.wait(runtime::timeout(timeout_ms), "read", |w| s.read(&mut *buf, w))?;
+        let n = s.blocked.wait(astranet_embed::wait::millis(timeout_ms), "read", |w| s.read(&mut *buf, w))?;
         nread.set(n);
         Ok(astranet_result::ASTRANET_OK)
     })
@@ -333,7 +297,7 @@ pub extern "C" fn astranet_stream_write_all(
     let code = ffi!(err, {
         let s = stream_of(stream)?;
         let buf = write_buf(buf, len)?;
-        let deadline = runtime::timeout(timeout_ms).map(|t| Instant::now() + t);
+        let deadline = astranet_embed::wait::millis(timeout_ms).map(|t| Instant::now() + t);
         while *done_ref < buf.len() {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let n = s.blocked.wait(left, "write", |w| s.write(&buf[*done_ref..], w))?;
@@ -428,21 +392,18 @@ pub extern "C" fn astranet_stream_set_userdata(
 fn addr_of(
     stream: *mut astranet_stream,
     addr_out: *mut astranet_addr,
-    err: *mut *mut astranet_error,
     f: fn(&astranet::Stream) -> astranet::Addr,
-) -> astranet_result {
-    ffi!(err, {
-        let o = out(addr_out, "addr_out")?;
-        let s = stream_of(stream)?;
-        let a = match &*s.io.lock() {
-            Io::Open(st) => f(st),
-            Io::Dialing => return Ok(astranet_result::ASTRANET_AGAIN),
-            Io::Failed(e) => return Err(e.clone()),
-            Io::Closed => return Err(closed()),
-        };
-        o.set(a.into());
-        Ok(astranet_result::ASTRANET_OK)
-    })
+) -> Result<astranet_result, Failure> {
+    let o = out(addr_out, "addr_out")?;
+    let s = stream_of(stream)?;
+    let a = match &*s.io.lock() {
+        Io::Open(st) => f(st),
+        Io::Dialing => return Ok(astranet_result::ASTRANET_AGAIN),
+        Io::Failed(e) => return Err(e.clone()),
+        Io::Closed => return Err(closed()),
+    };
+    o.set(a.into());
+    Ok(astranet_result::ASTRANET_OK)
 }
 
 /// Writes this end's virtual address (this node's host id, the local port) to
@@ -455,7 +416,7 @@ pub extern "C" fn astranet_stream_local_addr(
     addr_out: *mut astranet_addr,
     err: *mut *mut astranet_error,
 ) -> astranet_result {
-    addr_of(stream, addr_out, err, astranet::Stream::local_addr)
+    ffi!(err, { addr_of(stream, addr_out, astranet::Stream::local_addr) })
 }
 
 /// Writes the other end's virtual address to `*addr_out`. Returns as
@@ -466,7 +427,7 @@ pub extern "C" fn astranet_stream_peer_addr(
     addr_out: *mut astranet_addr,
     err: *mut *mut astranet_error,
 ) -> astranet_result {
-    addr_of(stream, addr_out, err, astranet::Stream::peer_addr)
+    ffi!(err, { addr_of(stream, addr_out, astranet::Stream::peer_addr) })
 }
 
 /// Tier 2: turns the stream into a real socket. Writes to `*fd_out` one end of a
@@ -474,9 +435,11 @@ pub extern "C" fn astranet_stream_peer_addr(
 /// closes it with `close`); the library pumps bytes between the other end and the
 /// stream on its runtime, so plain `read`/`write`/`poll`, Go's `net.FileConn` or
 /// Python's `socket.socket(fileno=...)` work on it. `shutdown(fd, SHUT_WR)` half-closes
-/// the stream; end of stream reads as end of file; `close(fd)` closes the stream
-/// gracefully; a reset or a lost link also reads as end of file (or `EPIPE`).
-/// The library never raises `SIGPIPE`.
+/// the stream; end of stream reads as end of file; `close(fd)` after reading everything
+/// closes the stream gracefully, with data still unread it aborts the stream (as TCP
+/// sends RST); a reset or a lost link reads as end of file (writes then fail with
+/// `EPIPE`). The library never raises `SIGPIPE`. The same rules hold for Python's
+/// `Stream.to_socket()`.
 ///
 /// Cost: two fds, a pump task, 16 KiB to 512 KiB of buffers (they grow with the
 /// traffic) and two more copies per byte (through
@@ -499,8 +462,7 @@ pub extern "C" fn astranet_stream_into_fd(
     ffi!(err, {
         let fd_out = out(fd_out, "fd_out")?;
         let s = stream_of(stream)?;
-        let (theirs, ours) = std::os::unix::net::UnixStream::pair()?;
-        ours.set_nonblocking(true)?;
+        let pair = astranet_embed::pump::socketpair(&s.rt)?;
         let st = {
             let mut io = s.io.lock();
             match &*io {
@@ -518,86 +480,9 @@ pub extern "C" fn astranet_stream_into_fd(
         s.blocked.wake_all();
         // A concurrent close may have removed it already: either way it is gone.
         let _ = handles::remove(stream as usize, "stream", handles::stream);
-        s.rt.spawn(crate::stream::pump(st, ours));
+        let (fd, _pump) = pair.pump(st);
         use std::os::fd::IntoRawFd;
-        fd_out.set(theirs.into_raw_fd());
+        fd_out.set(fd.into_raw_fd());
         Ok(astranet_result::ASTRANET_OK)
     })
-}
-
-/// Copies bytes both ways between a stream and our end of the socketpair until both
-/// directions ended or one failed. Uses `send(MSG_NOSIGNAL)`: no SIGPIPE in C programs.
-pub(crate) async fn pump(stream: astranet::Stream, sock: std::os::unix::net::UnixStream) {
-    use std::os::fd::AsRawFd;
-    use tokio::io::unix::AsyncFd;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // Buffers start small (a million idle pumps must not cost 128 KiB each) and double,
-    // up to MAX_BUF, whenever a read fills them: a busy stream gets few, large copies.
-    const FIRST_BUF: usize = 8 * 1024;
-    const MAX_BUF: usize = 256 * 1024;
-    fn grow(buf: &mut Vec<u8>, filled: usize) {
-        if filled == buf.len() && buf.len() < MAX_BUF {
-            buf.resize(buf.len() * 2, 0);
-        }
-    }
-    // SAFETY: the UnixStream owns its fd, which nothing else closes or replaces while
-    // the AsyncFd holds it.
-    let Ok(fd) = (unsafe { AsyncFd::register(sock) }) else { return };
-    let (mut r, mut w) = tokio::io::split(stream);
-    let to_socket = async {
-        let mut buf = vec![0u8; FIRST_BUF];
-        loop {
-            let n = r.read(&mut buf).await?;
-            if n == 0 {
-                // SAFETY: shutdown on our own socket.
-                unsafe { libc::shutdown(fd.get_ref().as_raw_fd(), libc::SHUT_WR) };
-                return Ok::<(), std::io::Error>(());
-            }
-            let mut off = 0;
-            while off < n {
-                let mut g = fd.writable().await?;
-                let chunk = &buf[off..n];
-                match g.try_io(|s| {
-                    // SAFETY: sends from a live buffer on our own socket.
-                    let r = unsafe {
-                        libc::send(s.get_ref().as_raw_fd(), chunk.as_ptr().cast(), chunk.len(), libc::MSG_NOSIGNAL)
-                    };
-                    if r < 0 {
-                        Err(std::io::Error::last_os_error())
-                    } else {
-                        Ok(r as usize)
-                    }
-                }) {
-                    Ok(r) => off += r?,
-                    Err(_would_block) => continue,
-                }
-            }
-            grow(&mut buf, n);
-        }
-    };
-    let from_socket = async {
-        let mut buf = vec![0u8; FIRST_BUF];
-        loop {
-            let mut g = fd.readable().await?;
-            let n = match g.try_io(|s| {
-                // SAFETY: receives into a live buffer from our own socket.
-                let r = unsafe { libc::recv(s.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if r < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(r as usize)
-                }
-            }) {
-                Ok(r) => r?,
-                Err(_would_block) => continue,
-            };
-            if n == 0 {
-                w.shutdown().await?;
-                return Ok::<(), std::io::Error>(());
-            }
-            w.write_all(&buf[..n]).await?;
-            grow(&mut buf, n);
-        }
-    };
-    let _ = tokio::try_join!(to_socket, from_socket);
 }

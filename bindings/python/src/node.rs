@@ -1,8 +1,9 @@
 //! `astranet.Node` and `astranet.Listener`, and the callback bridge used by asyncio.
 
-use crate::runtime::{check_fork, check_timeout, err, forked, rt, seconds, wait, wait_spawned, Wait};
+use crate::runtime::{check_fork, check_timeout, err, failure, forked, rt, seconds, wait, wait_of, wait_spawned, Wait};
 use crate::stream::{wrap, Stream};
-use astranet::{Addr, HostId, Reach, Role, Target};
+use astranet::{Addr, HostId, Reach, Target};
+use astranet_embed::config::FlatConfig;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -28,24 +29,13 @@ fn target(t: &Bound<'_, PyAny>, key: Option<String>) -> PyResult<Target> {
     })
 }
 
-/// A role name: ``"peer"``, ``"client"``, ``"server"`` or ``"router"``.
-fn role(name: &str) -> PyResult<Role> {
-    Ok(match name {
-        "peer" => Role::Peer,
-        "client" => Role::Client,
-        "server" => Role::Server,
-        "router" => Role::Router,
-        other => return Err(PyValueError::new_err(format!("unknown role {other:?}: peer, client, server or router"))),
-    })
-}
-
 /// An environment: ``"prod.eu"`` or ``["prod", "eu"]``.
-fn env(e: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+fn env(e: &Bound<'_, PyAny>) -> PyResult<String> {
     if let Ok(s) = e.cast::<PyString>() {
-        let s: String = s.extract()?;
-        return Ok(s.split('.').filter(|p| !p.is_empty()).map(String::from).collect());
+        return s.extract();
     }
-    e.extract::<Vec<String>>().map_err(|_| PyTypeError::new_err("env is \"a.b\" or a list of strings"))
+    let parts = e.extract::<Vec<String>>().map_err(|_| PyTypeError::new_err("env is \"a.b\" or a list of strings"))?;
+    Ok(parts.join("."))
 }
 
 /// A TCP address: ``"host:port"`` or ``(host, port)``.
@@ -157,9 +147,9 @@ impl Node {
 impl Node {
     #[new]
     #[pyo3(signature = (*, role = None, env = None, host_id = None, keepalive = None, dial_timeout = None, handshake_timeout = None,
-        linger = None, max_reconnect_delay = None, max_streams_per_link = None, listener_backlog = None,
-        max_link_buffer = None, link_write_queue = None, max_control_queue = None, max_stream_window = None,
-        link_window_budget = None))]
+        frame_stall_timeout = None, linger = None, max_reconnect_delay = None, max_streams_per_link = None,
+        listener_backlog = None, max_link_buffer = None, link_write_queue = None, max_control_queue = None,
+        max_stream_window = None, link_window_budget = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         role: Option<&str>,
@@ -168,67 +158,38 @@ impl Node {
         keepalive: Option<f64>,
         dial_timeout: Option<f64>,
         handshake_timeout: Option<f64>,
+        frame_stall_timeout: Option<f64>,
         linger: Option<f64>,
         max_reconnect_delay: Option<f64>,
-        max_streams_per_link: Option<usize>,
-        listener_backlog: Option<usize>,
-        max_link_buffer: Option<usize>,
-        link_write_queue: Option<usize>,
-        max_control_queue: Option<usize>,
+        max_streams_per_link: Option<u64>,
+        listener_backlog: Option<u64>,
+        max_link_buffer: Option<u64>,
+        link_write_queue: Option<u64>,
+        max_control_queue: Option<u64>,
         max_stream_window: Option<u32>,
         link_window_budget: Option<u64>,
     ) -> PyResult<Node> {
         check_fork()?;
-        let mut b = astranet::Node::builder();
-        if let Some(r) = role {
-            b = b.role(crate::node::role(r)?);
-        }
-        if let Some(e) = env {
-            b = b.env(crate::node::env(e)?);
-        }
-        if let Some(id) = host_id {
-            if id == 0 || id >> 63 != 0 {
-                return Err(PyValueError::new_err("host_id must be from 1 to 2**63 - 1"));
-            }
-            b = b.host_id(HostId(id));
-        }
-        if let Some(k) = keepalive {
-            b = b.keepalive(seconds("keepalive", k)?);
-        }
-        if let Some(t) = dial_timeout {
-            b = b.dial_timeout(seconds("dial_timeout", t)?);
-        }
-        if let Some(t) = handshake_timeout {
-            b = b.handshake_timeout(seconds("handshake_timeout", t)?);
-        }
-        if let Some(t) = linger {
-            b = b.linger(seconds("linger", t)?);
-        }
-        if let Some(t) = max_reconnect_delay {
-            b = b.max_reconnect_delay(seconds("max_reconnect_delay", t)?);
-        }
-        if let Some(n) = max_streams_per_link {
-            b = b.max_streams_per_link(n);
-        }
-        if let Some(n) = listener_backlog {
-            b = b.listener_backlog(n);
-        }
-        if let Some(n) = max_link_buffer {
-            b = b.max_link_buffer(n);
-        }
-        if let Some(n) = link_write_queue {
-            b = b.link_write_queue(n);
-        }
-        if let Some(n) = max_control_queue {
-            b = b.max_control_queue(n);
-        }
-        if let Some(n) = max_stream_window {
-            b = b.max_stream_window(n);
-        }
-        if let Some(n) = link_window_budget {
-            b = b.link_window_budget(n);
-        }
-        let node = b.build();
+        let secs = |name: &str, v: Option<f64>| v.map(|s| seconds(name, s)).transpose();
+        let config = FlatConfig {
+            role: role.map(str::parse).transpose().map_err(err)?,
+            env: env.map(crate::node::env).transpose()?,
+            host_id,
+            keepalive: secs("keepalive", keepalive)?,
+            dial_timeout: secs("dial_timeout", dial_timeout)?,
+            handshake_timeout: secs("handshake_timeout", handshake_timeout)?,
+            frame_stall_timeout: secs("frame_stall_timeout", frame_stall_timeout)?,
+            linger: secs("linger", linger)?,
+            max_reconnect_delay: secs("max_reconnect_delay", max_reconnect_delay)?,
+            max_streams_per_link,
+            listener_backlog,
+            max_link_buffer,
+            link_write_queue,
+            max_control_queue,
+            max_stream_window,
+            link_window_budget,
+        };
+        let node = config.build().map_err(failure)?;
         Ok(Node { host: node.host_id().0, node: Mutex::new(Some(node)) })
     }
 
@@ -255,7 +216,7 @@ impl Node {
     fn join(&self, py: Python<'_>, addr: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<u64> {
         check_fork()?;
         let (node, addr) = (self.get()?, tcp_addr(addr)?);
-        let how = Wait::from_timeout(check_timeout(timeout)?.map(|t| t.max(1e-9)));
+        let how = wait_of(check_timeout(timeout)?.map(|t| t.max(1e-9)));
         let id = wait_spawned(py, how, async move { node.join(addr).await })?.map_err(err)?;
         Ok(id.0)
     }
@@ -493,8 +454,8 @@ impl Listener {
     fn accept_raw(&self, py: Python<'_>) -> PyResult<Result<astranet::Stream, astranet::Error>> {
         check_fork()?;
         let l = self.get()?;
-        let how = Wait::from_timeout(*self.timeout.lock().unwrap_or_else(|p| p.into_inner()));
-        Ok(wait(py, how, std::future::poll_fn(|cx| l.poll_accept(cx)))?)
+        let how = wait_of(*self.timeout.lock().unwrap_or_else(|p| p.into_inner()));
+        wait(py, how, std::future::poll_fn(|cx| l.poll_accept(cx)))
     }
 
     fn get(&self) -> PyResult<Arc<astranet::Listener>> {

@@ -1,21 +1,22 @@
-//! The one tokio runtime of the extension, fork detection, blocking waits that release
-//! the GIL and stay interruptible, and the error mapping onto Python's exceptions.
+//! The extension's use of the shared embedding layer (`astranet-embed`): the runtime,
+//! fork detection, blocking waits that release the GIL and stay interruptible, and the
+//! error codes mapped onto Python's exceptions.
 
+use astranet_embed::code::astranet_result as R;
+use astranet_embed::wait::{self, Interrupt, NoInterrupt, Stopped};
+use astranet_embed::Failure;
 use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use std::future::Future;
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tokio::runtime::Runtime;
+use tokio::runtime::Handle;
 
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-/// The process that started the runtime: a forked child has the parent's objects but
-/// not its runtime threads.
-static RUNTIME_PID: OnceLock<u32> = OnceLock::new();
+pub use astranet_embed::wait::Wait;
+
 static EXITING: AtomicBool = AtomicBool::new(false);
 
 /// Threads between "done waiting" and "holding the GIL again" (see [`gil_gate`]).
@@ -83,13 +84,14 @@ fn on_main_thread() -> bool {
     }
 }
 
-/// How often a blocked call wakes up to run Python's signal handlers (Ctrl-C).
+/// How often a blocked call on the main thread wakes up to run Python's signal
+/// handlers (Ctrl-C).
 const SIGNAL_TICK: Duration = Duration::from_millis(50);
 
 /// True in a child created by `fork()` after the runtime started in the parent (a
 /// process that imported the package but never did I/O with it forks safely).
 pub fn forked() -> bool {
-    RUNTIME_PID.get().is_some_and(|&pid| pid != std::process::id())
+    astranet_embed::runtime::forked()
 }
 
 /// Every entry point calls this first.
@@ -104,17 +106,12 @@ pub fn check_fork() -> PyResult<()> {
     Ok(())
 }
 
-/// The runtime, started on first use. `ASTRANET_WORKER_THREADS` sets its worker count
-/// (default: one per CPU).
-pub fn rt() -> &'static Runtime {
-    RUNTIME.get_or_init(|| {
-        let _ = RUNTIME_PID.set(std::process::id());
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.enable_all().thread_name("astranet-rt");
-        if let Some(n) = std::env::var("ASTRANET_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
-            b.worker_threads(n.max(1));
-        }
-        b.build().unwrap_or_else(|e| {
+/// The process-wide runtime, started on first use. `ASTRANET_WORKER_THREADS` sets its
+/// worker count (default: one per CPU).
+pub fn rt() -> &'static Handle {
+    static HANDLE: OnceLock<Handle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        astranet_embed::runtime::Runtime::shared_handle().unwrap_or_else(|e| {
             // Nothing sensible can go on without threads; say so plainly.
             eprintln!("astranet: cannot start the runtime: {e}");
             std::process::abort()
@@ -122,80 +119,59 @@ pub fn rt() -> &'static Runtime {
     })
 }
 
-/// How long a blocking call may wait.
-#[derive(Clone, Copy, Debug)]
-pub enum Wait {
-    /// Until done (socket timeout `None`).
-    Forever,
-    /// Not at all (socket timeout `0.0`): a call that would block raises `BlockingIOError`.
-    NonBlocking,
-    /// Until this instant, then `TimeoutError`.
-    Until(Instant),
-}
-
-impl Wait {
-    /// From a socket-style timeout in seconds.
-    pub fn from_timeout(t: Option<f64>) -> Wait {
-        match t {
-            None => Wait::Forever,
-            Some(s) if s <= 0.0 => Wait::NonBlocking,
-            Some(s) => Wait::Until(Instant::now() + Duration::from_secs_f64(s)),
-        }
+/// A socket-style timeout in seconds as a [`Wait`]: `None` forever, `0.0` not at all.
+pub fn wait_of(t: Option<f64>) -> Wait {
+    match t {
+        None => Wait::Forever,
+        Some(s) if s <= 0.0 => Wait::NonBlocking,
+        Some(s) => Wait::timeout(Some(Duration::from_secs_f64(s))),
     }
 }
 
-/// Why a wait ended without the future's output.
-pub enum Stopped {
-    WouldBlock,
-    TimedOut,
-    Signal(PyErr),
-}
+/// Python's signal handlers, run while the main thread waits.
+struct Signals;
 
-impl From<Stopped> for PyErr {
-    fn from(s: Stopped) -> PyErr {
-        match s {
-            Stopped::WouldBlock => PyBlockingIOError::new_err((libc::EAGAIN, "Resource temporarily unavailable")),
-            Stopped::TimedOut => PyTimeoutError::new_err("timed out"),
-            Stopped::Signal(e) => e,
-        }
+impl Interrupt for Signals {
+    type Error = PyErr;
+    fn tick(&self) -> Option<Duration> {
+        // Python runs handlers on the main thread only; other threads never take the
+        // GIL while they wait.
+        on_main_thread().then_some(SIGNAL_TICK)
+    }
+    fn check(&mut self) -> PyResult<()> {
+        Python::attach(|py| py.check_signals())
     }
 }
 
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
+/// Why a wait ended, as the exception a socket would raise.
+fn stopped(s: Stopped<PyErr>) -> PyErr {
+    match s {
+        Stopped::WouldBlock => PyBlockingIOError::new_err((libc::EAGAIN, "Resource temporarily unavailable")),
+        Stopped::TimedOut => PyTimeoutError::new_err("timed out"),
+        Stopped::Interrupted(e) => e,
+        Stopped::InsideRuntime => PyRuntimeError::new_err("astranet: a blocking call from a runtime thread"),
+        Stopped::Panicked(m) => PyRuntimeError::new_err(format!("astranet: background task failed: {m}")),
+        Stopped::RuntimeGone => PyRuntimeError::new_err("astranet: the runtime shut down"),
     }
 }
 
-/// Drives `fut` on the calling thread with the GIL released. The thread sleeps until the
-/// future's waker (or a 50 ms tick) wakes it; at each tick it briefly takes the GIL to
-/// run Python's signal handlers, so Ctrl-C raises `KeyboardInterrupt` in the caller.
-/// The future must not need a runtime thread itself (spawn such work and wait on its
-/// `JoinHandle`): this is never `block_on` and never runs on a runtime thread.
-pub fn wait<F>(py: Python<'_>, how: Wait, fut: F) -> Result<F::Output, Stopped>
+/// Drives `fut` on the calling thread: first once with the GIL held (most calls are
+/// ready at once), then, if it has to wait, with the GIL released, waking every 50 ms
+/// on the main thread to run Python's signal handlers (so Ctrl-C raises
+/// `KeyboardInterrupt`). See [`astranet_embed::wait`].
+pub fn wait<F>(py: Python<'_>, how: Wait, fut: F) -> PyResult<F::Output>
 where
     F: Future + Send,
     F::Output: Send,
 {
-    // Fast path: already ready, no need to release the GIL.
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
     let mut fut = Box::pin(fut);
-    {
-        let _rt = rt().enter();
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(&waker)) {
-            return Ok(out);
-        }
-    }
-    if let Wait::NonBlocking = how {
-        return Err(Stopped::WouldBlock);
+    match wait::block_on(Some(rt()), Wait::NonBlocking, NoInterrupt, |cx| fut.as_mut().poll(cx)) {
+        Ok(out) => return Ok(out),
+        Err(Stopped::WouldBlock) if how != Wait::NonBlocking => {}
+        Err(s) => return Err(stopped(s.widen())),
     }
     let res = py.detach(move || {
-        let res = wait_detached(how, fut);
+        let res = wait::block_on(Some(rt()), how, Signals, |cx| fut.as_mut().poll(cx));
         if !gil_gate() {
             // Taking the GIL back now could end this thread with pthread_exit.
             sleep_forever();
@@ -203,42 +179,7 @@ where
         res
     });
     gil_gate_passed();
-    res
-}
-
-fn wait_detached<F: Future>(how: Wait, mut fut: Pin<Box<F>>) -> Result<F::Output, Stopped> {
-    {
-        let _rt = rt().enter();
-        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-        let mut cx = Context::from_waker(&waker);
-        let mut next_tick = Instant::now() + SIGNAL_TICK;
-        loop {
-            let now = Instant::now();
-            if now >= next_tick && on_main_thread() {
-                // Python runs signal handlers on the main thread only; other threads
-                // never take the GIL while they wait.
-                Python::attach(|py| py.check_signals()).map_err(Stopped::Signal)?;
-                next_tick = now + SIGNAL_TICK;
-            }
-            let wake_at = match how {
-                Wait::Until(deadline) => {
-                    if now >= deadline {
-                        // One last look: the deadline may have passed while it got ready.
-                        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-                            return Ok(out);
-                        }
-                        return Err(Stopped::TimedOut);
-                    }
-                    deadline.min(next_tick)
-                }
-                _ => next_tick,
-            };
-            std::thread::park_timeout(wake_at.saturating_duration_since(now));
-            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-                return Ok(out);
-            }
-        }
-    }
+    res.map_err(stopped)
 }
 
 /// Waits for a task spawned on the runtime; aborts it if the wait stops early.
@@ -256,58 +197,32 @@ pub fn wait_spawned<T: Send + 'static>(
     match joined {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(PyRuntimeError::new_err(format!("astranet: background task failed: {e}"))),
-        Err(stopped) => {
+        Err(e) => {
             abort.abort();
-            Err(stopped.into())
+            Err(e)
         }
     }
 }
 
-/// The errno that matches an [`io::ErrorKind`], so that `OSError(errno, msg)` picks
-/// Python's own subclass (`ConnectionRefusedError`, `TimeoutError`, …).
-fn errno_of(kind: io::ErrorKind) -> i32 {
-    use io::ErrorKind as K;
-    match kind {
-        K::ConnectionRefused => libc::ECONNREFUSED,
-        K::TimedOut => libc::ETIMEDOUT,
-        K::ConnectionReset => libc::ECONNRESET,
-        K::BrokenPipe => libc::EPIPE,
-        K::ConnectionAborted => libc::ECONNABORTED,
-        K::NotConnected => libc::ENOTCONN,
-        K::HostUnreachable => libc::EHOSTUNREACH,
-        K::AddrInUse => libc::EADDRINUSE,
-        K::AddrNotAvailable => libc::EADDRNOTAVAIL,
-        K::InvalidData => libc::EPROTO,
-        K::InvalidInput => libc::EINVAL,
-        K::WouldBlock => libc::EAGAIN,
-        K::PermissionDenied => libc::EACCES,
-        K::NotFound => libc::ENOENT,
-        _ => libc::EIO,
+/// A failure as the matching Python exception: `ValueError` for bad arguments,
+/// otherwise `OSError(errno, message)`, which Python turns into its own subclass
+/// (`ConnectionRefusedError`, `TimeoutError`, `FileNotFoundError`, …).
+pub fn failure(f: Failure) -> PyErr {
+    match f.code {
+        R::ASTRANET_ERR_INVALID_ARGUMENT | R::ASTRANET_ERR_INVALID_TARGET => PyValueError::new_err(f.message),
+        R::ASTRANET_ERR_FORKED | R::ASTRANET_ERR_PANIC => PyRuntimeError::new_err(f.message),
+        _ => PyOSError::new_err((f.errno(), f.message)),
     }
 }
 
 /// A library error as the matching Python exception.
 pub fn err(e: astranet::Error) -> PyErr {
-    match e {
-        astranet::Error::InvalidTarget { .. } => PyValueError::new_err(e.to_string()),
-        astranet::Error::Io(e) => io_err(e),
-        e => PyOSError::new_err((errno_of(e.kind()), e.to_string())),
-    }
+    failure(e.into())
 }
 
 /// An I/O error (from a stream, or a socket) as the matching Python exception.
 pub fn io_err(e: io::Error) -> PyErr {
-    if let Some(code) = e.raw_os_error() {
-        let msg = io::Error::from_raw_os_error(code).to_string();
-        let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
-        return PyOSError::new_err((code, msg));
-    }
-    let kind = e.kind();
-    let msg = match e.into_inner() {
-        Some(inner) => inner.to_string(),
-        None => kind.to_string(),
-    };
-    PyOSError::new_err((errno_of(kind), msg))
+    failure(e.into())
 }
 
 /// A Python float of seconds as a duration, refusing what is not a positive number.

@@ -1,39 +1,40 @@
 //! `astranet.Stream`: a virtual connection used like `socket.socket`.
 
 use crate::buffer::Buffer;
-use crate::runtime::{check_fork, check_timeout, forked, io_err, rt, wait, Wait};
+use crate::runtime::{check_fork, check_timeout, forked, io_err, rt, wait, wait_of, Wait};
+use astranet_embed::pump::Pump;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::Poll;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::Notify;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 enum State {
     /// Served by the Rust core directly.
     Native(astranet::Stream),
-    /// Moved to the fd tier by `fileno()`: served by this real socket; notifying the
-    /// pump resets the stream (`abort`).
-    Fd(Py<PyAny>, Arc<Notify>),
+    /// Moved to the fd tier by `use_socketpair()`: served by this real socket; the
+    /// pump aborts the stream on `abort()`.
+    Fd(Py<PyAny>, Pump),
     Closed,
 }
 
 /// One bidirectional byte stream between two nodes, used like a connected
 /// ``socket.socket``: ``recv``, ``recv_into``, ``send``, ``sendall``, ``shutdown``,
-/// ``close``, ``settimeout``/``gettimeout``, ``setblocking``, ``fileno``, ``makefile``,
+/// ``close``, ``settimeout``/``gettimeout``, ``setblocking``, ``makefile``,
 /// ``getsockname``/``getpeername`` and the context manager work as on a socket.
 ///
 /// Addresses are virtual: ``(host_id, port)`` tuples of ints. Streams come from
 /// ``Node.dial`` and ``Listener.accept``; they cannot be created directly.
 ///
-/// ``fileno()`` and ``to_socket()`` switch the stream to the *fd tier*: a socketpair
-/// whose other end a task of the extension pumps to and from the stream. It costs two
-/// file descriptors and one extra copy per byte: use it for code that needs a real
-/// descriptor (``selectors``, asyncio transports), not for a million streams.
+/// A stream has no file descriptor of its own. ``use_socketpair()`` and ``to_socket()``
+/// move it to the *fd tier*: a socketpair whose other end a task of the extension pumps
+/// to and from the stream. It costs two file descriptors and one extra copy per byte:
+/// use it for code that needs a real descriptor (``selectors``, asyncio transports),
+/// not for a million streams. ``fileno()`` only reports the descriptor.
 #[pyclass(module = "astranet", frozen)]
 pub struct Stream {
     state: Mutex<State>,
@@ -71,7 +72,7 @@ impl Stream {
     }
 
     fn wait_mode(&self) -> Wait {
-        Wait::from_timeout(*self.timeout.lock().unwrap_or_else(|p| p.into_inner()))
+        wait_of(*self.timeout.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The socket of the fd tier, if the stream was moved there; fails when closed.
@@ -313,8 +314,8 @@ impl Stream {
                 let _rt = rt().enter();
                 s.abort();
             }
-            State::Fd(sock, abort) => {
-                abort.notify_one();
+            State::Fd(sock, pump) => {
+                pump.abort();
                 sock.bind(py).call_method0("close")?;
             }
             State::Closed => {}
@@ -368,21 +369,36 @@ impl Stream {
         self.peer
     }
 
-    /// A file descriptor for ``select``/``selectors``/event loops. The first call moves
-    /// the stream to the fd tier (two descriptors and one extra copy per byte); the
-    /// Stream's methods keep working and go through that socket from then on.
-    /// -1 once closed.
+    /// The stream's file descriptor once ``use_socketpair()`` gave it one; -1 once
+    /// closed. A stream without one raises ``io.UnsupportedOperation``, as in-memory
+    /// ``io`` objects do: this never changes the stream.
     fn fileno(&self, py: Python<'_>) -> PyResult<i64> {
+        match &*self.lock() {
+            State::Fd(sock, _) => sock.bind(py).call_method0("fileno")?.extract(),
+            State::Closed => Ok(-1),
+            State::Native(_) => Err(unsupported(
+                py,
+                "this stream has no file descriptor: call use_socketpair() to serve it through one",
+            )),
+        }
+    }
+
+    /// Moves the stream to the fd tier and returns its descriptor, for
+    /// ``select``/``selectors``/event loops: a socketpair whose other end the extension
+    /// pumps (two descriptors and one extra copy per byte). The Stream's methods keep
+    /// working and go through that socket from then on; ``fileno()`` returns it. Calling
+    /// it again returns the same descriptor.
+    fn use_socketpair(&self, py: Python<'_>) -> PyResult<i64> {
         check_fork()?;
         if let Some(s) = self.take_native() {
-            let (sock, abort) = to_fd_tier(py, s)?;
+            let (sock, pump) = to_fd_tier(py, s)?;
             let t = self.gettimeout();
             sock.bind(py).call_method1("settimeout", (t,))?;
-            *self.lock() = State::Fd(sock, abort);
+            *self.lock() = State::Fd(sock, pump);
         }
         match &*self.lock() {
             State::Fd(sock, _) => sock.bind(py).call_method0("fileno")?.extract(),
-            _ => Ok(-1),
+            _ => Err(closed_err()),
         }
     }
 
@@ -466,71 +482,33 @@ impl Drop for Stream {
     }
 }
 
-/// Moves a stream onto a socketpair pumped by a runtime task; returns the Python end
-/// and the signal that makes the pump reset the stream.
-fn to_fd_tier(py: Python<'_>, stream: astranet::Stream) -> PyResult<(Py<PyAny>, Arc<Notify>)> {
-    use std::os::fd::IntoRawFd;
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err)?;
-    ours.set_nonblocking(true).map_err(io_err)?;
-    let ours = {
-        let _rt = rt().enter();
-        tokio::net::UnixStream::from_std(ours).map_err(io_err)?
-    };
-    let fd = theirs.into_raw_fd();
+/// `io.UnsupportedOperation(message)`.
+fn unsupported(py: Python<'_>, message: &str) -> PyErr {
+    match py.import("io").and_then(|io| io.getattr("UnsupportedOperation")) {
+        Ok(cls) => PyErr::from_type(cls.cast_into().expect("io.UnsupportedOperation is a type"), message.to_string()),
+        Err(e) => e,
+    }
+}
+
+/// Moves a stream onto a socketpair pumped by a runtime task (see
+/// [`astranet_embed::pump`] for what passes through); returns the Python end.
+fn to_fd_tier(py: Python<'_>, stream: astranet::Stream) -> PyResult<(Py<PyAny>, Pump)> {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    // Made before the stream is handed over: running out of descriptors loses nothing.
+    let pair = astranet_embed::pump::socketpair(rt()).map_err(io_err)?;
     let kw = PyDict::new(py);
-    kw.set_item("fileno", fd)?;
+    let (fd, pump) = pair.pump(stream);
+    kw.set_item("fileno", fd.as_raw_fd())?;
     let sock = match py.import("socket")?.getattr("socket")?.call((), Some(&kw)) {
         Ok(s) => s,
         Err(e) => {
-            // SAFETY: nobody else owns the fd.
-            unsafe { libc::close(fd) };
+            pump.abort();
             return Err(e);
         }
     };
-    let abort = Arc::new(Notify::new());
-    rt().spawn(pump(stream, ours, abort.clone()));
-    Ok((sock.unbind(), abort))
-}
-
-const PUMP_BUF: usize = 64 << 10;
-
-/// Copies both ways between a stream and its socketpair end. End of stream passes as a
-/// half-close; an error on the socket side resets the stream, an error on the stream
-/// side (reset) closes the socket.
-async fn pump(stream: astranet::Stream, unix: tokio::net::UnixStream, abort: Arc<Notify>) {
-    let (mut sr, mut sw) = tokio::io::split(stream);
-    let (mut ur, mut uw) = unix.into_split();
-    let down = async {
-        let mut buf = vec![0u8; PUMP_BUF];
-        loop {
-            let n = sr.read(&mut buf).await.map_err(|_| false)?;
-            if n == 0 {
-                let _ = uw.shutdown().await;
-                return Ok(());
-            }
-            uw.write_all(&buf[..n]).await.map_err(|_| true)?;
-        }
-    };
-    let up = async {
-        let mut buf = vec![0u8; PUMP_BUF];
-        loop {
-            let n = ur.read(&mut buf).await.map_err(|_| true)?;
-            if n == 0 {
-                let _ = sw.shutdown().await;
-                return Ok(());
-            }
-            sw.write_all(&buf[..n]).await.map_err(|_| false)?;
-        }
-    };
-    let res: Result<((), ()), bool> = tokio::select! {
-        r = async { tokio::try_join!(down, up) } => r,
-        _ = abort.notified() => Err(true),
-    };
-    let stream = sr.unsplit(sw);
-    if let Err(true) = res {
-        // The socket side failed (closed with data unread, or gone): reset the stream.
-        stream.abort();
-    }
+    // The socket object owns the descriptor now.
+    let _ = fd.into_raw_fd();
+    Ok((sock.unbind(), pump))
 }
 
 pub fn wrap(py: Python<'_>, s: astranet::Stream) -> PyResult<Py<Stream>> {

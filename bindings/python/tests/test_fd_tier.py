@@ -1,12 +1,16 @@
-"""The fd tier: fileno() and to_socket() give real descriptors."""
+"""The fd tier: use_socketpair() and to_socket() give real descriptors; fileno()
+only reports one."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import selectors
 import socket
 import threading
 from typing import Callable, List, Tuple
+
+import pytest
 
 import astranet
 
@@ -33,12 +37,27 @@ def test_to_socket_with_selectors(nodes: Nodes, echo_addr: Tuple[int, int]) -> N
     sock.close()
 
 
-def test_fileno_keeps_the_stream_usable(nodes: Nodes, echo_addr: Tuple[int, int]) -> None:
+def test_fileno_is_a_plain_accessor(nodes: Nodes, echo_addr: Tuple[int, int]) -> None:
+    _, client = nodes
+    with client.dial(echo_addr) as s:
+        with pytest.raises(io.UnsupportedOperation, match="use_socketpair"):
+            s.fileno()
+        assert "fd-tier" not in repr(s)  # asking did not convert it
+        s.settimeout(5)
+        s.sendall(b"still native")
+        assert s.recv(100) == b"still native"
+        with s.makefile("rb") as f:
+            assert f.name == -1
+    assert s.fileno() == -1
+
+
+def test_use_socketpair_keeps_the_stream_usable(nodes: Nodes, echo_addr: Tuple[int, int]) -> None:
     _, client = nodes
     with client.dial(echo_addr) as s:
         s.settimeout(5)
-        fd = s.fileno()
-        assert fd >= 0 and s.fileno() == fd
+        fd = s.use_socketpair()
+        assert fd >= 0 and s.fileno() == fd and s.use_socketpair() == fd
+        assert "fd-tier" in repr(s)
         sel = selectors.DefaultSelector()
         sel.register(s, selectors.EVENT_READ)
         s.sendall(b"abc")
@@ -92,7 +111,7 @@ def test_abort_after_fileno_resets_the_peer(nodes: Nodes) -> None:
         s = client.dial(listener.getsockname())
         t.join(10)
         peer = accepted[0]
-        assert s.fileno() >= 0
+        assert s.use_socketpair() >= 0
         s.abort()
         assert s.closed
         peer.settimeout(5)

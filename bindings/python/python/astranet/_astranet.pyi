@@ -47,7 +47,7 @@ class Stream:
     ``socket.socket``. Addresses are virtual ``(host_id, port)`` tuples. Created by
     ``Node.dial`` and ``Listener.accept``.
 
-    ``fileno()`` and ``to_socket()`` use the fd tier: a socketpair pumped by the
+    ``use_socketpair()`` and ``to_socket()`` use the fd tier: a socketpair pumped by the
     extension, two descriptors and one extra copy per byte."""
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
@@ -80,7 +80,10 @@ class Stream:
     def getpeername(self) -> Address:
         """The other end's virtual address."""
     def fileno(self) -> int:
-        """A descriptor (moves the stream to the fd tier); -1 once closed."""
+        """The descriptor given by ``use_socketpair()``; -1 once closed; otherwise
+        raises ``io.UnsupportedOperation``."""
+    def use_socketpair(self) -> int:
+        """Moves the stream to the fd tier and returns its descriptor."""
     def to_socket(self) -> socket.socket:
         """Detaches into a real ``socket.socket`` (fd tier); this Stream is closed."""
     @overload
@@ -196,6 +199,7 @@ class Node:
         keepalive: Optional[float] = None,
         dial_timeout: Optional[float] = None,
         handshake_timeout: Optional[float] = None,
+        frame_stall_timeout: Optional[float] = None,
         linger: Optional[float] = None,
         max_reconnect_delay: Optional[float] = None,
         max_streams_per_link: Optional[int] = None,

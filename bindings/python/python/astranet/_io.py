@@ -59,15 +59,20 @@ class StreamIO(io.RawIOBase):
         return False
 
     def fileno(self) -> int:
-        """The stream's descriptor (moves it to the fd tier, see ``Stream.fileno``)."""
+        """The stream's descriptor, see ``Stream.fileno``."""
         self._checkClosed()  # type: ignore[attr-defined]
         n: int = self._stream.fileno()
         return n
 
     @property
     def name(self) -> int:
-        """As for sockets' files: the descriptor, -1 once closed."""
-        return -1 if self.closed else self.fileno()
+        """As for sockets' files: the descriptor; -1 once closed or without one."""
+        if self.closed:
+            return -1
+        try:
+            return self.fileno()
+        except io.UnsupportedOperation:
+            return -1
 
     @property
     def mode(self) -> str:

@@ -1,0 +1,120 @@
+//! The configuration every front accepts, flat: each field optional, defaults from
+//! the core. The fronts fill it from their own shape (a C struct, Python keyword
+//! arguments) and the core's builder validates it ([`astranet::Config::validate`]),
+//! so a value is accepted or refused alike everywhere.
+
+use crate::code::Failure;
+use astranet::{HostId, NodeBuilder, Role};
+use std::time::Duration;
+
+/// A node's configuration; `None` keeps the core's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlatConfig {
+    /// The node's role in the mesh.
+    pub role: Option<Role>,
+    /// The environment, dot-separated: `"prod.eu"` (Go's `WithEnv("prod", "eu")`).
+    /// Empty means none.
+    pub env: Option<String>,
+    /// A fixed host id, from 1 to 2^63 - 1 (random by default).
+    pub host_id: Option<u64>,
+    /// Keep-alive period k (PING after k/2, write timeout k, idle timeout 10k).
+    pub keepalive: Option<Duration>,
+    /// Default dial timeout.
+    pub dial_timeout: Option<Duration>,
+    /// Handshake timeout of new links.
+    pub handshake_timeout: Option<Duration>,
+    /// How long a frame may take to arrive once its header did.
+    pub frame_stall_timeout: Option<Duration>,
+    /// How long closed streams are remembered.
+    pub linger: Option<Duration>,
+    /// Longest back-off of a join re-establishing its link.
+    pub max_reconnect_delay: Option<Duration>,
+    /// Streams per link.
+    pub max_streams_per_link: Option<u64>,
+    /// Dials waiting for accept per listener.
+    pub listener_backlog: Option<u64>,
+    /// Bytes received but unread per link.
+    pub max_link_buffer: Option<u64>,
+    /// Bytes of data frames queued per link before writers wait.
+    pub link_write_queue: Option<u64>,
+    /// Bytes of control frames queued per link.
+    pub max_control_queue: Option<u64>,
+    /// Largest auto-tuned receive window per stream.
+    pub max_stream_window: Option<u32>,
+    /// Total receive-window growth per link.
+    pub link_window_budget: Option<u64>,
+}
+
+fn size(v: u64, what: &str) -> Result<usize, Failure> {
+    usize::try_from(v).map_err(|_| Failure::invalid(format!("{what} is too large")))
+}
+
+impl FlatConfig {
+    /// The core builder with these values set (not yet validated: see
+    /// [`build`](FlatConfig::build)).
+    pub fn builder(&self) -> Result<NodeBuilder, Failure> {
+        let mut b = astranet::Node::builder();
+        if let Some(r) = self.role {
+            b = b.role(r);
+        }
+        if let Some(env) = self.env.as_deref().filter(|e| !e.is_empty()) {
+            b = b.env(env.split('.'));
+        }
+        if let Some(id) = self.host_id {
+            b = b.host_id(HostId(id));
+        }
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { b = b.$field(v); } )* };
+        }
+        macro_rules! set_size {
+            ($($field:ident),*) => {
+                $( if let Some(v) = self.$field { b = b.$field(size(v, stringify!($field))?); } )*
+            };
+        }
+        set!(keepalive, dial_timeout, handshake_timeout, frame_stall_timeout, linger, max_reconnect_delay);
+        set!(max_stream_window, link_window_budget);
+        set_size!(max_streams_per_link, listener_backlog, max_link_buffer, link_write_queue, max_control_queue);
+        Ok(b)
+    }
+
+    /// The node, or `ASTRANET_ERR_INVALID_ARGUMENT` naming the value out of range.
+    pub fn build(&self) -> Result<astranet::Node, Failure> {
+        Ok(self.builder()?.try_build()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code::astranet_result;
+
+    #[test]
+    fn values_reach_the_node() {
+        let c = FlatConfig {
+            role: Some(Role::Router),
+            env: Some("prod.eu".into()),
+            host_id: Some(42),
+            keepalive: Some(Duration::from_secs(4)),
+            listener_backlog: Some(7),
+            ..FlatConfig::default()
+        };
+        let node = c.build().unwrap();
+        let config = node.config();
+        assert_eq!((config.role, config.env.as_str(), node.host_id()), (Role::Router, ".prod.eu", HostId(42)));
+        assert_eq!(config.keepalive.ping_after, Duration::from_secs(2));
+        assert_eq!(config.limits.listener_backlog, 7);
+    }
+
+    #[test]
+    fn values_out_of_range_are_invalid_arguments() {
+        for bad in [
+            FlatConfig { keepalive: Some(Duration::ZERO), ..Default::default() },
+            FlatConfig { host_id: Some(0), ..Default::default() },
+            FlatConfig { listener_backlog: Some(0), ..Default::default() },
+            FlatConfig { env: Some("prod..eu".into()), ..Default::default() },
+        ] {
+            let e = bad.build().unwrap_err();
+            assert_eq!(e.code, astranet_result::ASTRANET_ERR_INVALID_ARGUMENT, "{bad:?}: {e}");
+        }
+    }
+}
