@@ -535,3 +535,49 @@ async fn name_and_port_dials_the_instance_on_that_port() {
     let err = within(5, client.dial_timeout("web:7070", Duration::from_millis(200))).await.unwrap_err();
     assert!(matches!(err, Error::NoSuchService { .. }), "{err}");
 }
+
+/// Frames a router relays are bounded by their receivers' windows, not by the
+/// control-queue limit: relayed bulk data piling up behind a busy writer must not be
+/// taken for answers a peer refuses to read (which closed the router's links, and
+/// every stream through them failed with "lost its route").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_bulk_data_does_not_count_as_unread_control_frames() {
+    let router = Node::builder().role(Role::Router).max_control_queue(1024).link_write_queue(1).build();
+    let raddr = router.listen("127.0.0.1:0").await.unwrap();
+    let a = Node::builder().role(Role::Server).build();
+    let b = Node::builder().role(Role::Server).build();
+    a.join(raddr).await.unwrap();
+    b.join(raddr).await.unwrap();
+    let listener = b.bind("sink").unwrap();
+    wait_service(&a, "sink", true).await;
+    const STREAMS: usize = 20;
+    const BYTES: usize = 2 << 20;
+    let readers = tokio::spawn(async move {
+        let mut total = 0;
+        let mut tasks = Vec::new();
+        for _ in 0..STREAMS {
+            let mut s = listener.accept().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).await.map(|_| got.len())
+            }));
+        }
+        for t in tasks {
+            total += t.await.unwrap().unwrap();
+        }
+        total
+    });
+    let mut writers = Vec::new();
+    for _ in 0..STREAMS {
+        let mut s = within(5, a.dial("sink")).await.unwrap();
+        writers.push(tokio::spawn(async move {
+            s.write_all(&vec![7u8; BYTES]).await?;
+            s.shutdown().await
+        }));
+    }
+    for w in writers {
+        within(60, w).await.unwrap().unwrap();
+    }
+    assert_eq!(within(60, readers).await.unwrap(), STREAMS * BYTES);
+    assert_eq!(router.peers().len(), 2, "the router kept both links");
+}

@@ -54,10 +54,12 @@ impl Link {
         self.counters.frames_in.fetch_add(frames, Ordering::Relaxed);
         // Answers (most are control frames; PONG and FOLLOW queue behind data) pile up
         // faster than a peer that does not read them takes them. Data written by streams
-        // stays below the write queue size, so it does not count.
+        // stays below the write queue size, so it does not count; frames relayed for
+        // other hosts are bounded by their receivers' windows (and the relay's own
+        // limit), so they do not either.
         let result = result.and_then(|()| {
             let max = self.cfg.max_control_queue + 2 * self.cfg.write_queue;
-            if self.out.queued() > max {
+            if self.out.own_queued() > max {
                 return Err(CloseReason::Limit(format!(
                     "more than {} bytes of control frames queued",
                     self.cfg.max_control_queue

@@ -251,7 +251,8 @@ impl Link {
     pub fn poll_transmit(&mut self, batch: &mut Batch, wakers: &mut Vec<Waker>) -> Transmit {
         debug_assert!(batch.is_empty());
         if !matches!(self.phase, Phase::Closed(_)) {
-            self.out.flush_announcements(self.cfg.write_queue / 2);
+            // At least one at a time, however small the write queue was configured.
+            self.out.flush_announcements((self.cfg.write_queue / 2).max(1));
         }
         let out = &mut self.out;
         if out.partial.is_empty() && out.ctrl.is_empty() && out.data.is_empty() {
@@ -267,6 +268,7 @@ impl Link {
         std::mem::swap(&mut out.partial, &mut batch.partial);
         std::mem::swap(&mut out.ctrl, &mut batch.ctrl);
         std::mem::swap(&mut out.data, &mut batch.data);
+        out.relayed = 0;
         out.taken_total = out.queued_total;
         // The data queue is empty again: wake as many waiting writers as can fill it.
         self.wake_waiting_space(self.cfg.write_queue, wakers);
@@ -306,6 +308,7 @@ impl Link {
             self.out.partial.clear();
             self.out.ctrl.clear();
             self.out.data.clear();
+            self.out.relayed = 0;
         }
         self.out.writer_idle = false;
         self.phase = Phase::Closed(reason.clone());
@@ -344,11 +347,11 @@ impl Link {
                     let key = (HostId(h.dst_host), h.dst_port, HostId(h.src_host), h.src_port);
                     self.relay_grants.insert(key, frame.u32_payload());
                 }
-                self.out.push(h, &frame.payload);
+                self.out.push_relayed(h, &frame.payload);
             }
             Relay::As(cmds) => {
                 for &cmd in cmds {
-                    self.out.push(Header { cmd, len: 0, ..h }, &[]);
+                    self.out.push_relayed(Header { cmd, len: 0, ..h }, &[]);
                 }
             }
             Relay::Drop => return false,

@@ -25,6 +25,9 @@ pub(crate) struct Output {
     /// data queue is written once `taken` passed it.
     pub queued_total: u64,
     pub taken_total: u64,
+    /// Bytes of `ctrl` and `data` that this node relays for other hosts: bounded by the
+    /// windows their receivers granted, not by what the peer of this link reads.
+    pub relayed: usize,
 }
 
 impl Output {
@@ -42,6 +45,18 @@ impl Output {
     pub fn push_behind_data(&mut self, h: Header, payload: &[u8]) {
         put(&mut self.data, h, payload);
         self.queued_total += (HEADER_LEN + payload.len()) as u64;
+    }
+
+    /// Queues a frame relayed for another host, in its place by priority.
+    pub fn push_relayed(&mut self, h: Header, payload: &[u8]) {
+        self.push(h, payload);
+        self.relayed += HEADER_LEN + payload.len();
+    }
+
+    /// Bytes waiting that this link's own traffic queued (not relayed frames): what a
+    /// peer that does not read makes grow.
+    pub fn own_queued(&self) -> usize {
+        self.queued() - self.relayed
     }
 
     /// Frames wait (or announcements do).
