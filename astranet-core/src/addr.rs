@@ -50,19 +50,62 @@ impl fmt::Display for LinkId {
     }
 }
 
+/// A virtual port on a node: 32 bits, as on the wire (Go's ports are `uint32`). Port 0
+/// asks `bind` for a free one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Port(pub u32);
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for Port {
+    type Err = ParseAddrError;
+    fn from_str(s: &str) -> Result<Port, ParseAddrError> {
+        s.parse().map(Port).map_err(|_| ParseAddrError(format!("port {s:?} is not a number from 0 to 4294967295")))
+    }
+}
+
+impl From<u32> for Port {
+    fn from(p: u32) -> Port {
+        Port(p)
+    }
+}
+
+impl From<Port> for u32 {
+    fn from(p: Port) -> u32 {
+        p.0
+    }
+}
+
+impl PartialEq<u32> for Port {
+    fn eq(&self, other: &u32) -> bool {
+        self.0 == *other
+    }
+}
+
 /// A virtual address: (host id, port), like an IP address and TCP port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Addr {
     /// The node's host id.
     pub host: HostId,
     /// The virtual port on that node.
-    pub port: u32,
+    pub port: Port,
 }
 
 impl Addr {
     /// The address of `port` on node `host`.
-    pub fn new(host: HostId, port: u32) -> Addr {
-        Addr { host, port }
+    ///
+    /// ```
+    /// use astranet::{Addr, HostId, Port};
+    /// let a = Addr::new(HostId(0xdb), 7);
+    /// assert_eq!(a.port, Port(7));
+    /// assert_eq!(a.to_string(), "00000000000000db:7");
+    /// ```
+    pub fn new(host: HostId, port: impl Into<Port>) -> Addr {
+        Addr { host, port: port.into() }
     }
 }
 
@@ -77,8 +120,7 @@ impl FromStr for Addr {
     type Err = ParseAddrError;
     fn from_str(s: &str) -> Result<Addr, ParseAddrError> {
         let (host, port) = s.rsplit_once(':').ok_or_else(|| ParseAddrError(format!("{s:?} is not host:port")))?;
-        let port = port.parse().map_err(|_| ParseAddrError(format!("port {port:?} is not a u32")))?;
-        Ok(Addr { host: host.parse()?, port })
+        Ok(Addr { host: host.parse()?, port: port.parse()? })
     }
 }
 
@@ -100,6 +142,8 @@ mod tests {
         assert!("12:".parse::<Addr>().is_err());
         assert!("12".parse::<Addr>().is_err());
         assert!("db:5".parse::<Addr>().is_err(), "short hex is a name, not a host id");
+        assert!("0000000000000001:4294967296".parse::<Addr>().is_err(), "ports are 32-bit");
+        assert_eq!("0000000000000001:4294967295".parse::<Addr>().unwrap().port, Port(u32::MAX));
     }
 
     #[test]

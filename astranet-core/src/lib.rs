@@ -51,7 +51,7 @@ mod registry;
 mod stats;
 mod stream;
 
-pub use addr::{Addr, HostId, LinkId, ParseAddrError};
+pub use addr::{Addr, HostId, LinkId, ParseAddrError, Port};
 pub use config::{Config, KeepAlive, Limits, NodeBuilder, Role, Windows};
 pub use error::{Error, Result};
 pub use listener::Listener;

@@ -60,7 +60,7 @@ async fn bind_by_name_is_announced_and_dialable() {
 async fn name_and_port_forms() {
     let (server, client) = tcp_pair().await;
     let fixed = server.bind("web:8080").unwrap();
-    assert_eq!((fixed.name(), fixed.local_addr().port), (Some("web"), 8080));
+    assert_eq!((fixed.name(), fixed.local_addr().port), (Some("web"), astranet::Port(8080)));
     let plain = server.bind(":9090").unwrap();
     assert_eq!(plain.name(), None);
     spawn_echo(fixed);
@@ -528,7 +528,7 @@ async fn name_and_port_dials_the_instance_on_that_port() {
         let s = within(5, client.dial("web:9090")).await.unwrap();
         assert_eq!(s.peer_addr(), Addr::new(s2.host_id(), 9090));
         let k = within(5, client.dial(Target::name("web").with_key("k1"))).await.unwrap();
-        assert!([8080, 9090].contains(&k.peer_addr().port));
+        assert!([8080, 9090].contains(&k.peer_addr().port.0));
     }
     let keyed: Target = "web:8080".parse::<Target>().unwrap().with_key("k2");
     assert_eq!(within(5, client.dial(keyed)).await.unwrap().peer_addr(), Addr::new(s1.host_id(), 8080));

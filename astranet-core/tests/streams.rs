@@ -302,8 +302,8 @@ async fn bind_rejects_taken_ports_and_bad_targets() {
     assert!(matches!(node.bind(":100"), Err(Error::AddrInUse(100))));
     assert!(matches!(node.bind("x:y"), Err(Error::InvalidTarget { .. })));
     assert!(matches!(node.bind(":-1"), Err(Error::InvalidTarget { .. })));
-    let auto1 = node.bind("").unwrap().local_addr().port;
-    let auto2 = node.bind(":0").unwrap().local_addr().port;
+    let auto1 = node.bind("").unwrap().local_addr().port.0;
+    let auto2 = node.bind(":0").unwrap().local_addr().port.0;
     assert!(auto1 > 1 << 24 && auto2 > 1 << 24 && auto1 != auto2);
     drop(a);
     node.bind(":100").expect("port is free again once its listener is dropped");

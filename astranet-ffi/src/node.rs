@@ -35,7 +35,7 @@ pub struct astranet_addr {
 
 impl From<astranet::Addr> for astranet_addr {
     fn from(a: astranet::Addr) -> Self {
-        astranet_addr { host: a.host.0, port: a.port }
+        astranet_addr { host: a.host.0, port: a.port.0 }
     }
 }
 

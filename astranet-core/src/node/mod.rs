@@ -489,7 +489,7 @@ impl Node {
         };
         let (id, key) = loop {
             let key =
-                StreamKey { local_port: self.shared.alloc_port(), remote_port: addr.port, remote_host: addr.host };
+                StreamKey { local_port: self.shared.alloc_port(), remote_port: addr.port.0, remote_host: addr.host };
             match link.with(|l, _| l.open_stream(key)) {
                 Ok(id) => break (id, key),
                 Err(OpenError::KeyInUse) => continue,

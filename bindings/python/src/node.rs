@@ -249,7 +249,12 @@ impl Node {
         let l = self.get()?.bind(&t).map_err(err)?;
         let a = l.local_addr();
         let name = l.name().map(String::from);
-        Ok(Listener { inner: Mutex::new(Some(Arc::new(l))), timeout: Mutex::new(None), addr: (a.host.0, a.port), name })
+        Ok(Listener {
+            inner: Mutex::new(Some(Arc::new(l))),
+            timeout: Mutex::new(None),
+            addr: (a.host.0, a.port.0),
+            name,
+        })
     }
 
     /// Opens a stream to ``target`` and returns it once established: a service name
@@ -337,7 +342,7 @@ impl Node {
                 let d = PyDict::new(py);
                 d.set_item("name", s.name)?;
                 d.set_item("host_id", s.addr.host.0)?;
-                d.set_item("port", s.addr.port)?;
+                d.set_item("port", s.addr.port.0)?;
                 d.set_item("via", s.via.map(|h| h.0))?;
                 d.set_item(
                     "reach",

@@ -62,8 +62,8 @@ impl Stream {
             state: Mutex::new(State::Native(s)),
             timeout: Mutex::new(None),
             read_shut: Default::default(),
-            local: (l.host.0, l.port),
-            peer: (p.host.0, p.port),
+            local: (l.host.0, l.port.0),
+            peer: (p.host.0, p.port.0),
         }
     }
 

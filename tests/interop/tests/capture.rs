@@ -36,7 +36,7 @@ async fn a_go_peer_receives_only_v1_commands() {
     half.write_all(b"x").await.unwrap();
     drop(half);
     let port = ours.services().into_iter().find(|s| s.name == "ghold").unwrap().addr.port;
-    let given_up = ours.dial_timeout(Addr::new(go.host, port + 1000), Duration::from_millis(300)).await;
+    let given_up = ours.dial_timeout(Addr::new(go.host, port.0 + 1000), Duration::from_millis(300)).await;
     assert!(given_up.is_err(), "nobody listens there; a Go node drops the dial");
     // Dials over our stream limit and over a full backlog are refused the v1 way.
     let unaccepted = ours.bind("unaccepted").unwrap();

@@ -80,7 +80,7 @@ impl Output {
                 dst_host: 0,
                 src_host: addr.host.0,
                 dst_port: 0,
-                src_port: addr.port,
+                src_port: addr.port.0,
                 len: name.len() as u32,
             };
             self.push_behind_data(h, name.as_bytes());
