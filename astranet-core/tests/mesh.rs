@@ -581,3 +581,32 @@ async fn relayed_bulk_data_does_not_count_as_unread_control_frames() {
     assert_eq!(within(60, readers).await.unwrap(), STREAMS * BYTES);
     assert_eq!(router.peers().len(), 2, "the router kept both links");
 }
+
+/// Per-stream flow control holds through a relay: a relayed stream whose reader
+/// stopped fills only its own window, and the other streams through the router, and
+/// the router's own, carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_reader_behind_a_relay_stalls_only_its_stream() {
+    let router = Node::builder().role(Role::Router).build();
+    let raddr = router.listen("127.0.0.1:0").await.unwrap();
+    let a = Node::builder().role(Role::Server).build();
+    let b = Node::builder().role(Role::Server).build();
+    a.join(raddr).await.unwrap();
+    b.join(raddr).await.unwrap();
+    let stuck = b.bind("stuck").unwrap();
+    spawn_echo(b.bind("echo").unwrap());
+    spawn_echo(router.bind("local").unwrap());
+    for name in ["stuck", "echo", "local"] {
+        wait_service(&a, name, true).await;
+    }
+    let (c, s) = within(5, async { tokio::join!(a.dial("stuck"), stuck.accept()) }).await;
+    let (mut c, _never_read) = (c.unwrap(), s.unwrap());
+    let filler = tokio::spawn(async move { c.write_all(&vec![1u8; 8 << 20]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!filler.is_finished(), "the stuck stream's window is full");
+    for name in ["echo", "local"] {
+        let mut s = within(5, a.dial(name)).await.unwrap();
+        within(5, echo_once(&mut s, b"still flowing")).await;
+    }
+    filler.abort();
+}

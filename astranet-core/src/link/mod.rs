@@ -11,6 +11,7 @@
 //! otherwise.
 
 mod reader;
+pub(crate) use reader::RELAY_BUFFER_HIGH;
 pub(crate) mod sink;
 mod timer;
 mod writer;
@@ -47,6 +48,9 @@ pub(crate) struct LinkSettings {
     pub write_timeout: Duration,
 }
 
+/// Longest a link's reader waits for a congested next hop at a time.
+const MAX_HOP_PAUSE: Duration = Duration::from_millis(500);
+
 /// A link's life cycle as `attach` and `join` wait for it.
 #[derive(Clone, Debug)]
 pub(crate) enum LinkState {
@@ -68,6 +72,12 @@ pub(crate) struct Shared {
     /// DIALs of this link waiting in listener backlogs (count against the stream limit).
     pub pending_dials: AtomicUsize,
     tasks: Mutex<Vec<AbortHandle>>,
+    /// Woken after each batch the writer wrote: readers of other links that wait for
+    /// this one to drain (see [`LinkHandle::congested_by`]).
+    drained: Notify,
+    /// A next hop this link's frames were relayed to that holds too much: the reader
+    /// waits for it to drain before reading on.
+    congested_hop: Mutex<Option<Weak<Shared>>>,
 }
 
 /// What the lock of a link guards: the state machine, and the socket that streams
@@ -120,6 +130,8 @@ impl LinkHandle {
             counters,
             pending_dials: AtomicUsize::new(0),
             tasks: Mutex::new(Vec::new()),
+            drained: Notify::new(),
+            congested_hop: Mutex::new(None),
         }));
         let tasks = [
             tokio::spawn(writer::run(link.clone(), sink)).abort_handle(),
@@ -240,6 +252,38 @@ impl LinkHandle {
     /// Whether the link is closed.
     pub(crate) fn is_closed(&self) -> bool {
         matches!(*self.state.borrow(), LinkState::Closed(_))
+    }
+
+    /// Bytes queued for writing.
+    pub(crate) fn queued(&self) -> usize {
+        self.inner.lock().link.queued()
+    }
+
+    /// Frames read from this link were relayed to `hop`, which holds more than a relay
+    /// should buffer: this link's reader pauses until `hop` drained (see
+    /// [`reader`](self::reader)).
+    pub(crate) fn congested_by(&self, hop: &LinkHandle) {
+        *self.congested_hop.lock() = Some(Arc::downgrade(&hop.0));
+    }
+
+    /// Waits until the next hop that congested this link (if any) holds at most `low`
+    /// bytes, or closed, or [`MAX_HOP_PAUSE`] passed: relays that pause each other in a
+    /// ring (each waiting for a hop that waits for the next) must not deadlock, so a
+    /// pause slows a link down but never stops it.
+    pub(crate) async fn wait_for_hop(&self, low: usize) {
+        let Some(hop) = self.congested_hop.lock().take().and_then(|w| w.upgrade()) else { return };
+        let hop = LinkHandle(hop);
+        let until = tokio::time::Instant::now() + MAX_HOP_PAUSE;
+        loop {
+            let drained = hop.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if hop.is_closed() || hop.queued() <= low || tokio::time::Instant::now() >= until {
+                return;
+            }
+            // The writer wakes us after each batch; the period only guards a close.
+            let _ = tokio::time::timeout(Duration::from_millis(50), drained).await;
+        }
     }
 
     /// The link's rules (v1 before the handshake).

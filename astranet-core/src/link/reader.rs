@@ -11,6 +11,16 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+/// A next hop holding more than this many bytes relayed or queued pauses the readers of
+/// the links that feed it until it is down to [`RELAY_BUFFER_LOW`]. Flow control
+/// alone bounds a relay's buffer by the windows its receivers granted, which with
+/// thousands of relayed streams is hundreds of MiB: memory that costs more than it
+/// carries (the relayed benchmark lost a third of its throughput to it). Only a hop
+/// whose link is congested gets there; a stream whose reader stopped holds at most its
+/// window at its receiver, not at the relay.
+pub(crate) const RELAY_BUFFER_HIGH: usize = 8 << 20;
+const RELAY_BUFFER_LOW: usize = 4 << 20;
+
 /// Bytes asked for per read: enough for many frames per syscall.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -70,10 +80,13 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R) {
         };
         link.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         // Frames for other hosts leave as events and are queued on their next hop at
-        // once: flow control, checked by the relay, bounds what piles up there, so a
-        // slow next hop never stops this link (and its other streams).
+        // once, checked against flow control by the relay: a slow reader behind a relay
+        // stalls only its own stream.
         if link.with(|l, wakers| l.handle_input(Instant::now(), &mut buf, wakers)).is_err() {
             return;
         }
+        // A next hop whose link is congested (see RELAY_BUFFER_HIGH) pauses this
+        // reader, as a TCP relay would, until it drained.
+        link.wait_for_hop(RELAY_BUFFER_LOW).await;
     }
 }

@@ -29,6 +29,7 @@ pub(super) async fn run(link: LinkHandle, mut sink: Sink) {
         }
         batch.clear();
         link.with(|l, _| l.on_written(Instant::now(), bytes));
+        link.drained.notify_waiters();
     }
     // A local close flushes what was queued before it, then ends the connection.
     let _ = tokio::time::timeout(write_timeout, sink.shutdown()).await;

@@ -1,10 +1,12 @@
 //! Relaying: a frame addressed to another host is passed to the link that leads to
 //! that host (a direct neighbour: one relay hop, as in the Go package). Flow control
 //! stays end to end (DATA, REWIND and WND_SIZE pass through) and is checked on the way
-//! ([`RelayTable`]), so the relay never stops reading a link because one next hop is
-//! slow: what it queues is bounded by the windows the receivers granted. When one side
-//! of a relayed pair of hosts goes away, the relay sends RESET down the other side so
-//! its streams fail instead of hanging.
+//! ([`RelayTable`]): a stream whose reader is slow stalls only itself, since what it
+//! can put in flight is bounded by its window. A next hop whose link is congested
+//! (more than [`RELAY_BUFFER_HIGH`](crate::link::RELAY_BUFFER_HIGH) queued) pauses the
+//! links that feed it until it drained, as any TCP relay does. When one side of a
+//! relayed pair of hosts goes away, the relay sends RESET down the other side so its
+//! streams fail instead of hanging.
 
 use super::NodeShared;
 use crate::addr::{HostId, LinkId};
@@ -99,6 +101,9 @@ impl NodeShared {
         });
         if !forwarded {
             return self.relay_dropped(from, &h, "the next hop cannot take it");
+        }
+        if queued > crate::link::RELAY_BUFFER_HIGH {
+            from.congested_by(&to);
         }
         let max = self.config.limits.max_link_buffer;
         if queued > max {
