@@ -536,6 +536,15 @@ async fn name_and_port_dials_the_instance_on_that_port() {
     assert!(matches!(err, Error::NoSuchService { .. }), "{err}");
 }
 
+/// Two Server nodes (they stay on the relay) joined to `router`.
+async fn relayed_servers(router: &Node) -> (Node, Node) {
+    let raddr = router.listen("127.0.0.1:0").await.unwrap();
+    let (a, b) = (Node::builder().role(Role::Server).build(), Node::builder().role(Role::Server).build());
+    a.join(raddr).await.unwrap();
+    b.join(raddr).await.unwrap();
+    (a, b)
+}
+
 /// Frames a router relays are bounded by their receivers' windows, not by the
 /// control-queue limit: relayed bulk data piling up behind a busy writer must not be
 /// taken for answers a peer refuses to read (which closed the router's links, and
@@ -543,11 +552,7 @@ async fn name_and_port_dials_the_instance_on_that_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_bulk_data_does_not_count_as_unread_control_frames() {
     let router = Node::builder().role(Role::Router).max_control_queue(1024).link_write_queue(1).build();
-    let raddr = router.listen("127.0.0.1:0").await.unwrap();
-    let a = Node::builder().role(Role::Server).build();
-    let b = Node::builder().role(Role::Server).build();
-    a.join(raddr).await.unwrap();
-    b.join(raddr).await.unwrap();
+    let (a, b) = relayed_servers(&router).await;
     let listener = b.bind("sink").unwrap();
     wait_service(&a, "sink", true).await;
     const STREAMS: usize = 20;
@@ -588,11 +593,7 @@ async fn relayed_bulk_data_does_not_count_as_unread_control_frames() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_reader_behind_a_relay_stalls_only_its_stream() {
     let router = Node::builder().role(Role::Router).build();
-    let raddr = router.listen("127.0.0.1:0").await.unwrap();
-    let a = Node::builder().role(Role::Server).build();
-    let b = Node::builder().role(Role::Server).build();
-    a.join(raddr).await.unwrap();
-    b.join(raddr).await.unwrap();
+    let (a, b) = relayed_servers(&router).await;
     let stuck = b.bind("stuck").unwrap();
     spawn_echo(b.bind("echo").unwrap());
     spawn_echo(router.bind("local").unwrap());

@@ -103,7 +103,8 @@ impl astranet_result {
             R::ASTRANET_ERR_RESET | R::ASTRANET_ERR_ABORTED => libc::ECONNRESET,
             R::ASTRANET_ERR_BROKEN_PIPE => libc::EPIPE,
             R::ASTRANET_ERR_PROTOCOL => libc::EPROTO,
-            R::ASTRANET_ERR_LIMIT_EXCEEDED => libc::EAGAIN,
+            // Not EAGAIN: Python would raise BlockingIOError, which means "try again".
+            R::ASTRANET_ERR_LIMIT_EXCEEDED => libc::ENOBUFS,
             R::ASTRANET_ERR_ADDR_IN_USE => libc::EADDRINUSE,
             R::ASTRANET_ERR_NODE_CLOSED | R::ASTRANET_ERR_LISTENER_CLOSED => libc::ENOTCONN,
             R::ASTRANET_ERR_NO_SUCH_SERVICE => libc::ENOENT,
@@ -263,6 +264,8 @@ mod tests {
         let os = Failure::from(io::Error::from_raw_os_error(libc::EMFILE));
         assert_eq!((os.code, os.errno()), (R::ASTRANET_ERR_IO, libc::EMFILE));
         assert!(!os.message.contains("os error"), "{}", os.message);
+        let limit = Failure::from(astranet::Error::LimitExceeded("streams".into()));
+        assert_eq!(limit.errno(), libc::ENOBUFS, "a limit is not a would-block");
         let config = Failure::from(astranet::Error::InvalidConfig("x".into()));
         assert_eq!(config.code, R::ASTRANET_ERR_INVALID_ARGUMENT);
     }
