@@ -3,7 +3,7 @@
 use crate::addr::Addr;
 use crate::error::Error;
 use crate::link::LinkHandle;
-use crate::proto::link::{StreamId, StreamKey};
+use crate::proto::link::{StreamError, StreamId, StreamKey};
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -33,39 +33,50 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// ```
 pub struct Stream {
     link: LinkHandle,
+    /// Slot in the link's stream table; [`RELEASED`] once the handle gave it back.
+    /// (Two words in all: with millions of streams, the handle is part of the
+    /// memory of an idle stream. The key lives in the slot.)
     id: StreamId,
-    /// The stream's key, kept here so that errors and addresses need no lock.
-    key: StreamKey,
-    released: bool,
 }
 
+const RELEASED: StreamId = StreamId::MAX;
+
 impl Stream {
-    pub(crate) fn new(link: LinkHandle, id: StreamId, key: StreamKey) -> Stream {
-        Stream { link, id, key, released: false }
+    pub(crate) fn new(link: LinkHandle, id: StreamId) -> Stream {
+        Stream { link, id }
     }
 
     /// This end's virtual address: (this node's host id, local port).
     pub fn local_addr(&self) -> Addr {
-        self.link.local_addr(&self.key)
+        self.link.local_addr(&self.key())
     }
 
     /// The other end's virtual address.
     pub fn peer_addr(&self) -> Addr {
-        self.key.remote()
+        self.key().remote()
     }
 
     /// Resets the stream: unsent and unread data is dropped and the peer's reads and
     /// writes fail with [`io::ErrorKind::ConnectionReset`] (a v1 Go peer sees EOF).
     pub fn abort(mut self) {
-        self.released = true;
-        let id = self.id;
+        let id = std::mem::replace(&mut self.id, RELEASED);
         self.link.with(|l, _| l.abort(id, Instant::now()));
     }
 
     /// Completes once a dialed stream is established.
     pub(crate) fn poll_established(&self, cx: &Context<'_>) -> Poll<Result<(), Error>> {
         let id = self.id;
-        self.link.with(|l, _| l.poll_established(id, cx.waker())).map_err(|e| self.link.stream_error(e, &self.key))
+        self.link.with(|l, _| l.poll_established(id, cx.waker())).map_err(|e| self.error(e))
+    }
+
+    /// The stream's key (its slot lives as long as the handle).
+    fn key(&self) -> StreamKey {
+        let id = self.id;
+        self.link.with(|l, _| l.stream_key(id))
+    }
+
+    fn error(&self, e: StreamError) -> Error {
+        self.link.stream_error(e, &self.key())
     }
 }
 
@@ -75,7 +86,7 @@ impl AsyncRead for Stream {
         let max = buf.remaining();
         let read =
             self.link.with(|l, _| l.poll_read(id, cx.waker(), max, |chunk| buf.put_slice(chunk), Instant::now()));
-        read.map(|r| r.map(|_| ()).map_err(|e| self.link.stream_error(e, &self.key).into()))
+        read.map(|r| r.map(|_| ()).map_err(|e| self.error(e).into()))
     }
 }
 
@@ -83,7 +94,7 @@ impl AsyncWrite for Stream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let id = self.id;
         let written = self.link.with_direct(|l, direct, _| l.poll_write(id, cx.waker(), buf, direct, Instant::now()));
-        written.map_err(|e| self.link.stream_error(e, &self.key).into())
+        written.map_err(|e| self.error(e).into())
     }
 
     /// Written bytes are already queued on the link; there is nothing to flush.
@@ -94,13 +105,13 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let id = self.id;
         let result = self.link.with(|l, _| l.shutdown_write(id));
-        Poll::Ready(result.map_err(|e| self.link.stream_error(e, &self.key).into()))
+        Poll::Ready(result.map_err(|e| self.error(e).into()))
     }
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        if !self.released {
+        if self.id != RELEASED {
             let id = self.id;
             self.link.with(|l, _| l.release(id, Instant::now()));
         }
@@ -110,5 +121,14 @@ impl Drop for Stream {
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream").field("local", &self.local_addr()).field("peer", &self.peer_addr()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handle_is_two_words() {
+        // Millions of idle streams each hold one: keep it an Arc and a slot number.
+        assert_eq!(std::mem::size_of::<super::Stream>(), 16);
     }
 }

@@ -487,11 +487,11 @@ impl Node {
                 self.resolve(&name, &selector, port, deadline, timeout).await?
             }
         };
-        let (id, key) = loop {
+        let id = loop {
             let key =
                 StreamKey { local_port: self.shared.alloc_port(), remote_port: addr.port.0, remote_host: addr.host };
             match link.with(|l, _| l.open_stream(key)) {
-                Ok(id) => break (id, key),
+                Ok(id) => break id,
                 Err(OpenError::KeyInUse) => continue,
                 Err(OpenError::Limit(max)) => {
                     return Err(Error::LimitExceeded(format!("{max} streams on the link to {}", link.peer_name())))
@@ -500,7 +500,7 @@ impl Node {
             }
         };
         // If the dial fails or is cancelled, dropping the handle gives the dial up.
-        let stream = Stream::new(link, id, key);
+        let stream = Stream::new(link, id);
         let established = poll_fn(|cx| stream.poll_established(cx));
         match tokio::time::timeout_at(deadline, established).await {
             Ok(Ok(())) => Ok(stream),
