@@ -404,6 +404,14 @@ typedef struct astranet_stats {
    * Frames dropped (for unknown streams or hosts, or not understood in their context).
    */
   uint64_t frames_dropped;
+  /**
+   * DIALs from other nodes waiting in this node's listener backlogs.
+   */
+  uint64_t pending_dials;
+  /**
+   * Streams this node relays between other hosts now.
+   */
+  uint64_t relayed_streams;
 } astranet_stats;
 
 /**

@@ -29,6 +29,9 @@ pub struct Stats {
     pub streams: u64,
     /// Streams ever created (dialed or accepted).
     pub streams_opened: u64,
+    /// DIALs from other nodes waiting in this node's listener backlogs (not streams
+    /// yet: they become streams when accepted, and leave when their dialer gives up).
+    pub pending_dials: usize,
     /// Bytes read from all links, frame headers included.
     pub bytes_in: u64,
     /// Bytes written to all links, frame headers included.
@@ -49,6 +52,7 @@ impl Counters {
             links,
             streams: opened.saturating_sub(closed),
             streams_opened: opened,
+            pending_dials: 0,
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             frames_in: self.frames_in.load(Ordering::Relaxed),

@@ -277,6 +277,73 @@ async fn dial_times_out_when_nobody_accepts() {
     assert_eq!(s.peer_addr(), c.local_addr());
 }
 
+/// Polls `cond` until it holds (the RST of an abandoned dial needs a moment to arrive).
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what} did not happen within 2 s");
+}
+
+#[tokio::test]
+async fn a_timed_out_dial_frees_its_backlog_place_at_once() {
+    let (server, client) = tcp_pair_with(Node::builder().listener_backlog(1), Node::builder()).await;
+    let listener = server.bind(":9").unwrap();
+    let addr = listener.local_addr();
+    // While the dial waits it is visible on both nodes.
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.dial_timeout(addr, Duration::from_millis(300)).await }
+    });
+    eventually("the DIAL reaching the backlog", || server.stats().pending_dials == 1).await;
+    assert_eq!(client.stats().streams, 1);
+    // A second dial meets a full backlog.
+    let err = within(5, client.dial(addr)).await.unwrap_err();
+    assert!(matches!(err, Error::Refused { reason: astranet::proto::RstReason::BacklogFull, .. }), "{err}");
+    let err = within(5, waiting).await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::TimedOut { .. }), "{err}");
+    // The timed-out dial is gone from both nodes, and the backlog takes the next one
+    // without anybody calling accept().
+    eventually("the backlog emptying", || server.stats().pending_dials == 0).await;
+    assert_eq!(client.stats().streams, 0);
+    let next = tokio::spawn({
+        let client = client.clone();
+        async move { client.dial(addr).await }
+    });
+    eventually("the next DIAL queueing", || server.stats().pending_dials == 1).await;
+    let s = within(5, listener.accept()).await.unwrap();
+    let c = within(5, next).await.unwrap().unwrap();
+    assert_eq!(s.peer_addr(), c.local_addr());
+}
+
+#[tokio::test]
+async fn cancelled_dials_give_back_their_share_of_the_stream_limit() {
+    let (server, client) = tcp_pair_with(Node::builder().max_streams_per_link(5), Node::builder()).await;
+    let listener = server.bind(":10").unwrap();
+    let addr = listener.local_addr();
+    for i in 0..4 {
+        // Two ways to give up: the dial's own timeout, and dropping its future.
+        if i % 2 == 0 {
+            let err = within(5, client.dial_timeout(addr, Duration::from_millis(100))).await.unwrap_err();
+            assert!(matches!(err, Error::TimedOut { .. }), "{err}");
+        } else {
+            assert!(tokio::time::timeout(Duration::from_millis(100), client.dial(addr)).await.is_err());
+        }
+    }
+    eventually("the backlog emptying", || server.stats().pending_dials == 0).await;
+    assert_eq!((server.stats().streams, client.stats().streams), (0, 0));
+    // The whole limit is free again: five streams open, the sixth is refused.
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        open.push(connected(&client, &listener).await);
+    }
+    let err = within(5, client.dial(addr)).await.unwrap_err();
+    assert!(matches!(err, Error::Refused { reason: astranet::proto::RstReason::StreamLimit, .. }), "{err}");
+}
+
 #[tokio::test]
 async fn dial_without_a_route_fails_with_no_route() {
     let node = Node::new();

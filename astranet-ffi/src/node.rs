@@ -522,6 +522,10 @@ pub struct astranet_stats {
     pub frames_in: u64,
     /// Frames dropped (for unknown streams or hosts, or not understood in their context).
     pub frames_dropped: u64,
+    /// DIALs from other nodes waiting in this node's listener backlogs.
+    pub pending_dials: u64,
+    /// Streams this node relays between other hosts now.
+    pub relayed_streams: u64,
 }
 
 /// Writes a snapshot of the node's counters to `*stats_out`.
@@ -545,6 +549,8 @@ pub extern "C" fn astranet_node_stats(
             bytes_out: s.bytes_out,
             frames_in: s.frames_in,
             frames_dropped: s.frames_dropped,
+            pending_dials: s.pending_dials as u64,
+            relayed_streams: s.relayed_streams as u64,
         });
         Ok(astranet_result::ASTRANET_OK)
     })

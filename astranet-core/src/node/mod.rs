@@ -584,8 +584,13 @@ impl Node {
 
     /// A snapshot of the node's counters.
     pub fn stats(&self) -> Stats {
-        let links = self.shared.links.read().by_host.values().map(Vec::len).sum();
+        let (links, pending_dials) = {
+            let links = self.shared.links.read();
+            let all = links.by_host.values().flatten();
+            (all.clone().count(), all.map(|l| l.pending_dials.load(Ordering::Relaxed)).sum())
+        };
         let mut stats = self.shared.counters.snapshot(links);
+        stats.pending_dials = pending_dials;
         stats.relayed_streams = self.shared.relay.lock().table.len();
         stats
     }

@@ -381,7 +381,9 @@ impl Node {
     }
 
     /// A snapshot of the node's counters: ``links``, ``streams``, ``streams_opened``,
-    /// ``bytes_in``, ``bytes_out``, ``frames_in``, ``frames_dropped``.
+    /// ``bytes_in``, ``bytes_out``, ``frames_in``, ``frames_dropped``, ``pending_dials``
+    /// (dials from other nodes waiting in this node's listener backlogs),
+    /// ``relayed_streams``.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         check_fork()?;
         let s = self.get()?.stats();
@@ -393,6 +395,8 @@ impl Node {
         d.set_item("bytes_out", s.bytes_out)?;
         d.set_item("frames_in", s.frames_in)?;
         d.set_item("frames_dropped", s.frames_dropped)?;
+        d.set_item("pending_dials", s.pending_dials)?;
+        d.set_item("relayed_streams", s.relayed_streams)?;
         Ok(d)
     }
 

@@ -9,7 +9,7 @@ import signal
 import socket
 import threading
 import time
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import pytest
 
@@ -135,6 +135,42 @@ def test_timeouts_raise_timeout_error(nodes: Nodes, echo_addr: Tuple[int, int]) 
         # A dial nobody accepts times out.
         with pytest.raises(TimeoutError):
             client.dial(listener.getsockname(), timeout=0.2)
+
+
+def wait_for(what: str, cond: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 2
+    while not cond():
+        assert time.monotonic() < deadline, f"{what} did not happen within 2 s"
+        time.sleep(0.01)
+
+
+def test_timed_out_dials_free_backlog_and_stream_limit() -> None:
+    # A dial that gave up leaves the server's backlog and both links' stream counts at
+    # once: nobody has to call accept() to clear it.
+    with astranet.Node(listener_backlog=1, max_streams_per_link=3) as server, astranet.Node() as client:
+        client.join(server.listen(("127.0.0.1", 0)), timeout=10)
+        with server.bind() as listener:
+            addr = listener.getsockname()
+            for _ in range(4):
+                with pytest.raises(TimeoutError):
+                    client.dial(addr, timeout=0.1)
+            wait_for("the backlog emptying", lambda: server.stats()["pending_dials"] == 0)
+            assert client.stats()["streams"] == 0 and server.stats()["streams"] == 0
+            listener.settimeout(5)
+            pairs = []
+            for _ in range(3):
+                dialed: List[astranet.Stream] = []
+                t = threading.Thread(target=lambda: dialed.append(client.dial(addr, timeout=5)))
+                t.start()
+                accepted = listener.accept()
+                t.join(5)
+                pairs.append((dialed[0], accepted))
+            assert server.stats()["streams"] == 3
+            with pytest.raises(ConnectionRefusedError, match="limit"):
+                client.dial(addr, timeout=5)
+            for a, b in pairs:
+                a.close()
+                b.close()
 
 
 def test_refused_dial(nodes: Nodes) -> None:

@@ -328,7 +328,11 @@ impl Link {
             fin2 = slot.state.shutdown_write();
             fin1 = slot.state.shutdown_read();
         }
-        let peer_gone = slot.state.peer_gone();
+        // After RST a peer of this project sends nothing that needs the slot: late
+        // frames for an unknown stream are dropped, a late SYN is refused. So a reset
+        // stream (an abandoned dial above all) gives back its place in the stream limit
+        // at once. A v1 peer is told by FINs, and the slot lingers to answer its SYN.
+        let forget_now = slot.state.peer_gone() || (frames.contains(&Command::Rst) && !slot.state.is_v1());
         self.buffered -= before - slot.state.recv.charge();
         for &cmd in frames {
             let payload: &[u8] = if cmd == Command::Rst { &[RstReason::Aborted as u8] } else { &[] };
@@ -340,7 +344,7 @@ impl Link {
         if fin1 {
             self.push_stream_frame(&key, Command::Fin1, &[]);
         }
-        if peer_gone {
+        if forget_now {
             self.free(id);
         } else {
             self.linger(id, key, now);

@@ -243,7 +243,8 @@ class Node:
     def peers(self) -> List[int]:
         """Host ids of the nodes linked to this one."""
     def stats(self) -> Dict[str, int]:
-        """Counters: links, streams, streams_opened, bytes_in/out, frames_in/dropped."""
+        """Counters: links, streams, streams_opened, bytes_in/out, frames_in/dropped,
+        pending_dials (dials waiting in this node's backlogs), relayed_streams."""
     def close(self) -> None:
         """Closes every listener and link. Idempotent."""
     @property
