@@ -216,6 +216,10 @@ enum astranet_result
    * Nobody announced the dialed service name within the dial timeout.
    */
   ASTRANET_ERR_NO_SUCH_SERVICE = 22,
+  /**
+   * A TCP address to listen on or join is malformed, or its name did not resolve.
+   */
+  ASTRANET_ERR_RESOLVE = 23,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -633,8 +637,8 @@ astranet_result astranet_node_host_id(struct astranet_node *node,
  * the socket is bound (no network round trip).
  *
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL or non-UTF-8 `addr`, buffer too small),
- * `ASTRANET_ERR_ADDR_IN_USE`, `ASTRANET_ERR_IO` (other socket errors, an address that
- * does not resolve), `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`.
+ * `ASTRANET_ERR_ADDR_IN_USE`, `ASTRANET_ERR_RESOLVE` (malformed, or the name did not
+ * resolve), `ASTRANET_ERR_IO` (other socket errors), `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`.
  * Thread-safety: any thread.
  */
 astranet_result astranet_listen(struct astranet_node *node,
@@ -649,8 +653,9 @@ astranet_result astranet_listen(struct astranet_node *node,
  * Blocks until the handshake is done or `timeout_ms` ran out (negative: no limit). On
  * success writes the peer's host id to `*peer_host_id` if that is not NULL.
  *
- * Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_TIMED_OUT`, `ASTRANET_ERR_IO`
- * (connection refused and other socket errors), `ASTRANET_ERR_LINK_CLOSED` (the
+ * Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_RESOLVE` (malformed, or the
+ * name did not resolve), `ASTRANET_ERR_TIMED_OUT` (also when the peer never completes
+ * the handshake), `ASTRANET_ERR_IO` (connection refused and other socket errors), `ASTRANET_ERR_LINK_CLOSED` (the
  * handshake failed), `ASTRANET_ERR_PROTOCOL`, `ASTRANET_ERR_NODE_CLOSED`,
  * `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */

@@ -106,6 +106,10 @@ pub enum Error {
     /// The listener was closed.
     #[error("listener closed")]
     ListenerClosed,
+    /// A TCP address given to [`Node::listen`](crate::Node::listen) or
+    /// [`Node::join`](crate::Node::join) is malformed or its name did not resolve.
+    #[error("cannot resolve the TCP address: {0}")]
+    Resolve(io::Error),
     /// A socket operation failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -128,6 +132,7 @@ impl Error {
             Error::InvalidTarget { .. } | Error::InvalidConfig(_) => K::InvalidInput,
             Error::AddrInUse(_) => K::AddrInUse,
             Error::NodeClosed | Error::ListenerClosed => K::NotConnected,
+            Error::Resolve(_) => K::NotFound,
             Error::Io(e) => e.kind(),
         }
     }

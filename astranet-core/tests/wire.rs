@@ -4,7 +4,7 @@
 mod common;
 
 use astranet::proto::{Command, Handshake, Header, RstReason, HEADER_LEN};
-use astranet::{Addr, HostId, KeepAlive, Node};
+use astranet::{Addr, Error, HostId, KeepAlive, Node};
 use common::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -201,6 +201,29 @@ async fn no_handshake_closes_the_link() {
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut sink = Vec::new();
     within(5, sock.read_to_end(&mut sink)).await.unwrap();
+}
+
+#[tokio::test]
+async fn joining_a_peer_that_never_answers_times_out() {
+    // A TCP listener that accepts and says nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let node = Node::builder().handshake_timeout(Duration::from_millis(200)).build();
+    let err = within(5, node.join(addr)).await.unwrap_err();
+    assert!(matches!(err, Error::TimedOut { .. }), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    node.close();
+}
+
+#[tokio::test]
+async fn addresses_that_do_not_resolve_are_resolve_errors() {
+    let node = Node::new();
+    for bad in ["nonsense", "256.0.0.1:0", "no-such-host.invalid:1"] {
+        let err = node.listen(bad).await.unwrap_err();
+        assert!(matches!(err, Error::Resolve(_)), "{bad}: {err}");
+        let err = within(10, node.join(bad)).await.unwrap_err();
+        assert!(matches!(err, Error::Resolve(_)), "{bad}: {err}");
+    }
 }
 
 /// Sends `bad` after a handshake and checks that only that link is closed.

@@ -68,6 +68,8 @@ pub enum astranet_result {
     ASTRANET_ERR_OTHER = 21,
     /// Nobody announced the dialed service name within the dial timeout.
     ASTRANET_ERR_NO_SUCH_SERVICE = 22,
+    /// A TCP address to listen on or join is malformed, or its name did not resolve.
+    ASTRANET_ERR_RESOLVE = 23,
 }
 
 use astranet_result as R;
@@ -107,7 +109,7 @@ impl astranet_result {
             R::ASTRANET_ERR_LIMIT_EXCEEDED => libc::ENOBUFS,
             R::ASTRANET_ERR_ADDR_IN_USE => libc::EADDRINUSE,
             R::ASTRANET_ERR_NODE_CLOSED | R::ASTRANET_ERR_LISTENER_CLOSED => libc::ENOTCONN,
-            R::ASTRANET_ERR_NO_SUCH_SERVICE => libc::ENOENT,
+            R::ASTRANET_ERR_NO_SUCH_SERVICE | R::ASTRANET_ERR_RESOLVE => libc::ENOENT,
             R::ASTRANET_ERR_IO | R::ASTRANET_ERR_FORKED | R::ASTRANET_ERR_PANIC | R::ASTRANET_ERR_OTHER => libc::EIO,
         }
     }
@@ -131,6 +133,7 @@ impl astranet_result {
             E::AddrInUse(_) => R::ASTRANET_ERR_ADDR_IN_USE,
             E::NodeClosed => R::ASTRANET_ERR_NODE_CLOSED,
             E::ListenerClosed => R::ASTRANET_ERR_LISTENER_CLOSED,
+            E::Resolve(_) => R::ASTRANET_ERR_RESOLVE,
             E::Io(e) => Self::of_io(e),
             _ => R::ASTRANET_ERR_OTHER,
         }

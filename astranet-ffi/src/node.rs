@@ -330,8 +330,8 @@ fn write_str(buf: *mut c_char, cap: usize, s: &str) {
 /// the socket is bound (no network round trip).
 ///
 /// Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL or non-UTF-8 `addr`, buffer too small),
-/// `ASTRANET_ERR_ADDR_IN_USE`, `ASTRANET_ERR_IO` (other socket errors, an address that
-/// does not resolve), `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`.
+/// `ASTRANET_ERR_ADDR_IN_USE`, `ASTRANET_ERR_RESOLVE` (malformed, or the name did not
+/// resolve), `ASTRANET_ERR_IO` (other socket errors), `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`.
 /// Thread-safety: any thread.
 #[no_mangle]
 pub extern "C" fn astranet_listen(
@@ -359,8 +359,9 @@ pub extern "C" fn astranet_listen(
 /// Blocks until the handshake is done or `timeout_ms` ran out (negative: no limit). On
 /// success writes the peer's host id to `*peer_host_id` if that is not NULL.
 ///
-/// Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_TIMED_OUT`, `ASTRANET_ERR_IO`
-/// (connection refused and other socket errors), `ASTRANET_ERR_LINK_CLOSED` (the
+/// Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_RESOLVE` (malformed, or the
+/// name did not resolve), `ASTRANET_ERR_TIMED_OUT` (also when the peer never completes
+/// the handshake), `ASTRANET_ERR_IO` (connection refused and other socket errors), `ASTRANET_ERR_LINK_CLOSED` (the
 /// handshake failed), `ASTRANET_ERR_PROTOCOL`, `ASTRANET_ERR_NODE_CLOSED`,
 /// `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
 #[no_mangle]

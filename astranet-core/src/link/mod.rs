@@ -18,7 +18,7 @@ mod writer;
 
 use crate::addr::{Addr, HostId, LinkId};
 use crate::error::Error;
-use crate::proto::link::{CloseReason, DirectWrite, Event, Link, LinkConfig, StreamError, StreamKey};
+use crate::proto::link::{CloseReason, DirectWrite, Event, Link, LinkConfig, LinkTimeout, StreamError, StreamKey};
 use crate::proto::stream::PeerReading;
 use crate::stats::Counters;
 use parking_lot::Mutex;
@@ -302,6 +302,10 @@ impl LinkHandle {
         let state = rx.wait_for(|s| !matches!(s, LinkState::Handshaking)).await.map(|s| s.clone());
         match state {
             Ok(LinkState::Up(host)) => Ok(host),
+            // A peer that never answers is a timeout, with or without a caller's own.
+            Ok(LinkState::Closed(CloseReason::Timeout(LinkTimeout::Handshake(after)))) => {
+                Err(Error::TimedOut { what: format!("handshake with {}", self.peer_name()), after })
+            }
             Ok(LinkState::Closed(reason)) => Err(self.closed_error(reason)),
             _ => Err(Error::NodeClosed),
         }

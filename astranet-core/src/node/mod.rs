@@ -16,7 +16,7 @@ use crate::link::sink::Sink;
 use crate::link::{LinkEvents, LinkHandle, LinkSettings};
 use crate::listener::{Listener, ListenerOwner, ListenerShared};
 use crate::proto::link::{CloseReason, OpenError, StreamKey};
-use crate::registry::{self, Registry, RouteInfo, Selector, ServiceInfo};
+use crate::registry::{Registry, RouteInfo, Selector, ServiceInfo};
 use crate::stats::{Counters, Stats};
 use crate::stream::Stream;
 use hashbrown::{HashMap, HashSet};
@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use target::TargetKind;
+use target::{BindTarget, TargetKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::watch;
@@ -348,7 +348,8 @@ impl Node {
     /// Runs in the background until the node is closed.
     pub async fn listen(&self, addr: impl ToSocketAddrs) -> Result<SocketAddr> {
         self.shared.check_open()?;
-        let listener = TcpListener::bind(addr).await?;
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await.map_err(Error::Resolve)?.collect();
+        let listener = TcpListener::bind(&addrs[..]).await?;
         let local = listener.local_addr()?;
         self.shared.listening_at(local);
         let node = Arc::downgrade(&self.shared);
@@ -381,7 +382,7 @@ impl Node {
         A: ToSocketAddrs + Clone + Send + Sync + 'static,
     {
         self.shared.check_open()?;
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr.clone()).await?.collect();
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr.clone()).await.map_err(Error::Resolve)?.collect();
         let host = self.join_resolved(addrs).await?;
         self.shared.spawn_background(join::re_resolve(self.shared.weak(), addr));
         Ok(host)
@@ -428,20 +429,8 @@ impl Node {
     /// the name when the listener closes.
     pub fn bind(&self, target: &str) -> Result<Listener> {
         self.shared.check_open()?;
-        let invalid = |reason: &str| Error::InvalidTarget { target: target.to_string(), reason: reason.to_string() };
-        let (name, port) = match target.rsplit_once(':') {
-            None => (target, "0"),
-            Some((name, port)) => (name, port),
-        };
-        let port = port.parse::<u32>().map_err(|_| invalid("the port is not a number from 0 to 4294967295"))?;
-        let name = match name {
-            "" => None,
-            name => {
-                let full = format!("{name}{}", self.shared.config.env);
-                registry::parse_name(full.as_bytes()).map_err(|e| invalid(&e.to_string()))?;
-                Some(full)
-            }
-        };
+        let BindTarget { name, port } = BindTarget::parse(target)?;
+        let name = name.map(|name| target::with_env(name, &self.shared.config.env)).transpose()?;
         let shared = {
             let mut listeners = self.shared.listeners.write();
             let port = if port == 0 {
@@ -481,7 +470,9 @@ impl Node {
     pub async fn dial_timeout(&self, target: impl IntoTarget, timeout: Duration) -> Result<Stream> {
         self.shared.check_open()?;
         let deadline = tokio::time::Instant::now() + timeout;
-        let (addr, link) = match target.into_target()?.0 {
+        let target = target.into_target()?;
+        target.check()?;
+        let (addr, link) = match target.0 {
             TargetKind::Addr(addr) => (addr, self.shared.route_any(addr.host).ok_or(Error::NoRoute(addr.host))?),
             TargetKind::Name { name, selector, port } => {
                 self.resolve(&name, &selector, port, deadline, timeout).await?
@@ -519,7 +510,7 @@ impl Node {
         deadline: tokio::time::Instant,
         timeout: Duration,
     ) -> Result<(Addr, LinkHandle)> {
-        let full = format!("{name}{}", self.shared.config.env);
+        let full = target::with_env(name, &self.shared.config.env)?;
         let mut changes = self.shared.registry_state.subscribe();
         loop {
             if changes.borrow_and_update().closed {

@@ -4,9 +4,9 @@ use crate::runtime::{check_fork, check_timeout, err, failure, forked, rt, second
 use crate::stream::{wrap, Stream};
 use astranet::{Addr, HostId, Reach, Target};
 use astranet_embed::config::FlatConfig;
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 /// port)``; with a ``key``, a name picks its instance by consistent hashing.
 fn target(t: &Bound<'_, PyAny>, key: Option<String>) -> PyResult<Target> {
     let target = if let Ok(s) = t.cast::<PyString>() {
-        let s: String = s.extract()?;
-        s.parse::<Target>().map_err(|e| PyValueError::new_err(e.to_string()))?
-    } else if let Ok((host, port)) = t.extract::<(u64, u32)>() {
-        Target::from(Addr::new(HostId(host), port))
+        s.extract::<String>()?.parse::<Target>().map_err(err)?
+    } else if let Some((host, port)) = int_pair(t) {
+        let host = int_in::<u64>(&host, "host id", "0-18446744073709551615")?;
+        Target::from(Addr::new(HostId(host), port_in(&port)?))
     } else {
         return Err(PyTypeError::new_err(
             "a dial target is a service name, \"<16 hex digits>:<port>\" or a (host_id, port) tuple of ints",
@@ -27,6 +27,30 @@ fn target(t: &Bound<'_, PyAny>, key: Option<String>) -> PyResult<Target> {
         Some(key) => target.with_key(key),
         None => target,
     })
+}
+
+/// The two items of a 2-tuple of ints.
+fn int_pair<'py>(t: &Bound<'py, PyAny>) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let tuple = t.cast::<PyTuple>().ok()?;
+    if tuple.len() != 2 {
+        return None;
+    }
+    let (a, b) = (tuple.get_item(0).ok()?, tuple.get_item(1).ok()?);
+    (a.is_instance_of::<PyInt>() && b.is_instance_of::<PyInt>()).then_some((a, b))
+}
+
+/// An int in the range of `T`; `OverflowError` outside it, as Python's sockets raise
+/// for a port out of range.
+fn int_in<'py, T>(v: &Bound<'py, PyAny>, what: &str, range: &str) -> PyResult<T>
+where
+    T: for<'a> FromPyObject<'a, 'py>,
+{
+    v.extract::<T>().map_err(|_| PyOverflowError::new_err(format!("{what} must be {range}")))
+}
+
+/// A virtual port: an int from 0 to 2**32-1.
+fn port_in(v: &Bound<'_, PyAny>) -> PyResult<u32> {
+    int_in::<u32>(v, "port", "0-4294967295")
 }
 
 /// An environment: ``"prod.eu"`` or ``["prod", "eu"]``.
@@ -43,8 +67,11 @@ fn tcp_addr(a: &Bound<'_, PyAny>) -> PyResult<String> {
     if let Ok(s) = a.cast::<PyString>() {
         return s.extract::<String>();
     }
-    if let Ok((host, port)) = a.extract::<(String, u16)>() {
-        return Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") });
+    if let Ok((host, port)) = a.extract::<(String, Bound<'_, PyAny>)>() {
+        if port.is_instance_of::<PyInt>() {
+            let port = int_in::<u16>(&port, "port", "0-65535")?;
+            return Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") });
+        }
     }
     Err(PyTypeError::new_err("a TCP address is \"host:port\" or a (host, port) tuple"))
 }
@@ -59,8 +86,8 @@ fn bind_target(p: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
     if let Ok(s) = p.cast::<PyString>() {
         return s.extract::<String>();
     }
-    if let Ok(port) = p.extract::<u32>() {
-        return Ok(format!(":{port}"));
+    if p.is_instance_of::<PyInt>() {
+        return Ok(format!(":{}", port_in(p)?));
     }
     Err(PyTypeError::new_err("bind takes a port (int), \"name\", \"name:port\", \":port\" or \"\""))
 }

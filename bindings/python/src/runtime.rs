@@ -211,8 +211,20 @@ pub fn failure(f: Failure) -> PyErr {
     match f.code {
         R::ASTRANET_ERR_INVALID_ARGUMENT | R::ASTRANET_ERR_INVALID_TARGET => PyValueError::new_err(f.message),
         R::ASTRANET_ERR_FORKED | R::ASTRANET_ERR_PANIC => PyRuntimeError::new_err(f.message),
+        // As Python's own sockets report an address that does not resolve.
+        R::ASTRANET_ERR_RESOLVE => Python::attach(|py| gaierror(py, f.message)),
         _ => PyOSError::new_err((f.errno(), f.message)),
     }
+}
+
+/// `socket.gaierror(EAI_NONAME, message)`.
+fn gaierror(py: Python<'_>, message: String) -> PyErr {
+    let made = (|| -> PyResult<PyErr> {
+        let socket = py.import("socket")?;
+        let code = socket.getattr("EAI_NONAME")?;
+        Ok(PyErr::from_value(socket.getattr("gaierror")?.call1((code, message.clone()))?))
+    })();
+    made.unwrap_or_else(|_| PyOSError::new_err(message))
 }
 
 /// A library error as the matching Python exception.
