@@ -139,6 +139,8 @@ int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "both";
   const char *addr = argc > 2 ? argv[2] : "127.0.0.1:0";
   int count = argc > 3 ? atoi(argv[3]) : 1000;
+  /* Progress lines show up at once, also when the output is a pipe or a file. */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   int ep = epoll_create1(EPOLL_CLOEXEC);
   astranet_node *server = NULL, *client = NULL;
   uint64_t server_id = 0;

@@ -63,6 +63,8 @@ static void *serve(void *arg) {
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "both";
   const char *addr = argc > 2 ? argv[2] : "127.0.0.1:0";
+  /* Progress lines show up at once, also when the output is a pipe or a file. */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   astranet_node *server = NULL, *client = NULL;
   astranet_listener *l = NULL;
   pthread_t st;
