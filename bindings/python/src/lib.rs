@@ -9,6 +9,7 @@
 
 mod buffer;
 mod node;
+mod ready;
 mod runtime;
 mod stream;
 
@@ -21,6 +22,8 @@ fn _astranet(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<node::Listener>()?;
     m.add_class::<node::Task>()?;
     m.add_class::<stream::Stream>()?;
+    m.add_class::<ready::Notifier>()?;
+    m.add_class::<ready::StreamWaker>()?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -1,17 +1,24 @@
 //! `astranet.Stream`: a virtual connection used like `socket.socket`.
 
 use crate::buffer::Buffer;
+use crate::ready::StreamWaker;
 use crate::runtime::{check_fork, check_timeout, forked, io_err, rt, wait, wait_of, Wait};
 use astranet_embed::pump::Pump;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
+use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+thread_local! {
+    /// Where `_recv_ready` reads before copying into the bytes object it returns.
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 enum State {
     /// Served by the Rust core directly.
@@ -239,6 +246,59 @@ impl Stream {
         })?;
         drop(buf);
         res.map_err(io_err)
+    }
+
+    /// (internal, for event loops) Receives up to ``max`` bytes without blocking:
+    /// ``b""`` at end of stream, ``None`` if nothing is there yet — then ``waker``
+    /// fires (its ``_Notifier`` queues its token) once something is.
+    #[pyo3(signature = (max, waker, /))]
+    fn _recv_ready<'py>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+        waker: &Bound<'py, StreamWaker>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        READ_BUF.with_borrow_mut(|buf| {
+            buf.resize(max.clamp(1, 1 << 20), 0);
+            let mut rb = ReadBuf::new(buf);
+            let polled = {
+                let mut st = self.lock();
+                match &mut *st {
+                    State::Native(s) => Pin::new(s).poll_read(&mut Context::from_waker(&waker.get().0), &mut rb),
+                    _ => return Err(closed_err()),
+                }
+            };
+            match polled {
+                Poll::Ready(Ok(())) => Ok(Some(PyBytes::new(py, rb.filled()))),
+                Poll::Ready(Err(e)) => Err(io_err(e)),
+                Poll::Pending => Ok(None),
+            }
+        })
+    }
+
+    /// (internal, for event loops) Sends what fits of ``data`` without blocking and
+    /// returns how much; ``0`` when nothing fits — then ``waker`` fires once
+    /// something does.
+    #[pyo3(signature = (data, waker, /))]
+    fn _send_ready(&self, data: &Bound<'_, PyAny>, waker: &Bound<'_, StreamWaker>) -> PyResult<usize> {
+        let buf = Buffer::get(data, false)?;
+        if buf.len() == 0 {
+            return Ok(0);
+        }
+        // SAFETY: `buf` (the buffer export) outlives this call, and is only read.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.ptr() as *const u8, buf.len()) };
+        let polled = {
+            let mut st = self.lock();
+            match &mut *st {
+                State::Native(s) => Pin::new(s).poll_write(&mut Context::from_waker(&waker.get().0), bytes),
+                _ => return Err(closed_err()),
+            }
+        };
+        match polled {
+            Poll::Ready(Ok(n)) => Ok(n),
+            Poll::Ready(Err(e)) => Err(io_err(e)),
+            Poll::Pending => Ok(0),
+        }
     }
 
     /// Shuts down one or both halves: ``socket.SHUT_WR`` (or ``SHUT_RDWR``) sends end

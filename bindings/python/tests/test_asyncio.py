@@ -144,3 +144,126 @@ def test_cancelled_dial_and_accept(nodes: Nodes, run: Run) -> None:
         listener.close()
 
     run(main())
+
+
+def test_socketpair_streams_on_request(nodes: Nodes, run: Run) -> None:
+    server, client = nodes
+
+    async def main() -> None:
+        srv = await astranet.start_server(_echo_handler, server, 7, use_socketpair=True)
+        async with srv:
+            reader, writer = await astranet.open_connection(client, srv.getsockname(), use_socketpair=True)
+            assert writer.get_extra_info("socket") is not None
+            writer.write(b"ping")
+            writer.write_eof()
+            assert await reader.read() == b"ping"
+            writer.close()
+            await writer.wait_closed()
+
+    run(main())
+
+
+def test_20000_asyncio_streams_without_a_descriptor_each(nodes: Nodes, run: Run) -> None:
+    # Far more streams than the descriptor limit allows sockets: native streams use
+    # one eventfd per event loop, whatever their number.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    server, client = nodes
+    n = 20_000
+
+    async def main() -> None:
+        srv = await astranet.start_server(_echo_handler, server, 7)
+        target = srv.getsockname()
+        opened = await asyncio.gather(*(astranet.open_connection(client, target, timeout=60) for _ in range(n)))
+        # All open at once, then every one echoes.
+        for i, (_, writer) in enumerate(opened):
+            writer.write(b"%d;" % i)
+        replies = await asyncio.gather(*(reader.readexactly(len(b"%d;" % i)) for i, (reader, _) in enumerate(opened)))
+        assert replies == [b"%d;" % i for i in range(n)]
+        for _, writer in opened:
+            writer.close()
+        await asyncio.gather(*(writer.wait_closed() for _, writer in opened))
+        srv.close()
+        await srv.wait_closed()
+
+    try:
+        run(main())
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_stream_transport_flow_control_and_integrity(nodes: Nodes, run: Run) -> None:
+    server, client = nodes
+    total = 8 << 20
+
+    async def main() -> None:
+        got = asyncio.get_running_loop().create_future()
+
+        async def slow_sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(0.3)  # the writer's buffer fills meanwhile
+            data = await reader.readexactly(total)
+            assert await reader.read() == b""
+            writer.write(b"%d" % len(data))
+            writer.close()
+            got.set_result(data)
+
+        srv = await astranet.start_server(slow_sink, server, 7)
+        async with srv:
+            reader, writer = await astranet.open_connection(client, srv.getsockname())
+            transport = writer.transport
+            assert transport.get_extra_info("peername") == srv.getsockname()
+            assert transport.get_extra_info("sockname")[0] == client.host_id
+            payload = bytes(range(256)) * (total // 256)
+            writer.write(payload)
+            assert transport.get_write_buffer_size() > 0, "the window holds back most of it"
+            await writer.drain()
+            writer.write_eof()
+            assert writer.can_write_eof()
+            assert await reader.read() == b"%d" % total
+            assert await got == payload
+            writer.close()
+            await writer.wait_closed()
+
+    run(main())
+
+
+def test_stream_transport_close_abort_and_errors(nodes: Nodes, run: Run) -> None:
+    server, client = nodes
+
+    async def main() -> None:
+        handlers: "asyncio.Queue[Tuple[asyncio.StreamReader, asyncio.StreamWriter]]" = asyncio.Queue()
+
+        async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await handlers.put((reader, writer))
+
+        srv = await astranet.start_server(keep, server, 7)
+        async with srv:
+            # close() flushes what was written: the peer reads it all, then EOF.
+            reader, writer = await astranet.open_connection(client, srv.getsockname())
+            sr, sw = await handlers.get()
+            writer.write(b"x" * 100_000)
+            writer.close()
+            await writer.wait_closed()
+            assert await sr.read() == b"x" * 100_000
+            with pytest.raises(RuntimeError):
+                sw.write_eof()
+                sw.write(b"after eof")
+            sw.close()
+
+            # abort(): the peer's read fails with a reset.
+            reader, writer = await astranet.open_connection(client, srv.getsockname())
+            sr, sw = await handlers.get()
+            writer.transport.abort()
+            with pytest.raises(ConnectionResetError):
+                await sr.read()
+            sw.close()
+
+            # The link goes down: an open stream's reader fails, not hangs.
+            reader, writer = await astranet.open_connection(client, srv.getsockname())
+            sr, sw = await handlers.get()
+            server.close()
+            with pytest.raises(ConnectionError):
+                await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+
+    run(main())

@@ -3,9 +3,14 @@
 
 Results of the Rust runtime reach the event loop through
 ``loop.call_soon_threadsafe``, which every event loop has (the default one, uvloop),
-so nothing here depends on a particular loop. StreamReader/StreamWriter pairs run on
-the fd tier (``Stream.to_socket()``): a socketpair per stream, handed to the loop
-with ``loop.connect_accepted_socket``; the loop's own transport does the I/O.
+so nothing here depends on a particular loop.
+
+StreamReader/StreamWriter pairs run on native streams through :class:`StreamTransport`,
+an ``asyncio.Transport``: one eventfd per event loop (a ``_Notifier`` watched with
+``loop.add_reader``) tells which streams became readable or writable, so a process
+holds as many streams as memory allows, whatever its descriptor limit. With
+``use_socketpair=True`` a pair runs on the fd tier instead (``Stream.to_socket()``:
+two descriptors per stream, the loop's own socket transport does the I/O).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import socket
 from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
 from ._astranet import Listener, Node, Stream
+from ._transport import StreamTransport
 
 _Target = Union[str, Tuple[int, int]]
 _Port = Union[int, str, None]
@@ -80,21 +86,47 @@ async def _serve_socket(sock: socket.socket, limit: int, client_connected_cb: _C
     await loop.connect_accepted_socket(lambda: protocol, sock)
 
 
+async def _wrap_stream(stream: Stream, limit: int) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport = StreamTransport(loop, stream, protocol)
+    # connection_made runs in the next loop iteration, as with loop.create_connection.
+    await asyncio.sleep(0)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+def _serve_stream(stream: Stream, limit: int, client_connected_cb: _ClientConnected) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+    StreamTransport(loop, stream, protocol)
+
+
 async def open_connection(
     node: Node,
     target: _Target,
     *,
     timeout: Optional[float] = None,
     limit: int = 2**16,
+    use_socketpair: bool = False,
 ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Dials ``target`` (a service name, ``"<16 hex digits>:<port>"`` or
     ``(host_id, port)``) from ``node`` and returns ``(reader, writer)``, like
     ``asyncio.open_connection``.
 
-    ``writer.write_eof()`` half-closes the stream; ``writer.close()`` closes it.
-    The pair runs on the fd tier: two descriptors and one extra copy per stream.
+    ``writer.write_eof()`` half-closes the stream; ``writer.close()`` closes it. The
+    pair runs on the native stream (a :class:`StreamTransport`; no descriptor per
+    stream); ``use_socketpair=True`` puts it on a socketpair run by the loop's own
+    socket transport instead (two descriptors and one extra copy per stream).
     """
     stream: Stream = await node.dial_async(target, timeout)
+    if not use_socketpair:
+        try:
+            return await _wrap_stream(stream, limit)
+        except BaseException:
+            stream.close()
+            raise
     sock = stream.to_socket()
     try:
         return await _wrap_socket(sock, limit)
@@ -107,10 +139,13 @@ class Server:
     """A listener served by an asyncio task, as returned by :func:`start_server`
     (the counterpart of ``asyncio.Server``); an async context manager."""
 
-    def __init__(self, listener: Listener, client_connected_cb: _ClientConnected, limit: int) -> None:
+    def __init__(
+        self, listener: Listener, client_connected_cb: _ClientConnected, limit: int, use_socketpair: bool = False
+    ) -> None:
         self._listener = listener
         self._cb = client_connected_cb
         self._limit = limit
+        self._use_socketpair = use_socketpair
         self._task: Optional[asyncio.Task[None]] = None
         self._serving_forever: Optional[asyncio.Future[None]] = None
         self._closed = asyncio.Event()
@@ -175,6 +210,9 @@ class Server:
                 # The listener or its node was closed: the server is done.
                 self.close()
                 return
+            if not self._use_socketpair:
+                _serve_stream(stream, self._limit, self._cb)
+                continue
             handler = loop.create_task(self._handle(stream))
             self._handlers.add(handler)
             handler.add_done_callback(self._handlers.discard)
@@ -195,12 +233,14 @@ async def start_server(
     *,
     limit: int = 2**16,
     start_serving: bool = True,
+    use_socketpair: bool = False,
 ) -> Server:
     """Binds ``port`` on ``node`` (a service name, ``"name:port"``, a number,
     ``":port"``, or ``None`` for an automatic port) and calls ``client_connected_cb(reader, writer)`` for every
     incoming stream, like ``asyncio.start_server``; a coroutine callback runs as a
-    task. Returns the :class:`Server`."""
-    server = Server(node.bind(port), client_connected_cb, limit)
+    task. Streams run natively (no descriptor each) unless ``use_socketpair=True``
+    (see :func:`open_connection`). Returns the :class:`Server`."""
+    server = Server(node.bind(port), client_connected_cb, limit, use_socketpair)
     if start_serving:
         await server.start_serving()
     return server

@@ -16,7 +16,7 @@ from _typeshed import ReadableBuffer, WriteableBuffer
 import io
 
 __version__: str
-__all__ = ["Listener", "Node", "Stream", "_Task", "__version__", "_at_exit"]
+__all__ = ["Listener", "Node", "Stream", "_Notifier", "_Task", "_Waker", "__version__", "_at_exit"]
 
 def _at_exit() -> None: ...
 
@@ -86,6 +86,8 @@ class Stream:
         """Moves the stream to the fd tier and returns its descriptor."""
     def to_socket(self) -> socket.socket:
         """Detaches into a real ``socket.socket`` (fd tier); this Stream is closed."""
+    def _recv_ready(self, max: int, waker: _Waker, /) -> Optional[bytes]: ...
+    def _send_ready(self, data: ReadableBuffer, waker: _Waker, /) -> int: ...
     @overload
     def makefile(
         self,
@@ -184,6 +186,16 @@ class Listener:
 @final
 class _Task:
     def cancel(self) -> None: ...
+
+@final
+class _Notifier:
+    def __new__(cls) -> _Notifier: ...
+    def fileno(self) -> int: ...
+    def drain(self) -> List[int]: ...
+    def waker(self, token: int) -> _Waker: ...
+
+@final
+class _Waker: ...
 
 @final
 class Node:
