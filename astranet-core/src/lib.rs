@@ -58,5 +58,5 @@ pub use listener::Listener;
 pub use node::{IntoTarget, Node, ServiceWatch, Target};
 pub use proto::link::{CloseReason, LinkTimeout};
 pub use registry::{Reach, RouteInfo, ServiceInfo};
-pub use stats::{Counters, Stats};
+pub use stats::{Counters, LinkInfo, Stats};
 pub use stream::Stream;

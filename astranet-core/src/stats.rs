@@ -1,6 +1,9 @@
 //! Counters of a node, readable at any time with [`crate::Node::stats`].
 
+use crate::addr::{HostId, LinkId};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A node's counters, updated by its links as they go (see [`Stats`] for a snapshot).
 #[derive(Debug, Default)]
@@ -60,4 +63,22 @@ impl Counters {
             relayed_streams: 0,
         }
     }
+}
+
+/// One link of a node, as [`crate::Node::links`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkInfo {
+    /// The link's number on this node.
+    pub id: LinkId,
+    /// The neighbour's host id.
+    pub peer: HostId,
+    /// The neighbour's socket address (`None` for a link over another pipe).
+    pub remote_addr: Option<SocketAddr>,
+    /// Streams on the link (open, opening, or closed and lingering).
+    pub streams: usize,
+    /// The round trip measured by keep-alive PING/PONG (zero until measured).
+    pub rtt: Duration,
+    /// The neighbour speaks only the original protocol (a Go node).
+    pub v1: bool,
 }

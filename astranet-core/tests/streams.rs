@@ -466,3 +466,20 @@ async fn abort_with_queued_data_and_fin_keeps_the_link() {
     assert_eq!(client.stats().links, 1, "the link survived");
     assert_eq!(server.stats().links, 1);
 }
+
+#[tokio::test]
+async fn links_lists_each_neighbour_with_its_streams() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":11").unwrap();
+    let (_c, _s) = connected(&client, &listener).await;
+    let links = client.links();
+    assert_eq!(links.len(), 1, "{links:?}");
+    let link = &links[0];
+    assert_eq!(link.peer, server.host_id());
+    assert!(link.remote_addr.is_some());
+    assert_eq!(link.streams, 1);
+    assert!(!link.v1);
+    assert_eq!(server.links()[0].peer, client.host_id());
+    server.close();
+    eventually("the link going down", || client.links().is_empty()).await;
+}

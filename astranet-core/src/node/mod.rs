@@ -15,9 +15,9 @@ use crate::error::{Error, Result};
 use crate::link::sink::Sink;
 use crate::link::{LinkEvents, LinkHandle, LinkSettings};
 use crate::listener::{Listener, ListenerOwner, ListenerShared};
-use crate::proto::link::{CloseReason, OpenError, StreamKey};
+use crate::proto::link::{CloseReason, OpenError, Policy, StreamKey};
 use crate::registry::{Registry, RouteInfo, Selector, ServiceInfo};
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counters, LinkInfo, Stats};
 use crate::stream::Stream;
 use hashbrown::{HashMap, HashSet};
 use parking_lot::{Mutex, RwLock};
@@ -566,6 +566,22 @@ impl Node {
     /// neighbours (directly, or passed on by a router).
     pub fn services(&self) -> Vec<ServiceInfo> {
         self.shared.registry.lock().list()
+    }
+
+    /// The links that are up, ordered by their number.
+    pub fn links(&self) -> Vec<LinkInfo> {
+        let links: Vec<LinkHandle> = self.shared.links.read().by_host.values().flatten().cloned().collect();
+        let mut out: Vec<LinkInfo> = links
+            .iter()
+            .filter_map(|l| {
+                let peer = l.peer()?;
+                let (streams, rtt, v1) =
+                    l.with(|link, _| (link.stream_count(), link.rtt(), link.policy() == Policy::V1));
+                Some(LinkInfo { id: l.id, peer, remote_addr: l.remote_addr, streams, rtt, v1 })
+            })
+            .collect();
+        out.sort_by_key(|l| l.id);
+        out
     }
 
     /// Host ids of the neighbours this node has a link to.
