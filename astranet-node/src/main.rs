@@ -1,120 +1,157 @@
-//! `astranet-node`: runs an astranet node from the shell.
+//! `astranet`: run and reach an astranet mesh from the shell.
 //!
 //! ```text
-//! astranet-node --listen 0.0.0.0:7000 --role router           # a router
-//! astranet-node --join router:7000 --serve-echo db             # host an echo service "db"
-//! astranet-node --join router:7000 --dial db --message hello   # dial it by name, print the echo
-//! astranet-node --join router:7000 --services                  # print what the mesh announces
+//! astranet node --listen 0.0.0.0:7000 --role router --control /run/astranet.sock
+//! astranet expose web --to 127.0.0.1:8080 --join router:7000 --http-check /healthz
+//! astranet forward --listen 127.0.0.1:9000 --to web --join router:7000
+//! astranet gateway --http 0.0.0.0:8081 --join router:7000
+//! astranet status --control /run/astranet.sock
+//! astranet probe --join router:7000 --services
 //! ```
-//! It runs until interrupted (Ctrl-C) unless given a one-off action (`--dial`,
-//! `--services`, `--stats`, `--wait-gone`), whose result sets the exit status.
+//! Every command that runs a node takes the node options of [`opts::NodeOpts`] as
+//! flags, `ASTRANET_*` variables or keys of a TOML file (`--config`).
 
-use astranet::{Node, Role};
-use clap::{Parser, ValueEnum};
+mod control;
+mod expose;
+mod forward;
+mod gateway;
+mod metrics;
+mod opts;
+mod probe;
+mod running;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use opts::{BoxError, LinkListen, NodeOpts};
+use running::{stop_signal, Running};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Run an astranet node: router, service host, or a one-off dial")]
-struct Args {
-    /// Accept links on this TCP address (repeatable).
-    #[arg(long)]
-    listen: Vec<String>,
-    /// Join the node(s) at this address, every address it resolves to (repeatable).
-    #[arg(long)]
-    join: Vec<String>,
-    /// The node's role in the mesh.
-    #[arg(long, value_enum, default_value_t = RoleArg::Peer)]
-    role: RoleArg,
-    /// Environment, dot-separated (`prod.eu` makes names end in `.prod.eu`).
-    #[arg(long)]
-    env: Option<String>,
-    /// Keep-alive period in seconds (Go's rules: PING after half of it, dead after 10×).
-    #[arg(long)]
-    keepalive: Option<f64>,
-    /// Bind this service name (or name:port) and echo every stream opened to it.
-    #[arg(long)]
-    serve_echo: Vec<String>,
-    /// Dial this target (a service name, or <host id>:<port>), send --message, print
-    /// the echo, and exit.
-    #[arg(long)]
-    dial: Option<String>,
-    /// The message for --dial.
-    #[arg(long, default_value = "hello")]
-    message: String,
-    /// Print the services the node knows (after --wait seconds) and exit.
-    #[arg(long)]
-    services: bool,
-    /// Exit 0 once this service name is no longer announced (1 after --wait seconds).
-    #[arg(long)]
-    wait_gone: Option<String>,
-    /// Print the node's counters (links, streams, bytes) after --wait seconds and exit.
-    #[arg(long)]
-    stats: bool,
-    /// Seconds between two resolutions of a joined name (new addresses are joined).
-    #[arg(long)]
-    resolve_interval: Option<f64>,
-    /// Seconds the one-off actions wait (dial timeout, service waits).
-    #[arg(long, default_value_t = 10.0)]
-    wait: f64,
+#[command(name = "astranet", version, about = "Run and reach an astranet mesh")]
+struct Cli {
+    /// A TOML file with node options (their long names as keys); flags and
+    /// ASTRANET_* variables take precedence over it.
+    #[arg(long, global = true, env = "ASTRANET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log lines as text or as JSON objects (filter with RUST_LOG, e.g. `astranet=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ASTRANET_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum RoleArg {
-    Peer,
-    Client,
-    Server,
-    Router,
+enum LogFormat {
+    Text,
+    Json,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ASTRANET_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Args::parse()).await {
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node (a router, or a host of services) until SIGTERM/SIGINT.
+    Node(NodeArgs),
+    /// Publish a local TCP service into the mesh under a name.
+    Expose(expose::ExposeArgs),
+    /// Accept local TCP connections and carry each to a mesh service.
+    Forward(forward::ForwardArgs),
+    /// Serve HTTP/1.1 and route each request to the service its Host names.
+    Gateway(gateway::GatewayArgs),
+    /// Show a running node's links, services, routes and counters.
+    Status(StatusArgs),
+    /// Join the mesh briefly: dial a service, list services, or wait for a name to go.
+    Probe(probe::ProbeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    #[command(flatten)]
+    listen: LinkListen,
+    #[command(flatten)]
+    node: NodeOpts,
+    /// Bind this service name (or name:port) and echo every stream opened to it: a
+    /// service to try the mesh with (repeatable).
+    #[arg(long)]
+    serve_echo: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct StatusArgs {
+    /// The node's control socket (its --control).
+    #[arg(long, env = "ASTRANET_CONTROL")]
+    control: PathBuf,
+    /// Print the snapshot as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Refresh every second until interrupted.
+    #[arg(long)]
+    watch: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("astranet: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("astranet-node: {e}");
+            eprintln!("astranet: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let wait = Duration::from_secs_f64(args.wait);
-    let mut builder = Node::builder().role(match args.role {
-        RoleArg::Peer => Role::Peer,
-        RoleArg::Client => Role::Client,
-        RoleArg::Server => Role::Server,
-        RoleArg::Router => Role::Router,
-    });
-    if let Some(env) = &args.env {
-        builder = builder.env(env.split('.').filter(|p| !p.is_empty()));
+async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
+    let file = cli.config.as_deref();
+    match cli.command {
+        Command::Node(mut a) => {
+            a.node = a.node.resolve(Some(a.listen.clone()), file)?;
+            node(a).await
+        }
+        Command::Expose(mut a) => {
+            a.node = a.node.resolve(Some(a.listen.clone()), file)?;
+            expose::run(a).await
+        }
+        Command::Forward(mut a) => {
+            a.node = a.node.resolve(None, file)?;
+            forward::run(a).await
+        }
+        Command::Gateway(mut a) => {
+            a.node = a.node.resolve(Some(a.listen.clone()), file)?;
+            gateway::run(a).await
+        }
+        Command::Probe(mut a) => {
+            a.node = a.node.resolve(Some(a.listen.clone()), file)?;
+            probe::run(a).await
+        }
+        Command::Status(a) => status(a).await,
     }
-    if let Some(t) = args.resolve_interval {
-        builder = builder.resolve_interval(Duration::from_secs_f64(t));
-    }
-    if let Some(k) = args.keepalive {
-        builder = builder.keepalive(Duration::from_secs_f64(k));
-    }
-    // A bad value (keepalive 0, an empty environment part) is an error, not a panic.
-    let node = builder.try_build()?;
-    println!("host {}", node.host_id());
-    for addr in &args.listen {
-        println!("listening {}", node.listen(addr.as_str()).await?);
-    }
-    for addr in &args.join {
-        println!("joined {addr} peer {}", node.join(addr.clone()).await?);
-    }
+}
+
+async fn node(args: NodeArgs) -> Result<ExitCode, BoxError> {
+    let running = Running::start(&args.node).await?;
+    let mut listeners = Vec::new();
     for name in &args.serve_echo {
-        let listener = node.bind(name)?;
+        let listener = std::sync::Arc::new(running.node.bind(name)?);
         println!("serving {} at {}", listener.name().unwrap_or(name), listener.local_addr());
+        let (l, metrics) = (listener.clone(), running.metrics.clone());
         tokio::spawn(async move {
-            while let Ok(mut stream) = listener.accept().await {
+            while let Ok(mut stream) = l.accept().await {
+                let active = metrics.begin();
                 tokio::spawn(async move {
+                    let _active = active;
                     let mut buf = vec![0u8; 64 * 1024];
                     while let Ok(n) = stream.read(&mut buf).await {
                         if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
@@ -124,39 +161,35 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 });
             }
         });
+        listeners.push(listener);
     }
-
-    if let Some(target) = &args.dial {
-        let mut stream = node.dial_timeout(target.as_str(), wait).await?;
-        stream.write_all(args.message.as_bytes()).await?;
-        let mut echo = vec![0u8; args.message.len()];
-        tokio::time::timeout(wait, stream.read_exact(&mut echo)).await??;
-        println!("{} echoed {}", stream.peer_addr(), String::from_utf8_lossy(&echo));
-        return Ok(ExitCode::SUCCESS);
+    let why = stop_signal().await?;
+    eprintln!("astranet: {why}: withdrawing services, draining");
+    for l in &listeners {
+        l.close();
     }
-    if args.services {
-        tokio::time::sleep(wait).await;
-        for s in node.services() {
-            println!("service {s}");
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.stats {
-        tokio::time::sleep(wait).await;
-        let stats = node.stats();
-        println!("links {}", stats.links);
-        println!("streams {}", stats.streams);
-        println!("relayed_streams {}", stats.relayed_streams);
-        println!("bytes_in {}", stats.bytes_in);
-        println!("bytes_out {}", stats.bytes_out);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if let Some(name) = &args.wait_gone {
-        let mut watch = node.watch_services();
-        let gone = watch.wait_for(wait, |s| s.iter().all(|s| s.name != *name)).await;
-        return Ok(if gone.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
-    }
-    tokio::signal::ctrl_c().await?;
-    node.close();
+    running.drain().await;
+    running.node.close();
     Ok(ExitCode::SUCCESS)
+}
+
+async fn status(args: StatusArgs) -> Result<ExitCode, BoxError> {
+    loop {
+        let snapshot = control::fetch(&args.control).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&snapshot)?);
+        } else {
+            if args.watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            print!("{}", control::render(&snapshot));
+        }
+        if !args.watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop_signal() => return Ok(ExitCode::SUCCESS),
+        }
+    }
 }

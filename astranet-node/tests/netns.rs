@@ -10,7 +10,7 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const NODE: &str = env!("CARGO_BIN_EXE_astranet-node");
+const NODE: &str = env!("CARGO_BIN_EXE_astranet");
 
 /// The three namespaces, removed on drop. Names carry the pid so parallel runs and
 /// leftovers of a killed run do not collide.
@@ -91,7 +91,7 @@ impl Hosts {
     /// Starts a long-running node on host `h`.
     fn spawn(&mut self, h: &str, args: &[&str]) -> usize {
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(h), NODE])
+            .args(["netns", "exec", &self.ns(h), NODE, "node"])
             .args(args)
             .args(["--keepalive", "1"])
             .stdout(Stdio::null())
@@ -104,7 +104,7 @@ impl Hosts {
     /// Runs a one-off node on host `h` and returns its output.
     fn run(&self, h: &str, args: &[&str]) -> Output {
         Command::new("timeout")
-            .args(["30", "ip", "netns", "exec", &self.ns(h), NODE])
+            .args(["30", "ip", "netns", "exec", &self.ns(h), NODE, "probe"])
             .args(args)
             .output()
             .expect("astranet-node runs")
@@ -174,7 +174,19 @@ fn relayed_by_name_then_gone_with_its_host() {
         let ns = hosts.ns("a");
         move || {
             Command::new("timeout")
-                .args(["30", "ip", "netns", "exec", &ns, NODE, "--join", "10.77.1.1:7000", "--wait-gone", "db"])
+                .args([
+                    "30",
+                    "ip",
+                    "netns",
+                    "exec",
+                    &ns,
+                    NODE,
+                    "probe",
+                    "--join",
+                    "10.77.1.1:7000",
+                    "--wait-gone",
+                    "db",
+                ])
                 .args(["--wait", "15"])
                 .stdout(Stdio::null())
                 .status()
@@ -230,7 +242,7 @@ fn join_links_every_address_of_a_name_and_follows_new_ones() {
         let ns = hosts.ns("a");
         move || {
             Command::new("timeout")
-                .args(["30", "ip", "netns", "exec", &ns, NODE, "--join", "router.test:7000"])
+                .args(["30", "ip", "netns", "exec", &ns, NODE, "probe", "--join", "router.test:7000"])
                 .args(["--resolve-interval", "0.5", "--stats", "--wait", "3"])
                 .output()
                 .expect("runs")

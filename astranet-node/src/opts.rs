@@ -1,0 +1,144 @@
+//! The options every command that runs a node shares, and where they come from.
+//!
+//! Precedence, highest first: a flag on the command line, its `ASTRANET_*`
+//! environment variable, the same key in the TOML file given with `--config` (or
+//! `ASTRANET_CONFIG`), the library's default. The file's keys are the flags' long
+//! names: `listen = ["0.0.0.0:7000"]`, `role = "router"`, `keepalive = 5.0`.
+
+use astranet::{Node, Role};
+use clap::Args;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How a node is set up and linked to the mesh.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeOpts {
+    /// Where the node accepts links: set by [`LinkListen`] on the commands that have
+    /// `--listen` for it, or by the file's `listen` key.
+    #[arg(skip)]
+    pub listen: Vec<String>,
+    /// Join the node(s) at this address: every address a DNS name resolves to, and
+    /// new ones as they appear (repeatable; comma-separated in the variable).
+    #[arg(long, env = "ASTRANET_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// The node's role: peer, client, server or router.
+    #[arg(long, env = "ASTRANET_ROLE")]
+    pub role: Option<String>,
+    /// Environment, dot-separated: `prod.eu` makes every name end in `.prod.eu`.
+    #[arg(long, env = "ASTRANET_ENV")]
+    pub env: Option<String>,
+    /// Keep-alive period in seconds (PING after half of it; a link silent for ten
+    /// times it is dead).
+    #[arg(long, env = "ASTRANET_KEEPALIVE")]
+    pub keepalive: Option<f64>,
+    /// Seconds between two resolutions of a joined name.
+    #[arg(long, env = "ASTRANET_RESOLVE_INTERVAL")]
+    pub resolve_interval: Option<f64>,
+    /// Seconds a dial waits for its stream (and for a name to be announced).
+    #[arg(long, env = "ASTRANET_DIAL_TIMEOUT")]
+    pub dial_timeout: Option<f64>,
+    /// Streams per link at most.
+    #[arg(long, env = "ASTRANET_MAX_STREAMS_PER_LINK")]
+    pub max_streams_per_link: Option<usize>,
+    /// Dials waiting for accept per listener at most.
+    #[arg(long, env = "ASTRANET_LISTENER_BACKLOG")]
+    pub listener_backlog: Option<usize>,
+    /// Serve `astranet status` on this Unix socket (created with mode 0600).
+    #[arg(long, env = "ASTRANET_CONTROL")]
+    pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP on this address (`GET /metrics`).
+    #[arg(long, env = "ASTRANET_METRICS")]
+    pub metrics: Option<String>,
+    /// On SIGTERM/SIGINT, seconds open streams get to finish before the node closes.
+    #[arg(long, env = "ASTRANET_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<f64>,
+}
+
+/// `--listen` for links, on the commands whose `--listen` means that (`forward`
+/// uses the flag for its own TCP port; its node takes `listen` from the file).
+#[derive(Args, Debug, Default, Clone)]
+pub struct LinkListen {
+    /// Accept links on this TCP address (repeatable; comma-separated in the variable).
+    #[arg(long = "listen", env = "ASTRANET_LISTEN", value_delimiter = ',')]
+    pub addrs: Vec<String>,
+}
+
+impl NodeOpts {
+    /// The options, with the command line's link addresses and the file's keys.
+    pub fn resolve(mut self, listen: Option<LinkListen>, file: Option<&Path>) -> Result<NodeOpts, BoxError> {
+        if let Some(l) = listen {
+            self.listen = l.addrs;
+        }
+        self.with_file(file)
+    }
+
+    /// Fills what neither a flag nor the environment set from the configuration file.
+    fn with_file(mut self, file: Option<&Path>) -> Result<NodeOpts, BoxError> {
+        let Some(path) = file else { return Ok(self) };
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let f: NodeOpts = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if self.listen.is_empty() {
+            self.listen = f.listen;
+        }
+        if self.join.is_empty() {
+            self.join = f.join;
+        }
+        macro_rules! fill {
+            ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = f.$field; } )* };
+        }
+        fill!(
+            role,
+            env,
+            keepalive,
+            resolve_interval,
+            dial_timeout,
+            max_streams_per_link,
+            listener_backlog,
+            control,
+            metrics,
+            drain_timeout
+        );
+        Ok(self)
+    }
+
+    /// The node these options describe (not linked yet).
+    pub fn build(&self) -> Result<Node, BoxError> {
+        let mut b = Node::builder();
+        if let Some(role) = &self.role {
+            b = b.role(role.parse::<Role>()?);
+        }
+        if let Some(env) = &self.env {
+            b = b.env(env.split('.').filter(|p| !p.is_empty()));
+        }
+        if let Some(k) = self.keepalive {
+            b = b.keepalive(seconds("keepalive", k)?);
+        }
+        if let Some(t) = self.resolve_interval {
+            b = b.resolve_interval(seconds("resolve-interval", t)?);
+        }
+        if let Some(t) = self.dial_timeout {
+            b = b.dial_timeout(seconds("dial-timeout", t)?);
+        }
+        if let Some(n) = self.max_streams_per_link {
+            b = b.max_streams_per_link(n);
+        }
+        if let Some(n) = self.listener_backlog {
+            b = b.listener_backlog(n);
+        }
+        Ok(b.try_build()?)
+    }
+
+    pub fn drain_timeout(&self) -> Result<Duration, BoxError> {
+        seconds("drain-timeout", self.drain_timeout.unwrap_or(30.0))
+    }
+}
+
+/// A number of seconds from the command line, refusing what is not a finite number
+/// of at least zero.
+pub fn seconds(what: &str, s: f64) -> Result<Duration, BoxError> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("--{what} takes seconds (a number >= 0), not {s}").into())
+}
