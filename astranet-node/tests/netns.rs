@@ -101,6 +101,18 @@ impl Hosts {
         self.children.len() - 1
     }
 
+    /// Starts any long-running program on host `h`.
+    fn spawn_program(&mut self, h: &str, argv: &[&str]) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(h)])
+            .args(argv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the program starts");
+        self.children.push(child);
+    }
+
     /// Runs a one-off node on host `h` and returns its output.
     fn run(&self, h: &str, args: &[&str]) -> Output {
         Command::new("timeout")
@@ -252,4 +264,45 @@ fn join_links_every_address_of_a_name_and_follows_new_ones() {
     hosts.hosts_file("a", "router.test", &["10.77.1.1", "10.77.1.3", "10.77.1.4"]).unwrap();
     let out = ok(&later.join().unwrap());
     assert!(out.contains("links 3"), "the new address was joined: {out}");
+}
+
+/// The operators' path across hosts: a web server on B published with `expose`, the
+/// HTTP gateway on A, the router between them; A reaches B only through the router.
+#[test]
+fn a_gateway_reaches_a_service_exposed_beyond_the_router() {
+    let Some(mut hosts) = setup("gw") else { return };
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIPPED a_gateway_reaches_a_service_exposed_beyond_the_router: no curl here");
+        return;
+    }
+    hosts.spawn("r", &["--listen", "0.0.0.0:7000", "--role", "router"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = std::env::temp_dir().join(format!("astranet-gw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("hello.txt"), "served on B\n").unwrap();
+    let dir_arg = dir.to_str().unwrap().to_string();
+    hosts.spawn_program("b", &["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1", "--directory", &dir_arg]);
+    hosts.spawn_program("b", &[NODE, "expose", "web", "--to", "127.0.0.1:8000", "--join", "10.77.2.1:7000"]);
+    hosts.spawn_program("a", &[NODE, "gateway", "--http", "127.0.0.1:8081", "--join", "10.77.1.1:7000"]);
+    let started = Instant::now();
+    let body = loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &hosts.ns("a"), "curl", "-sf", "-H", "Host: web"])
+            .arg("http://127.0.0.1:8081/hello.txt")
+            .output()
+            .expect("curl runs");
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the gateway never reached web");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(body, "served on B\n");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &hosts.ns("a"), "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", "Host: nobody", "http://127.0.0.1:8081/"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "502");
+    let _ = std::fs::remove_dir_all(dir);
 }

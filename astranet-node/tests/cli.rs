@@ -1,0 +1,422 @@
+//! The `astranet` command driven as operators run it: real processes on loopback,
+//! real TCP clients and servers at both ends.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_astranet");
+
+/// A running `astranet` process, killed on drop; its stdout lines arrive on a channel.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        Self::start_with(args, &[])
+    }
+
+    fn start_with(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("astranet starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines, seen: Vec::new() }
+    }
+
+    /// The rest of the first stdout line that starts with `prefix`.
+    fn line(&mut self, prefix: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
+            return l[prefix.len()..].trim().to_string();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line =
+                self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("no line {prefix:?} in {:?}", self.seen));
+            self.seen.push(line.clone());
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_string();
+            }
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: a plain signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the process did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn router() -> (Proc, String) {
+    let mut r = Proc::start(&["node", "--listen", "127.0.0.1:0", "--role", "router"]);
+    let addr = r.line("listening ");
+    (r, addr)
+}
+
+/// A TCP echo server; each connection echoes until EOF, then shuts down writing.
+fn echo_server() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { break };
+            std::thread::spawn(move || {
+                let mut back = c.try_clone().unwrap();
+                let _ = std::io::copy(&mut c, &mut back);
+                let _ = back.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// Retries `f` until it returns Some, for what needs an announcement to travel.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} did not happen within 15 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends `data` (then half-closes) and reads the whole answer, on two threads.
+fn exchange(addr: &str, data: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut c = TcpStream::connect(addr)?;
+    c.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut w = c.try_clone()?;
+    let writer = std::thread::spawn(move || {
+        w.write_all(&data)?;
+        w.shutdown(Shutdown::Write)
+    });
+    let mut back = Vec::new();
+    c.read_to_end(&mut back)?;
+    writer.join().unwrap()?;
+    Ok(back)
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn expose_and_forward_carry_tcp_both_ways() {
+    let (_r, raddr) = router();
+    let backend = echo_server();
+    let mut e = Proc::start(&["expose", "echo", "--to", &backend, "--join", &raddr]);
+    e.line("exposing ");
+    let mut f = Proc::start(&["forward", "--listen", "127.0.0.1:0", "--to", "echo", "--join", &raddr]);
+    let local = f.line("forwarding ").split(' ').next().unwrap().to_string();
+    eventually("the name reaching the forwarder", || exchange(&local, b"ping".to_vec()).ok().filter(|b| b == b"ping"));
+
+    // 64 MiB each way through one connection, every byte checked.
+    let data = pattern(64 << 20, 7);
+    assert!(exchange(&local, data.clone()).unwrap() == data, "64 MiB came back intact");
+
+    // 200 connections at once, each half-closed after its data.
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let local = local.clone();
+            std::thread::spawn(move || {
+                let data = pattern(64 << 10, i + 1);
+                assert!(exchange(&local, data.clone()).unwrap() == data, "connection {i}");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// An HTTP server answering `GET /healthz` with 200 while `healthy`, 503 otherwise,
+/// and anything else with its `body`; keeps connections alive.
+fn http_server(body: &'static str, healthy: Arc<AtomicBool>) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(c) = conn else { break };
+            let healthy = healthy.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut w = c;
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    let (status, text) = if head.starts_with("GET /healthz") {
+                        if healthy.load(Ordering::SeqCst) {
+                            ("200 OK", "ok")
+                        } else {
+                            ("503 Unavailable", "down")
+                        }
+                    } else {
+                        ("200 OK", body)
+                    };
+                    let resp = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{text}", text.len());
+                    if w.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One HTTP/1.1 request on `conn`; returns (status, body).
+fn get(conn: &mut BufReader<TcpStream>, host: &str, path: &str) -> (u16, String) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    conn.get_mut().write_all(req.as_bytes()).unwrap();
+    let mut status = String::new();
+    conn.read_line(&mut status).unwrap();
+    let code: u16 = status.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    conn.read_exact(&mut body).unwrap();
+    (code, String::from_utf8(body).unwrap())
+}
+
+fn status_json(control: &str) -> serde_json::Value {
+    let out = Command::new(BIN).args(["status", "--control", control, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn service_names(v: &serde_json::Value) -> Vec<String> {
+    v["services"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+}
+
+fn tmp_socket(tag: &str) -> String {
+    format!("{}/astranet-test-{}-{tag}.sock", std::env::temp_dir().display(), std::process::id())
+}
+
+#[test]
+fn the_gateway_routes_by_host_pools_connections_and_answers_502() {
+    let (_r, raddr) = router();
+    let up = Arc::new(AtomicBool::new(true));
+    let a = http_server("from a", up.clone());
+    let b = http_server("from b", up);
+    let mut ea = Proc::start(&["expose", "svc-a", "--to", &a, "--join", &raddr]);
+    let mut eb = Proc::start(&["expose", "svc-b", "--to", &b, "--join", &raddr]);
+    ea.line("exposing ");
+    eb.line("exposing ");
+    let mut g = Proc::start(&["gateway", "--http", "127.0.0.1:0", "--join", &raddr]);
+    let addr = g.line("gateway http://");
+    let mut conn = BufReader::new(TcpStream::connect(&addr).unwrap());
+    eventually("both names reaching the gateway", || {
+        let (ca, _) = get(&mut conn, "svc-a", "/");
+        let (cb, _) = get(&mut conn, "svc-b:80", "/");
+        (ca == 200 && cb == 200).then_some(())
+    });
+    // One client connection, several requests, two services.
+    for _ in 0..3 {
+        assert_eq!(get(&mut conn, "svc-a", "/x"), (200, "from a".to_string()));
+        assert_eq!(get(&mut conn, "svc-b", "/y"), (200, "from b".to_string()));
+    }
+    let (code, body) = get(&mut conn, "nobody", "/");
+    assert_eq!(code, 502);
+    assert!(body.contains("nobody"), "{body}");
+}
+
+#[test]
+fn http_check_withdraws_and_republishes() {
+    let control = tmp_socket("check");
+    let mut r = Proc::start(&["node", "--listen", "127.0.0.1:0", "--role", "router", "--control", &control]);
+    let raddr = r.line("listening ");
+    r.line("control ");
+    let healthy = Arc::new(AtomicBool::new(true));
+    let web = http_server("page", healthy.clone());
+    let _e = Proc::start(&[
+        "expose",
+        "web",
+        "--to",
+        &web,
+        "--join",
+        &raddr,
+        "--http-check",
+        "/healthz",
+        "--check-interval",
+        "0.1",
+    ]);
+    let control = control.as_str();
+    let has_web =
+        |want: bool| move || (service_names(&status_json(control)).contains(&"web".to_string()) == want).then_some(());
+    eventually("web published", has_web(true));
+    healthy.store(false, Ordering::SeqCst);
+    eventually("web withdrawn while unhealthy", has_web(false));
+    healthy.store(true, Ordering::SeqCst);
+    eventually("web published again", has_web(true));
+}
+
+#[test]
+fn sigterm_drains_in_flight_connections_and_refuses_new_ones() {
+    let (_r, raddr) = router();
+    let backend = echo_server();
+    let mut e = Proc::start(&["expose", "echo", "--to", &backend, "--join", &raddr]);
+    e.line("exposing ");
+    let mut f =
+        Proc::start(&["forward", "--listen", "127.0.0.1:0", "--to", "echo", "--join", &raddr, "--dial-timeout", "1"]);
+    let local = f.line("forwarding ").split(' ').next().unwrap().to_string();
+    eventually("the name reaching the forwarder", || exchange(&local, b"ping".to_vec()).ok().filter(|b| b == b"ping"));
+
+    // A transfer is in flight when expose gets SIGTERM; it completes.
+    let mut c = TcpStream::connect(&local).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let first = pattern(1 << 20, 3);
+    c.write_all(&first).unwrap();
+    let mut back = vec![0; first.len()];
+    c.read_exact(&mut back).unwrap();
+    e.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    // Withdrawn: a new connection through the forwarder gets nothing.
+    let refused = exchange(&local, b"late".to_vec()).map(|b| b.is_empty()).unwrap_or(true);
+    assert!(refused, "a new dial after SIGTERM is refused");
+    let second = pattern(1 << 20, 4);
+    c.write_all(&second).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(rest == second, "the in-flight connection finished its transfer");
+    assert!(e.wait(Duration::from_secs(20)).success(), "exit status 0 after draining");
+}
+
+#[test]
+fn status_and_metrics_show_what_the_node_knows() {
+    let control = tmp_socket("status");
+    let mut r = Proc::start(&[
+        "node",
+        "--listen",
+        "127.0.0.1:0",
+        "--role",
+        "router",
+        "--control",
+        &control,
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let raddr = r.line("listening ");
+    let host = r.line("host ");
+    let metrics = r.line("metrics http://").trim_end_matches("/metrics").to_string();
+    let mut n = Proc::start(&["node", "--join", &raddr, "--serve-echo", "db"]);
+    let peer = n.line("host ");
+    n.line("serving ");
+
+    let v = eventually("the link and the service in the status", || {
+        let v = status_json(&control);
+        (v["links"].as_array().unwrap().len() == 1 && service_names(&v).contains(&"db".to_string())).then_some(v)
+    });
+    assert_eq!(v["host_id"], host.as_str());
+    assert_eq!(v["role"], "router");
+    assert_eq!(v["links"][0]["peer"], peer.as_str());
+    assert_eq!(v["stats"]["links"], 1);
+    let table = Command::new(BIN).args(["status", "--control", &control]).output().unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("LINKS") && table.contains(&peer) && table.contains("db"), "{table}");
+
+    // Prometheus text: HELP/TYPE comments and `name{labels} value` samples.
+    let mut conn = BufReader::new(TcpStream::connect(&metrics).unwrap());
+    let (code, text) = get(&mut conn, "metrics", "/metrics");
+    assert_eq!(code, 200);
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let base = name.split('{').next().unwrap();
+        assert!(base.starts_with("astranet_") && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+        assert!(!name.contains('{') || name.ends_with('}'), "{line}");
+    }
+    assert!(text.contains("astranet_links 1"), "{text}");
+    assert!(text.contains(&format!("peer=\"{peer}\"")), "{text}");
+}
+
+#[test]
+fn options_come_from_flags_then_environment_then_file() {
+    let dir = std::env::temp_dir().join(format!("astranet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("node.toml");
+    std::fs::write(&file, "role = \"router\"\nenv = \"from-file\"\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+    let control = tmp_socket("config");
+    let config = file.to_str().unwrap();
+    // The file gives role and listen; the environment overrides env; a flag overrides the environment's control.
+    let mut n = Proc::start_with(
+        &["node", "--config", config, "--control", &control],
+        &[("ASTRANET_ENV", "from-env"), ("ASTRANET_CONTROL", "/nonexistent/ignored.sock")],
+    );
+    n.line("listening ");
+    n.line("control ");
+    let v = status_json(&control);
+    assert_eq!(v["role"], "router");
+    assert_eq!(v["env"], "from-env");
+    // Unknown keys are an error, not silently ignored.
+    std::fs::write(&file, "rol = \"router\"\n").unwrap();
+    let out = Command::new(BIN).args(["node", "--config", config]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rol"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(dir);
+}
