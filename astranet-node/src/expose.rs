@@ -159,7 +159,10 @@ async fn wait_child(child: &mut Option<Child>) -> ExitCode {
     match child {
         Some(c) => {
             let status = c.wait().await;
-            eprintln!("astranet: the exposed application exited ({status:?})");
+            match &status {
+                Ok(s) => eprintln!("astranet: the exposed application exited ({s})"),
+                Err(e) => eprintln!("astranet: waiting for the exposed application failed: {e}"),
+            }
             exit_code(status.ok())
         }
         None => std::future::pending().await,

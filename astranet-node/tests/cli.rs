@@ -420,3 +420,84 @@ fn options_come_from_flags_then_environment_then_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("rol"), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A server that answers an upgrade request with 101 and then echoes raw bytes.
+fn upgrade_server() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(c) = conn else { break };
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut w = c;
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let _ =
+                    w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n");
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 || w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_gateway_passes_upgrades_through_and_routes_by_path() {
+    let (_r, raddr) = router();
+    let ws = upgrade_server();
+    let mut e = Proc::start(&["expose", "ws", "--to", &ws, "--join", &raddr]);
+    e.line("exposing ");
+    let pages = http_server("a page", Arc::new(AtomicBool::new(true)));
+    let mut p = Proc::start(&["expose", "pages", "--to", &pages, "--join", &raddr]);
+    p.line("exposing ");
+    let mut g = Proc::start(&["gateway", "--http", "127.0.0.1:0", "--join", &raddr]);
+    let addr = g.line("gateway http://");
+    let mut gp = Proc::start(&["gateway", "--http", "127.0.0.1:0", "--route", "path", "--join", &raddr]);
+    let by_path = gp.line("gateway http://");
+
+    // After the service's 101, bytes flow both ways through the gateway.
+    let mut conn = eventually("the upgrade going through", || {
+        let mut c = BufReader::new(TcpStream::connect(&addr).ok()?);
+        let req = "GET /chat HTTP/1.1\r\nHost: ws\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n";
+        c.get_mut().write_all(req.as_bytes()).ok()?;
+        let mut status = String::new();
+        c.read_line(&mut status).ok()?;
+        if !status.contains(" 101 ") {
+            return None;
+        }
+        let mut line = String::new();
+        while c.read_line(&mut line).ok()? > 0 && line != "\r\n" {
+            line.clear();
+        }
+        Some(c)
+    });
+    conn.get_mut().write_all(b"raw bytes after the upgrade").unwrap();
+    let mut back = [0u8; 27];
+    conn.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"raw bytes after the upgrade");
+
+    // --route path: the first segment names the service and leaves the path.
+    let mut c = BufReader::new(TcpStream::connect(&by_path).unwrap());
+    let (code, body) =
+        eventually("the path route", || Some(get(&mut c, "anything", "/pages/x")).filter(|r| r.0 == 200));
+    assert_eq!((code, body.as_str()), (200, "a page"));
+}
+
+#[test]
+fn expose_runs_the_application_and_ends_with_it() {
+    let (_r, raddr) = router();
+    let backend = echo_server();
+    let mut e =
+        Proc::start(&["expose", "app", "--to", &backend, "--join", &raddr, "--", "sh", "-c", "sleep 1; exit 3"]);
+    e.line("exposing ");
+    let status = e.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(3), "the application's exit status is the command's");
+}
