@@ -1,0 +1,442 @@
+package astranet
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pair returns two nodes linked over loopback TCP (server listens, client joins).
+func pair(t *testing.T, server, client *Node) (*Node, *Node) {
+	t.Helper()
+	addr, err := server.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := client.JoinContext(ctx, "tcp", addr.String()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return server, client
+}
+
+func echoServer(t *testing.T, l net.Listener) {
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+}
+
+func TestEcho(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, err := server.Bind("", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	echoServer(t, l)
+	c, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.RemoteAddr().String() != l.Addr().String() {
+		t.Fatalf("remote %v, listener %v", c.RemoteAddr(), l.Addr())
+	}
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	c.(*Conn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+func Test64MiBChecksummed(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, _ := server.Bind("", "")
+	defer l.Close()
+	const total = 64 << 20
+	sum := make(chan [32]byte, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		h := sha256.New()
+		n, _ := io.Copy(h, c)
+		if n != total {
+			t.Errorf("received %d bytes", n)
+		}
+		var s [32]byte
+		copy(s[:], h.Sum(nil))
+		sum <- s
+	}()
+	c, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for i := 0; i < total/len(buf); i++ {
+		for j := range buf {
+			buf[j] = byte(i*7 + j)
+		}
+		h.Write(buf)
+		if _, err := c.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	var want [32]byte
+	copy(want[:], h.Sum(nil))
+	select {
+	case got := <-sum:
+		if got != want {
+			t.Fatal("checksum differs")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("timed out")
+	}
+}
+
+func Test10000ConcurrentStreams(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, _ := server.Bind("", "")
+	defer l.Close()
+	echoServer(t, l)
+	const n = 10000
+	conns := make([]net.Conn, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range conns {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, err := client.Dial("", l.Addr().String())
+			if err != nil {
+				errs <- err
+				return
+			}
+			conns[i] = c
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// All open at once; each echoes its own message.
+	for i, c := range conns {
+		wg.Add(1)
+		go func(i int, c net.Conn) {
+			defer wg.Done()
+			msg := []byte(fmt.Sprintf("stream %d", i))
+			c.Write(msg)
+			got := make([]byte, len(msg))
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+				t.Errorf("stream %d: %q %v", i, got, err)
+			}
+			c.Close()
+		}(i, c)
+	}
+	wg.Wait()
+}
+
+func TestDeadlines(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, _ := server.Bind("", "")
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	c, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer := <-accepted
+	defer peer.Close()
+
+	// A read deadline fires on time, as a timeout.
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	started := time.Now()
+	_, err = c.Read(make([]byte, 10))
+	took := time.Since(started)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v", err)
+	}
+	if took < 150*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("read deadline fired after %v", took)
+	}
+	// Moving the deadline wakes a blocked Read.
+	c.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 10)); done <- err }()
+	time.Sleep(100 * time.Millisecond)
+	c.SetReadDeadline(time.Now())
+	if err := <-done; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("moved deadline: %v", err)
+	}
+	c.SetReadDeadline(time.Time{})
+
+	// A write deadline fires while the peer does not read (its window is full).
+	c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+	started = time.Now()
+	_, err = c.Write(make([]byte, 64<<20))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write: %v", err)
+	}
+	if took := time.Since(started); took > 3*time.Second {
+		t.Fatalf("write deadline fired after %v", took)
+	}
+}
+
+func TestHalfClose(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, _ := server.Bind("", "")
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		got, _ := io.ReadAll(c) // until the client's CloseWrite
+		c.Write([]byte(fmt.Sprintf("got %d bytes", len(got))))
+	}()
+	c, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(make([]byte, 1000))
+	if err := c.(*Conn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "got 1000 bytes" {
+		t.Fatalf("%q %v", got, err)
+	}
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Fatal("write after CloseWrite succeeded")
+	}
+}
+
+func TestRefusedAndTimedOutDials(t *testing.T) {
+	server, client := pair(t, New(), New())
+	_, err := client.Dial("", Addr{Host: server.HostID(), Port: 4242}.String())
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("refused: %v", err)
+	}
+	l, _ := server.Bind("", "") // never accepts
+	defer l.Close()
+	started := time.Now()
+	_, err = client.DialTimeout("", l.Addr().String(), 200*time.Millisecond)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("timed out: %v", err)
+	}
+	if took := time.Since(started); took > 3*time.Second {
+		t.Fatalf("dial timeout after %v", took)
+	}
+	// A cancelled context gives the dial up.
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	if _, err := client.DialContext(ctx, "", l.Addr().String()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	if _, err := client.Dial("", "db:7:8"); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("invalid target: %v", err)
+	}
+}
+
+func TestDialByNameWithEnvServicesRoutes(t *testing.T) {
+	router := New().Router()
+	server := New().WithEnv("prod").Server()
+	client := New().WithEnv("prod").Client()
+	addr, err := router.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer router.Close()
+	for _, n := range []*Node{server, client} {
+		if err := n.Join("tcp", addr.String()); err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+	}
+	l, err := server.Bind("", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	echoServer(t, l)
+	c, err := client.DialTimeout("", "db", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("ping"))
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
+		t.Fatalf("%q %v", got, err)
+	}
+	c.Close()
+	found := false
+	for _, s := range client.Services() {
+		if s.Service == "db.prod" && s.Host == server.HostID() && s.Reach == "relayed" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("services: %+v", client.Services())
+	}
+	routes := client.Routes()
+	direct := false
+	for _, r := range routes {
+		if r.Host == router.HostID() && r.Direct {
+			direct = true
+		}
+	}
+	if !direct {
+		t.Fatalf("routes: %+v", routes)
+	}
+	// Hashing on a key picks the same instance every time.
+	for i := 0; i < 3; i++ {
+		c, err := client.Dial("vport2registry", "db:user-42")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+func TestHTTPOverAstranet(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, err := server.Bind("", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s over astranet", r.URL.Path)
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, _, _ := net.SplitHostPort(addr)
+			return client.DialContext(ctx, "", host)
+		},
+	}}
+	for i := 0; i < 3; i++ { // kept-alive connection reused
+		resp, err := hc.Get("http://web/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "hello /x over astranet" {
+			t.Fatalf("%q", body)
+		}
+	}
+}
+
+func TestUseAfterCloseAndConcurrentClose(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, _ := server.Bind("", "")
+	echoServer(t, l)
+	c, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 1)); blocked <- err }()
+	time.Sleep(50 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Close() }()
+	}
+	wg.Wait()
+	if err := <-blocked; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("blocked read: %v", err)
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+	if err := c.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("second close: %v", err)
+	}
+	// A listener closed under a blocked Accept.
+	accepted := make(chan error, 1)
+	l2, _ := server.Bind("", "")
+	go func() { _, err := l2.Accept(); accepted <- err }()
+	time.Sleep(50 * time.Millisecond)
+	l2.Close()
+	if err := <-accepted; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("accept after close: %v", err)
+	}
+	// A closed node refuses work.
+	client.Close()
+	client.Close()
+	if _, err := client.Dial("", l.Addr().String()); err == nil {
+		t.Fatal("dial on a closed node succeeded")
+	}
+	l.Close()
+}
+
+func TestGOMAXPROCS1(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	server, client := pair(t, New(), New())
+	l, _ := server.Bind("", "")
+	defer l.Close()
+	echoServer(t, l)
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := client.Dial("", l.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.Write(make([]byte, 100<<10))
+			c.(*Conn).CloseWrite()
+			n, err := io.Copy(io.Discard, c)
+			if n != 100<<10 || err != nil {
+				t.Errorf("%d %v", n, err)
+			}
+		}()
+	}
+	wg.Wait()
+}

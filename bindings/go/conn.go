@@ -1,0 +1,274 @@
+package astranet
+
+/*
+#include <astranet.h>
+*/
+import "C"
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Addr is a virtual address: a node's host id and a port on it.
+type Addr struct {
+	Host uint64
+	Port uint32
+}
+
+// Network is "astranet".
+func (a Addr) Network() string { return "astranet" }
+
+// String is "<16 hex digits>:<port>", the form Dial takes.
+func (a Addr) String() string { return fmt.Sprintf("%016x:%d", a.Host, a.Port) }
+
+func addrOf(a C.astranet_addr) Addr { return Addr{Host: uint64(a.host), Port: uint32(a.port)} }
+
+// Conn is a stream: a net.Conn. Deadlines, CloseWrite (a half-close, as
+// *net.TCPConn's) and concurrent use by one reader and one writer work as with TCP;
+// io.EOF ends a read once the peer closed or half-closed.
+type Conn struct {
+	node          *Node
+	h             *C.astranet_stream
+	id            uintptr
+	w             *waiter
+	local, remote Addr
+	rmu, wmu      sync.Mutex // one reader, one writer at a time (the library's rule)
+	rdl, wdl      deadline
+	closed        atomic.Bool
+	closing       chan struct{}
+	closeOnce     sync.Once
+}
+
+func newConn(n *Node, h *C.astranet_stream, id uintptr, w *waiter) *Conn {
+	c := &Conn{node: n, h: h, id: id, w: w, closing: make(chan struct{})}
+	c.rdl.init()
+	c.wdl.init()
+	var a C.astranet_addr
+	if C.astranet_stream_local_addr(h, &a, nil) == C.ASTRANET_OK {
+		c.local = addrOf(a)
+	}
+	if C.astranet_stream_peer_addr(h, &a, nil) == C.ASTRANET_OK {
+		c.remote = addrOf(a)
+	}
+	// A stream nobody closed is closed when collected (gracefully: what was written
+	// is still delivered).
+	runtime.SetFinalizer(c, (*Conn).Close)
+	return c
+}
+
+func (c *Conn) opErr(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	return &net.OpError{Op: op, Net: "astranet", Source: c.local, Addr: c.remote, Err: err}
+}
+
+func (c *Conn) closedErr(op string) error { return c.opErr(op, net.ErrClosed) }
+
+// Read reads what has arrived, waiting (in Go, not in the library) until something
+// has, the read deadline passes, or the stream is closed.
+func (c *Conn) Read(b []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		if c.closed.Load() {
+			return 0, c.closedErr("read")
+		}
+		var n C.size_t
+		var e *C.astranet_error
+		r := C.astranet_stream_read(c.h, (*C.uint8_t)(unsafe.Pointer(&b[0])), C.size_t(len(b)), &n, &e)
+		switch {
+		case r == C.ASTRANET_OK && n == 0:
+			return 0, io.EOF
+		case r == C.ASTRANET_OK:
+			return int(n), nil
+		case r == codeAgain:
+			if err := c.wait(c.w.read, &c.rdl); err != nil {
+				return 0, c.opErr("read", err)
+			}
+		default:
+			return 0, c.opErr("read", c.streamErr(callErr("read", r, e)))
+		}
+	}
+}
+
+// Write writes all of b, waiting while the peer's window is full.
+func (c *Conn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	done := 0
+	for done < len(b) {
+		if c.closed.Load() {
+			return done, c.closedErr("write")
+		}
+		var n C.size_t
+		var e *C.astranet_error
+		rest := b[done:]
+		r := C.astranet_stream_write(c.h, (*C.uint8_t)(unsafe.Pointer(&rest[0])), C.size_t(len(rest)), &n, &e)
+		switch r {
+		case C.ASTRANET_OK:
+			done += int(n)
+		case codeAgain:
+			if err := c.wait(c.w.write, &c.wdl); err != nil {
+				return done, c.opErr("write", err)
+			}
+		default:
+			return done, c.opErr("write", c.streamErr(callErr("write", r, e)))
+		}
+	}
+	return done, nil
+}
+
+// streamErr: a handle closed by another goroutine reads as net.ErrClosed.
+func (c *Conn) streamErr(err error) error {
+	if c.closed.Load() || isCode(err, CodeBadHandle) || isCode(err, CodeClosed) {
+		return net.ErrClosed
+	}
+	return err
+}
+
+// wait blocks until ch is signalled, the deadline passes, or the stream is closed.
+func (c *Conn) wait(ch chan struct{}, dl *deadline) error {
+	return waitFor(ch, dl, c.closing, c.node.done)
+}
+
+// waitFor blocks until ch is signalled (nil), the deadline passes
+// (os.ErrDeadlineExceeded), closing is closed (net.ErrClosed) or the node stopped
+// (nil: the next call into the library says how).
+func waitFor(ch chan struct{}, dl *deadline, closing, nodeDone chan struct{}) error {
+	for {
+		at, changed := dl.get()
+		var timer *time.Timer
+		var expired <-chan time.Time
+		if !at.IsZero() {
+			left := time.Until(at)
+			if left <= 0 {
+				return os.ErrDeadlineExceeded
+			}
+			timer = time.NewTimer(left)
+			expired = timer.C
+		}
+		var err error
+		again := false
+		select {
+		case <-ch:
+		case <-closing:
+			err = net.ErrClosed
+		case <-nodeDone:
+		case <-expired:
+			err = os.ErrDeadlineExceeded
+		case <-changed:
+			again = true
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if !again {
+			return err
+		}
+	}
+}
+
+// CloseWrite half-closes: the peer reads io.EOF after what was written; this side
+// can still read.
+func (c *Conn) CloseWrite() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return c.closedErr("close")
+	}
+	var e *C.astranet_error
+	return c.opErr("close", c.streamErr(callErr("shutdown", C.astranet_stream_shutdown(c.h, &e), e)))
+}
+
+// Close closes the stream gracefully (what was written is still delivered) and wakes
+// a Read or Write blocked in another goroutine, which fail with net.ErrClosed. Safe
+// from any goroutine; a second call returns an error wrapping net.ErrClosed.
+func (c *Conn) Close() error {
+	first := false
+	c.closeOnce.Do(func() {
+		first = true
+		c.closed.Store(true)
+		close(c.closing)
+		runtime.SetFinalizer(c, nil)
+		C.astranet_stream_close(c.h)
+		c.node.unregister(c.id)
+	})
+	if !first {
+		return c.closedErr("close")
+	}
+	return nil
+}
+
+// Abort resets the stream: unsent and unread data is dropped, the peer's reads and
+// writes fail (a TCP RST's counterpart).
+func (c *Conn) Abort() error {
+	first := false
+	c.closeOnce.Do(func() {
+		first = true
+		c.closed.Store(true)
+		close(c.closing)
+		runtime.SetFinalizer(c, nil)
+		C.astranet_stream_abort(c.h)
+		c.node.unregister(c.id)
+	})
+	if !first {
+		return c.closedErr("abort")
+	}
+	return nil
+}
+
+// LocalAddr is this end's virtual address.
+func (c *Conn) LocalAddr() net.Addr { return c.local }
+
+// RemoteAddr is the other end's virtual address.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// SetDeadline sets both deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.rdl.set(t)
+	c.wdl.set(t)
+	return nil
+}
+
+// SetReadDeadline bounds Read calls, also one already waiting; zero means none.
+func (c *Conn) SetReadDeadline(t time.Time) error { c.rdl.set(t); return nil }
+
+// SetWriteDeadline bounds Write calls, also one already waiting; zero means none.
+func (c *Conn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
+
+// deadline is a time that waiters re-read whenever it changes.
+type deadline struct {
+	mu      sync.Mutex
+	at      time.Time
+	changed chan struct{}
+}
+
+func (d *deadline) init() { d.changed = make(chan struct{}) }
+
+func (d *deadline) get() (time.Time, chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.at, d.changed
+}
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.at = t
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+var _ net.Conn = (*Conn)(nil)

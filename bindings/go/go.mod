@@ -1,0 +1,3 @@
+module astranet.dev/astranet
+
+go 1.21

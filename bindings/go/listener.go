@@ -1,0 +1,133 @@
+package astranet
+
+/*
+#include <stdint.h>
+#include <astranet.h>
+static astranet_result an_listener_set_id2(astranet_listener *l, uintptr_t id, astranet_error **err) {
+	return astranet_listener_set_userdata(l, (void *)id, err);
+}
+static astranet_result an_stream_set_id2(astranet_stream *s, uintptr_t id, astranet_error **err) {
+	return astranet_stream_set_userdata(s, (void *)id, err);
+}
+*/
+import "C"
+
+import (
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Listener is a bound virtual port (and service name): a net.Listener.
+type Listener struct {
+	node      *Node
+	h         *C.astranet_listener
+	id        uintptr
+	w         *waiter
+	addr      Addr
+	name      string
+	dl        deadline
+	closed    atomic.Bool
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+// Bind binds a listener, as the original's Bind: "name" (a service name on an
+// automatic port, announced to the mesh), "name:port", ":port", or "" for an automatic
+// port. The node's environment is appended to names. network is ignored, as in the
+// original.
+func (n *Node) Bind(network, address string) (net.Listener, error) {
+	return n.BindListener(address)
+}
+
+// BindListener is Bind returning the *Listener.
+func (n *Node) BindListener(address string) (*Listener, error) {
+	if err := n.start(); err != nil {
+		return nil, err
+	}
+	a := cstring(address)
+	defer free(a)
+	var h *C.astranet_listener
+	var e *C.astranet_error
+	if err := callErr("bind", C.astranet_bind(n.h, a, &h, &e), e); err != nil {
+		return nil, err
+	}
+	id, w := n.register()
+	C.an_listener_set_id2(h, C.uintptr_t(id), nil)
+	l := &Listener{node: n, h: h, id: id, w: w, closing: make(chan struct{})}
+	l.dl.init()
+	var addr C.astranet_addr
+	if C.astranet_listener_addr(h, &addr, nil) == C.ASTRANET_OK {
+		l.addr = addrOf(addr)
+	}
+	if host, _, ok := cutLast(address, ':'); ok {
+		l.name = host
+	} else {
+		l.name = address
+	}
+	runtime.SetFinalizer(l, (*Listener).Close)
+	return l, nil
+}
+
+// Accept waits for the next stream dialed to the listener (in Go: no OS thread is held).
+func (l *Listener) Accept() (net.Conn, error) { return l.AcceptConn() }
+
+// AcceptConn is Accept returning the *Conn.
+func (l *Listener) AcceptConn() (*Conn, error) {
+	for {
+		if l.closed.Load() {
+			return nil, l.opErr(net.ErrClosed)
+		}
+		var h *C.astranet_stream
+		var e *C.astranet_error
+		r := C.astranet_accept(l.h, &h, &e)
+		switch r {
+		case C.ASTRANET_OK:
+			id, w := l.node.register()
+			C.an_stream_set_id2(h, C.uintptr_t(id), nil)
+			return newConn(l.node, h, id, w), nil
+		case codeAgain:
+			if err := waitFor(l.w.read, &l.dl, l.closing, l.node.done); err != nil {
+				return nil, l.opErr(err)
+			}
+		default:
+			err := callErr("accept", r, e)
+			if l.closed.Load() || isCode(err, CodeBadHandle) {
+				err = net.ErrClosed
+			}
+			return nil, l.opErr(err)
+		}
+	}
+}
+
+func (l *Listener) opErr(err error) error {
+	return &net.OpError{Op: "accept", Net: "astranet", Addr: l.addr, Err: err}
+}
+
+// SetDeadline bounds Accept calls, also one already waiting; zero means none.
+func (l *Listener) SetDeadline(t time.Time) error { l.dl.set(t); return nil }
+
+// Close unbinds the port and withdraws the name; a blocked Accept fails with
+// net.ErrClosed. Streams accepted earlier go on. Safe from any goroutine.
+func (l *Listener) Close() error {
+	first := false
+	l.closeOnce.Do(func() {
+		first = true
+		l.closed.Store(true)
+		close(l.closing)
+		runtime.SetFinalizer(l, nil)
+		C.astranet_listener_close(l.h)
+		l.node.unregister(l.id)
+	})
+	if !first {
+		return l.opErr(net.ErrClosed)
+	}
+	return nil
+}
+
+// Addr is the bound virtual address.
+func (l *Listener) Addr() net.Addr { return l.addr }
+
+var _ net.Listener = (*Listener)(nil)

@@ -1,0 +1,405 @@
+package astranet
+
+/*
+#include <stdlib.h>
+#include <astranet.h>
+static uintptr_t an_event_id2(const astranet_event *e) { return (uintptr_t)e->userdata; }
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Node is an astranet node: the counterpart of the original package's AstraNet. It
+// starts on first use (as the original's multiplexer does): WithEnv, Client, Server,
+// Router and the With* options return a configured copy and must be called before.
+//
+// Every call into the library returns at once, except Join (it waits for the first
+// handshake). Streams wait in Go: one goroutine per node watches the node's readiness
+// descriptor with Go's netpoller and wakes the goroutines whose streams became ready,
+// so a blocked Read or Accept holds no OS thread.
+type Node struct {
+	cfg config
+
+	once    sync.Once
+	startErr error
+	h       *C.astranet_node
+	file    *os.File // our duplicate of the node's readiness fd
+	closed  atomic.Bool
+	nextID  atomic.Uint64
+	waiters sync.Map // id → *waiter
+	done    chan struct{}
+	closeMu sync.Mutex
+}
+
+type config struct {
+	role        uint32
+	env         string
+	hostID      uint64
+	keepalive   time.Duration
+	dialTimeout time.Duration
+}
+
+// Option sets up a node created by New.
+type Option func(*config)
+
+// WithHostID gives the node a fixed host id (a random one otherwise; 0 is refused).
+func WithHostID(id uint64) Option { return func(c *config) { c.hostID = id } }
+
+// WithKeepAlive sets the keep-alive period (PING after half of it; a link silent for
+// ten times it is dead).
+func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepalive = d } }
+
+// WithDialTimeout sets how long Dial waits by default (also for a name to be announced).
+func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
+
+// New returns a node (a peer: it serves and dials, and does not relay). It starts on
+// first use.
+func New(opts ...Option) *Node {
+	n := &Node{done: make(chan struct{})}
+	for _, o := range opts {
+		o(&n.cfg)
+	}
+	return n
+}
+
+func (n *Node) with(f func(*config)) *Node {
+	c := n.cfg
+	f(&c)
+	return &Node{cfg: c, done: make(chan struct{})}
+}
+
+// WithEnv returns a copy of the node whose names carry the environment suffix
+// ".a.b" for WithEnv("a", "b"), as the original's WithEnv.
+func (n *Node) WithEnv(env ...string) *Node {
+	return n.with(func(c *config) {
+		if len(env) > 0 {
+			c.env = strings.Join(env, ".")
+		}
+	})
+}
+
+// Client returns a copy that dials services and does not announce its own.
+func (n *Node) Client() *Node { return n.with(func(c *config) { c.role = C.ASTRANET_ROLE_CLIENT }) }
+
+// Server returns a copy that announces its services.
+func (n *Node) Server() *Node { return n.with(func(c *config) { c.role = C.ASTRANET_ROLE_SERVER }) }
+
+// Router returns a copy that relays streams and announcements between its neighbours.
+func (n *Node) Router() *Node { return n.with(func(c *config) { c.role = C.ASTRANET_ROLE_ROUTER }) }
+
+func (n *Node) start() error {
+	n.once.Do(func() {
+		var cfg C.astranet_node_config
+		if r := C.astranet_node_config_init(&cfg); r != C.ASTRANET_OK {
+			n.startErr = callErr("new", r, nil)
+			return
+		}
+		cfg.role = C.uint32_t(n.cfg.role)
+		cfg.host_id = C.uint64_t(n.cfg.hostID)
+		if n.cfg.keepalive > 0 {
+			cfg.keepalive_ms = C.uint32_t(n.cfg.keepalive / time.Millisecond)
+		}
+		if n.cfg.dialTimeout > 0 {
+			cfg.dial_timeout_ms = C.uint32_t(n.cfg.dialTimeout / time.Millisecond)
+		}
+		var env *C.char
+		if n.cfg.env != "" {
+			env = cstring(n.cfg.env)
+			defer free(env)
+			cfg.environment = env
+		}
+		var e *C.astranet_error
+		if err := callErr("new", C.astranet_node_new(&cfg, &n.h, &e), e); err != nil {
+			n.startErr = err
+			return
+		}
+		var fd C.int32_t
+		if err := callErr("node fd", C.astranet_node_fd(n.h, &fd, &e), e); err != nil {
+			n.startErr = err
+			return
+		}
+		// Our own descriptor for the same eventfd: the node keeps its own, and
+		// os.File registers this one with the netpoller (it is non-blocking).
+		dup, err := syscall.Dup(int(fd))
+		if err != nil {
+			n.startErr = fmt.Errorf("astranet: %w", err)
+			return
+		}
+		syscall.CloseOnExec(dup)
+		n.file = os.NewFile(uintptr(dup), "astranet-node")
+		go n.poll()
+	})
+	if n.startErr != nil {
+		return n.startErr
+	}
+	if n.closed.Load() {
+		return &Error{Op: "use", Code: CodeNodeClosed, Msg: "node closed"}
+	}
+	return nil
+}
+
+// waiter is what a goroutine blocked on a stream or listener waits on.
+type waiter struct {
+	read, write chan struct{}
+}
+
+func (n *Node) register() (uintptr, *waiter) {
+	id := uintptr(n.nextID.Add(1))
+	w := &waiter{read: make(chan struct{}, 1), write: make(chan struct{}, 1)}
+	n.waiters.Store(id, w)
+	return id, w
+}
+
+func (n *Node) unregister(id uintptr) { n.waiters.Delete(id) }
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+const eventBatch = 256
+
+// poll runs until the node is closed: waits (in the netpoller) for the readiness fd,
+// then takes every pending event and wakes their goroutines.
+func (n *Node) poll() {
+	defer close(n.done)
+	raw, err := n.file.SyscallConn()
+	if err != nil {
+		return
+	}
+	// C memory: the library writes integers into the events' pointer fields.
+	buf := (*C.astranet_event)(C.malloc(C.size_t(eventBatch) * C.size_t(unsafe.Sizeof(C.astranet_event{}))))
+	defer C.free(unsafe.Pointer(buf))
+	events := unsafe.Slice(buf, eventBatch)
+	stop := false
+	for !stop {
+		err := raw.Read(func(uintptr) bool {
+			for {
+				if n.closed.Load() {
+					stop = true
+					return true
+				}
+				var count C.size_t
+				var e *C.astranet_error
+				if callErr("poll", C.astranet_poll(n.h, buf, eventBatch, &count, &e), e) != nil {
+					stop = true
+					return true
+				}
+				for i := 0; i < int(count); i++ {
+					id := uintptr(C.an_event_id2(&events[i]))
+					v, ok := n.waiters.Load(id)
+					if !ok {
+						continue
+					}
+					w := v.(*waiter)
+					bits := events[i].events
+					if bits&(C.ASTRANET_EVENT_READABLE|C.ASTRANET_EVENT_ACCEPTABLE) != 0 {
+						notify(w.read)
+					}
+					if bits&C.ASTRANET_EVENT_WRITABLE != 0 {
+						notify(w.write)
+					}
+				}
+				if count < eventBatch {
+					return false // wait for the fd again
+				}
+			}
+		})
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Close closes every listener and link of the node; its streams fail. Safe from any
+// goroutine, more than once.
+func (n *Node) Close() error {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if n.closed.Swap(true) {
+		return nil
+	}
+	started := false
+	n.once.Do(func() { n.startErr = &Error{Op: "use", Code: CodeNodeClosed, Msg: "node closed"} })
+	if n.h != nil {
+		started = true
+		C.astranet_node_free(n.h)
+	}
+	if started {
+		// Wakes the poller (its wait fails), which then exits.
+		_ = n.file.Close()
+		<-n.done
+	}
+	// Whatever still waits learns that the node is gone.
+	n.waiters.Range(func(_, v any) bool {
+		w := v.(*waiter)
+		notify(w.read)
+		notify(w.write)
+		return true
+	})
+	return nil
+}
+
+// HostID is the node's host id (starting the node if needed).
+func (n *Node) HostID() uint64 {
+	if n.start() != nil {
+		return 0
+	}
+	var id C.uint64_t
+	var e *C.astranet_error
+	if callErr("host id", C.astranet_node_host_id(n.h, &id, &e), e) != nil {
+		return 0
+	}
+	return uint64(id)
+}
+
+// ListenAndServe accepts links on a TCP address ("0.0.0.0:7000", ":0") in the
+// background and returns once listening, as the original does. network must be a TCP
+// network ("tcp", "tcp4", "tcp6" or "").
+func (n *Node) ListenAndServe(network, address string) error {
+	_, err := n.Listen(network, address)
+	return err
+}
+
+// Listen is ListenAndServe that also returns the bound address (useful with port 0).
+func (n *Node) Listen(network, address string) (net.Addr, error) {
+	if err := tcpNetwork(network); err != nil {
+		return nil, err
+	}
+	if err := n.start(); err != nil {
+		return nil, err
+	}
+	a := cstring(address)
+	defer free(a)
+	var bound [64]C.char
+	var e *C.astranet_error
+	if err := callErr("listen", C.astranet_listen(n.h, a, &bound[0], C.size_t(len(bound)), &e), e); err != nil {
+		return nil, err
+	}
+	return net.ResolveTCPAddr("tcp", C.GoString(&bound[0]))
+}
+
+// Join links to the node listening at address and keeps the link up (re-dialing when
+// it drops; a DNS name gets a link to each of its addresses). It returns once the
+// first handshake is done, or with its error. Unlike the original, which returned at
+// once and retried in the background, a first failure is reported.
+func (n *Node) Join(network, address string) error {
+	return n.JoinContext(context.Background(), network, address)
+}
+
+// JoinContext is Join bounded by ctx's deadline (cancellation without a deadline is
+// noticed when the handshake finishes or fails).
+func (n *Node) JoinContext(ctx context.Context, network, address string) error {
+	if err := tcpNetwork(network); err != nil {
+		return err
+	}
+	if err := n.start(); err != nil {
+		return err
+	}
+	ms := C.int32_t(-1)
+	if d, ok := ctx.Deadline(); ok {
+		ms = C.int32_t(clampMillis(time.Until(d)))
+	}
+	a := cstring(address)
+	defer free(a)
+	var peer C.uint64_t
+	var e *C.astranet_error
+	// The one call that blocks: the handshake with a peer; it holds an OS thread
+	// while it lasts, like a blocking connect.
+	return callErr("join", C.astranet_join(n.h, a, ms, &peer, &e), e)
+}
+
+func tcpNetwork(network string) error {
+	switch network {
+	case "", "tcp", "tcp4", "tcp6":
+		return nil
+	}
+	return &Error{Op: "listen", Code: CodeInvalidArg, Msg: fmt.Sprintf("links run over TCP, not %q", network)}
+}
+
+func clampMillis(d time.Duration) int64 {
+	ms := d.Milliseconds()
+	if ms < 1 {
+		return 1
+	}
+	if ms > 1<<31-1 {
+		return 1<<31 - 1
+	}
+	return ms
+}
+
+// ServiceInfo is one instance of a named service the node knows.
+type ServiceInfo struct {
+	Service string // the full name, environment suffix included
+	Host    uint64
+	Port    uint32
+	Via     uint64 // the neighbour the announcement came through; 0 when local
+	Reach   string // "local", "direct" or "relayed"
+}
+
+// RouteInfo is a host the node reaches, directly or through a relay.
+type RouteInfo struct {
+	Host   uint64
+	Via    uint64
+	Direct bool
+}
+
+// Services lists every service instance the node knows (local, direct, relayed).
+func (n *Node) Services() []ServiceInfo {
+	if n.start() != nil {
+		return nil
+	}
+	var list *C.astranet_service_list
+	var e *C.astranet_error
+	if callErr("services", C.astranet_services(n.h, &list, &e), e) != nil {
+		return nil
+	}
+	defer C.astranet_service_list_free(list)
+	var items *C.astranet_service
+	var count C.size_t
+	if C.astranet_service_list_items(list, &items, &count) != C.ASTRANET_OK {
+		return nil
+	}
+	out := make([]ServiceInfo, 0, int(count))
+	for _, s := range unsafe.Slice(items, int(count)) {
+		reach := map[C.uint32_t]string{C.ASTRANET_REACH_LOCAL: "local", C.ASTRANET_REACH_DIRECT: "direct", C.ASTRANET_REACH_RELAYED: "relayed"}[s.reach]
+		out = append(out, ServiceInfo{Service: C.GoString(s.name), Host: uint64(s.addr.host), Port: uint32(s.addr.port), Via: uint64(s.via), Reach: reach})
+	}
+	return out
+}
+
+// Routes lists the hosts the node reaches: its neighbours, and hosts whose services a
+// neighbour relays.
+func (n *Node) Routes() []RouteInfo {
+	if n.start() != nil {
+		return nil
+	}
+	for capacity := 16; ; capacity *= 4 {
+		routes := make([]C.astranet_route, capacity)
+		var count C.size_t
+		var e *C.astranet_error
+		if callErr("routes", C.astranet_routes(n.h, &routes[0], C.size_t(capacity), &count, &e), e) != nil {
+			return nil
+		}
+		if int(count) <= capacity {
+			out := make([]RouteInfo, 0, int(count))
+			for _, r := range routes[:count] {
+				out = append(out, RouteInfo{Host: uint64(r.host), Via: uint64(r.via), Direct: r.direct != 0})
+			}
+			return out
+		}
+	}
+}
