@@ -31,15 +31,15 @@ import (
 type Node struct {
 	cfg config
 
-	once    sync.Once
+	once     sync.Once
 	startErr error
-	h       *C.astranet_node
-	file    *os.File // our duplicate of the node's readiness fd
-	closed  atomic.Bool
-	nextID  atomic.Uint64
-	waiters sync.Map // id → *waiter
-	done    chan struct{}
-	closeMu sync.Mutex
+	h        *C.astranet_node
+	file     *os.File // our duplicate of the node's readiness fd
+	closed   atomic.Bool
+	nextID   atomic.Uint64
+	waiters  sync.Map // id → *waiter
+	done     chan struct{}
+	closeMu  sync.Mutex
 }
 
 type config struct {
