@@ -29,6 +29,9 @@ astranet-ffi/test.sh 2>&1 | tee -a "$log"
 step "Python: the astranet package (pip install ./bindings/python, pytest, mypy --strict)"
 bindings/python/test.sh 2>&1 | tee -a "$log"
 
+step "Go: the package over libastranet (go test -race, examples, one mesh with the original)"
+bindings/go/test.sh 2>&1 | tee -a "$log"
+
 fuzz_seconds=${FUZZ_SECONDS:-15}
 if [ "$fuzz_seconds" -gt 0 ]; then
   step "Fuzz smoke run: every target for ${fuzz_seconds}s"

@@ -1,3 +1,3 @@
 module astranet.dev/astranet
 
-go 1.21
+go 1.22
