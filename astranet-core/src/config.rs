@@ -180,6 +180,8 @@ pub struct Config {
     pub resolve_interval: Duration,
     /// Longest wait between two attempts of [`Node::join`](crate::Node::join) to re-establish a link.
     pub max_reconnect_delay: Duration,
+    /// Encrypted, authenticated links (see [`crate::tls`]); `None`: plaintext links.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for Config {
@@ -197,6 +199,7 @@ impl Default for Config {
             linger: Duration::from_secs(10),
             max_reconnect_delay: Duration::from_secs(60),
             resolve_interval: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -217,6 +220,15 @@ pub struct NodeBuilder {
 }
 
 impl NodeBuilder {
+    /// Links over TLS with this identity (see [`crate::tls`]): every link this node
+    /// opens or accepts is encrypted and its peer authenticated by the mesh CA. The
+    /// node's host id becomes the one its certificate names.
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.config.host_id = tls.host_id();
+        self.config.tls = Some(tls);
+        self
+    }
+
     /// Fixes the host id instead of a random one (the default).
     pub fn host_id(mut self, id: HostId) -> Self {
         self.config.host_id = id;
@@ -394,6 +406,11 @@ impl Config {
         let positive = |name: &str, d: Duration| check(!d.is_zero(), || format!("{name} must be positive"));
         let id = self.host_id.0;
         check(id != 0 && id >> 63 == 0, || format!("host_id must be from 1 to 2^63 - 1, got {id}"))?;
+        if let Some(tls) = &self.tls {
+            check(tls.host_id() == self.host_id, || {
+                format!("host_id {} differs from {}, the one the TLS certificate names", self.host_id, tls.host_id())
+            })?;
+        }
         let k = &self.keepalive;
         positive("keepalive (its ping interval)", k.ping_after)?;
         positive("keepalive (its write timeout)", k.write_timeout)?;

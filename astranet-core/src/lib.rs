@@ -50,6 +50,7 @@ pub mod proto;
 mod registry;
 mod stats;
 mod stream;
+pub mod tls;
 
 pub use addr::{Addr, HostId, LinkId, ParseAddrError, Port};
 pub use config::{Config, KeepAlive, Limits, NodeBuilder, Role, Windows};
@@ -60,3 +61,4 @@ pub use proto::link::{CloseReason, LinkTimeout};
 pub use registry::{Reach, RouteInfo, ServiceInfo};
 pub use stats::{Counters, LinkInfo, Stats};
 pub use stream::Stream;
+pub use tls::TlsConfig;

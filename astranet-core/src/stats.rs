@@ -81,4 +81,6 @@ pub struct LinkInfo {
     pub rtt: Duration,
     /// The neighbour speaks only the original protocol (a Go node).
     pub v1: bool,
+    /// The link runs over TLS and the neighbour's certificate was verified.
+    pub secure: bool,
 }

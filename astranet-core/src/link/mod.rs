@@ -103,6 +103,7 @@ impl LinkHandle {
     /// Starts a link over `reader`/`sink`: our HANDSHAKE is queued and the three tasks
     /// spawned. `events` hears everything from now on.
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn spawn<R>(
         id: LinkId,
         local: HostId,
@@ -112,12 +113,16 @@ impl LinkHandle {
         reader: R,
         sink: Sink,
         remote_addr: Option<SocketAddr>,
+        authenticated: Option<HostId>,
     ) -> LinkHandle
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
         let raddr = remote_addr.map(|a| a.to_string()).unwrap_or_default();
-        let proto = Link::new(local, settings.link.clone(), raddr, Instant::now(), counters.clone());
+        let mut proto = Link::new(local, settings.link.clone(), raddr, Instant::now(), counters.clone());
+        if let Some(peer) = authenticated {
+            proto.authenticate(peer);
+        }
         let link = LinkHandle(Arc::new(Shared {
             id,
             local,

@@ -5,6 +5,7 @@ mod events;
 mod join;
 mod mesh;
 mod relay;
+mod secure;
 mod target;
 
 pub use target::{IntoTarget, Target};
@@ -91,7 +92,13 @@ impl NodeShared {
 
     /// Starts a link over `reader`/`sink` and registers it, unless the node is closing
     /// (then the link is closed at once).
-    pub(crate) fn start_link<R>(&self, reader: R, sink: Sink, remote_addr: Option<SocketAddr>) -> LinkHandle
+    pub(crate) fn start_link<R>(
+        &self,
+        reader: R,
+        sink: Sink,
+        remote_addr: Option<SocketAddr>,
+        authenticated: Option<HostId>,
+    ) -> LinkHandle
     where
         R: tokio::io::AsyncRead + Send + Unpin + 'static,
     {
@@ -106,6 +113,7 @@ impl NodeShared {
             reader,
             sink,
             remote_addr,
+            authenticated,
         );
         self.register_link(&link);
         link
@@ -365,7 +373,14 @@ impl Node {
                     }
                 };
                 let Some(node) = node.upgrade() else { return };
-                start_tcp_link(&node, socket, peer);
+                match node.config.tls.clone() {
+                    Some(tls) => {
+                        tokio::spawn(secure::accept(node, socket, peer, tls));
+                    }
+                    None => {
+                        start_tcp_link(&node, socket, peer);
+                    }
+                }
             }
         });
         Ok(local)
@@ -415,7 +430,7 @@ impl Node {
     {
         self.shared.check_open()?;
         let (r, w) = tokio::io::split(io);
-        let link = self.shared.start_link(r, Sink::Io(Box::new(w)), None);
+        let link = self.shared.start_link(r, Sink::Io(Box::new(w)), None, None);
         link.wait_up().await
     }
 
@@ -575,9 +590,10 @@ impl Node {
             .iter()
             .filter_map(|l| {
                 let peer = l.peer()?;
-                let (streams, rtt, v1) =
-                    l.with(|link, _| (link.stream_count(), link.rtt(), link.policy() == Policy::V1));
-                Some(LinkInfo { id: l.id, peer, remote_addr: l.remote_addr, streams, rtt, v1 })
+                let (streams, rtt, v1, secure) = l.with(|link, _| {
+                    (link.stream_count(), link.rtt(), link.policy() == Policy::V1, link.authenticated().is_some())
+                });
+                Some(LinkInfo { id: l.id, peer, remote_addr: l.remote_addr, streams, rtt, v1, secure })
             })
             .collect();
         out.sort_by_key(|l| l.id);
@@ -691,11 +707,14 @@ fn start_tcp_link(node: &NodeShared, socket: TcpStream, peer: SocketAddr) -> Lin
     // Frames are batched by the writer already; Nagle would only add latency.
     let _ = socket.set_nodelay(true);
     let (r, w) = socket.into_split();
-    node.start_link(r, Sink::Tcp(Arc::new(w)), Some(peer))
+    node.start_link(r, Sink::Tcp(Arc::new(w)), Some(peer), None)
 }
 
 pub(crate) async fn connect<A: ToSocketAddrs>(node: &NodeShared, addr: A) -> Result<LinkHandle> {
     let socket = TcpStream::connect(addr).await?;
+    if let Some(tls) = &node.config.tls {
+        return secure::connect(node, socket, tls).await;
+    }
     let peer = socket.peer_addr()?;
     Ok(start_tcp_link(node, socket, peer))
 }

@@ -176,6 +176,13 @@ impl Link {
         if peer == self.local {
             return Err(CloseReason::Protocol("the link leads back to this node".into()));
         }
+        if let Some(certified) = self.authenticated {
+            if certified != peer {
+                return Err(CloseReason::Protocol(format!(
+                    "the peer claims host id {peer}, its certificate names {certified}"
+                )));
+            }
+        }
         let policy = if hs.has(CAP_RST) { Policy::Extended } else { Policy::V1 };
         tracing::debug!(%peer, ?policy, raddr = %hs.raddr, "handshake");
         self.phase = Phase::Up { peer, policy };

@@ -147,6 +147,8 @@ pub struct Link {
     relay_grants: HashMap<(HostId, u32, HostId, u32), u32>,
     events: VecDeque<Event>,
     counters: Arc<Counters>,
+    /// The peer's host id as its certificate names it (see [`Link::authenticate`]).
+    authenticated: Option<HostId>,
 }
 
 impl Link {
@@ -167,6 +169,7 @@ impl Link {
             relay_grants: HashMap::new(),
             events: VecDeque::new(),
             counters,
+            authenticated: None,
         };
         let payload = Handshake::ours(raddr).encode();
         let h = Header {
@@ -179,6 +182,17 @@ impl Link {
         };
         link.out.push(h, &payload);
         link
+    }
+
+    /// The transport under the link authenticated the peer as `peer` (a TLS
+    /// certificate): its HANDSHAKE must carry that host id, or the link is closed.
+    pub fn authenticate(&mut self, peer: HostId) {
+        self.authenticated = Some(peer);
+    }
+
+    /// The host id the transport authenticated, if it did.
+    pub fn authenticated(&self) -> Option<HostId> {
+        self.authenticated
     }
 
     /// This node's host id.

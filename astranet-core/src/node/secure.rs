@@ -1,0 +1,81 @@
+//! Links over TLS: the accepting side (which also tells TLS from plaintext by the first
+//! byte) and the joining side. The TLS rules themselves are in [`crate::tls`].
+
+use super::{start_tcp_link, NodeShared};
+use crate::addr::HostId;
+use crate::error::{Error, Result};
+use crate::link::sink::Sink;
+use crate::link::LinkHandle;
+use crate::tls::{host_of, sni, TlsConfig, TLS_RECORD_HANDSHAKE};
+use rustls_pki_types::CertificateDer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// An accepted connection on a node with TLS: a TLS client becomes an authenticated
+/// link; a plaintext peer becomes a link only if the configuration allows it. Bounded
+/// by the handshake timeout: a connection that says nothing, or never completes its
+/// TLS handshake, is closed.
+pub(super) async fn accept(node: Arc<NodeShared>, socket: TcpStream, peer: SocketAddr, tls: TlsConfig) {
+    let limit = node.config.handshake_timeout;
+    let mut first = [0u8; 1];
+    let sniffed = tokio::time::timeout(limit, socket.peek(&mut first)).await;
+    match sniffed {
+        Ok(Ok(1)) if first[0] == TLS_RECORD_HANDSHAKE => {}
+        Ok(Ok(1)) if tls.plaintext_allowed() => {
+            start_tcp_link(&node, socket, peer);
+            return;
+        }
+        Ok(Ok(1)) => {
+            tracing::warn!(%peer, "plaintext link refused: this node requires TLS");
+            return;
+        }
+        Ok(_) => return,
+        Err(_) => {
+            tracing::warn!(%peer, ?limit, "connection closed: it sent nothing");
+            return;
+        }
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+    match tokio::time::timeout(limit, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => {
+            let host = certified(stream.get_ref().1.peer_certificates());
+            match host {
+                Ok(host) => {
+                    start(&node, stream, peer, host);
+                }
+                Err(why) => tracing::warn!(%peer, "link refused: {why}"),
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "link refused: TLS handshake failed"),
+        Err(_) => tracing::warn!(%peer, ?limit, "link refused: no TLS handshake within the handshake timeout"),
+    }
+}
+
+/// Joins `addr` over TLS.
+pub(super) async fn connect(node: &NodeShared, socket: TcpStream, tls: &TlsConfig) -> Result<LinkHandle> {
+    let peer = socket.peer_addr()?;
+    let _ = socket.set_nodelay(true);
+    let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+    let stream = connector
+        .connect(sni(), socket)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("TLS handshake with {peer}: {e}"))))?;
+    let host = certified(stream.get_ref().1.peer_certificates())
+        .map_err(|why| Error::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why)))?;
+    Ok(start(node, stream, peer, host))
+}
+
+fn certified(certs: Option<&[CertificateDer<'static>]>) -> std::result::Result<HostId, String> {
+    let own = certs.and_then(|c| c.first()).ok_or("the peer presented no certificate")?;
+    host_of(own)
+}
+
+fn start<S>(node: &NodeShared, stream: S, peer: SocketAddr, host: HostId) -> LinkHandle
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (r, w) = tokio::io::split(stream);
+    node.start_link(r, Sink::Io(Box::new(w)), Some(peer), Some(host))
+}
