@@ -31,6 +31,7 @@ pub struct LinkRow {
     pub streams: usize,
     pub rtt_ms: f64,
     pub v1: bool,
+    pub secure: bool,
 }
 
 #[derive(Serialize)]
@@ -79,6 +80,7 @@ impl Snapshot {
                     streams: l.streams,
                     rtt_ms: l.rtt.as_secs_f64() * 1e3,
                     v1: l.v1,
+                    secure: l.secure,
                 })
                 .collect(),
             services: node
@@ -200,7 +202,12 @@ pub fn render(v: &serde_json::Value) -> String {
         "ID", "PEER", "ADDRESS", "STREAMS", "RTT ms"
     );
     for l in v["links"].as_array().unwrap_or(&empty) {
-        let proto = if l["v1"].as_bool().unwrap_or(false) { "v1" } else { "extended" };
+        let proto = match (l["v1"].as_bool().unwrap_or(false), l["secure"].as_bool().unwrap_or(false)) {
+            (true, true) => "v1, tls",
+            (true, false) => "v1",
+            (false, true) => "extended, tls",
+            (false, false) => "extended",
+        };
         let rtt = l["rtt_ms"].as_f64().unwrap_or(0.0);
         let _ = writeln!(
             out,

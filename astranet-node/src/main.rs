@@ -15,6 +15,7 @@ mod control;
 mod expose;
 mod forward;
 mod gateway;
+mod keys;
 mod metrics;
 mod opts;
 mod probe;
@@ -62,6 +63,8 @@ enum Command {
     Status(StatusArgs),
     /// Join the mesh briefly: dial a service, list services, or wait for a name to go.
     Probe(probe::ProbeArgs),
+    /// Create the mesh CA and node certificates for TLS links.
+    Keys(keys::KeysArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -137,6 +140,7 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             probe::run(a).await
         }
         Command::Status(a) => status(a).await,
+        Command::Keys(a) => keys::run(a),
     }
 }
 

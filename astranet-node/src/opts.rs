@@ -56,6 +56,19 @@ pub struct NodeOpts {
     /// On SIGTERM/SIGINT, seconds open streams get to finish before the node closes.
     #[arg(long, env = "ASTRANET_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<f64>,
+    /// TLS: the mesh CA's certificate (PEM). With --tls-cert and --tls-key, every link
+    /// is encrypted and authenticated (see `astranet keys`).
+    #[arg(long, env = "ASTRANET_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: this node's certificate (PEM), signed by the mesh CA.
+    #[arg(long, env = "ASTRANET_TLS_CERT", requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: this node's private key (PEM).
+    #[arg(long, env = "ASTRANET_TLS_KEY", requires_all = ["tls_ca", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
+    /// TLS: also accept plaintext links (nodes without TLS, such as Go nodes).
+    #[arg(long, env = "ASTRANET_ALLOW_PLAINTEXT", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_plaintext: Option<bool>,
 }
 
 /// `--listen` for links, on the commands whose `--listen` means that (`forward`
@@ -100,7 +113,11 @@ impl NodeOpts {
             listener_backlog,
             control,
             metrics,
-            drain_timeout
+            drain_timeout,
+            tls_ca,
+            tls_cert,
+            tls_key,
+            allow_plaintext
         );
         Ok(self)
     }
@@ -128,6 +145,18 @@ impl NodeOpts {
         }
         if let Some(n) = self.listener_backlog {
             b = b.listener_backlog(n);
+        }
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                let tls = astranet::TlsConfig::from_pem_files(ca, cert, key)?;
+                b = b.tls(tls.allow_plaintext(self.allow_plaintext.unwrap_or(false)));
+            }
+            (None, None, None) => {
+                if self.allow_plaintext.is_some() {
+                    return Err("--allow-plaintext goes with --tls-ca, --tls-cert and --tls-key".into());
+                }
+            }
+            _ => return Err("TLS needs all of --tls-ca, --tls-cert and --tls-key (or their file keys)".into()),
         }
         Ok(b.try_build()?)
     }

@@ -501,3 +501,58 @@ fn expose_runs_the_application_and_ends_with_it() {
     let status = e.wait(Duration::from_secs(20));
     assert_eq!(status.code(), Some(3), "the application's exit status is the command's");
 }
+
+#[test]
+fn keys_make_a_tls_mesh_that_refuses_plaintext() {
+    let dir = std::env::temp_dir().join(format!("astranet-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let keys = dir.to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["keys", "ca", "--out", &keys]);
+    run(&["keys", "node", "router", "--ca", &keys, "--out", &keys]);
+    run(&["keys", "node", "web", "--ca", &keys, "--out", &keys, "--host-id", "00000000000000ab"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("web.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "private keys are for their owner only");
+
+    let tls = |name: &str| {
+        vec![
+            "--tls-ca".to_string(),
+            format!("{keys}/ca.pem"),
+            "--tls-cert".to_string(),
+            format!("{keys}/{name}.pem"),
+            "--tls-key".to_string(),
+            format!("{keys}/{name}.key"),
+        ]
+    };
+    let control = tmp_socket("tls");
+    let mut args: Vec<String> = ["node", "--listen", "127.0.0.1:0", "--role", "router", "--control", &control]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(tls("router"));
+    let mut r = Proc::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let raddr = r.line("listening ");
+    r.line("control ");
+
+    let mut args: Vec<String> =
+        ["node", "--join", &raddr, "--serve-echo", "db"].iter().map(|s| s.to_string()).collect();
+    args.extend(tls("web"));
+    let mut web = Proc::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(web.line("host "), "00000000000000ab", "the host id is the certificate's");
+    let v = eventually("the TLS link in the status", || {
+        let v = status_json(&control);
+        (v["links"].as_array().unwrap().len() == 1).then_some(v)
+    });
+    assert_eq!(v["links"][0]["secure"], true);
+    assert_eq!(v["links"][0]["peer"], "00000000000000ab");
+
+    // A node without TLS is refused.
+    let out = Command::new(BIN).args(["probe", "--join", &raddr, "--stats", "--wait", "0.2"]).output().unwrap();
+    assert!(!out.status.success(), "a plaintext node joined a TLS mesh");
+    assert_eq!(status_json(&control)["links"].as_array().unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
