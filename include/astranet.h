@@ -374,6 +374,28 @@ typedef struct astranet_node_config {
    * time (a peer that stalls mid-frame). Default 10000, as the Go package.
    */
   uint32_t frame_stall_timeout_ms;
+  /**
+   * TLS links (all three set, or none): the PEM text (NUL-terminated) of the mesh
+   * CA's certificate, of this node's certificate chain and of its private key (see
+   * `astranet keys` of the command line). Every link is then TLS 1.3 with both sides
+   * authenticated by the mesh CA, and the node's host id is the one its certificate
+   * names (`host_id` must be 0 or the same). NULL (the default): plaintext links.
+   * Read during `astranet_node_new` only.
+   */
+  const char *tls_ca_pem;
+  /**
+   * This node's certificate chain (PEM), its own first. See `tls_ca_pem`.
+   */
+  const char *tls_cert_pem;
+  /**
+   * This node's private key (PEM). See `tls_ca_pem`.
+   */
+  const char *tls_key_pem;
+  /**
+   * With TLS, also accept plaintext links (nodes without TLS, such as Go nodes):
+   * 1 yes, 0 (the default) no.
+   */
+  uint32_t tls_allow_plaintext;
 } astranet_node_config;
 
 /**

@@ -43,6 +43,29 @@ pub struct FlatConfig {
     pub max_stream_window: Option<u32>,
     /// Total receive-window growth per link.
     pub link_window_budget: Option<u64>,
+    /// TLS links (see the core's `tls` module): the PEM text of the mesh CA's
+    /// certificate, of this node's certificate chain and of its private key.
+    pub tls: Option<TlsPem>,
+}
+
+/// A node's TLS identity as PEM text.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TlsPem {
+    /// The mesh CA's certificate(s).
+    pub ca: Vec<u8>,
+    /// This node's certificate chain, its own first.
+    pub cert: Vec<u8>,
+    /// This node's private key.
+    pub key: Vec<u8>,
+    /// Also accept plaintext links.
+    pub allow_plaintext: bool,
+}
+
+impl std::fmt::Debug for TlsPem {
+    /// Without the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsPem").field("allow_plaintext", &self.allow_plaintext).finish_non_exhaustive()
+    }
 }
 
 fn size(v: u64, what: &str) -> Result<usize, Failure> {
@@ -59,6 +82,12 @@ impl FlatConfig {
         }
         if let Some(env) = self.env.as_deref().filter(|e| !e.is_empty()) {
             b = b.env(env.split('.'));
+        }
+        // TLS first: it sets the host id to the certificate's, and a different
+        // host_id given as well is then refused by validation.
+        if let Some(t) = &self.tls {
+            let tls = astranet::TlsConfig::from_pem(&t.ca, &t.cert, &t.key).map_err(Failure::from)?;
+            b = b.tls(tls.allow_plaintext(t.allow_plaintext));
         }
         if let Some(id) = self.host_id {
             b = b.host_id(HostId(id));

@@ -6,7 +6,7 @@ use crate::listener::{astranet_listener, ListenerH};
 use crate::poll::ReadySet;
 use crate::stream::{astranet_stream, StreamH};
 use crate::{c_str, ffi, fill_array, out};
-use astranet_embed::config::FlatConfig;
+use astranet_embed::config::{FlatConfig, TlsPem};
 use astranet_embed::runtime::Runtime;
 use astranet_embed::wait::{NoInterrupt, Wait};
 use std::ffi::{c_char, c_void};
@@ -95,6 +95,20 @@ pub struct astranet_node_config {
     /// A link is closed when a frame whose header arrived is not complete within this
     /// time (a peer that stalls mid-frame). Default 10000, as the Go package.
     pub frame_stall_timeout_ms: u32,
+    /// TLS links (all three set, or none): the PEM text (NUL-terminated) of the mesh
+    /// CA's certificate, of this node's certificate chain and of its private key (see
+    /// `astranet keys` of the command line). Every link is then TLS 1.3 with both sides
+    /// authenticated by the mesh CA, and the node's host id is the one its certificate
+    /// names (`host_id` must be 0 or the same). NULL (the default): plaintext links.
+    /// Read during `astranet_node_new` only.
+    pub tls_ca_pem: *const c_char,
+    /// This node's certificate chain (PEM), its own first. See `tls_ca_pem`.
+    pub tls_cert_pem: *const c_char,
+    /// This node's private key (PEM). See `tls_ca_pem`.
+    pub tls_key_pem: *const c_char,
+    /// With TLS, also accept plaintext links (nodes without TLS, such as Go nodes):
+    /// 1 yes, 0 (the default) no.
+    pub tls_allow_plaintext: u32,
 }
 
 /// Role: announces its services and links directly to hosts it reaches through a
@@ -133,6 +147,10 @@ fn defaults() -> astranet_node_config {
         role: ASTRANET_ROLE_PEER,
         environment: std::ptr::null(),
         frame_stall_timeout_ms: ms(c.frame_stall_timeout),
+        tls_ca_pem: std::ptr::null(),
+        tls_cert_pem: std::ptr::null(),
+        tls_key_pem: std::ptr::null(),
+        tls_allow_plaintext: 0,
     }
 }
 
@@ -161,6 +179,20 @@ fn flat(c: &astranet_node_config) -> Result<FlatConfig, Failure> {
         r => return Err(Failure::invalid(format!("role {r} is not an ASTRANET_ROLE_* value"))),
     };
     let env = if c.environment.is_null() { None } else { Some(c_str(c.environment, "environment")?.to_string()) };
+    let pem = |p: *const c_char, what: &str| -> Result<Option<Vec<u8>>, Failure> {
+        Ok(if p.is_null() { None } else { Some(c_str(p, what)?.as_bytes().to_vec()) })
+    };
+    let tls = match (
+        pem(c.tls_ca_pem, "tls_ca_pem")?,
+        pem(c.tls_cert_pem, "tls_cert_pem")?,
+        pem(c.tls_key_pem, "tls_key_pem")?,
+    ) {
+        (Some(ca), Some(cert), Some(key)) => {
+            Some(TlsPem { ca, cert, key, allow_plaintext: c.tls_allow_plaintext != 0 })
+        }
+        (None, None, None) => None,
+        _ => return Err(Failure::invalid("TLS needs all of tls_ca_pem, tls_cert_pem and tls_key_pem")),
+    };
     Ok(FlatConfig {
         role: Some(role),
         env,
@@ -178,6 +210,7 @@ fn flat(c: &astranet_node_config) -> Result<FlatConfig, Failure> {
         max_control_queue: Some(c.max_control_queue),
         max_stream_window: Some(c.max_stream_window),
         link_window_budget: Some(c.link_window_budget),
+        tls,
     })
 }
 

@@ -139,6 +139,38 @@ fn stream_obj(py: Python<'_>, s: astranet::Stream) -> PyResult<Py<PyAny>> {
     Ok(wrap(py, s)?.into_any())
 }
 
+/// PEM text given as ``bytes`` or read from a path (``str`` or ``os.PathLike``).
+fn pem(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    if let Ok(b) = v.cast::<pyo3::types::PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    let path: std::path::PathBuf =
+        v.extract().map_err(|_| PyTypeError::new_err(format!("{what} is a path or PEM bytes")))?;
+    std::fs::read(&path)
+        .map_err(|e| pyo3::exceptions::PyFileNotFoundError::new_err(format!("{what}: {}: {e}", path.display())))
+}
+
+fn tls_pem(
+    ca: Option<&Bound<'_, PyAny>>,
+    cert: Option<&Bound<'_, PyAny>>,
+    key: Option<&Bound<'_, PyAny>>,
+    allow_plaintext: bool,
+) -> PyResult<Option<astranet_embed::config::TlsPem>> {
+    match (ca, cert, key) {
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(astranet_embed::config::TlsPem {
+            ca: pem(ca, "tls_ca")?,
+            cert: pem(cert, "tls_cert")?,
+            key: pem(key, "tls_key")?,
+            allow_plaintext,
+        })),
+        (None, None, None) if !allow_plaintext => Ok(None),
+        (None, None, None) => {
+            Err(pyo3::exceptions::PyValueError::new_err("tls_allow_plaintext goes with tls_ca, tls_cert and tls_key"))
+        }
+        _ => Err(pyo3::exceptions::PyValueError::new_err("TLS needs all of tls_ca, tls_cert and tls_key")),
+    }
+}
+
 fn node_closed() -> PyErr {
     PyOSError::new_err((libc::ENOTCONN, "node closed"))
 }
@@ -156,6 +188,12 @@ fn node_closed() -> PyErr {
 /// ``linger`` (10 s), ``max_reconnect_delay`` (60 s), ``max_streams_per_link``,
 /// ``listener_backlog``, ``max_link_buffer``, ``link_write_queue``,
 /// ``max_control_queue``, ``max_stream_window``, ``link_window_budget``.
+///
+/// TLS links: ``tls_ca``, ``tls_cert`` and ``tls_key`` (all three: the mesh CA's
+/// certificate, this node's certificate chain and its private key, each a path or
+/// PEM ``bytes``; see ``astranet keys`` of the command line) make every link TLS 1.3
+/// with both sides authenticated by the mesh CA; the node's host id is then its
+/// certificate's. ``tls_allow_plaintext=True`` also accepts plaintext links.
 ///
 /// A context manager: ``with astranet.Node() as node: ...`` closes it on exit.
 #[pyclass(module = "astranet", frozen)]
@@ -176,7 +214,8 @@ impl Node {
     #[pyo3(signature = (*, role = None, env = None, host_id = None, keepalive = None, dial_timeout = None, handshake_timeout = None,
         frame_stall_timeout = None, linger = None, max_reconnect_delay = None, max_streams_per_link = None,
         listener_backlog = None, max_link_buffer = None, link_write_queue = None, max_control_queue = None,
-        max_stream_window = None, link_window_budget = None))]
+        max_stream_window = None, link_window_budget = None, tls_ca = None, tls_cert = None, tls_key = None,
+        tls_allow_plaintext = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         role: Option<&str>,
@@ -195,6 +234,10 @@ impl Node {
         max_control_queue: Option<u64>,
         max_stream_window: Option<u32>,
         link_window_budget: Option<u64>,
+        tls_ca: Option<&Bound<'_, PyAny>>,
+        tls_cert: Option<&Bound<'_, PyAny>>,
+        tls_key: Option<&Bound<'_, PyAny>>,
+        tls_allow_plaintext: bool,
     ) -> PyResult<Node> {
         check_fork()?;
         let secs = |name: &str, v: Option<f64>| v.map(|s| seconds(name, s)).transpose();
@@ -215,6 +258,7 @@ impl Node {
             max_control_queue,
             max_stream_window,
             link_window_budget,
+            tls: tls_pem(tls_ca, tls_cert, tls_key, tls_allow_plaintext)?,
         };
         let node = config.build().map_err(failure)?;
         Ok(Node { host: node.host_id().0, node: Mutex::new(Some(node)) })

@@ -14,6 +14,7 @@ else:
 
 from _typeshed import ReadableBuffer, WriteableBuffer
 import io
+import os
 
 __version__: str
 __all__ = ["Listener", "Node", "Stream", "_Notifier", "_Task", "_Waker", "__version__", "_at_exit"]
@@ -221,6 +222,10 @@ class Node:
         max_control_queue: Optional[int] = None,
         max_stream_window: Optional[int] = None,
         link_window_budget: Optional[int] = None,
+        tls_ca: Union[str, "os.PathLike[str]", bytes, None] = None,
+        tls_cert: Union[str, "os.PathLike[str]", bytes, None] = None,
+        tls_key: Union[str, "os.PathLike[str]", bytes, None] = None,
+        tls_allow_plaintext: bool = False,
     ) -> Self:
         """Creates a node (no I/O yet); every setting is optional."""
     @property
