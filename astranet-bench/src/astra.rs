@@ -1,6 +1,6 @@
 //! astranet: two nodes joined by one loopback TCP link; streams are dialed from one node
-//! to a listener on the other. And the same through one relay hop: both nodes joined
-//! to a router, which forwards every frame.
+//! to a listener on the other. The same over TLS, and through one relay hop: both
+//! nodes joined to a router, which forwards every frame.
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,7 +28,65 @@ pub struct Client {
 }
 
 fn node() -> Node {
-    Node::builder().max_streams_per_link(MAX_STREAMS).listener_backlog(BACKLOG).build()
+    builder().build()
+}
+
+fn builder() -> astranet::NodeBuilder {
+    Node::builder().max_streams_per_link(MAX_STREAMS).listener_backlog(BACKLOG)
+}
+
+/// The TLS identities of the two nodes: a mesh CA made for the run, and a certificate
+/// for each (ECDSA P-256, as `astranet keys` makes them).
+fn tls_identities() -> io::Result<(astranet::TlsConfig, astranet::TlsConfig)> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let fail = |e: rcgen::Error| io::Error::other(e.to_string());
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().map_err(fail)?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
+    let node = |host: u64| -> io::Result<astranet::TlsConfig> {
+        let params = CertificateParams::new(vec![astranet::tls::host_name(astranet::HostId(host))]).map_err(fail)?;
+        let key = KeyPair::generate().map_err(fail)?;
+        let cert = params.signed_by(&key, &ca_cert, &ca_key).map_err(fail)?;
+        astranet::TlsConfig::from_pem(ca_cert.pem().as_bytes(), cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .map_err(io::Error::other)
+    };
+    Ok((node(0x5e5e)?, node(0xc1c1)?))
+}
+
+/// [`Astranet`] with both nodes on TLS.
+pub struct AstranetTls;
+
+impl Transport for AstranetTls {
+    const KIND: Kind = Kind::Tls;
+    type Stream = astranet::Stream;
+    /// As [`Astranet`]'s, and the client's identity.
+    type Address = (SocketAddr, Addr, astranet::TlsConfig);
+    type Server = Server;
+    type Client = Client;
+
+    async fn serve() -> io::Result<(Server, Self::Address)> {
+        let (server_tls, client_tls) = tls_identities()?;
+        let node = builder().tls(server_tls).build();
+        let bound = node.listen("127.0.0.1:0").await.map_err(io::Error::other)?;
+        let listener = node.bind("").map_err(io::Error::other)?;
+        let target = Addr::new(node.host_id(), listener.local_addr().port);
+        Ok((Server { _node: node, listener }, (bound, target, client_tls)))
+    }
+
+    async fn connect((bound, target, tls): Self::Address) -> io::Result<Client> {
+        let node = builder().tls(tls).build();
+        node.join(bound).await.map_err(io::Error::other)?;
+        Ok(Client { node, target })
+    }
+
+    async fn open(client: &Client) -> io::Result<Self::Stream> {
+        Astranet::open(client).await
+    }
+
+    async fn accept(server: &Server) -> io::Result<Self::Stream> {
+        Astranet::accept(server).await
+    }
 }
 
 impl Transport for Astranet {

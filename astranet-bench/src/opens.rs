@@ -40,7 +40,7 @@ impl Section for Opens {
 
     /// Raw TCP cannot hold these counts in one process (two descriptors per connection).
     fn applies(&self, kind: Kind) -> bool {
-        matches!(kind, Kind::Yamux | Kind::Astranet | Kind::GoOriginal)
+        matches!(kind, Kind::Yamux | Kind::Astranet | Kind::Tls | Kind::GoOriginal)
     }
 
     /// The Go program opens and holds the streams in its own process, with the yamux

@@ -30,6 +30,10 @@ pub enum Kind {
     #[value(name = "relayed")]
     #[serde(rename = "astranet_relayed")]
     Relayed,
+    /// This project over one TLS 1.3 link (mesh CA, both sides authenticated).
+    #[value(name = "tls")]
+    #[serde(rename = "astranet_tls")]
+    Tls,
     /// The original Go astranet package, both ends in a Go process of their own
     /// (`astranet-bench/goastranet`), over one TCP link.
     #[value(name = "go")]
@@ -38,7 +42,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Tcp, Kind::Yamux, Kind::Astranet, Kind::Relayed, Kind::GoOriginal];
+    pub const ALL: [Kind; 6] = [Kind::Tcp, Kind::Yamux, Kind::Astranet, Kind::Relayed, Kind::Tls, Kind::GoOriginal];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -46,6 +50,7 @@ impl Kind {
             Kind::Yamux => "yamux",
             Kind::Astranet => "astranet",
             Kind::Relayed => "astranet relayed",
+            Kind::Tls => "astranet+tls",
             Kind::GoOriginal => "Go astranet",
         }
     }

@@ -141,11 +141,12 @@ impl Recorder<'_> {
 }
 
 /// Ratio columns: (numerator, denominator, column title).
-const RATIO_COLUMNS: [(Kind, Kind, &str); 4] = [
+const RATIO_COLUMNS: [(Kind, Kind, &str); 5] = [
     (Kind::Astranet, Kind::Tcp, "astranet/TCP"),
     (Kind::Astranet, Kind::Yamux, "astranet/yamux"),
     (Kind::Astranet, Kind::GoOriginal, "astranet/Go"),
     (Kind::Relayed, Kind::Astranet, "relayed/direct"),
+    (Kind::Tls, Kind::Astranet, "tls/plain"),
 ];
 
 /// The part of a JSON document (see [`Report::json`]) that [`Report::absorb`] reads.

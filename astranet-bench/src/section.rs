@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use crate::astra::{Astranet, Relayed};
+use crate::astra::{Astranet, AstranetTls, Relayed};
 use crate::pair::{Kind, Transport};
 use crate::report::{Recorder, Report};
 use crate::tcp::Tcp;
@@ -46,6 +46,7 @@ pub async fn across<S: Section>(section: &S, kinds: &[Kind], report: &mut Report
             Kind::Yamux => section.run::<Yamux>(&mut rec).await,
             Kind::Astranet => section.run::<Astranet>(&mut rec).await,
             Kind::Relayed => section.run::<Relayed>(&mut rec).await,
+            Kind::Tls => section.run::<AstranetTls>(&mut rec).await,
             Kind::GoOriginal => section.run_go(&mut rec).await,
         };
         if let Err(e) = result {
