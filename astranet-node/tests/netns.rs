@@ -306,3 +306,41 @@ fn a_gateway_reaches_a_service_exposed_beyond_the_router() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "502");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// TLS across hosts: the router, a service host and a client each with a certificate of
+/// one mesh CA (made by `astranet keys`); a node without TLS does not get in.
+#[test]
+fn a_tls_mesh_across_hosts() {
+    let Some(mut hosts) = setup("tls") else { return };
+    let dir = std::env::temp_dir().join(format!("astranet-netns-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let keys = dir.to_str().unwrap().to_string();
+    let keygen = |args: &[&str]| assert!(Command::new(NODE).arg("keys").args(args).status().unwrap().success());
+    keygen(&["ca", "--out", &keys]);
+    for name in ["r", "a", "b"] {
+        keygen(&["node", name, "--ca", &keys, "--out", &keys]);
+    }
+    let tls = |name: &str| -> Vec<String> {
+        vec![
+            "--tls-ca".into(),
+            format!("{keys}/ca.pem"),
+            "--tls-cert".into(),
+            format!("{keys}/{name}.pem"),
+            "--tls-key".into(),
+            format!("{keys}/{name}.key"),
+        ]
+    };
+    let with =
+        |base: &[&str], name: &str| -> Vec<String> { base.iter().map(|s| s.to_string()).chain(tls(name)).collect() };
+    let args = with(&["--listen", "0.0.0.0:7000", "--role", "router"], "r");
+    hosts.spawn("r", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    std::thread::sleep(Duration::from_millis(300));
+    let args = with(&["--join", "10.77.2.1:7000", "--serve-echo", "db"], "b");
+    hosts.spawn("b", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = with(&["--join", "10.77.1.1:7000", "--dial", "db", "--message", "sealed"], "a");
+    let out = eventually(&hosts, "a", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("echoed sealed"), "{out}");
+    let plain = hosts.run("a", &["--join", "10.77.1.1:7000", "--dial", "db", "--wait", "2"]);
+    assert!(!plain.status.success(), "a node without TLS reached the mesh");
+    let _ = std::fs::remove_dir_all(dir);
+}

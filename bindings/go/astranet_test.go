@@ -440,3 +440,51 @@ func TestGOMAXPROCS1(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../tests/fixtures/tls/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestTLS(t *testing.T) {
+	ca := fixture(t, "ca.pem")
+	node := func(who string, plaintext bool) *Node {
+		return New(WithTLS(ca, fixture(t, who+".pem"), fixture(t, who+".key"), plaintext))
+	}
+	server, client := pair(t, node("a", false), node("b", false))
+	if server.HostID() != 0xa || client.HostID() != 0xb {
+		t.Fatalf("host ids %x %x: not the certificates'", server.HostID(), client.HostID())
+	}
+	l, _ := server.Bind("", "")
+	defer l.Close()
+	echoServer(t, l)
+	c, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("over TLS"))
+	got := make([]byte, 8)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "over TLS" {
+		t.Fatalf("%q %v", got, err)
+	}
+	c.Close()
+
+	// A plaintext node and a node of another CA are refused.
+	addr, _ := server.Listen("tcp", "127.0.0.1:0")
+	for _, n := range []*Node{New(), node("intruder", false)} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.JoinContext(ctx, "tcp", addr.String()); err == nil {
+			t.Fatal("joined a TLS mesh without a certificate of its CA")
+		}
+		cancel()
+		n.Close()
+	}
+	bad := New(WithTLS([]byte("not pem"), nil, nil, false))
+	if _, err := bad.Dial("", "x"); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("invalid TLS settings: %v", err)
+	}
+}

@@ -48,6 +48,12 @@ type config struct {
 	hostID      uint64
 	keepalive   time.Duration
 	dialTimeout time.Duration
+	tls         *tlsPEM
+}
+
+type tlsPEM struct {
+	ca, cert, key  []byte
+	allowPlaintext bool
 }
 
 // Option sets up a node created by New.
@@ -62,6 +68,17 @@ func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepaliv
 
 // WithDialTimeout sets how long Dial waits by default (also for a name to be announced).
 func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
+
+// WithTLS makes every link of the node TLS 1.3, both sides authenticated by the mesh
+// CA: the PEM text of the CA's certificate, of this node's certificate chain and of its
+// private key (made by `astranet keys`). The node's host id becomes the one its
+// certificate names. allowPlaintext also accepts links from nodes without TLS (the
+// original Go package has none).
+func WithTLS(caPEM, certPEM, keyPEM []byte, allowPlaintext bool) Option {
+	return func(c *config) {
+		c.tls = &tlsPEM{ca: caPEM, cert: certPEM, key: keyPEM, allowPlaintext: allowPlaintext}
+	}
+}
 
 // New returns a node (a peer: it serves and dials, and does not relay). It starts on
 // first use.
@@ -112,6 +129,16 @@ func (n *Node) start() error {
 		}
 		if n.cfg.dialTimeout > 0 {
 			cfg.dial_timeout_ms = C.uint32_t(n.cfg.dialTimeout / time.Millisecond)
+		}
+		if t := n.cfg.tls; t != nil {
+			ca, cert, key := C.CString(string(t.ca)), C.CString(string(t.cert)), C.CString(string(t.key))
+			defer free(ca)
+			defer free(cert)
+			defer free(key)
+			cfg.tls_ca_pem, cfg.tls_cert_pem, cfg.tls_key_pem = ca, cert, key
+			if t.allowPlaintext {
+				cfg.tls_allow_plaintext = 1
+			}
 		}
 		var env *C.char
 		if n.cfg.env != "" {
