@@ -117,6 +117,9 @@ pub struct Limits {
     /// Bytes of control frames (answers to the peer's frames, DIALs, credit) queued on
     /// a link; a peer that makes it grow past this by not reading is disconnected.
     pub max_control_queue: usize,
+    /// Links (and connections still in their handshake) accepted from one source IP
+    /// address; further connections from it are closed at once.
+    pub max_links_per_address: usize,
 }
 
 impl Default for Limits {
@@ -124,6 +127,7 @@ impl Default for Limits {
         Limits {
             max_streams_per_link: 1 << 20,
             listener_backlog: 65_536,
+            max_links_per_address: 256,
             max_link_buffer: 1 << 30,
             link_write_queue: 1 << 20,
             max_relayed_streams_per_host: 1 << 20,
@@ -292,6 +296,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Sets [`Limits::max_links_per_address`]: links accepted from one source address.
+    pub fn max_links_per_address(mut self, n: usize) -> Self {
+        self.config.limits.max_links_per_address = n;
+        self
+    }
+
     /// Sets [`Limits::listener_backlog`]: dials waiting for `accept` per listener,
     /// beyond which dials are refused (RST, or dropped for a v1 peer). Default: 65,536.
     pub fn listener_backlog(mut self, n: usize) -> Self {
@@ -425,6 +435,7 @@ impl Config {
         let l = &self.limits;
         check(l.max_streams_per_link > 0, || "max_streams_per_link must be at least 1".into())?;
         check(l.listener_backlog > 0, || "listener_backlog must be at least 1".into())?;
+        check(l.max_links_per_address > 0, || "max_links_per_address must be at least 1".into())?;
         check(l.link_write_queue > 0, || "link_write_queue must be at least 1".into())?;
         // A peer may send a whole initial window on one stream before we read a byte.
         check(l.max_link_buffer >= INITIAL_WINDOW as usize, || {

@@ -674,3 +674,26 @@ async fn a_peer_that_floods_without_reading_its_answers_is_disconnected() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn links_from_one_address_are_capped() {
+    let node = Node::builder().max_links_per_address(2).build();
+    let addr = node.listen("127.0.0.1:0").await.unwrap();
+    let (a, b, c) = (Node::new(), Node::new(), Node::builder().handshake_timeout(Duration::from_millis(500)).build());
+    within(5, a.join(addr)).await.unwrap();
+    within(5, b.join(addr)).await.unwrap();
+    // A third from 127.0.0.1 is closed at once.
+    assert!(within(5, c.join(addr)).await.is_err());
+    assert_eq!(node.links().len(), 2);
+    // A place frees when a link closes.
+    a.close();
+    for _ in 0..100 {
+        if node.links().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let d = Node::new();
+    within(5, d.join(addr)).await.unwrap();
+    assert_eq!(node.links().len(), 2);
+}

@@ -47,6 +47,9 @@ pub struct NodeOpts {
     /// Dials waiting for accept per listener at most.
     #[arg(long, env = "ASTRANET_LISTENER_BACKLOG")]
     pub listener_backlog: Option<usize>,
+    /// Links accepted from one source IP address at most (handshakes in progress count).
+    #[arg(long, env = "ASTRANET_MAX_LINKS_PER_ADDRESS")]
+    pub max_links_per_address: Option<usize>,
     /// Serve `astranet status` on this Unix socket (created with mode 0600).
     #[arg(long, env = "ASTRANET_CONTROL")]
     pub control: Option<PathBuf>,
@@ -111,6 +114,7 @@ impl NodeOpts {
             dial_timeout,
             max_streams_per_link,
             listener_backlog,
+            max_links_per_address,
             control,
             metrics,
             drain_timeout,
@@ -145,6 +149,9 @@ impl NodeOpts {
         }
         if let Some(n) = self.listener_backlog {
             b = b.listener_backlog(n);
+        }
+        if let Some(n) = self.max_links_per_address {
+            b = b.max_links_per_address(n);
         }
         match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
             (Some(ca), Some(cert), Some(key)) => {

@@ -1,5 +1,6 @@
 //! The node: an astranet instance with its host id, links, listeners and ports.
 
+mod admission;
 mod direct;
 mod events;
 mod join;
@@ -78,6 +79,8 @@ pub(crate) struct NodeShared {
     /// Accept loops and re-join supervisors, stopped on close.
     background: Mutex<Vec<AbortHandle>>,
     closed: AtomicBool,
+    /// Links accepted per source address (see [`admission`]).
+    inbound: Mutex<admission::Inbound>,
 }
 
 impl NodeShared {
@@ -161,6 +164,7 @@ impl NodeShared {
             }
             links.by_host.retain(|_, list| !list.is_empty());
         }
+        self.inbound_closed(link.id);
         self.link_lost(link.id);
         self.relay_link_lost(link.id);
         self.followers_lost(link.id);
@@ -338,6 +342,7 @@ impl Node {
                 joined: Mutex::default(),
                 background: Mutex::default(),
                 closed: AtomicBool::new(false),
+                inbound: Mutex::new(admission::Inbound::default()),
             }),
         }
     }
@@ -373,12 +378,18 @@ impl Node {
                     }
                 };
                 let Some(node) = node.upgrade() else { return };
+                let Some(admission) = node.admit(peer.ip()) else {
+                    let max = node.config.limits.max_links_per_address;
+                    tracing::warn!(%peer, max, "connection refused: its address holds its limit of links");
+                    continue;
+                };
                 match node.config.tls.clone() {
                     Some(tls) => {
-                        tokio::spawn(secure::accept(node, socket, peer, tls));
+                        tokio::spawn(secure::accept(node, socket, peer, tls, admission));
                     }
                     None => {
-                        start_tcp_link(&node, socket, peer);
+                        let link = start_tcp_link(&node, socket, peer);
+                        admission.into_link(&node, &link);
                     }
                 }
             }

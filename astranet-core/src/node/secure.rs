@@ -1,6 +1,7 @@
 //! Links over TLS: the accepting side (which also tells TLS from plaintext by the first
 //! byte) and the joining side. The TLS rules themselves are in [`crate::tls`].
 
+use super::admission::Admission;
 use super::{start_tcp_link, NodeShared};
 use crate::addr::HostId;
 use crate::error::{Error, Result};
@@ -17,14 +18,21 @@ use tokio::net::TcpStream;
 /// link; a plaintext peer becomes a link only if the configuration allows it. Bounded
 /// by the handshake timeout: a connection that says nothing, or never completes its
 /// TLS handshake, is closed.
-pub(super) async fn accept(node: Arc<NodeShared>, socket: TcpStream, peer: SocketAddr, tls: TlsConfig) {
+pub(super) async fn accept(
+    node: Arc<NodeShared>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    tls: TlsConfig,
+    admission: Admission,
+) {
     let limit = node.config.handshake_timeout;
     let mut first = [0u8; 1];
     let sniffed = tokio::time::timeout(limit, socket.peek(&mut first)).await;
     match sniffed {
         Ok(Ok(1)) if first[0] == TLS_RECORD_HANDSHAKE => {}
         Ok(Ok(1)) if tls.plaintext_allowed() => {
-            start_tcp_link(&node, socket, peer);
+            let link = start_tcp_link(&node, socket, peer);
+            admission.into_link(&node, &link);
             return;
         }
         Ok(Ok(1)) => {
@@ -43,7 +51,8 @@ pub(super) async fn accept(node: Arc<NodeShared>, socket: TcpStream, peer: Socke
             let host = certified(stream.get_ref().1.peer_certificates());
             match host {
                 Ok(host) => {
-                    start(&node, stream, peer, host);
+                    let link = start(&node, stream, peer, host);
+                    admission.into_link(&node, &link);
                 }
                 Err(why) => tracing::warn!(%peer, "link refused: {why}"),
             }
