@@ -186,6 +186,9 @@ pub struct Config {
     pub max_reconnect_delay: Duration,
     /// Encrypted, authenticated links (see [`crate::tls`]); `None`: plaintext links.
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Who may join, announce and dial (see [`crate::access`]); needs `tls`. `None`:
+    /// every peer the mesh CA certified may do everything.
+    pub access: Option<crate::access::AccessPolicy>,
 }
 
 impl Default for Config {
@@ -204,6 +207,7 @@ impl Default for Config {
             max_reconnect_delay: Duration::from_secs(60),
             resolve_interval: Duration::from_secs(10),
             tls: None,
+            access: None,
         }
     }
 }
@@ -230,6 +234,13 @@ impl NodeBuilder {
     pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
         self.config.host_id = tls.host_id();
         self.config.tls = Some(tls);
+        self
+    }
+
+    /// Access rules for peers, by their certificate names (see [`crate::access`]).
+    /// Needs [`NodeBuilder::tls`].
+    pub fn access(mut self, policy: crate::access::AccessPolicy) -> Self {
+        self.config.access = Some(policy);
         self
     }
 
@@ -416,6 +427,9 @@ impl Config {
         let positive = |name: &str, d: Duration| check(!d.is_zero(), || format!("{name} must be positive"));
         let id = self.host_id.0;
         check(id != 0 && id >> 63 == 0, || format!("host_id must be from 1 to 2^63 - 1, got {id}"))?;
+        check(self.access.is_none() || self.tls.is_some(), || {
+            "an access policy needs TLS: peers are named by their certificates".into()
+        })?;
         if let Some(tls) = &self.tls {
             check(tls.host_id() == self.host_id, || {
                 format!("host_id {} differs from {}, the one the TLS certificate names", self.host_id, tls.host_id())

@@ -40,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 mod addr;
 mod config;
 mod error;
@@ -52,6 +53,7 @@ mod stats;
 mod stream;
 pub mod tls;
 
+pub use access::{AccessPolicy, AccessRule};
 pub use addr::{Addr, HostId, LinkId, ParseAddrError, Port};
 pub use config::{Config, KeepAlive, Limits, NodeBuilder, Role, Windows};
 pub use error::{Error, Result};

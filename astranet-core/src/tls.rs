@@ -163,6 +163,15 @@ pub(crate) fn host_of(cert: &CertificateDer<'_>) -> std::result::Result<HostId, 
         .ok_or_else(|| format!("the certificate names no host id (a DNS name <16 hex digits>{HOST_NAME_SUFFIX})"))
 }
 
+/// The certificate's subject common name ("" when it has none): how access rules name
+/// a peer.
+pub(crate) fn name_of(cert: &CertificateDer<'_>) -> String {
+    x509_parser::parse_x509_certificate(cert.as_ref())
+        .ok()
+        .and_then(|(_, c)| c.subject().iter_common_name().next().and_then(|n| n.as_str().ok().map(str::to_string)))
+        .unwrap_or_default()
+}
+
 /// Verifies a listening peer's certificate against the mesh CA, for the host name the
 /// certificate itself carries (a joining node does not know beforehand which host it
 /// reaches; the HANDSHAKE that follows must then match it).

@@ -3,7 +3,8 @@
 
 mod common;
 
-use astranet::{Error, HostId, Node, TlsConfig};
+use astranet::proto::RstReason;
+use astranet::{AccessPolicy, AccessRule, Error, HostId, Node, TlsConfig};
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::sync::Arc;
@@ -35,7 +36,12 @@ impl Ca {
     }
 
     fn tls(&self, host: u64) -> TlsConfig {
-        let (cert, key) = self.node(host, &format!("node-{host}"));
+        self.named(host, &format!("node-{host}"))
+    }
+
+    /// The identity of a node whose certificate's common name is `name`.
+    fn named(&self, host: u64, name: &str) -> TlsConfig {
+        let (cert, key) = self.node(host, name);
         TlsConfig::from_pem(self.cert.pem().as_bytes(), cert.as_bytes(), key.as_bytes()).unwrap()
     }
 }
@@ -191,5 +197,50 @@ fn a_host_id_other_than_the_certificates_is_refused() {
     let err = Node::builder().tls(ca.tls(0x1111)).host_id(HostId(0x2222)).try_build().unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
     let err = TlsConfig::from_pem(ca.cert.pem().as_bytes(), b"not pem", b"").unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+}
+
+#[tokio::test]
+async fn the_access_policy_decides_who_joins_announces_and_dials() {
+    let ca = Ca::new("mesh");
+    let policy = AccessPolicy::new().allow(AccessRule::peers("web-*").may_announce("web-*").may_dial("db"));
+    let server = Node::builder().tls(ca.named(0x1111, "db-server")).access(policy).build();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    let db = server.bind("db").unwrap();
+    let _secret = server.bind("secret").unwrap();
+    tokio::spawn(async move {
+        while let Ok(mut s) = db.accept().await {
+            let _ = s.write_all(b"db here").await;
+        }
+    });
+
+    // No rule names "intruder-1": certified by the mesh CA, still refused.
+    let intruder =
+        Node::builder().tls(ca.named(0x3333, "intruder-1")).handshake_timeout(Duration::from_secs(2)).build();
+    assert!(within(10, intruder.join(addr)).await.is_err());
+
+    let web = Node::builder().tls(ca.named(0x2222, "web-1")).build();
+    within(10, web.join(addr)).await.unwrap();
+    // It may dial "db"...
+    let mut c = within(10, web.dial("db")).await.unwrap();
+    let mut hello = [0u8; 7];
+    within(10, c.read_exact(&mut hello)).await.unwrap();
+    assert_eq!(&hello, b"db here");
+    // ...not "secret": refused with its own reason, at once.
+    let err = within(10, web.dial("secret")).await.unwrap_err();
+    assert!(matches!(err, Error::Refused { reason: RstReason::Forbidden, .. }), "{err}");
+
+    // Its announcements: "web-a" is stored, "evil" dropped.
+    let _a = web.bind("web-a").unwrap();
+    let _evil = web.bind("evil").unwrap();
+    let mut watch = server.watch_services();
+    within(10, watch.wait_for(Duration::from_secs(5), |s| s.iter().any(|s| s.name == "web-a"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(server.services().iter().all(|s| s.name != "evil"), "{:?}", server.services());
+}
+
+#[test]
+fn an_access_policy_needs_tls() {
+    let err = Node::builder().access(AccessPolicy::new()).try_build().unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
 }

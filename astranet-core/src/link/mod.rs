@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     /// DIALs of this link waiting in listener backlogs (count against the stream limit).
     pub pending_dials: AtomicUsize,
+    /// Who the peer is, as TLS authenticated it (`None`: a plaintext link).
+    pub identity: Option<Identity>,
     tasks: Mutex<Vec<AbortHandle>>,
     /// Woken after each batch the writer wrote: readers of other links that wait for
     /// this one to drain (see [`LinkHandle::congested_by`]).
@@ -86,6 +88,14 @@ pub(crate) struct Shared {
 struct Inner {
     link: Link,
     direct: Option<Arc<OwnedWriteHalf>>,
+}
+
+/// A peer as its certificate names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub host: HostId,
+    /// The certificate's common name (what access rules match).
+    pub name: String,
 }
 
 /// A running link. Cheap to clone.
@@ -113,15 +123,15 @@ impl LinkHandle {
         reader: R,
         sink: Sink,
         remote_addr: Option<SocketAddr>,
-        authenticated: Option<HostId>,
+        identity: Option<Identity>,
     ) -> LinkHandle
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
         let raddr = remote_addr.map(|a| a.to_string()).unwrap_or_default();
         let mut proto = Link::new(local, settings.link.clone(), raddr, Instant::now(), counters.clone());
-        if let Some(peer) = authenticated {
-            proto.authenticate(peer);
+        if let Some(id) = &identity {
+            proto.authenticate(id.host);
         }
         let link = LinkHandle(Arc::new(Shared {
             id,
@@ -134,6 +144,7 @@ impl LinkHandle {
             settings,
             counters,
             pending_dials: AtomicUsize::new(0),
+            identity,
             tasks: Mutex::new(Vec::new()),
             drained: Notify::new(),
             congested_hop: Mutex::new(None),

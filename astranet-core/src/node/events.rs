@@ -28,10 +28,28 @@ impl LinkEvents for NodeShared {
 }
 
 impl NodeShared {
+    /// Whether the access policy lets the peer of `link` dial the service `name`
+    /// (always, without a policy).
+    fn may_dial(&self, link: &LinkHandle, name: &str) -> bool {
+        let Some(policy) = &self.config.access else { return true };
+        link.identity.as_ref().and_then(|id| policy.rule_for(&id.name)).is_some_and(|r| r.allows_dial(name))
+    }
+
+    /// Whether the access policy lets the peer of `link` announce `name`.
+    pub(super) fn may_announce(&self, link: &LinkHandle, name: &str) -> bool {
+        let Some(policy) = &self.config.access else { return true };
+        link.identity.as_ref().and_then(|id| policy.rule_for(&id.name)).is_some_and(|r| r.allows_announce(name))
+    }
+
     /// Hands a DIAL to the listener on its port, or refuses it.
     fn offer_dial(&self, link: &LinkHandle, key: StreamKey) {
         let refusal = match self.listener(key.local_port) {
             None => Err(RstReason::NoListener),
+            Some(listener) if !self.may_dial(link, listener.name().unwrap_or("")) => {
+                tracing::warn!(peer = ?link.identity.as_ref().map(|i| &i.name), service = listener.name().unwrap_or(""),
+                    "dial refused by the access policy");
+                Err(RstReason::Forbidden)
+            }
             Some(_) if link.load() >= self.config.limits.max_streams_per_link => Err(RstReason::StreamLimit),
             Some(listener) => listener.offer(link, key),
         };

@@ -56,6 +56,11 @@ impl NodeShared {
         if addr.host.0 == 0 || addr.host == self.host_id() {
             return;
         }
+        // Withdrawals pass: a name that was never stored is not in the registry anyway.
+        if cmd == Command::Service && !self.may_announce(link, name) {
+            tracing::warn!(link = %link.id, peer = %via, name, "announcement refused by the access policy");
+            return;
+        }
         let limit = self.config.limits.max_announcements_per_link;
         let routes = self.config.role.routes();
         let direct = addr.host == via;

@@ -100,7 +100,7 @@ impl NodeShared {
         reader: R,
         sink: Sink,
         remote_addr: Option<SocketAddr>,
-        authenticated: Option<HostId>,
+        identity: Option<crate::link::Identity>,
     ) -> LinkHandle
     where
         R: tokio::io::AsyncRead + Send + Unpin + 'static,
@@ -116,7 +116,7 @@ impl NodeShared {
             reader,
             sink,
             remote_addr,
-            authenticated,
+            identity,
         );
         self.register_link(&link);
         link

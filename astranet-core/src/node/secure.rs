@@ -3,11 +3,11 @@
 
 use super::admission::Admission;
 use super::{start_tcp_link, NodeShared};
-use crate::addr::HostId;
 use crate::error::{Error, Result};
 use crate::link::sink::Sink;
+use crate::link::Identity;
 use crate::link::LinkHandle;
-use crate::tls::{host_of, sni, TlsConfig, TLS_RECORD_HANDSHAKE};
+use crate::tls::{host_of, name_of, sni, TlsConfig, TLS_RECORD_HANDSHAKE};
 use rustls_pki_types::CertificateDer;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,16 +47,13 @@ pub(super) async fn accept(
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
     match tokio::time::timeout(limit, acceptor.accept(socket)).await {
-        Ok(Ok(stream)) => {
-            let host = certified(stream.get_ref().1.peer_certificates());
-            match host {
-                Ok(host) => {
-                    let link = start(&node, stream, peer, host);
-                    admission.into_link(&node, &link);
-                }
-                Err(why) => tracing::warn!(%peer, "link refused: {why}"),
+        Ok(Ok(stream)) => match certified(&node, stream.get_ref().1.peer_certificates()) {
+            Ok(identity) => {
+                let link = start(&node, stream, peer, identity);
+                admission.into_link(&node, &link);
             }
-        }
+            Err(why) => tracing::warn!(%peer, "link refused: {why}"),
+        },
         Ok(Err(e)) => tracing::warn!(%peer, error = %e, "link refused: TLS handshake failed"),
         Err(_) => tracing::warn!(%peer, ?limit, "link refused: no TLS handshake within the handshake timeout"),
     }
@@ -71,20 +68,27 @@ pub(super) async fn connect(node: &NodeShared, socket: TcpStream, tls: &TlsConfi
         .connect(sni(), socket)
         .await
         .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("TLS handshake with {peer}: {e}"))))?;
-    let host = certified(stream.get_ref().1.peer_certificates())
+    let identity = certified(node, stream.get_ref().1.peer_certificates())
         .map_err(|why| Error::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why)))?;
-    Ok(start(node, stream, peer, host))
+    Ok(start(node, stream, peer, identity))
 }
 
-fn certified(certs: Option<&[CertificateDer<'static>]>) -> std::result::Result<HostId, String> {
+/// Who the peer's certificate says it is, if the node's access policy lets it join.
+fn certified(node: &NodeShared, certs: Option<&[CertificateDer<'static>]>) -> std::result::Result<Identity, String> {
     let own = certs.and_then(|c| c.first()).ok_or("the peer presented no certificate")?;
-    host_of(own)
+    let identity = Identity { host: host_of(own)?, name: name_of(own) };
+    if let Some(policy) = &node.config.access {
+        if policy.rule_for(&identity.name).is_none() {
+            return Err(format!("{:?} (host {}) may not join: no access rule names it", identity.name, identity.host));
+        }
+    }
+    Ok(identity)
 }
 
-fn start<S>(node: &NodeShared, stream: S, peer: SocketAddr, host: HostId) -> LinkHandle
+fn start<S>(node: &NodeShared, stream: S, peer: SocketAddr, identity: Identity) -> LinkHandle
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (r, w) = tokio::io::split(stream);
-    node.start_link(r, Sink::Io(Box::new(w)), Some(peer), Some(host))
+    node.start_link(r, Sink::Io(Box::new(w)), Some(peer), Some(identity))
 }

@@ -199,6 +199,8 @@ pub enum RstReason {
     /// A relay on the way carries as many relayed streams as it allows (for the
     /// dialing host, or in total).
     RelayLimit = 5,
+    /// The listening node's access policy does not let the dialer reach the service.
+    Forbidden = 6,
 }
 
 impl RstReason {
@@ -210,6 +212,7 @@ impl RstReason {
             3 => RstReason::StreamLimit,
             4 => RstReason::Closing,
             5 => RstReason::RelayLimit,
+            6 => RstReason::Forbidden,
             _ => RstReason::Aborted,
         }
     }
@@ -224,6 +227,7 @@ impl fmt::Display for RstReason {
             RstReason::StreamLimit => "stream limit of the link reached",
             RstReason::Closing => "node shutting down",
             RstReason::RelayLimit => "relay stream limit reached",
+            RstReason::Forbidden => "forbidden by the listening node's access policy",
         })
     }
 }
