@@ -72,6 +72,24 @@ pub struct NodeOpts {
     /// TLS: also accept plaintext links (nodes without TLS, such as Go nodes).
     #[arg(long, env = "ASTRANET_ALLOW_PLAINTEXT", num_args = 0..=1, default_missing_value = "true")]
     pub allow_plaintext: Option<bool>,
+    /// Access rules, from the configuration file only (`[[access]]` tables with
+    /// `peers`, `announce` and `dial`; see docs/OPERATIONS.md). Needs TLS.
+    #[arg(skip)]
+    pub access: Option<Vec<AccessRuleFile>>,
+}
+
+/// One `[[access]]` table of the configuration file.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AccessRuleFile {
+    /// The certificate names (common names) the rule is for; `*` matches any run.
+    pub peers: String,
+    /// Service names they may announce.
+    #[serde(default)]
+    pub announce: Vec<String>,
+    /// This node's services they may dial.
+    #[serde(default)]
+    pub dial: Vec<String>,
 }
 
 /// `--listen` for links, on the commands whose `--listen` means that (`forward`
@@ -121,7 +139,8 @@ impl NodeOpts {
             tls_ca,
             tls_cert,
             tls_key,
-            allow_plaintext
+            allow_plaintext,
+            access
         );
         Ok(self)
     }
@@ -164,6 +183,14 @@ impl NodeOpts {
                 }
             }
             _ => return Err("TLS needs all of --tls-ca, --tls-cert and --tls-key (or their file keys)".into()),
+        }
+        if let Some(rules) = &self.access {
+            let policy = rules.iter().fold(astranet::AccessPolicy::new(), |policy, r| {
+                let rule =
+                    r.announce.iter().fold(astranet::AccessRule::peers(&r.peers), |rule, n| rule.may_announce(n));
+                policy.allow(r.dial.iter().fold(rule, |rule, n| rule.may_dial(n)))
+            });
+            b = b.access(policy);
         }
         Ok(b.try_build()?)
     }

@@ -556,3 +556,56 @@ fn keys_make_a_tls_mesh_that_refuses_plaintext() {
     assert_eq!(status_json(&control)["links"].as_array().unwrap().len(), 1);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn access_rules_from_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("astranet-access-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let keys = dir.to_str().unwrap().to_string();
+    let run = |args: &[&str]| assert!(Command::new(BIN).args(args).status().unwrap().success(), "{args:?}");
+    run(&["keys", "ca", "--out", &keys]);
+    for name in ["router", "web-1", "stranger"] {
+        run(&["keys", "node", name, "--ca", &keys, "--out", &keys]);
+    }
+    let config = dir.join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\nrole = \"router\"\ntls-ca = \"{keys}/ca.pem\"\ntls-cert = \"{keys}/router.pem\"\n\
+             tls-key = \"{keys}/router.key\"\n\n[[access]]\npeers = \"web-*\"\nannounce = [\"web*\"]\n"
+        ),
+    )
+    .unwrap();
+    let control = tmp_socket("access");
+    let mut r = Proc::start(&["node", "--config", config.to_str().unwrap(), "--control", &control]);
+    let raddr = r.line("listening ");
+    r.line("control ");
+    let tls = |name: &str| {
+        vec![
+            "--tls-ca".to_string(),
+            format!("{keys}/ca.pem"),
+            "--tls-cert".to_string(),
+            format!("{keys}/{name}.pem"),
+            "--tls-key".to_string(),
+            format!("{keys}/{name}.key"),
+        ]
+    };
+    let mut args: Vec<String> =
+        ["node", "--join", &raddr, "--serve-echo", "web", "--serve-echo", "db"].iter().map(|s| s.to_string()).collect();
+    args.extend(tls("web-1"));
+    let mut web = Proc::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    web.line("serving ");
+    // "web" is announced; "db" is not in web-1's rule.
+    eventually("web in the router's services", || {
+        service_names(&status_json(&control)).contains(&"web".into()).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!service_names(&status_json(&control)).contains(&"db".to_string()));
+    // No rule names "stranger": it does not get in.
+    let mut args: Vec<String> =
+        ["probe", "--join", &raddr, "--stats", "--wait", "0.2"].iter().map(|s| s.to_string()).collect();
+    args.extend(tls("stranger"));
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(!out.status.success(), "a node no rule names joined");
+    let _ = std::fs::remove_dir_all(dir);
+}
