@@ -120,6 +120,9 @@ pub struct Limits {
     /// Links (and connections still in their handshake) accepted from one source IP
     /// address; further connections from it are closed at once.
     pub max_links_per_address: usize,
+    /// Streams and DIALs a peer may reset per second on a link (with a burst of as
+    /// many); a peer that resets faster is disconnected (a rapid-reset flood).
+    pub max_resets_per_second: u32,
 }
 
 impl Default for Limits {
@@ -128,6 +131,7 @@ impl Default for Limits {
             max_streams_per_link: 1 << 20,
             listener_backlog: 65_536,
             max_links_per_address: 256,
+            max_resets_per_second: 10_000,
             max_link_buffer: 1 << 30,
             link_write_queue: 1 << 20,
             max_relayed_streams_per_host: 1 << 20,
@@ -307,6 +311,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Sets [`Limits::max_resets_per_second`]: streams a peer may reset per second.
+    pub fn max_resets_per_second(mut self, n: u32) -> Self {
+        self.config.limits.max_resets_per_second = n;
+        self
+    }
+
     /// Sets [`Limits::max_links_per_address`]: links accepted from one source address.
     pub fn max_links_per_address(mut self, n: usize) -> Self {
         self.config.limits.max_links_per_address = n;
@@ -450,6 +460,7 @@ impl Config {
         check(l.max_streams_per_link > 0, || "max_streams_per_link must be at least 1".into())?;
         check(l.listener_backlog > 0, || "listener_backlog must be at least 1".into())?;
         check(l.max_links_per_address > 0, || "max_links_per_address must be at least 1".into())?;
+        check(l.max_resets_per_second > 0, || "max_resets_per_second must be at least 1".into())?;
         check(l.link_write_queue > 0, || "link_write_queue must be at least 1".into())?;
         // A peer may send a whole initial window on one stream before we read a byte.
         check(l.max_link_buffer >= INITIAL_WINDOW as usize, || {
@@ -481,6 +492,7 @@ impl Config {
             max_control_queue: self.limits.max_control_queue,
             max_stream_window: self.windows.max_stream_window,
             window_budget: self.windows.link_window_budget,
+            max_resets_per_second: self.limits.max_resets_per_second,
         }
     }
 }

@@ -483,3 +483,15 @@ async fn links_lists_each_neighbour_with_its_streams() {
     server.close();
     eventually("the link going down", || client.links().is_empty()).await;
 }
+
+#[tokio::test]
+async fn refusals_of_our_own_dials_are_not_resets_by_the_peer() {
+    // The reset budget is for streams the peer opens: refused dials of ours do not
+    // spend it, however many.
+    let (server, client) = tcp_pair_with(Node::builder(), Node::builder().max_resets_per_second(20)).await;
+    for _ in 0..200 {
+        let err = within(5, client.dial(Addr::new(server.host_id(), 4242))).await.unwrap_err();
+        assert!(matches!(err, Error::Refused { .. }), "{err}");
+    }
+    assert_eq!(client.links().len(), 1);
+}

@@ -697,3 +697,35 @@ async fn links_from_one_address_are_capped() {
     within(5, d.join(addr)).await.unwrap();
     assert_eq!(node.links().len(), 2);
 }
+
+#[tokio::test]
+async fn a_rapid_reset_flood_closes_the_link() {
+    let node = Node::builder().max_resets_per_second(200).build();
+    let addr = listening(&node).await;
+    let _listener = node.bind(":1").unwrap();
+    // Within the budget: DIAL then RST a hundred times, the link stays.
+    let (mut peer, _) = within(5, RawPeer::connect(addr, true)).await;
+    for p in 0..100u32 {
+        peer.dial(node.host_id(), 1, 1000 + p).await;
+        peer.send(peer.stream_header(Command::Rst, node.host_id(), 1, 1000 + p, 1), &[0]).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(node.links().len(), 1);
+    // Thousands at once: disconnected.
+    let mut burst = Vec::new();
+    for p in 0..5000u32 {
+        for (cmd, payload) in [(Command::Dial, &[][..]), (Command::Rst, &[0u8][..])] {
+            peer.stream_header(cmd, node.host_id(), 1, 5000 + p, payload.len() as u32).put(&mut burst);
+            burst.extend_from_slice(payload);
+        }
+    }
+    peer.send_raw(&burst).await;
+    within(5, peer.expect_closed()).await;
+    for _ in 0..100 {
+        if node.links().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(node.links().is_empty());
+}

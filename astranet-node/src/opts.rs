@@ -50,6 +50,9 @@ pub struct NodeOpts {
     /// Links accepted from one source IP address at most (handshakes in progress count).
     #[arg(long, env = "ASTRANET_MAX_LINKS_PER_ADDRESS")]
     pub max_links_per_address: Option<usize>,
+    /// Streams a peer may reset per second on a link before it is disconnected.
+    #[arg(long, env = "ASTRANET_MAX_RESETS_PER_SECOND")]
+    pub max_resets_per_second: Option<u32>,
     /// Serve `astranet status` on this Unix socket (created with mode 0600).
     #[arg(long, env = "ASTRANET_CONTROL")]
     pub control: Option<PathBuf>,
@@ -133,6 +136,7 @@ impl NodeOpts {
             max_streams_per_link,
             listener_backlog,
             max_links_per_address,
+            max_resets_per_second,
             control,
             metrics,
             drain_timeout,
@@ -171,6 +175,9 @@ impl NodeOpts {
         }
         if let Some(n) = self.max_links_per_address {
             b = b.max_links_per_address(n);
+        }
+        if let Some(n) = self.max_resets_per_second {
+            b = b.max_resets_per_second(n);
         }
         match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
             (Some(ca), Some(cert), Some(key)) => {

@@ -30,6 +30,9 @@ pub struct LinkConfig {
     pub max_stream_window: u32,
     /// Total receive-window growth (beyond the initial windows) on the link.
     pub window_budget: u64,
+    /// Streams and DIALs the peer may reset per second, on average (a burst of as many
+    /// is allowed); a peer that resets faster is disconnected (a rapid-reset flood).
+    pub max_resets_per_second: u32,
 }
 
 impl Default for LinkConfig {
@@ -47,6 +50,7 @@ impl Default for LinkConfig {
             max_control_queue: 64 << 20,
             max_stream_window: 16 << 20,
             window_budget: 256 << 20,
+            max_resets_per_second: 10_000,
         }
     }
 }

@@ -202,6 +202,18 @@ impl Link {
     ) -> Result<(), CloseReason> {
         let h = frame.header;
         let key = StreamKey { local_port: h.dst_port, remote_port: h.src_port, remote_host: HostId(h.src_host) };
+        // Resets of streams the peer opened count against its budget (a refusal of a
+        // DIAL of ours does not); an RST for no stream may cancel a backlogged DIAL.
+        if h.cmd == Command::Rst {
+            let theirs = self
+                .streams
+                .find(&key)
+                .and_then(|id| self.streams.get(id))
+                .is_none_or(|slot| slot.state.role() == crate::proto::stream::Role::Server);
+            if theirs {
+                self.charge_reset(now)?;
+            }
+        }
         let Some(id) = self.streams.find(&key) else {
             return self.on_unknown_stream(&key, h.cmd, policy);
         };
@@ -273,6 +285,24 @@ impl Link {
             Unknown::Refuse => self.refuse_dial(key, RstReason::Aborted),
             Unknown::CancelDial => self.events.push_back(Event::CancelDial(*key)),
         }
+        Ok(())
+    }
+
+    /// One reset by the peer (an RST for a stream or a DIAL) against its budget: a
+    /// token bucket of `max_resets_per_second`, as deep as one second of it. A peer
+    /// that opens and resets streams faster makes this node work for nothing (the
+    /// HTTP/2 rapid-reset attack) and is disconnected.
+    fn charge_reset(&mut self, now: Instant) -> Result<(), CloseReason> {
+        let rate = f64::from(self.cfg.max_resets_per_second);
+        let (tokens, last) = self.timers.resets;
+        let refilled = (tokens + now.saturating_duration_since(last).as_secs_f64() * rate).min(rate);
+        if refilled < 1.0 {
+            return Err(CloseReason::Limit(format!(
+                "more than {} streams reset per second by the peer",
+                self.cfg.max_resets_per_second
+            )));
+        }
+        self.timers.resets = (refilled - 1.0, now);
         Ok(())
     }
 

@@ -24,6 +24,10 @@ pub(crate) struct Timers {
     pub ping_sent: Option<Instant>,
     /// Smoothed round-trip time from PING/PONG, µs (0 until measured).
     pub rtt_us: u32,
+    /// The budget of resets the peer may still send (see
+    /// [`LinkConfig::max_resets_per_second`](super::LinkConfig::max_resets_per_second)),
+    /// and when it was last refilled.
+    pub resets: (f64, Instant),
     /// When the first byte of the incomplete frame at the front of the input arrived,
     /// and the frame's size as far as known.
     pub frame_started: Option<(Instant, usize)>,
@@ -45,6 +49,7 @@ impl Timers {
             last_ping: now,
             ping_sent: None,
             rtt_us: 0,
+            resets: (f64::MAX, now),
             frame_started: None,
             linger_queued: VecDeque::new(),
             linger: VecDeque::new(),
