@@ -114,6 +114,9 @@ pub struct Limits {
     pub max_relayed_streams: usize,
     /// Service announcements stored per link; further ones are dropped (logged).
     pub max_announcements_per_link: usize,
+    /// Service announcements stored per instance host, whatever links they came
+    /// through; further ones are dropped (logged).
+    pub max_announcements_per_host: usize,
     /// Bytes of control frames (answers to the peer's frames, DIALs, credit) queued on
     /// a link; a peer that makes it grow past this by not reading is disconnected.
     pub max_control_queue: usize,
@@ -137,6 +140,7 @@ impl Default for Limits {
             max_relayed_streams_per_host: 1 << 20,
             max_relayed_streams: 1 << 22,
             max_announcements_per_link: 100_000,
+            max_announcements_per_host: 10_000,
             max_control_queue: 64 << 20,
         }
     }
@@ -280,6 +284,12 @@ impl NodeBuilder {
     /// Streams relayed in total (default 4,194,304).
     pub fn max_relayed_streams(mut self, n: usize) -> Self {
         self.config.limits.max_relayed_streams = n;
+        self
+    }
+
+    /// Service announcements stored per instance host (default 10,000).
+    pub fn max_announcements_per_host(mut self, n: usize) -> Self {
+        self.config.limits.max_announcements_per_host = n;
         self
     }
 

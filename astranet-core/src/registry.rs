@@ -62,6 +62,10 @@ pub enum AnnouncementError {
     /// The link already carries as many announcements as allowed.
     #[error("the link is over its limit of {0} announcements")]
     OverLimit(usize),
+    /// The instance's host already has as many announcements as allowed, whatever
+    /// links they came through.
+    #[error("host {0} is over its limit of {1} announcements")]
+    OverHostLimit(HostId, usize),
 }
 
 /// Checks a name received on the wire.
@@ -111,12 +115,21 @@ pub struct Registry {
     per_link: HashMap<LinkId, usize>,
     /// Announcements per instance host.
     per_host: HashMap<HostId, usize>,
+    /// At most this many per instance host (0: no limit).
+    per_host_limit: usize,
     /// Hash rings by name, valid for `version`.
     rings: HashMap<String, (u64, Vec<(u64, Addr)>)>,
     version: u64,
 }
 
 impl Registry {
+    /// A registry storing at most `per_host` announcements of any one host (a router
+    /// passes on announcements of many hosts over one link: a flood from one of them
+    /// must not fill the link's share).
+    pub fn with_host_limit(per_host: usize) -> Registry {
+        Registry { per_host_limit: per_host, ..Registry::default() }
+    }
+
     /// Bumped on every change.
     pub fn version(&self) -> u64 {
         self.version
@@ -183,12 +196,20 @@ impl Registry {
         if list.iter().any(|r| r.addr == addr && r.link == link) {
             return Ok(false);
         }
+        let host_count = self.per_host.get(&addr.host).copied().unwrap_or(0);
         let count = self.per_link.entry(link).or_default();
-        if *count >= limit {
+        let refusal = if *count >= limit {
+            Some(AnnouncementError::OverLimit(limit))
+        } else if self.per_host_limit > 0 && host_count >= self.per_host_limit {
+            Some(AnnouncementError::OverHostLimit(addr.host, self.per_host_limit))
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
             if list.is_empty() {
                 self.remote.remove(name);
             }
-            return Err(AnnouncementError::OverLimit(limit));
+            return Err(e);
         }
         *count += 1;
         *self.per_host.entry(addr.host).or_default() += 1;
@@ -373,6 +394,19 @@ mod tests {
             r.pick("db", &Selector::Random, None),
             Some(Pick { addr: a(3, 5), link: LinkId(2), via: HostId(9) })
         );
+    }
+
+    #[test]
+    fn per_host_limit_across_links() {
+        let mut r = Registry::with_host_limit(2);
+        r.add_remote("a", a(7, 1), LinkId(1), HostId(9), 100).unwrap();
+        r.add_remote("b", a(7, 2), LinkId(2), HostId(8), 100).unwrap();
+        let e = r.add_remote("c", a(7, 3), LinkId(3), HostId(5), 100).unwrap_err();
+        assert_eq!(e, AnnouncementError::OverHostLimit(HostId(7), 2));
+        // Other hosts are not affected, and a withdrawal frees a place.
+        r.add_remote("c", a(6, 3), LinkId(1), HostId(9), 100).unwrap();
+        assert!(r.remove_remote("a", a(7, 1), LinkId(1)));
+        r.add_remote("c", a(7, 3), LinkId(3), HostId(5), 100).unwrap();
     }
 
     #[test]

@@ -611,3 +611,14 @@ async fn a_stopped_reader_behind_a_relay_stalls_only_its_stream() {
     }
     filler.abort();
 }
+
+#[tokio::test]
+async fn announcements_of_one_host_are_capped() {
+    let (router, node) =
+        tcp_pair_with(Node::builder().role(Role::Router).max_announcements_per_host(3), Node::builder()).await;
+    let _held: Vec<_> = (0..5).map(|i| node.bind(&format!("svc{i}")).unwrap()).collect();
+    wait_service(&router, "svc2", true).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stored = router.services().iter().filter(|s| s.addr.host == node.host_id()).count();
+    assert_eq!(stored, 3, "{:?}", router.services());
+}

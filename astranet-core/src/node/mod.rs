@@ -322,6 +322,7 @@ impl Node {
 
     pub(crate) fn with_config(config: Config) -> Node {
         let settings = LinkSettings { link: config.link_config(), write_timeout: config.keepalive.write_timeout };
+        let registry = Registry::with_host_limit(config.limits.max_announcements_per_host);
         Node {
             shared: Arc::new_cyclic(|me| NodeShared {
                 config: Arc::new(config),
@@ -333,7 +334,7 @@ impl Node {
                 next_port: AtomicU32::new(FIRST_AUTO_PORT),
                 next_link: AtomicU64::new(1),
                 relay: Mutex::default(),
-                registry: Mutex::default(),
+                registry: Mutex::new(registry),
                 registry_state: watch::Sender::new(RegistryState::default()),
                 listen_addrs: Mutex::default(),
                 seen_ips: Mutex::default(),
