@@ -11,7 +11,7 @@
 //! use astranet::{AccessPolicy, AccessRule};
 //! let policy = AccessPolicy::new()
 //!     // Routers relay everything.
-//!     .allow(AccessRule::peers("router-*").may_announce("*").may_dial("*"))
+//!     .allow(AccessRule::peers("router-*").may_announce("*").may_dial("*").may_relay())
 //!     // Web nodes announce web services and reach the database only.
 //!     .allow(AccessRule::peers("web-*").may_announce("web*").may_dial("db.prod"));
 //! assert!(policy.rule_for("web-3").unwrap().allows_dial("db.prod"));
@@ -40,6 +40,7 @@ pub struct AccessRule {
     peers: String,
     announce: Vec<String>,
     dial: Vec<String>,
+    relay: bool,
 }
 
 impl AccessPolicy {
@@ -64,7 +65,7 @@ impl AccessRule {
     /// A rule for the peers whose certificate name matches `pattern`; by itself it
     /// lets them join, announce nothing and dial nothing.
     pub fn peers(pattern: impl Into<String>) -> AccessRule {
-        AccessRule { peers: pattern.into(), announce: Vec::new(), dial: Vec::new() }
+        AccessRule { peers: pattern.into(), announce: Vec::new(), dial: Vec::new(), relay: false }
     }
 
     /// They may announce the names matching `pattern`.
@@ -77,6 +78,19 @@ impl AccessRule {
     pub fn may_dial(mut self, pattern: impl Into<String>) -> AccessRule {
         self.dial.push(pattern.into());
         self
+    }
+
+    /// They may speak for other hosts: pass on announcements of services on other
+    /// hosts, and deliver DIALs from other hosts (what routers do). Without it, only
+    /// their own services and their own dials are taken from them.
+    pub fn may_relay(mut self) -> AccessRule {
+        self.relay = true;
+        self
+    }
+
+    /// Whether the rule lets its peers speak for other hosts.
+    pub fn allows_relay(&self) -> bool {
+        self.relay
     }
 
     /// Whether the rule lets its peers announce `name`.

@@ -244,3 +244,51 @@ fn an_access_policy_needs_tls() {
     let err = Node::builder().access(AccessPolicy::new()).try_build().unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
 }
+
+/// A router between a client and a service host; `relay` says whether the host's and
+/// the client's rules let the router speak for other hosts.
+async fn through_a_router(relay: bool, client_policy: bool) -> (Node, Node, Node) {
+    let ca = Ca::new("mesh");
+    let rule = |r: AccessRule| if relay { r.may_relay() } else { r };
+    let router = Node::builder().tls(ca.named(0x1000, "router-1")).role(astranet::Role::Router).build();
+    let addr = router.listen("127.0.0.1:0").await.unwrap();
+    let server_policy = AccessPolicy::new().allow(rule(AccessRule::peers("router-*").may_dial("db").may_announce("*")));
+    let server = Node::builder().tls(ca.named(0x2000, "db-1")).access(server_policy).build();
+    let policy = AccessPolicy::new().allow(rule(AccessRule::peers("router-*").may_announce("*")));
+    let mut client = Node::builder().tls(ca.named(0x3000, "app-1")).role(astranet::Role::Client);
+    if client_policy {
+        client = client.access(policy);
+    }
+    let client = client.build();
+    within(10, server.join(addr)).await.unwrap();
+    within(10, client.join(addr)).await.unwrap();
+    let db = server.bind("db").unwrap();
+    tokio::spawn(async move {
+        while let Ok(mut s) = db.accept().await {
+            let _ = s.write_all(b"db here").await;
+        }
+    });
+    (router, server, client)
+}
+
+#[tokio::test]
+async fn only_peers_allowed_to_relay_speak_for_other_hosts() {
+    // Without may_relay: the client drops the router's announcement of the server's
+    // "db"...
+    let (router, _server, client) = through_a_router(false, true).await;
+    let mut watch = router.watch_services();
+    within(10, watch.wait_for(Duration::from_secs(5), |s| s.iter().any(|s| s.name == "db"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(client.services().iter().all(|s| s.name != "db"), "{:?}", client.services());
+    // ...and the server refuses a DIAL the router relays from another host.
+    let (_router, _server, client) = through_a_router(false, false).await;
+    let err = within(10, client.dial("db")).await.unwrap_err();
+    assert!(matches!(err, Error::Refused { reason: RstReason::Forbidden, .. }), "{err}");
+
+    // With may_relay: both go through.
+    let (_router, _server, client) = through_a_router(true, true).await;
+    let mut c = within(10, client.dial("db")).await.unwrap();
+    let mut hello = [0u8; 7];
+    within(10, c.read_exact(&mut hello)).await.unwrap();
+    assert_eq!(&hello, b"db here");
+}

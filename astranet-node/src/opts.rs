@@ -93,6 +93,10 @@ pub struct AccessRuleFile {
     /// This node's services they may dial.
     #[serde(default)]
     pub dial: Vec<String>,
+    /// They may speak for other hosts (routers): pass on others' announcements and
+    /// deliver others' DIALs.
+    #[serde(default)]
+    pub relay: bool,
 }
 
 /// `--listen` for links, on the commands whose `--listen` means that (`forward`
@@ -195,7 +199,8 @@ impl NodeOpts {
             let policy = rules.iter().fold(astranet::AccessPolicy::new(), |policy, r| {
                 let rule =
                     r.announce.iter().fold(astranet::AccessRule::peers(&r.peers), |rule, n| rule.may_announce(n));
-                policy.allow(r.dial.iter().fold(rule, |rule, n| rule.may_dial(n)))
+                let rule = r.dial.iter().fold(rule, |rule, n| rule.may_dial(n));
+                policy.allow(if r.relay { rule.may_relay() } else { rule })
             });
             b = b.access(policy);
         }

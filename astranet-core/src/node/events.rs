@@ -1,6 +1,7 @@
 //! The node's side of its links: every [`Event`] a link raises is handled here.
 
 use super::NodeShared;
+use crate::addr::HostId;
 use crate::link::{LinkEvents, LinkHandle};
 use crate::proto::link::{Event, StreamKey};
 use crate::proto::RstReason;
@@ -28,24 +29,39 @@ impl LinkEvents for NodeShared {
 }
 
 impl NodeShared {
-    /// Whether the access policy lets the peer of `link` dial the service `name`
-    /// (always, without a policy).
-    fn may_dial(&self, link: &LinkHandle, name: &str) -> bool {
-        let Some(policy) = &self.config.access else { return true };
-        link.identity.as_ref().and_then(|id| policy.rule_for(&id.name)).is_some_and(|r| r.allows_dial(name))
+    /// The access rule of the peer of `link`: `None` when there is a policy and no
+    /// rule applies (also for a plaintext peer); `Some(None)` without a policy.
+    fn rule<'a>(&'a self, link: &LinkHandle) -> Option<Option<&'a crate::access::AccessRule>> {
+        match &self.config.access {
+            None => Some(None),
+            Some(policy) => link.identity.as_ref().and_then(|id| policy.rule_for(&id.name)).map(Some),
+        }
     }
 
-    /// Whether the access policy lets the peer of `link` announce `name`.
-    pub(super) fn may_announce(&self, link: &LinkHandle, name: &str) -> bool {
-        let Some(policy) = &self.config.access else { return true };
-        link.identity.as_ref().and_then(|id| policy.rule_for(&id.name)).is_some_and(|r| r.allows_announce(name))
+    /// Whether the access policy lets the peer of `link` deliver a DIAL from `from` to
+    /// the service `name` (always, without a policy).
+    fn may_dial(&self, link: &LinkHandle, from: HostId, name: &str) -> bool {
+        match self.rule(link) {
+            Some(None) => true,
+            Some(Some(r)) => r.allows_dial(name) && (Some(from) == link.peer() || r.allows_relay()),
+            None => false,
+        }
+    }
+
+    /// Whether the access policy lets the peer of `link` announce `name` on `host`.
+    pub(super) fn may_announce(&self, link: &LinkHandle, host: HostId, name: &str) -> bool {
+        match self.rule(link) {
+            Some(None) => true,
+            Some(Some(r)) => r.allows_announce(name) && (Some(host) == link.peer() || r.allows_relay()),
+            None => false,
+        }
     }
 
     /// Hands a DIAL to the listener on its port, or refuses it.
     fn offer_dial(&self, link: &LinkHandle, key: StreamKey) {
         let refusal = match self.listener(key.local_port) {
             None => Err(RstReason::NoListener),
-            Some(listener) if !self.may_dial(link, listener.name().unwrap_or("")) => {
+            Some(listener) if !self.may_dial(link, key.remote_host, listener.name().unwrap_or("")) => {
                 tracing::warn!(peer = ?link.identity.as_ref().map(|i| &i.name), service = listener.name().unwrap_or(""),
                     "dial refused by the access policy");
                 Err(RstReason::Forbidden)

@@ -57,7 +57,7 @@ impl NodeShared {
             return;
         }
         // Withdrawals pass: a name that was never stored is not in the registry anyway.
-        if cmd == Command::Service && !self.may_announce(link, name) {
+        if cmd == Command::Service && !self.may_announce(link, addr.host, name) {
             tracing::warn!(link = %link.id, peer = %via, name, "announcement refused by the access policy");
             return;
         }
