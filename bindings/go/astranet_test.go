@@ -487,4 +487,12 @@ func TestTLS(t *testing.T) {
 	if _, err := bad.Dial("", "x"); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("invalid TLS settings: %v", err)
 	}
+	// A node that never started closes at once.
+	closed := make(chan struct{})
+	go func() { bad.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close of a node that failed to start hangs")
+	}
 }

@@ -259,13 +259,12 @@ func (n *Node) Close() error {
 	if n.closed.Swap(true) {
 		return nil
 	}
-	started := false
 	n.once.Do(func() { n.startErr = &Error{Op: "use", Code: CodeNodeClosed, Msg: "node closed"} })
 	if n.h != nil {
-		started = true
 		C.astranet_node_free(n.h)
 	}
-	if started {
+	// The poller runs only if starting got as far as the readiness descriptor.
+	if n.file != nil {
 		// Wakes the poller (its wait fails), which then exits.
 		_ = n.file.Close()
 		<-n.done
