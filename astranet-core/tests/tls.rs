@@ -55,6 +55,13 @@ async fn encrypted_echo_and_256_mib_checksummed() {
     let ca = Ca::new("mesh");
     let (server, client) = secure_pair(&ca).await;
     assert_eq!(server.host_id(), HostId(0x1111), "the host id is the certificate's");
+    // The joining side is up when join returns; the listening side a moment later.
+    for _ in 0..200 {
+        if !server.links().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(client.links()[0].secure && server.links()[0].secure);
     let listener = server.bind(":7").unwrap();
     let receiver = tokio::spawn(async move {
@@ -174,6 +181,12 @@ async fn plaintext_peers_are_refused_unless_allowed() {
     let addr = open.listen("127.0.0.1:0").await.unwrap();
     let peer = within(10, plain.join(addr)).await.unwrap();
     assert_eq!(peer, open.host_id());
+    for _ in 0..200 {
+        if !open.links().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let links = open.links();
     assert!(links.len() == 1 && !links[0].secure, "{links:?}");
 }
