@@ -196,35 +196,28 @@ func (c *Conn) CloseWrite() error {
 // a Read or Write blocked in another goroutine, which fail with net.ErrClosed. Safe
 // from any goroutine; a second call returns an error wrapping net.ErrClosed.
 func (c *Conn) Close() error {
-	first := false
-	c.closeOnce.Do(func() {
-		first = true
-		c.closed.Store(true)
-		close(c.closing)
-		runtime.SetFinalizer(c, nil)
-		C.astranet_stream_close(c.h)
-		c.node.unregister(c.id)
-	})
-	if !first {
-		return c.closedErr("close")
-	}
-	return nil
+	return c.release("close", func(h *C.astranet_stream) { C.astranet_stream_close(h) })
 }
 
 // Abort resets the stream: unsent and unread data is dropped, the peer's reads and
 // writes fail (a TCP RST's counterpart).
 func (c *Conn) Abort() error {
+	return c.release("abort", func(h *C.astranet_stream) { C.astranet_stream_abort(h) })
+}
+
+// release gives the handle back to the library with `free`, once.
+func (c *Conn) release(op string, free func(*C.astranet_stream)) error {
 	first := false
 	c.closeOnce.Do(func() {
 		first = true
 		c.closed.Store(true)
 		close(c.closing)
 		runtime.SetFinalizer(c, nil)
-		C.astranet_stream_abort(c.h)
+		free(c.h)
 		c.node.unregister(c.id)
 	})
 	if !first {
-		return c.closedErr("abort")
+		return c.closedErr(op)
 	}
 	return nil
 }
