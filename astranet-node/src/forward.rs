@@ -2,7 +2,7 @@
 //! connections become streams to a mesh service (as `ssh -L` does).
 
 use crate::opts::{BoxError, NodeOpts};
-use crate::running::{stop_signal, Running};
+use crate::running::Running;
 use astranet::Target;
 use clap::Args;
 use std::process::ExitCode;
@@ -36,14 +36,12 @@ pub async fn run(args: ForwardArgs) -> Result<ExitCode, BoxError> {
     let running = Running::start(&args.node).await?;
     let listener = TcpListener::bind(&args.listen).await.map_err(|e| format!("--listen {}: {e}", args.listen))?;
     println!("forwarding {} to {}", listener.local_addr()?, args.to);
-    let accept = async {
-        loop {
-            let (mut tcp, from) = listener.accept().await?;
-            let (node, target, metrics) = (running.node.clone(), target.clone(), running.metrics.clone());
-            let active = metrics.begin();
-            tokio::spawn(async move {
-                let _active = active;
-                let _ = tcp.set_nodelay(true);
+    let node = running.node.clone();
+    let metrics = running.metrics.clone();
+    running
+        .serve_tcp(listener, move |mut tcp, from| {
+            let (node, target, metrics) = (node.clone(), target.clone(), metrics.clone());
+            async move {
                 match node.dial(target).await {
                     Ok(mut stream) => {
                         let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
@@ -53,17 +51,7 @@ pub async fn run(args: ForwardArgs) -> Result<ExitCode, BoxError> {
                         tracing::warn!(%from, error = %e, "dial failed: connection closed");
                     }
                 }
-            });
-        }
-        #[allow(unreachable_code)]
-        Ok::<(), std::io::Error>(())
-    };
-    tokio::select! {
-        r = accept => r?,
-        s = stop_signal() => { eprintln!("astranet: {}: no new connections", s?); }
-    }
-    drop(listener);
-    running.drain().await;
-    running.node.close();
-    Ok(ExitCode::SUCCESS)
+            }
+        })
+        .await
 }

@@ -8,7 +8,7 @@
 
 use crate::metrics::Metrics;
 use crate::opts::{BoxError, LinkListen, NodeOpts};
-use crate::running::{stop_signal, Running};
+use crate::running::Running;
 use astranet::Node;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
@@ -68,14 +68,10 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode, BoxError> {
         route: args.route,
         pool: Mutex::new(HashMap::new()),
     });
-    let accept = async {
-        loop {
-            let (tcp, _) = listener.accept().await?;
+    running
+        .serve_tcp(listener, move |tcp, _| {
             let gw = gw.clone();
-            let active = gw.metrics.begin();
-            tokio::spawn(async move {
-                let _active = active;
-                let _ = tcp.set_nodelay(true);
+            async move {
                 let service = hyper::service::service_fn(move |req| {
                     let gw = gw.clone();
                     async move { Ok::<_, std::convert::Infallible>(gw.handle(req).await) }
@@ -84,19 +80,9 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode, BoxError> {
                     .serve_connection(TokioIo::new(tcp), service)
                     .with_upgrades()
                     .await;
-            });
-        }
-        #[allow(unreachable_code)]
-        Ok::<(), std::io::Error>(())
-    };
-    tokio::select! {
-        r = accept => r?,
-        s = stop_signal() => { eprintln!("astranet: {}: no new connections", s?); }
-    }
-    drop(listener);
-    running.drain().await;
-    running.node.close();
-    Ok(ExitCode::SUCCESS)
+            }
+        })
+        .await
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {

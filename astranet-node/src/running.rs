@@ -5,8 +5,12 @@ use crate::control::ControlSocket;
 use crate::metrics::{self, Metrics};
 use crate::opts::{BoxError, NodeOpts};
 use astranet::Node;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 
 pub struct Running {
@@ -50,6 +54,37 @@ impl Running {
         while self.metrics.active() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Accepts TCP connections and runs `handle` on each (counted as active) until
+    /// SIGTERM/SIGINT; then stops accepting, lets the connections finish (the drain
+    /// timeout) and closes the node.
+    pub async fn serve_tcp<F, Fut>(self, listener: TcpListener, handle: F) -> Result<ExitCode, BoxError>
+    where
+        F: Fn(TcpStream, SocketAddr) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let accept = async {
+            loop {
+                let (tcp, from) = listener.accept().await?;
+                let _ = tcp.set_nodelay(true);
+                let (active, work) = (self.metrics.begin(), handle(tcp, from));
+                tokio::spawn(async move {
+                    let _active = active;
+                    work.await;
+                });
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), std::io::Error>(())
+        };
+        tokio::select! {
+            r = accept => r?,
+            s = stop_signal() => { eprintln!("astranet: {}: no new connections", s?); }
+        }
+        drop(listener);
+        self.drain().await;
+        self.node.close();
+        Ok(ExitCode::SUCCESS)
     }
 }
 

@@ -250,6 +250,15 @@ fn service_names(v: &serde_json::Value) -> Vec<String> {
     v["services"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
 }
 
+/// The TLS flags of node `name` whose files `astranet keys` wrote into `keys`.
+fn tls_args(keys: &str, name: &str) -> Vec<String> {
+    ["--tls-ca", &format!("{keys}/ca.pem"), "--tls-cert", &format!("{keys}/{name}.pem")]
+        .into_iter()
+        .chain(["--tls-key", &format!("{keys}/{name}.key")])
+        .map(str::to_string)
+        .collect()
+}
+
 fn tmp_socket(tag: &str) -> String {
     format!("{}/astranet-test-{}-{tag}.sock", std::env::temp_dir().display(), std::process::id())
 }
@@ -518,16 +527,7 @@ fn keys_make_a_tls_mesh_that_refuses_plaintext() {
     let mode = std::fs::metadata(dir.join("web.key")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "private keys are for their owner only");
 
-    let tls = |name: &str| {
-        vec![
-            "--tls-ca".to_string(),
-            format!("{keys}/ca.pem"),
-            "--tls-cert".to_string(),
-            format!("{keys}/{name}.pem"),
-            "--tls-key".to_string(),
-            format!("{keys}/{name}.key"),
-        ]
-    };
+    let tls = |name: &str| tls_args(&keys, name);
     let control = tmp_socket("tls");
     let mut args: Vec<String> = ["node", "--listen", "127.0.0.1:0", "--role", "router", "--control", &control]
         .iter()
@@ -580,16 +580,7 @@ fn access_rules_from_the_config_file() {
     let mut r = Proc::start(&["node", "--config", config.to_str().unwrap(), "--control", &control]);
     let raddr = r.line("listening ");
     r.line("control ");
-    let tls = |name: &str| {
-        vec![
-            "--tls-ca".to_string(),
-            format!("{keys}/ca.pem"),
-            "--tls-cert".to_string(),
-            format!("{keys}/{name}.pem"),
-            "--tls-key".to_string(),
-            format!("{keys}/{name}.key"),
-        ]
-    };
+    let tls = |name: &str| tls_args(&keys, name);
     let mut args: Vec<String> =
         ["node", "--join", &raddr, "--serve-echo", "web", "--serve-echo", "db"].iter().map(|s| s.to_string()).collect();
     args.extend(tls("web-1"));
