@@ -110,6 +110,20 @@ impl ListenerShared {
         }
     }
 
+    /// A relay lost its route to `host`: the DIALs it sent over `link` that still wait
+    /// are dropped (accepting one would only give a stream that fails at once).
+    pub(crate) fn cancel_host(&self, link: &LinkHandle, host: HostId) {
+        let mut st = self.state.lock();
+        let before = st.queued.len();
+        st.queued.retain(|(id, key)| *id != link.id || key.remote_host != host);
+        let dropped = before - st.queued.len();
+        if dropped > 0 {
+            link.pending_dials.fetch_sub(dropped, Ordering::Relaxed);
+            let ListenerState { backlog, queued, .. } = &mut *st;
+            backlog.retain(|p| queued.contains(&(p.link.id, p.key)));
+        }
+    }
+
     fn poll_accept(&self, cx: &Context<'_>) -> Poll<Result<Stream>> {
         loop {
             let pending = {

@@ -622,3 +622,69 @@ async fn announcements_of_one_host_are_capped() {
     let stored = router.services().iter().filter(|s| s.addr.host == node.host_id()).count();
     assert_eq!(stored, 3, "{:?}", router.services());
 }
+
+/// Waits (up to 5 s) until `f` holds.
+async fn until(mut f: impl FnMut() -> bool) {
+    within(5, async {
+        while !f() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// One host with two links to a router dials a service behind it over each link: the
+/// router answers each stream on the link it came from, and losing one link cuts only
+/// the stream that went through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_answers_each_stream_on_its_own_link() {
+    let router = Node::builder().role(Role::Router).build();
+    let addr = router.listen("127.0.0.1:0").await.unwrap();
+    let b = Node::new();
+    b.join(addr).await.unwrap();
+    let listener = b.bind("db").unwrap();
+    let port = listener.local_addr().port.0;
+    let (mut one, _) = within(5, RawPeer::connect(addr, true)).await;
+    let (mut two, _) = within(5, RawPeer::connect(addr, true)).await;
+    until(|| router.stats().links == 3).await;
+    one.dial(b.host_id(), port, 10).await;
+    let mut first = within(5, listener.accept()).await.unwrap();
+    two.dial(b.host_id(), port, 11).await;
+    let mut second = within(5, listener.accept()).await.unwrap();
+    one.complete(b.host_id(), port, 10).await;
+    two.complete(b.host_id(), port, 11).await;
+
+    drop(two);
+    let mut buf = [0u8; 8];
+    let err = within(5, second.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted, "{err}");
+    // The stream over the link that stayed carries on.
+    one.send(one.stream_header(Command::Data, b.host_id(), port, 10, 5), b"still").await;
+    within(5, first.read_exact(&mut buf[..5])).await.unwrap();
+    assert_eq!(&buf[..5], b"still");
+}
+
+/// A dialer behind a relay goes away while its DIAL waits in a listener's backlog: the
+/// relay's RESET drops the DIAL, which no longer counts against the link's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_reset_drops_the_lost_hosts_backlogged_dials() {
+    let router = Node::builder().role(Role::Router).build();
+    let addr = router.listen("127.0.0.1:0").await.unwrap();
+    let b = Node::new();
+    b.join(addr).await.unwrap();
+    let listener = b.bind("slow").unwrap();
+    let port = listener.local_addr().port.0;
+    let (mut peer, _) = within(5, RawPeer::connect(addr, true)).await;
+    until(|| router.stats().links == 2).await;
+    for my_port in 10..13 {
+        peer.dial(b.host_id(), port, my_port).await;
+    }
+    until(|| b.stats().pending_dials == 3).await;
+    drop(peer);
+    until(|| b.stats().pending_dials == 0).await;
+    // Nothing is left to accept: a later dial is the first in line.
+    let a = Node::new();
+    a.join(addr).await.unwrap();
+    let (c, s) = within(5, async { tokio::join!(a.dial("slow"), listener.accept()) }).await;
+    assert_eq!(s.unwrap().peer_addr(), c.unwrap().local_addr());
+}

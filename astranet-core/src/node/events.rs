@@ -19,6 +19,12 @@ impl LinkEvents for NodeShared {
                     listener.cancel(link, &key);
                 }
             }
+            Event::RouteLost(host) => {
+                let listeners: Vec<_> = self.listeners.read().values().cloned().collect();
+                for listener in listeners {
+                    listener.cancel_host(link, host);
+                }
+            }
             Event::Announcement { cmd, name, addr } => self.on_announcement(link, cmd, &name, addr),
             Event::Forward(frame) => self.forward(link, frame),
             Event::Discover { from } => self.on_discover(link, from),

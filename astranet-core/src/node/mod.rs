@@ -546,7 +546,7 @@ impl Node {
             let pick = self.shared.registry.lock().pick(&full, selector, port);
             if let Some(pick) = pick {
                 // Through a relay, always the same link to it (the one routes use): a
-                // relay routes answers by host pair, so a host's streams must not be
+                // Go relay routes answers by host pair, so a host's streams must not be
                 // spread over several links to the same relay.
                 let relayed = pick.addr.host != pick.via;
                 let link = if relayed { self.shared.route(pick.via) } else { None };

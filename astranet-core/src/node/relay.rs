@@ -14,23 +14,14 @@ use crate::link::LinkHandle;
 use crate::proto::frame::{Command, Frame, Header, RstReason};
 use crate::proto::link::{CloseReason, Policy};
 use crate::proto::relay::{RelayLimits, RelayRefusal, RelayTable};
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-/// A relayed pair of hosts: the link towards each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Pair {
-    from_link: LinkId,
-    to_link: LinkId,
-}
 
 /// Everything the node knows about what it relays.
 #[derive(Debug, Default)]
 pub(crate) struct Relay {
-    /// Relayed pairs (source, destination) and the links towards each.
-    pairs: HashMap<(HostId, HostId), Pair>,
-    /// Relayed streams: limits, flow control, timers.
+    /// Relayed streams: the links towards their ends, limits, flow control, timers.
     pub table: RelayTable,
     /// A task sends the table's timed frames.
     timer_running: bool,
@@ -60,10 +51,10 @@ impl NodeShared {
         let limits = self.relay_limits();
         let to = {
             let mut relay = self.relay.lock();
-            // Answers go back on the link the other host's frames came from (it may have
-            // several links to this node), else on any link to it.
-            let back = relay.pairs.get(&(dst, src)).map(|p| p.from_link);
-            let to = back.and_then(|id| self.link(id)).or_else(|| self.route(dst)).filter(|to| to.id != from.id);
+            // A stream's frames go back on the link they came from (its host may have
+            // several links to this node); a new stream takes the route to its host.
+            let hop = relay.table.next_hop(&h).and_then(|id| self.link(id));
+            let to = hop.or_else(|| self.route(dst)).filter(|to| to.id != from.id);
             let Some(to) = to else {
                 drop(relay);
                 return self.relay_dropped(from, &h, "no route");
@@ -73,7 +64,7 @@ impl NodeShared {
                 Command::Data => h.len,
                 _ => 0,
             };
-            match relay.table.pass(&h, arg, &limits, now) {
+            match relay.table.pass(&h, arg, (from.id, to.id), &limits, now) {
                 Ok(()) => {}
                 Err(RelayRefusal::Limit(limit)) => {
                     drop(relay);
@@ -88,10 +79,6 @@ impl NodeShared {
                     drop(relay);
                     return from.close(CloseReason::Protocol(violation.to_string()));
                 }
-            }
-            let pair = Pair { from_link: from.id, to_link: to.id };
-            if relay.pairs.get(&(src, dst)) != Some(&pair) {
-                relay.pairs.insert((src, dst), pair);
             }
             to
         };
@@ -157,34 +144,36 @@ impl NodeShared {
         });
     }
 
-    /// A link went down: every relayed pair it carried gets a RESET on its other link,
-    /// naming the host that is no longer reachable.
+    /// A link went down: every stream relayed through it is cut, and its other end is
+    /// told. A host out of reach altogether gets one RESET per host it talked to (Go
+    /// fails the streams it dialed to that host; a node of ours fails them all). Each
+    /// stream also gets an RST (reason "route lost") in the lost end's name where
+    /// RESET does not cover it: towards a Go host, whose RESET leaves the streams it
+    /// accepted open (the RST reaches it as FIN2 + FIN1: reads end, writes fail), and
+    /// for a host still reachable over another link (only the streams of the lost link
+    /// are gone).
     pub(crate) fn relay_link_lost(&self, link_id: LinkId) {
-        let mut resets = Vec::new();
-        {
-            let mut relay = self.relay.lock();
-            relay.pairs.retain(|&(src, dst), pair| {
-                if pair.to_link == link_id {
-                    // `dst` is gone: tell `src`, on the link it came from.
-                    resets.push((pair.from_link, dst, src));
-                } else if pair.from_link == link_id {
-                    resets.push((pair.to_link, src, dst));
-                } else {
-                    return true;
-                }
-                false
-            });
-            resets.sort_unstable();
-            resets.dedup();
-            // While another link still leads to the host, relaying carries on over it.
-            resets.retain(|(_, lost, _)| self.route(*lost).is_none());
-            for (_, lost, _) in &resets {
-                relay.table.host_lost(*lost);
+        let cuts = self.relay.lock().table.link_lost(link_id);
+        let mut unreachable: HashMap<HostId, bool> = HashMap::new();
+        let mut resets: HashSet<(LinkId, HostId, HostId)> = HashSet::new();
+        for cut in cuts {
+            let Some(via) = self.link(cut.via) else { continue };
+            let (lost, survivor) = (cut.lost.0, cut.survivor.0);
+            let unreachable = *unreachable.entry(lost).or_insert_with(|| self.route(lost).is_none());
+            if unreachable && resets.insert((cut.via, lost, survivor)) {
+                via.with(|l, _| l.reset_host(lost, survivor));
             }
-        }
-        for (link_id, lost, to) in resets {
-            if let Some(link) = self.link(link_id) {
-                link.with(|l, _| l.reset_host(lost, to));
+            if !unreachable || via.policy() == Policy::V1 {
+                let rst = Header {
+                    cmd: Command::Rst,
+                    src_host: lost.0,
+                    src_port: cut.lost.1,
+                    dst_host: survivor.0,
+                    dst_port: cut.survivor.1,
+                    len: 1,
+                };
+                let frame = Frame { header: rst, payload: vec![RstReason::RouteLost as u8].into() };
+                via.with(|l, _| l.forward(&frame));
             }
         }
     }

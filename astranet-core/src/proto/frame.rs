@@ -201,6 +201,9 @@ pub enum RstReason {
     RelayLimit = 5,
     /// The listening node's access policy does not let the dialer reach the service.
     Forbidden = 6,
+    /// A relay lost its link to the stream's other end (the receiver fails the stream
+    /// as it does on RESET).
+    RouteLost = 7,
 }
 
 impl RstReason {
@@ -213,6 +216,7 @@ impl RstReason {
             4 => RstReason::Closing,
             5 => RstReason::RelayLimit,
             6 => RstReason::Forbidden,
+            7 => RstReason::RouteLost,
             _ => RstReason::Aborted,
         }
     }
@@ -228,6 +232,7 @@ impl fmt::Display for RstReason {
             RstReason::Closing => "node shutting down",
             RstReason::RelayLimit => "relay stream limit reached",
             RstReason::Forbidden => "forbidden by the listening node's access policy",
+            RstReason::RouteLost => "a relay lost its route to the peer",
         })
     }
 }

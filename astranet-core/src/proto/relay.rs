@@ -54,6 +54,9 @@ pub enum RelayRefusal {
 #[derive(Clone, Copy, Debug)]
 struct Relayed {
     dialer: HostId,
+    /// The link towards the lower and the higher end: a host may have several links to
+    /// this node, and each of its streams lives on one of them.
+    links: [LinkId; 2],
     established: bool,
     /// FIN2 seen from the lower and the higher end of the key.
     fin: [bool; 2],
@@ -62,8 +65,8 @@ struct Relayed {
     opened: Instant,
 }
 
-/// Streams relayed by a node, keyed by their two ends in order, with counts per
-/// dialing host for the limits.
+/// Streams relayed by a node, keyed by their two ends in order, with the link towards
+/// each end and counts per dialing host for the limits.
 #[derive(Debug, Default)]
 pub struct RelayTable {
     streams: HashMap<(End, End), Relayed>,
@@ -84,18 +87,46 @@ fn key(h: &Header) -> ((End, End), usize) {
     }
 }
 
+/// A relayed stream cut by the loss of a link: `lost` was reached through it, and
+/// `survivor` (through `via`) must be told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// The end behind the lost link.
+    pub lost: (HostId, u32),
+    /// The other end.
+    pub survivor: (HostId, u32),
+    /// The link towards `survivor`.
+    pub via: LinkId,
+}
+
 fn name(h: &Header) -> String {
     format!("{}:{} -> {}:{}", HostId(h.src_host), h.src_port, HostId(h.dst_host), h.dst_port)
 }
 
 impl RelayTable {
+    /// The link towards the destination of `h`, if it belongs to a stream this node
+    /// relays: answers go back on the link their stream came from.
+    pub fn next_hop(&self, h: &Header) -> Option<LinkId> {
+        let (k, side) = key(h);
+        self.streams.get(&k).map(|s| s.links[1 - side])
+    }
+
     /// Whether the frame `h` (with `arg`: the u32 payload of WND_SIZE or REWIND, the
-    /// length of DATA) may be relayed, following its effect on the stream's life and
-    /// flow control.
-    pub fn pass(&mut self, h: &Header, arg: u32, limits: &RelayLimits, now: Instant) -> Result<(), RelayRefusal> {
+    /// length of DATA), which came on link `from` and goes on link `to`, may be relayed,
+    /// following its effect on the stream's life and flow control.
+    pub fn pass(
+        &mut self,
+        h: &Header,
+        arg: u32,
+        (from, to): (LinkId, LinkId),
+        limits: &RelayLimits,
+        now: Instant,
+    ) -> Result<(), RelayRefusal> {
         let (k, side) = key(h);
         if h.cmd == Command::Dial {
-            return self.open(h, limits, now);
+            let mut links = [from; 2];
+            links[1 - side] = to;
+            return self.open(h, links, limits, now);
         }
         let Some(s) = self.streams.get_mut(&k) else {
             return match h.cmd {
@@ -135,7 +166,7 @@ impl RelayTable {
     }
 
     /// A DIAL passes through: count it, or say which limit refuses it.
-    fn open(&mut self, h: &Header, limits: &RelayLimits, now: Instant) -> Result<(), RelayRefusal> {
+    fn open(&mut self, h: &Header, links: [LinkId; 2], limits: &RelayLimits, now: Instant) -> Result<(), RelayRefusal> {
         if self.swept.is_none_or(|t| now.duration_since(t) > Duration::from_secs(1)) {
             self.sweep(now, limits.dial_timeout);
         }
@@ -152,8 +183,14 @@ impl RelayTable {
             return Err(RelayRefusal::Limit(format!("{} relayed streams for host {dialer}", limits.per_host)));
         }
         *count += 1;
-        let relayed =
-            Relayed { dialer, established: false, fin: [false; 2], send: [SendWindow::default(); 2], opened: now };
+        let relayed = Relayed {
+            dialer,
+            links,
+            established: false,
+            fin: [false; 2],
+            send: [SendWindow::default(); 2],
+            opened: now,
+        };
         self.streams.insert(k, relayed);
         Ok(())
     }
@@ -183,12 +220,21 @@ impl RelayTable {
         }
     }
 
-    /// Forgets every stream with an end on `host`.
-    pub fn host_lost(&mut self, host: HostId) {
-        let gone: Vec<_> = self.streams.keys().filter(|(a, b)| a.0 == host || b.0 == host).copied().collect();
-        for k in gone {
+    /// Forgets every stream carried by `link`, and says whom to tell.
+    pub fn link_lost(&mut self, link: LinkId) -> Vec<Cut> {
+        let mut cuts = Vec::new();
+        for (&(a, b), s) in &self.streams {
+            if s.links[0] == link {
+                cuts.push(Cut { lost: a, survivor: b, via: s.links[1] });
+            } else if s.links[1] == link {
+                cuts.push(Cut { lost: b, survivor: a, via: s.links[0] });
+            }
+        }
+        for c in &cuts {
+            let k = if c.lost <= c.survivor { (c.lost, c.survivor) } else { (c.survivor, c.lost) };
             self.remove(&k);
         }
+        cuts
     }
 
     /// Streams relayed now.
@@ -234,6 +280,8 @@ mod tests {
     use super::*;
 
     const LIMITS: RelayLimits = RelayLimits { per_host: 2, total: 3, dial_timeout: Duration::from_secs(30) };
+    /// Frames come on link 1 and go on link 2.
+    const AB: (LinkId, LinkId) = (LinkId(1), LinkId(2));
 
     fn h(cmd: Command, src: u64, sp: u32, dst: u64, dp: u32, len: u32) -> Header {
         Header { cmd, dst_host: dst, src_host: src, dst_port: dp, src_port: sp, len }
@@ -243,14 +291,14 @@ mod tests {
     fn limits_per_host_and_in_total() {
         let mut t = RelayTable::default();
         let now = Instant::now();
-        assert!(t.pass(&h(Command::Dial, 1, 10, 9, 80, 0), 0, &LIMITS, now).is_ok());
-        assert!(t.pass(&h(Command::Dial, 1, 11, 9, 80, 0), 0, &LIMITS, now).is_ok());
-        assert!(matches!(t.pass(&h(Command::Dial, 1, 12, 9, 80, 0), 0, &LIMITS, now), Err(RelayRefusal::Limit(_))));
-        assert!(t.pass(&h(Command::Dial, 2, 10, 9, 80, 0), 0, &LIMITS, now).is_ok());
-        assert!(matches!(t.pass(&h(Command::Dial, 3, 10, 9, 80, 0), 0, &LIMITS, now), Err(RelayRefusal::Limit(_))));
+        assert!(t.pass(&h(Command::Dial, 1, 10, 9, 80, 0), 0, AB, &LIMITS, now).is_ok());
+        assert!(t.pass(&h(Command::Dial, 1, 11, 9, 80, 0), 0, AB, &LIMITS, now).is_ok());
+        assert!(matches!(t.pass(&h(Command::Dial, 1, 12, 9, 80, 0), 0, AB, &LIMITS, now), Err(RelayRefusal::Limit(_))));
+        assert!(t.pass(&h(Command::Dial, 2, 10, 9, 80, 0), 0, AB, &LIMITS, now).is_ok());
+        assert!(matches!(t.pass(&h(Command::Dial, 3, 10, 9, 80, 0), 0, AB, &LIMITS, now), Err(RelayRefusal::Limit(_))));
         // Both FIN2s end a stream and free its place.
-        t.pass(&h(Command::Fin2, 1, 10, 9, 80, 0), 0, &LIMITS, now).unwrap();
-        t.pass(&h(Command::Fin2, 9, 80, 1, 10, 0), 0, &LIMITS, now).unwrap();
+        t.pass(&h(Command::Fin2, 1, 10, 9, 80, 0), 0, AB, &LIMITS, now).unwrap();
+        t.pass(&h(Command::Fin2, 9, 80, 1, 10, 0), 0, AB, &LIMITS, now).unwrap();
         assert_eq!(t.len(), 2);
     }
 
@@ -258,30 +306,50 @@ mod tests {
     fn flow_control_holds_through_the_relay() {
         let mut t = RelayTable::default();
         let now = Instant::now();
-        t.pass(&h(Command::Dial, 1, 10, 9, 80, 0), 0, &LIMITS, now).unwrap();
-        t.pass(&h(Command::Syn, 9, 80, 1, 10, 0), 0, &LIMITS, now).unwrap();
-        t.pass(&h(Command::Data, 1, 10, 9, 80, 65_536), 65_536, &LIMITS, now).unwrap();
-        let over = t.pass(&h(Command::Data, 1, 10, 9, 80, 1), 1, &LIMITS, now);
+        t.pass(&h(Command::Dial, 1, 10, 9, 80, 0), 0, AB, &LIMITS, now).unwrap();
+        t.pass(&h(Command::Syn, 9, 80, 1, 10, 0), 0, AB, &LIMITS, now).unwrap();
+        t.pass(&h(Command::Data, 1, 10, 9, 80, 65_536), 65_536, AB, &LIMITS, now).unwrap();
+        let over = t.pass(&h(Command::Data, 1, 10, 9, 80, 1), 1, AB, &LIMITS, now);
         assert!(matches!(over, Err(RelayRefusal::Violation { .. })), "{over:?}");
         // The receiver hands credit back and grows the window.
-        t.pass(&h(Command::Rewind, 9, 80, 1, 10, 4), 65_536, &LIMITS, now).unwrap();
-        t.pass(&h(Command::WndSize, 9, 80, 1, 10, 4), 1 << 20, &LIMITS, now).unwrap();
-        t.pass(&h(Command::Data, 1, 10, 9, 80, 1 << 20), 1 << 20, &LIMITS, now).unwrap();
+        t.pass(&h(Command::Rewind, 9, 80, 1, 10, 4), 65_536, AB, &LIMITS, now).unwrap();
+        t.pass(&h(Command::WndSize, 9, 80, 1, 10, 4), 1 << 20, AB, &LIMITS, now).unwrap();
+        t.pass(&h(Command::Data, 1, 10, 9, 80, 1 << 20), 1 << 20, AB, &LIMITS, now).unwrap();
         // Too much credit is a violation too.
-        let rewind = t.pass(&h(Command::Rewind, 9, 80, 1, 10, 4), 2 << 20, &LIMITS, now);
+        let rewind = t.pass(&h(Command::Rewind, 9, 80, 1, 10, 4), 2 << 20, AB, &LIMITS, now);
         assert!(matches!(rewind, Err(RelayRefusal::Violation { .. })));
         // DATA of a stream the relay never saw is not carried.
-        let stray = t.pass(&h(Command::Data, 5, 1, 9, 80, 10), 10, &LIMITS, now);
+        let stray = t.pass(&h(Command::Data, 5, 1, 9, 80, 10), 10, AB, &LIMITS, now);
         assert_eq!(stray, Err(RelayRefusal::Untracked));
+    }
+
+    #[test]
+    fn answers_go_back_on_the_link_of_their_stream() {
+        let mut t = RelayTable::default();
+        let now = Instant::now();
+        // Host 1 dials host 9 through two of its links (1 and 3) to this relay.
+        t.pass(&h(Command::Dial, 1, 10, 9, 80, 0), 0, (LinkId(1), LinkId(2)), &LIMITS, now).unwrap();
+        t.pass(&h(Command::Dial, 1, 11, 9, 80, 0), 0, (LinkId(3), LinkId(2)), &LIMITS, now).unwrap();
+        assert_eq!(t.next_hop(&h(Command::Syn, 9, 80, 1, 10, 0)), Some(LinkId(1)));
+        assert_eq!(t.next_hop(&h(Command::Syn, 9, 80, 1, 11, 0)), Some(LinkId(3)));
+        assert_eq!(t.next_hop(&h(Command::Data, 1, 11, 9, 80, 0)), Some(LinkId(2)));
+        assert_eq!(t.next_hop(&h(Command::Data, 1, 12, 9, 80, 0)), None);
+        // Link 3 goes down: only its stream is cut, and host 9 hears of it on link 2.
+        let cuts = t.link_lost(LinkId(3));
+        assert_eq!(cuts, vec![Cut { lost: (HostId(1), 11), survivor: (HostId(9), 80), via: LinkId(2) }]);
+        assert_eq!(t.len(), 1);
+        let cuts = t.link_lost(LinkId(2));
+        assert_eq!(cuts, vec![Cut { lost: (HostId(9), 80), survivor: (HostId(1), 10), via: LinkId(1) }]);
+        assert!(t.is_empty());
     }
 
     #[test]
     fn unanswered_dials_are_swept() {
         let mut t = RelayTable::default();
         let now = Instant::now();
-        t.pass(&h(Command::Dial, 1, 10, 9, 80, 0), 0, &LIMITS, now).unwrap();
+        t.pass(&h(Command::Dial, 1, 10, 9, 80, 0), 0, AB, &LIMITS, now).unwrap();
         let later = now + Duration::from_secs(40);
-        t.pass(&h(Command::Dial, 2, 10, 9, 80, 0), 0, &LIMITS, later).unwrap();
+        t.pass(&h(Command::Dial, 2, 10, 9, 80, 0), 0, AB, &LIMITS, later).unwrap();
         assert_eq!(t.len(), 1);
     }
 

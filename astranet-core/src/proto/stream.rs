@@ -375,6 +375,11 @@ impl StreamState {
                     (fx.fin2, fx.fin1) = self.take_owed_fins();
                 }
             }
+            Command::Rst if RstReason::from_u8(arg as u8) == RstReason::RouteLost => {
+                self.route_lost();
+                fx.wake_read = true;
+                fx.wake_write = true;
+            }
             Command::Rst => {
                 self.fault = Some(Fault::Reset(RstReason::from_u8(arg as u8)));
                 // A reset stream's unread data is dropped.

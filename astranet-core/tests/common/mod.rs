@@ -137,12 +137,22 @@ impl RawPeer {
         self.send(self.stream_header(Command::Dial, node, port, my_port, 0), &[]).await;
     }
 
-    /// Waits for SYN, answers ACK, waits for SYN_ACK.
+    /// Next frame that is neither PING/PONG nor a service announcement.
+    pub async fn recv_stream_frame(&mut self) -> Option<Frame> {
+        loop {
+            let f = self.recv_skip_ping().await?;
+            if !matches!(f.header.cmd, Command::Service | Command::NoService) {
+                return Some(f);
+            }
+        }
+    }
+
+    /// Waits for SYN, answers ACK, waits for SYN_ACK (announcements are skipped).
     pub async fn complete(&mut self, node: HostId, port: u32, my_port: u32) {
-        let syn = within(5, self.recv_skip_ping()).await.unwrap();
-        assert_eq!(syn.header.cmd, Command::Syn);
+        let syn = within(5, self.recv_stream_frame()).await.unwrap();
+        assert_eq!((syn.header.cmd, syn.header.dst_port), (Command::Syn, my_port));
         self.send(self.stream_header(Command::Ack, node, port, my_port, 0), &[]).await;
-        let syn_ack = within(5, self.recv_skip_ping()).await.unwrap();
+        let syn_ack = within(5, self.recv_stream_frame()).await.unwrap();
         assert_eq!(syn_ack.header.cmd, Command::SynAck);
     }
 }

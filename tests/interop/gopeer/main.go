@@ -12,7 +12,8 @@
 //	                           echo (io.Copy back, then Close), reply-after MS (read to EOF,
 //	                           wait, write it all back, Close), sink (read to EOF, answer
 //	                           8-byte count + SHA-256, Close), source SIZE SEED (write the
-//	                           pattern, Close), hold (read and drop until EOF, never write).
+//	                           pattern, Close), hold (read and drop until EOF, never write;
+//	                           then print {"event":"held-ended","bytes":N}).
 //	unserve NAME               Close that listener.
 //	dial-echo TARGET SIZE SEED CLOSE STREAMS [TIMEOUT_S] [NETWORK]
 //	                           STREAMS concurrent streams: write SIZE pattern bytes (seed
@@ -332,7 +333,13 @@ func handlerFor(mode string, args []string) (func(net.Conn), error) {
 		}, nil
 	case "hold":
 		return func(c net.Conn) {
-			io.Copy(io.Discard, c)
+			n, err := io.Copy(io.Discard, c)
+			// Tells the test when the stream ended, as the Go application saw it.
+			ev := map[string]interface{}{"event": "held-ended", "bytes": n}
+			if err != nil {
+				ev["error"] = err.Error()
+			}
+			emit(ev)
 		}, nil
 	}
 	return nil, errors.New("unknown serve mode " + mode)

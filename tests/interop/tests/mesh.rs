@@ -132,3 +132,38 @@ async fn a_go_router_relays_between_two_of_ours() {
     assert_eq!(b.peers(), [go.host], "B reaches A only through the Go router");
     go.ok("services").await;
 }
+
+/// A Go server's streams accepted through our router end when the router loses the
+/// dialer: Go's RESET only closes the streams it dialed, so the router also closes each
+/// cut stream in the dialer's name (FIN2 + FIN1), and the Go handler's read returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_servers_streams_end_when_our_router_loses_the_dialer() {
+    trace();
+    let router = Node::builder().role(Role::Router).build();
+    let addr = router.listen("127.0.0.1:0").await.unwrap();
+    let mut go = GoPeer::start(&["-join", &addr.to_string()]).await;
+    go.ok("serve held hold").await;
+    let dialer = Node::new();
+    dialer.join(addr).await.unwrap();
+    wait_for("the Go service through the router", 10, || dialer.services().iter().any(|s| s.name == "held")).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut s = within(10, "dial the Go service", dialer.dial("held")).await.unwrap();
+        s.write_all(b"some bytes").await.unwrap();
+        streams.push(s);
+    }
+    wait_for("the relayed streams", 10, || router.stats().relayed_streams == 3).await;
+    dialer.close();
+    let mut ended = 0;
+    within(10, "the Go handlers see their streams end", async {
+        while ended < 3 {
+            let ev = go.events().recv().await.expect("gopeer runs");
+            if ev["event"] == "held-ended" {
+                assert_eq!(ev["bytes"], 10, "{ev}");
+                ended += 1;
+            }
+        }
+    })
+    .await;
+    assert_eq!(router.stats().relayed_streams, 0);
+}

@@ -22,6 +22,9 @@ pub enum Event {
     Dial(StreamKey),
     /// The dialer gave up a DIAL that may still wait in a listener's backlog.
     CancelDial(StreamKey),
+    /// A relay lost its route to this host (RESET): DIALs from it on this link that
+    /// still wait in a listener's backlog will never be wanted.
+    RouteLost(HostId),
     /// SERVICE or NO_SERVICE: `name` at `addr`.
     Announcement {
         /// [`Command::Service`] or [`Command::NoService`].

@@ -307,9 +307,10 @@ impl Link {
     }
 
     /// RESET from a relay: `lost` is out of reach. Every stream with it on this link
-    /// fails.
+    /// fails, and its DIALs still waiting in a listener's backlog are dropped.
     fn on_route_lost(&mut self, lost: HostId, wakers: &mut Vec<Waker>) {
         tracing::debug!(host = %lost, "relay lost its route to the host");
+        self.events.push_back(Event::RouteLost(lost));
         for (_, slot) in self.streams.iter_mut() {
             if slot.key.remote_host == lost && slot.state.fault().is_none() {
                 slot.state.route_lost();
