@@ -7,6 +7,7 @@
 //! astranet gateway --http 0.0.0.0:8081 --join router:7000
 //! astranet status --control /run/astranet.sock
 //! astranet probe --join router:7000 --services
+//! astranet probe --join router:7000 --dial db --streams 100 --bytes 4MiB
 //! ```
 //! Every command that runs a node takes the node options of [`opts::NodeOpts`] as
 //! flags, `ASTRANET_*` variables or keys of a TOML file (`--config`).
@@ -16,6 +17,7 @@ mod expose;
 mod forward;
 mod gateway;
 mod keys;
+mod load;
 mod metrics;
 mod opts;
 mod probe;

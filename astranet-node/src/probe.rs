@@ -1,6 +1,7 @@
 //! `astranet probe`: a node that joins the mesh for one question and exits with the
-//! answer — dial a service and print its echo, list services, print counters, or wait
-//! for a name to be withdrawn.
+//! answer — dial a service and print its echo, load it with many checked streams
+//! (`--streams`, see [`crate::load`]), list services, print counters, or wait for a
+//! name to be withdrawn.
 
 use crate::opts::{seconds, BoxError, LinkListen, NodeOpts};
 use crate::running::Running;
@@ -21,6 +22,14 @@ pub struct ProbeArgs {
     /// The message for --dial.
     #[arg(long, default_value = "hello")]
     pub message: String,
+    /// With --dial: open this many streams at once, send --bytes on each and check the
+    /// echo; prints `streams N ok N failed N mismatched N bytes ...` and the errors by
+    /// kind. Every stream ends within --wait seconds.
+    #[arg(long, requires = "dial")]
+    pub streams: Option<usize>,
+    /// With --streams: bytes per stream (`4096`, `64KiB`, `4MiB`).
+    #[arg(long, default_value = "64KiB", value_parser = crate::load::parse_size)]
+    pub bytes: u64,
     /// Print the services the node knows after --wait seconds.
     #[arg(long)]
     pub services: bool,
@@ -39,7 +48,13 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, BoxError> {
     let wait = seconds("wait", args.wait)?;
     let running = Running::start(&args.node).await?;
     let node = &running.node;
-    let code = if let Some(target) = &args.dial {
+    let code = if let (Some(target), Some(streams)) = (&args.dial, args.streams) {
+        if crate::load::run(node, target, streams, args.bytes, wait).await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    } else if let Some(target) = &args.dial {
         let mut stream = node.dial_timeout(target.as_str(), wait).await?;
         stream.write_all(args.message.as_bytes()).await?;
         let mut echo = vec![0u8; args.message.len()];
