@@ -7,165 +7,26 @@
 //! R does not forward IP packets, so A and B reach R but not each other. Needs root
 //! and `ip`; elsewhere each test prints why it is skipped and passes.
 
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::hosts::{eventually, ok, Hosts, NODE};
 
-const NODE: &str = env!("CARGO_BIN_EXE_astranet");
-
-/// The three namespaces, removed on drop. Names carry the pid so parallel runs and
-/// leftovers of a killed run do not collide.
-struct Hosts {
-    prefix: String,
-    children: Vec<Child>,
-}
-
-fn sh(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-impl Hosts {
-    /// Builds the topology, or says why it cannot here.
-    fn new(test: &str) -> Result<Hosts, String> {
-        let prefix = format!("an{}{}", std::process::id() % 100_000, test);
-        let hosts = Hosts { prefix, children: Vec::new() };
-        for h in ["a", "r", "b"] {
-            sh(&["ip", "netns", "add", &hosts.ns(h)])?;
-            hosts.exec(h, &["ip", "link", "set", "lo", "up"])?;
-        }
+/// A, R and B, wired A <-> R <-> B; or `None` after printing why the test is skipped.
+fn setup(test: &str) -> Option<Hosts> {
+    let built = Hosts::new(test, &["a", "r", "b"]).and_then(|hosts| {
         hosts.wire("a", "r", "10.77.1")?;
         hosts.wire("b", "r", "10.77.2")?;
         hosts.exec("r", &["sysctl", "-qw", "net.ipv4.ip_forward=0"])?;
         Ok(hosts)
-    }
-
-    /// Makes `name` resolve to `ips` on host `h` (`ip netns exec` mounts
-    /// /etc/netns/<ns>/hosts over /etc/hosts). Rewritten in place, so running
-    /// processes see changes.
-    fn hosts_file(&self, h: &str, name: &str, ips: &[&str]) -> Result<(), String> {
-        let dir = format!("/etc/netns/{}", self.ns(h));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
-        let lines: String = ips.iter().map(|ip| format!("{ip} {name}\n")).collect();
-        std::fs::write(format!("{dir}/hosts"), format!("127.0.0.1 localhost\n{lines}")).map_err(|e| e.to_string())
-    }
-
-    fn ns(&self, h: &str) -> String {
-        format!("{}{}", self.prefix, h)
-    }
-
-    fn exec(&self, h: &str, cmd: &[&str]) -> Result<(), String> {
-        let ns = self.ns(h);
-        let mut args = vec!["ip", "netns", "exec", ns.as_str()];
-        args.extend_from_slice(cmd);
-        sh(&args)
-    }
-
-    /// A veth pair between `x` (.2) and `y` (.1) on `net`.0/24.
-    fn wire(&self, x: &str, y: &str, net: &str) -> Result<(), String> {
-        let (vx, vy) = (format!("{}{x}{y}", self.prefix), format!("{}{y}{x}", self.prefix));
-        sh(&[
-            "ip",
-            "link",
-            "add",
-            &vx,
-            "netns",
-            &self.ns(x),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &vy,
-            "netns",
-            &self.ns(y),
-        ])?;
-        self.exec(x, &["ip", "addr", "add", &format!("{net}.2/24"), "dev", &vx])?;
-        self.exec(y, &["ip", "addr", "add", &format!("{net}.1/24"), "dev", &vy])?;
-        self.exec(x, &["ip", "link", "set", &vx, "up"])?;
-        self.exec(y, &["ip", "link", "set", &vy, "up"])
-    }
-
-    /// Starts a long-running node on host `h`.
-    fn spawn(&mut self, h: &str, args: &[&str]) -> usize {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(h), NODE, "node"])
-            .args(args)
-            .args(["--keepalive", "1"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("astranet-node starts");
-        self.children.push(child);
-        self.children.len() - 1
-    }
-
-    /// Starts any long-running program on host `h`.
-    fn spawn_program(&mut self, h: &str, argv: &[&str]) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(h)])
-            .args(argv)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the program starts");
-        self.children.push(child);
-    }
-
-    /// Runs a one-off node on host `h` and returns its output.
-    fn run(&self, h: &str, args: &[&str]) -> Output {
-        Command::new("timeout")
-            .args(["30", "ip", "netns", "exec", &self.ns(h), NODE, "probe"])
-            .args(args)
-            .output()
-            .expect("astranet-node runs")
-    }
-
-    fn kill(&mut self, i: usize) {
-        let _ = self.children[i].kill();
-        let _ = self.children[i].wait();
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for h in ["a", "r", "b"] {
-            let _ = sh(&["ip", "netns", "del", &self.ns(h)]);
-            let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.ns(h)));
-        }
-    }
-}
-
-fn setup(test: &str) -> Option<Hosts> {
-    match Hosts::new(test) {
+    });
+    match built {
         Ok(h) => Some(h),
         Err(why) => {
             eprintln!("SKIPPED {test}: network namespaces unavailable here ({why})");
             None
         }
-    }
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
-}
-
-/// Retries a one-off until it succeeds (the mesh needs a moment to converge).
-fn eventually(hosts: &Hosts, h: &str, args: &[&str]) -> String {
-    let started = Instant::now();
-    loop {
-        let out = hosts.run(h, args);
-        if out.status.success() || started.elapsed() > Duration::from_secs(20) {
-            return ok(&out);
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
