@@ -83,4 +83,7 @@ pub struct LinkInfo {
     pub v1: bool,
     /// The link runs over TLS and the neighbour's certificate was verified.
     pub secure: bool,
+    /// Bytes of read buffers the link holds: the one being filled, and those kept
+    /// alive by received data not read yet (at most 16 beyond the first).
+    pub read_buffers: usize,
 }

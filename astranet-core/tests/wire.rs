@@ -737,3 +737,41 @@ async fn a_rapid_reset_flood_closes_the_link() {
     }
     assert!(node.links().is_empty());
 }
+
+/// A peer that leaves one large payload unread in every read buffer (and fills the rest
+/// with PONGs, which the node drops) cannot make its link hold more than a bounded
+/// number of read buffers: once 16 are pinned, payloads are copied. Without the bound,
+/// 64 payloads of 20,000 bytes held 64 buffers of 256 KiB (16 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_payloads_pin_a_bounded_number_of_read_buffers() {
+    let node = Node::new();
+    let addr = node.listen("127.0.0.1:0").await.unwrap();
+    let listener = node.bind(":5").unwrap();
+    let (mut peer, hs) = within(5, RawPeer::connect(addr, true)).await;
+    let host = HostId(hs.header.src_host);
+    let mut held = Vec::new();
+    for port in 100..164 {
+        peer.dial(host, 5, port).await;
+        held.push(within(5, listener.accept()).await.unwrap());
+        peer.complete(host, 5, port).await;
+    }
+    let pongs: Vec<u8> = (0..8_000).flat_map(|_| frame(Header::link(Command::Pong, 0), &[])).collect();
+    for port in 100..165 {
+        let mut round = Vec::new();
+        if port < 164 {
+            round = frame(peer.stream_header(Command::Data, host, 5, port, 20_000), &[port as u8; 20_000]);
+        }
+        round.extend_from_slice(&pongs);
+        peer.send_raw(&round).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let links = node.links();
+    let held_bytes = links[0].read_buffers;
+    assert!(held_bytes <= 18 * 300 * 1024, "{held_bytes} bytes of read buffers held");
+    // Every payload is intact, sliced or copied.
+    for (i, s) in held.iter_mut().enumerate() {
+        let mut buf = vec![0u8; 20_000];
+        within(5, s.read_exact(&mut buf)).await.unwrap();
+        assert!(buf.iter().all(|&b| b == (100 + i) as u8));
+    }
+}

@@ -10,7 +10,7 @@
 //! leaves as [`Event`]s through [`LinkEvents`]; the link never calls into the node
 //! otherwise.
 
-mod reader;
+pub(crate) mod reader;
 pub(crate) use reader::RELAY_BUFFER_HIGH;
 pub(crate) mod sink;
 mod timer;
@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     /// DIALs of this link waiting in listener backlogs (count against the stream limit).
     pub pending_dials: AtomicUsize,
+    /// Bytes of read buffers the link holds (see [`reader::MAX_PINNED`]).
+    pub read_buffers: AtomicUsize,
     /// Who the peer is, as TLS authenticated it (`None`: a plaintext link).
     pub identity: Option<Identity>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -144,6 +146,7 @@ impl LinkHandle {
             settings,
             counters,
             pending_dials: AtomicUsize::new(0),
+            read_buffers: AtomicUsize::new(0),
             identity,
             tasks: Mutex::new(Vec::new()),
             drained: Notify::new(),

@@ -21,56 +21,81 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 pub(crate) const RELAY_BUFFER_HIGH: usize = 8 << 20;
 const RELAY_BUFFER_LOW: usize = 4 << 20;
 
-/// Bytes asked for per read: enough for many frames per syscall.
+/// Bytes asked for per read: enough for many frames per syscall. Also the size of
+/// every read buffer: it holds the incomplete frame carried over plus room for a
+/// whole one.
 const READ_CHUNK: usize = 256 * 1024;
+const _: () = assert!(READ_CHUNK >= 2 * (MAX_PAYLOAD + HEADER_LEN));
 
-/// Free read buffers kept for reuse, and retired buffers examined per refill.
+/// Free read buffers kept for reuse, and pinned buffers examined per refill.
 const KEEP_FREE: usize = 4;
 const SCAN: usize = 16;
 
+/// Read buffers a link's unread payload slices may pin. Beyond this, payloads are
+/// copied out of the read buffer until the application has read enough: what a peer
+/// can make a link hold is then `max_link_buffer` of unread payload plus at most this
+/// many read buffers (4 MiB), whatever the sizes of its frames.
+pub(crate) const MAX_PINNED: usize = 16;
+
 /// Read buffers of one link. DATA payloads are handed out as slices of the read buffer,
 /// so a retired buffer is free again only once every stream consumed its slices.
-/// Retired buffers wait here until then and are reused, which saves the page faults of
-/// fresh allocations; at most [`KEEP_FREE`] free ones are kept.
+/// Retired buffers wait in `pinned` until then and are reused, which saves the page
+/// faults of fresh allocations; at most [`KEEP_FREE`] free ones are kept.
 struct ReadBuffers {
-    retired: VecDeque<BytesMut>,
+    pinned: VecDeque<BytesMut>,
+    free: Vec<BytesMut>,
 }
 
 impl ReadBuffers {
     /// Makes room for a read in `buf`: reclaims it in place if no slice of it is alive,
-    /// else switches to a free retired buffer (or a new one), carrying over the bytes
-    /// of an incomplete frame.
+    /// else switches to a free buffer (or a new one), carrying over the bytes of an
+    /// incomplete frame.
     fn make_room(&mut self, buf: &mut BytesMut) {
         const ROOM: usize = MAX_PAYLOAD + HEADER_LEN;
         if buf.capacity() - buf.len() >= ROOM || buf.try_reclaim(ROOM) {
             return;
         }
         let need = buf.len() + ROOM;
-        let mut next = None;
-        let mut free = 0;
-        // Oldest first: the likeliest to have been consumed.
-        for _ in 0..self.retired.len().min(SCAN) {
-            let Some(mut b) = self.retired.pop_front() else { break };
-            if !b.try_reclaim(need) {
-                self.retired.push_back(b);
-            } else if next.is_none() {
-                next = Some(b);
-            } else if free < KEEP_FREE {
-                free += 1;
-                self.retired.push_back(b);
-            }
-        }
-        let mut next = next.unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK.max(need)));
+        self.collect(need);
+        let mut next = self.free.pop().unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK));
         next.extend_from_slice(buf);
         let mut old = std::mem::replace(buf, next);
         old.clear();
-        self.retired.push_back(old);
+        self.pinned.push_back(old);
+    }
+
+    /// Frees the pinned buffers whose slices were all consumed (oldest first: the
+    /// likeliest to be).
+    fn collect(&mut self, need: usize) {
+        for _ in 0..self.pinned.len().min(SCAN) {
+            let Some(mut b) = self.pinned.pop_front() else { break };
+            if !b.try_reclaim(need) {
+                self.pinned.push_back(b);
+            } else if self.free.len() < KEEP_FREE {
+                self.free.push(b);
+            }
+        }
+    }
+
+    /// Whether payloads must be copied now: [`MAX_PINNED`] buffers are pinned.
+    fn saturated(&mut self) -> bool {
+        if self.pinned.len() >= MAX_PINNED {
+            self.collect(MAX_PAYLOAD + HEADER_LEN);
+        }
+        self.pinned.len() >= MAX_PINNED
+    }
+
+    /// Bytes held, the current buffer included. Every buffer is allocated with
+    /// [`READ_CHUNK`] bytes (a frame carried over needs less), and a retired view's
+    /// own capacity says nothing of the allocation it keeps alive.
+    fn held(&self) -> usize {
+        (1 + self.pinned.len() + self.free.len()) * READ_CHUNK
     }
 }
 
 pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut buffers = ReadBuffers { retired: VecDeque::new() };
+    let mut buffers = ReadBuffers { pinned: VecDeque::new(), free: Vec::new() };
     loop {
         buffers.make_room(&mut buf);
         let n = match io.read_buf(&mut buf).await {
@@ -79,10 +104,16 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R) {
             Err(e) => return link.close(CloseReason::Io(e.to_string())),
         };
         link.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        let copy = buffers.saturated();
+        link.read_buffers.store(buffers.held(), Ordering::Relaxed);
         // Frames for other hosts leave as events and are queued on their next hop at
         // once, checked against flow control by the relay: a slow reader behind a relay
         // stalls only its own stream.
-        if link.with(|l, wakers| l.handle_input(Instant::now(), &mut buf, wakers)).is_err() {
+        let handled = link.with(|l, wakers| {
+            l.copy_payloads(copy);
+            l.handle_input(Instant::now(), &mut buf, wakers)
+        });
+        if handled.is_err() {
             return;
         }
         // A next hop whose link is congested (see RELAY_BUFFER_HIGH) pauses this

@@ -605,7 +605,8 @@ impl Node {
                 let (streams, rtt, v1, secure) = l.with(|link, _| {
                     (link.stream_count(), link.rtt(), link.policy() == Policy::V1, link.authenticated().is_some())
                 });
-                Some(LinkInfo { id: l.id, peer, remote_addr: l.remote_addr, streams, rtt, v1, secure })
+                let read_buffers = l.read_buffers.load(Ordering::Relaxed);
+                Some(LinkInfo { id: l.id, peer, remote_addr: l.remote_addr, streams, rtt, v1, secure, read_buffers })
             })
             .collect();
         out.sort_by_key(|l| l.id);

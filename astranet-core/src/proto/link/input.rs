@@ -17,7 +17,8 @@ use std::time::Instant;
 
 /// DATA payloads shorter than this are copied out of the read buffer unless their
 /// reader already waits: a payload kept as a slice pins its whole read buffer until it
-/// is read, so a live slice then pins at most 16 times its size.
+/// is read, so a live slice then pins at most 16 times its size (and the I/O layer
+/// bounds the pinned buffers, see [`Link::copy_payloads`]).
 const COPY_BELOW: usize = 16 * 1024;
 
 impl Link {
@@ -244,7 +245,7 @@ impl Link {
             // A small payload is copied unless its reader already waits on an empty
             // queue and takes it at once.
             let taken_at_once = slot.state.recv.is_empty() && slot.read_waker.is_some();
-            let payload = if len < COPY_BELOW && !taken_at_once {
+            let payload = if self.copy_payloads || (len < COPY_BELOW && !taken_at_once) {
                 bytes::Bytes::copy_from_slice(&frame.payload)
             } else {
                 frame.payload

@@ -139,6 +139,8 @@ pub struct Link {
     budget: WindowBudget,
     /// Received data not yet read, all streams together (their `Recv::charge`).
     buffered: usize,
+    /// Copy every DATA payload out of the input buffer (see [`Link::copy_payloads`]).
+    copy_payloads: bool,
     out: Output,
     timers: Timers,
     /// Windows (WND_SIZE) that frames relayed to the peer granted it: the peer may send
@@ -164,6 +166,7 @@ impl Link {
             streams: StreamTable::default(),
             waiting_space: Waiting::default(),
             buffered: 0,
+            copy_payloads: false,
             out: Output::default(),
             timers: Timers::new(now),
             relay_grants: HashMap::new(),
@@ -327,6 +330,14 @@ impl Link {
         self.out.writer_idle = false;
         self.phase = Phase::Closed(reason.clone());
         self.events.push_back(Event::Closed(reason));
+    }
+
+    /// Whether DATA payloads are copied out of the buffers given to
+    /// [`Link::handle_input`] rather than kept as slices of them. A slice keeps its
+    /// whole buffer alive until it is read: the I/O layer turns copying on while the
+    /// buffers held that way reach its bound.
+    pub fn copy_payloads(&mut self, on: bool) {
+        self.copy_payloads = on;
     }
 
     /// Queues a link-level or routed frame of the node's own (FOLLOW, DISCOVER).
