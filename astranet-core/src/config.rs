@@ -189,6 +189,12 @@ pub struct Config {
     pub frame_stall_timeout: Duration,
     /// How long a closed stream is remembered to absorb frames still in flight.
     pub linger: Duration,
+    /// The idle timeout every stream starts with: a stream on which no data moved
+    /// either way for this long is reset ([`Stream::set_idle_timeout`] changes it per
+    /// stream). `None` (the default): streams live as long as their link.
+    ///
+    /// [`Stream::set_idle_timeout`]: crate::Stream::set_idle_timeout
+    pub stream_idle_timeout: Option<Duration>,
     /// How often [`Node::join`](crate::Node::join) resolves its name again to join new addresses
     /// (default 10 s, as in the Go package).
     pub resolve_interval: Duration,
@@ -214,6 +220,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             frame_stall_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(10),
+            stream_idle_timeout: None,
             max_reconnect_delay: Duration::from_secs(60),
             resolve_interval: Duration::from_secs(10),
             tls: None,
@@ -404,6 +411,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Sets [`Config::stream_idle_timeout`]: every stream is reset after this long
+    /// without data moving either way. Default: none.
+    pub fn stream_idle_timeout(mut self, t: Duration) -> Self {
+        self.config.stream_idle_timeout = Some(t);
+        self
+    }
+
     /// Sets [`Config::max_reconnect_delay`], the longest back-off between two attempts
     /// of [`Node::join`](crate::Node::join) to re-establish a link. Default: 60 s.
     pub fn max_reconnect_delay(mut self, t: Duration) -> Self {
@@ -468,6 +482,9 @@ impl Config {
         positive("frame_stall_timeout", self.frame_stall_timeout)?;
         positive("max_reconnect_delay", self.max_reconnect_delay)?;
         positive("resolve_interval", self.resolve_interval)?;
+        if let Some(t) = self.stream_idle_timeout {
+            positive("stream_idle_timeout", t)?;
+        }
         let l = &self.limits;
         check(l.max_streams_per_link > 0, || "max_streams_per_link must be at least 1".into())?;
         check(l.listener_backlog > 0, || "listener_backlog must be at least 1".into())?;
@@ -505,6 +522,7 @@ impl Config {
             max_stream_window: self.windows.max_stream_window,
             window_budget: self.windows.link_window_budget,
             max_resets_per_second: self.limits.max_resets_per_second,
+            stream_idle_timeout: self.stream_idle_timeout,
         }
     }
 }

@@ -147,7 +147,7 @@ impl ListenerShared {
             };
             pending.link.pending_dials.fetch_sub(1, Ordering::Relaxed);
             let key = pending.key;
-            if let Ok(id) = pending.link.with(|l, _| l.accept_stream(key)) {
+            if let Ok(id) = pending.link.with(|l, _| l.accept_stream(key, std::time::Instant::now())) {
                 return Poll::Ready(Ok(Stream::new(pending.link, id)));
             }
         }

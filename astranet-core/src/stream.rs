@@ -8,7 +8,7 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// One bidirectional byte stream between two nodes, multiplexed over a link.
@@ -61,6 +61,35 @@ impl Stream {
     pub fn abort(mut self) {
         let id = std::mem::replace(&mut self.id, RELEASED);
         self.link.with(|l, _| l.abort(id, Instant::now()));
+    }
+
+    /// Resets the stream when no data moved on it either way for `timeout`, counted
+    /// from now; its reads and writes then fail with [`io::ErrorKind::TimedOut`] and
+    /// the peer's with a reset. `None` turns it off. The default is the node's
+    /// [`Config::stream_idle_timeout`](crate::Config::stream_idle_timeout) (none unless
+    /// set).
+    ///
+    /// ```
+    /// # async fn demo(node: astranet::Node) -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// let stream = node.dial("db").await?;
+    /// // A client that disappears without closing does not hold the stream forever.
+    /// stream.set_idle_timeout(Some(Duration::from_secs(300)));
+    /// # Ok(()) }
+    /// ```
+    pub fn set_idle_timeout(&self, timeout: Option<Duration>) {
+        let id = self.id;
+        self.link.with(|l, _| l.set_idle_timeout(id, timeout, Instant::now()));
+    }
+
+    /// Makes a write that waits `timeout` for room (the peer's window, the link's
+    /// queue) fail with [`io::ErrorKind::TimedOut`]. Bytes already accepted by earlier
+    /// writes are not affected and the stream stays usable, as after a write deadline
+    /// of Go's `net.Conn`. `None` (the default): writes wait as long as it takes.
+    /// Reads are bounded by the caller, e.g. with `tokio::time::timeout`.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) {
+        let id = self.id;
+        self.link.with(|l, _| l.set_write_timeout(id, timeout, Instant::now()));
     }
 
     /// Completes once a dialed stream is established.

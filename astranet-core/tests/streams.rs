@@ -495,3 +495,88 @@ async fn refusals_of_our_own_dials_are_not_resets_by_the_peer() {
     }
     assert_eq!(client.links().len(), 1);
 }
+
+/// A stream on which nothing moves for its idle timeout is reset: this side's
+/// operations fail with TimedOut, the peer's with a reset. Data moving keeps it alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_timeout_resets_a_quiet_stream_and_activity_keeps_it() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":7").unwrap();
+    let (mut c, mut s) = connected(&client, &listener).await;
+    c.set_idle_timeout(Some(Duration::from_millis(300)));
+    // Traffic every 100 ms for a second: the stream lives on.
+    for _ in 0..10 {
+        c.write_all(b"x").await.unwrap();
+        let mut one = [0u8; 1];
+        within(5, s.read_exact(&mut one)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Then silence: reset within the timeout (and the timer's precision).
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 8];
+    let err = within(5, c.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    let err = c.write_all(b"late").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    let err = within(5, s.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+}
+
+/// The node's default idle timeout applies to every stream, dialed or accepted, and a
+/// stream can turn it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_idle_timeout_applies_to_every_stream_unless_turned_off() {
+    let idle = Duration::from_millis(200);
+    let (server, client) = tcp_pair_with(Node::builder().stream_idle_timeout(idle), Node::builder()).await;
+    let listener = server.bind(":7").unwrap();
+    let (mut c1, s1) = connected(&client, &listener).await;
+    let (mut c2, s2) = connected(&client, &listener).await;
+    s2.set_idle_timeout(None);
+    let mut buf = [0u8; 8];
+    // The server resets its end of the first stream; the client's read says so.
+    let err = within(5, c1.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    let (mut s1, mut s2) = (s1, s2);
+    assert_eq!(within(5, s1.read(&mut buf)).await.unwrap_err().kind(), ErrorKind::TimedOut);
+    // The second one outlived the timeout.
+    c2.write_all(b"alive").await.unwrap();
+    within(5, s2.read_exact(&mut buf[..5])).await.unwrap();
+    assert_eq!(&buf[..5], b"alive");
+}
+
+/// A write that waits longer than the write timeout for the peer's window fails with
+/// TimedOut; nothing is lost and the stream stays usable once the peer reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_timeout_bounds_a_blocked_write_and_the_stream_stays_usable() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":7").unwrap();
+    let (mut c, mut s) = connected(&client, &listener).await;
+    c.set_write_timeout(Some(Duration::from_millis(300)));
+    // The server does not read: the client fills the window, then waits.
+    let chunk = vec![7u8; 64 * 1024];
+    let mut sent = 0usize;
+    let started = std::time::Instant::now();
+    let err = within(5, async {
+        loop {
+            match c.write(&chunk).await {
+                Ok(n) => sent += n,
+                Err(e) => return e,
+            }
+        }
+    })
+    .await;
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(sent >= 64 * 1024, "the window's worth went through first ({sent})");
+    // Everything accepted arrives, and the stream carries on.
+    let reader = tokio::spawn(async move {
+        let mut got = vec![0u8; sent + 5];
+        s.read_exact(&mut got).await.unwrap();
+        got
+    });
+    c.write_all(b"after").await.unwrap();
+    let got = within(5, reader).await.unwrap();
+    assert!(got[..sent].iter().all(|&b| b == 7));
+    assert_eq!(&got[sent..], b"after");
+}

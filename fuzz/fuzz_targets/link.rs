@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         }
         while let Some(event) = link.poll_event() {
             if let Event::Dial(key) = event {
-                if let Ok(id) = link.accept_stream(key) {
+                if let Ok(id) = link.accept_stream(key, now) {
                     streams.push(id);
                 }
             }

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub remote_addr: Option<SocketAddr>,
     inner: Mutex<Inner>,
     wake_writer: Notify,
+    /// A stream set a deadline earlier than the timer task sleeps until.
+    timer_changed: Notify,
     state: watch::Sender<LinkState>,
     events: Weak<dyn LinkEvents>,
     settings: LinkSettings,
@@ -141,6 +143,7 @@ impl LinkHandle {
             remote_addr,
             inner: Mutex::new(Inner { link: proto, direct: sink.direct() }),
             wake_writer: Notify::new(),
+            timer_changed: Notify::new(),
             state: watch::Sender::new(LinkState::Handshaking),
             events,
             settings,
@@ -193,10 +196,13 @@ impl LinkHandle {
             while let Some(ev) = link.poll_event() {
                 events.push(ev);
             }
-            (result, link.take_writer_wakeup())
+            (result, (link.take_writer_wakeup(), link.take_timer_wakeup()))
         };
-        if kick {
+        if kick.0 {
             self.wake_writer.notify_one();
+        }
+        if kick.1 {
+            self.timer_changed.notify_one();
         }
         for w in wakers {
             w.wake();
@@ -366,6 +372,8 @@ impl LinkHandle {
             StreamError::Aborted => Error::Aborted,
             StreamError::RouteLost => Error::RouteLost { host: key.remote_host, relay: self.peer_name() },
             StreamError::WriteClosed => Error::BrokenPipe,
+            StreamError::IdleTimeout(after) => Error::TimedOut { what: "stream idle".into(), after },
+            StreamError::WriteTimeout(after) => Error::TimedOut { what: "write".into(), after },
             StreamError::PeerNotReading(PeerReading::Forgot) => {
                 Error::PeerClosed("it closed the stream and forgot it (v1 close window over)")
             }

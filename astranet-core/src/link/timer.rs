@@ -1,5 +1,6 @@
 //! The link's one timer task: sleeps until the state machine's next deadline (or a
-//! tick, so that deadlines set meanwhile are seen in time) and lets it act.
+//! tick, so that the link's own deadlines set meanwhile are seen in time; a stream
+//! that sets an earlier one wakes it) and lets it act.
 
 use super::LinkHandle;
 use std::time::{Duration, Instant};
@@ -17,7 +18,10 @@ pub(super) async fn run(link: LinkHandle) {
         let Some(next) = link.with(|l, _| l.poll_timeout()) else { return };
         let now = Instant::now();
         if next > now {
-            tokio::time::sleep((next - now).min(tick)).await;
+            tokio::select! {
+                _ = tokio::time::sleep((next - now).min(tick)) => {}
+                _ = link.timer_changed.notified() => {}
+            }
         }
         link.with(|l, wakers| l.handle_timeout(Instant::now(), wakers));
     }

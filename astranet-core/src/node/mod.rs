@@ -508,7 +508,7 @@ impl Node {
         let id = loop {
             let key =
                 StreamKey { local_port: self.shared.alloc_port(), remote_port: addr.port.0, remote_host: addr.host };
-            match link.with(|l, _| l.open_stream(key)) {
+            match link.with(|l, _| l.open_stream(key, std::time::Instant::now())) {
                 Ok(id) => break id,
                 Err(OpenError::KeyInUse) => continue,
                 Err(OpenError::Limit(max)) => {

@@ -82,6 +82,8 @@ pub enum Fault {
     Aborted,
     /// A relay reported (RESET) that it lost its route to the peer's host.
     RouteLost,
+    /// No data moved for the stream's idle timeout: it was reset.
+    TimedOut,
 }
 
 /// A protocol rule broken by the peer on one stream.
@@ -192,7 +194,7 @@ impl StreamState {
 
     /// We sent RST (or its v1 form): the application aborted.
     fn reset_sent(&self) -> bool {
-        self.fault == Some(Fault::Aborted)
+        matches!(self.fault, Some(Fault::Aborted | Fault::TimedOut))
     }
 
     /// Where the opening handshake stands.
@@ -466,6 +468,18 @@ impl StreamState {
         }
         self.reading = Half::Closed;
         true
+    }
+
+    /// The idle timeout expired: the stream is aborted, and fails with the timeout
+    /// unless it had failed already. Returns true if RST must be sent (see
+    /// [`StreamState::abort`]).
+    pub fn time_out(&mut self) -> bool {
+        let failed = self.fault.is_some();
+        let send = self.abort();
+        if !failed {
+            self.fault = Some(Fault::TimedOut);
+        }
+        send
     }
 
     /// The application aborts: returns true if RST must be sent (the caller falls back

@@ -33,6 +33,10 @@ pub struct LinkConfig {
     /// Streams and DIALs the peer may reset per second, on average (a burst of as many
     /// is allowed); a peer that resets faster is disconnected (a rapid-reset flood).
     pub max_resets_per_second: u32,
+    /// The idle timeout every stream starts with (see [`Link::set_idle_timeout`]).
+    ///
+    /// [`Link::set_idle_timeout`]: super::Link::set_idle_timeout
+    pub stream_idle_timeout: Option<Duration>,
 }
 
 impl Default for LinkConfig {
@@ -51,6 +55,7 @@ impl Default for LinkConfig {
             max_stream_window: 16 << 20,
             window_budget: 256 << 20,
             max_resets_per_second: 10_000,
+            stream_idle_timeout: None,
         }
     }
 }

@@ -218,6 +218,9 @@ impl Link {
         let Some(id) = self.streams.find(&key) else {
             return self.on_unknown_stream(&key, h.cmd, policy);
         };
+        if h.cmd == Command::Data {
+            self.deadlines.touch(id, now);
+        }
         let arg = match h.cmd {
             Command::Rewind | Command::WndSize => frame.u32_payload(),
             Command::Rst => u32::from(frame.payload[0]),

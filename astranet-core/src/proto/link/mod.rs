@@ -37,6 +37,7 @@
 
 mod close;
 mod config;
+mod deadlines;
 mod events;
 mod input;
 mod output;
@@ -143,6 +144,8 @@ pub struct Link {
     copy_payloads: bool,
     out: Output,
     timers: Timers,
+    /// Idle and write timeouts of the streams that have them.
+    deadlines: deadlines::Deadlines,
     /// Windows (WND_SIZE) that frames relayed to the peer granted it: the peer may send
     /// DATA that large on those streams (a Go sender fills its whole window), keyed as
     /// that DATA will arrive: (src host, src port, dst host, dst port).
@@ -169,6 +172,7 @@ impl Link {
             copy_payloads: false,
             out: Output::default(),
             timers: Timers::new(now),
+            deadlines: Default::default(),
             relay_grants: HashMap::new(),
             events: VecDeque::new(),
             counters,
@@ -319,6 +323,7 @@ impl Link {
         let orphans = self.streams.retain_handled();
         self.counters.streams_closed.fetch_add(orphans as u64, Ordering::Relaxed);
         self.timers.clear_streams();
+        self.deadlines.clear();
         self.relay_grants.clear();
         self.out.announcements = Default::default();
         if reason != CloseReason::Local {

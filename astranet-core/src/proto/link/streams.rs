@@ -37,6 +37,10 @@ pub enum StreamError {
     RouteLost,
     /// The application shut the writing half down.
     WriteClosed,
+    /// No data moved on the stream for this long (its idle timeout): it was reset.
+    IdleTimeout(Duration),
+    /// A write waited this long for room (its write timeout); the stream is intact.
+    WriteTimeout(Duration),
     /// The peer stopped reading: it said so (FIN1), or it is a v1 node that forgot the
     /// stream once its close window was over.
     PeerNotReading(PeerReading),
@@ -61,11 +65,14 @@ fn register(waker: &mut Option<Waker>, new: &Waker) {
     }
 }
 
-fn fault_error(fault: Fault) -> StreamError {
+/// The error of a stream that failed with `fault` (`deadlines` tell the idle timeout
+/// of stream `id`).
+fn fault_error(fault: Fault, deadlines: &super::deadlines::Deadlines, id: StreamId) -> StreamError {
     match fault {
         Fault::Reset(r) => StreamError::Reset(r),
         Fault::Aborted => StreamError::Aborted,
         Fault::RouteLost => StreamError::RouteLost,
+        Fault::TimedOut => StreamError::IdleTimeout(deadlines.idle(id)),
     }
 }
 
@@ -87,7 +94,7 @@ impl Link {
     }
 
     /// Client side: creates the stream `key` and sends DIAL.
-    pub fn open_stream(&mut self, key: StreamKey) -> Result<StreamId, OpenError> {
+    pub fn open_stream(&mut self, key: StreamKey, now: Instant) -> Result<StreamId, OpenError> {
         if let Phase::Closed(r) = &self.phase {
             return Err(OpenError::Closed(r.clone()));
         }
@@ -101,13 +108,14 @@ impl Link {
         let id = self.streams.insert(Slot::new(key, state)).expect("key checked free");
         self.push_stream_frame(&key, Command::Dial, &[]);
         self.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
+        self.default_timeouts(id, now);
         Ok(id)
     }
 
     /// Server side: creates the stream of an accepted DIAL and sends SYN. `Err(None)`
     /// when the link is gone or the dial is a duplicate; `Err(Some(reason))` when it
     /// was refused (and the refusal queued).
-    pub fn accept_stream(&mut self, key: StreamKey) -> Result<StreamId, Option<RstReason>> {
+    pub fn accept_stream(&mut self, key: StreamKey, now: Instant) -> Result<StreamId, Option<RstReason>> {
         if !self.is_open() || self.streams.contains(&key) {
             return Err(None);
         }
@@ -119,6 +127,7 @@ impl Link {
         let id = self.streams.insert(Slot::new(key, state)).expect("key checked free");
         self.push_stream_frame(&key, Command::Syn, &[]);
         self.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
+        self.default_timeouts(id, now);
         Ok(id)
     }
 
@@ -133,7 +142,7 @@ impl Link {
             return Poll::Ready(Err(match fault {
                 Fault::Reset(RstReason::Aborted) => StreamError::Reset(RstReason::Aborted),
                 Fault::Reset(reason) => StreamError::Refused(reason),
-                fault => fault_error(fault),
+                fault => fault_error(fault, &self.deadlines, id),
             }));
         }
         if let Some(e) = closed {
@@ -190,10 +199,11 @@ impl Link {
                     self.push_stream_frame(&key, Command::Rewind, &r.to_be_bytes());
                 }
             }
+            self.deadlines.touch(id, now);
             return Poll::Ready(Ok(n));
         }
         if let Some(fault) = slot.state.fault() {
-            return Poll::Ready(Err(fault_error(fault)));
+            return Poll::Ready(Err(fault_error(fault, &self.deadlines, id)));
         }
         if slot.state.peer_done_writing() || slot.state.read_closed() || max == 0 {
             return Poll::Ready(Ok(0));
@@ -224,12 +234,15 @@ impl Link {
         if let Some(e) = self.closed_error() {
             return Poll::Ready(Err(e));
         }
+        if let Err(e) = self.check_write_timeout(id) {
+            return Poll::Ready(Err(e));
+        }
         let queued = self.out.data.len();
         let limit = self.cfg.write_queue;
         let Link { streams, waiting_space, .. } = self;
         let slot = streams.get_mut(id).expect("a handle's slot exists");
         if let Some(fault) = slot.state.fault() {
-            return Poll::Ready(Err(fault_error(fault)));
+            return Poll::Ready(Err(fault_error(fault, &self.deadlines, id)));
         }
         if slot.state.write_closed() {
             return Poll::Ready(Err(StreamError::WriteClosed));
@@ -238,18 +251,18 @@ impl Link {
             return Poll::Ready(Err(StreamError::PeerNotReading(slot.state.peer_reading())));
         }
         let credit = slot.state.write_credit() as usize;
-        if credit == 0 {
+        if credit == 0 || queued >= limit {
             register(&mut slot.write_waker, waker);
-            return Poll::Pending;
-        }
-        if queued >= limit {
-            register(&mut slot.write_waker, waker);
-            waiting_space.push(id);
+            if credit > 0 {
+                waiting_space.push(id);
+            }
+            self.write_waits(id, true, now);
             return Poll::Pending;
         }
         let n = data.len().min(credit).min((limit - queued).max(MAX_PAYLOAD));
         slot.state.send.on_send(n as u32);
         let key = slot.key;
+        self.write_waits(id, false, now);
         let payload = &data[..n];
         if let Some(direct) = direct.filter(|_| n <= MAX_DIRECT && self.writer_is_idle()) {
             let mut header = [0u8; HEADER_LEN];
@@ -284,7 +297,7 @@ impl Link {
         }
         let slot = self.slot(id);
         if let Some(fault) = slot.state.fault() {
-            return Err(fault_error(fault));
+            return Err(fault_error(fault, &self.deadlines, id));
         }
         let key = slot.key;
         if slot.state.shutdown_write() {
@@ -351,11 +364,31 @@ impl Link {
         }
     }
 
+    /// The stream's idle timeout expired: it is reset (RST, or FIN2 + FIN1 to a v1
+    /// peer) and its reads and writes fail; the handle stays the application's.
+    pub(super) fn time_out(&mut self, id: StreamId, wakers: &mut Vec<Waker>) {
+        let policy = self.policy();
+        let slot = self.slot(id);
+        let before = slot.state.recv.charge();
+        let peer_has_stream = !slot.state.is_dialing() || slot.state.ack_sent();
+        let send = slot.state.time_out();
+        let key = slot.key;
+        slot.take_wakers(wakers);
+        self.buffered -= before - slot.state.recv.charge();
+        if send {
+            for &cmd in policy.abort_frames(peer_has_stream) {
+                let payload: &[u8] = if cmd == Command::Rst { &[RstReason::Aborted as u8] } else { &[] };
+                self.push_stream_frame(&key, cmd, payload);
+            }
+        }
+    }
+
     /// Forgets a stream, giving back its window budget and receive charge.
     pub(super) fn free(&mut self, id: StreamId) {
         let slot = self.streams.remove(id);
         // The id may be reused: it must not stay waiting.
         self.waiting_space.remove(id);
+        self.deadlines.remove(id);
         self.budget.used = self.budget.used.saturating_sub(slot.state.recv.window.extra());
         self.buffered -= slot.state.recv.charge();
         self.counters.streams_closed.fetch_add(1, Ordering::Relaxed);

@@ -1,6 +1,7 @@
 //! The link's timers: handshake timeout, PING after a quiet spell, closing a silent
 //! link or one whose frame stalls, forgetting closed streams once their linger time is
-//! over, and the end of v1 peers' close windows. The driver asks
+//! over, the end of v1 peers' close windows, and the streams' own timeouts
+//! ([`deadlines`](super::deadlines)). The driver asks
 //! [`Link::poll_timeout`] when to call [`Link::handle_timeout`]; nothing is timed per
 //! stream in the driver.
 
@@ -83,6 +84,7 @@ impl Link {
         consider(t.frame_started.map(|(at, _)| at + cfg.frame_stall_timeout));
         consider(t.linger.front().map(|l| l.2));
         consider(t.close_windows.front().map(|w| w.2));
+        consider(self.deadlines.next());
         Some(next)
     }
 
@@ -134,6 +136,7 @@ impl Link {
             }
             self.free(id);
         }
+        self.handle_stream_deadlines(now, wakers);
         while let Some(&(id, key, end)) = self.timers.close_windows.front() {
             if end > now {
                 break;

@@ -1,0 +1,221 @@
+//! Timeouts the application sets on a stream: an idle timeout (the stream is reset when
+//! no data moved either way for that long) and a write timeout (a write that waits that
+//! long for the peer's window or the link's queue fails with a timeout; the stream stays
+//! usable, as after a deadline of Go's `net.Conn`). Both are off by default and cost
+//! nothing until set: they live beside the stream table, for the streams that have one,
+//! with one queue of deadlines that is checked lazily (activity only moves a time stamp).
+
+use super::table::{StreamId, StreamKey};
+use super::{Link, StreamError};
+use hashbrown::HashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+/// A stream's timeouts and the times they count from.
+#[derive(Debug)]
+struct Timeouts {
+    key: StreamKey,
+    idle: Option<Duration>,
+    last_active: Instant,
+    write: Option<Duration>,
+    /// Since when a write waits (it returned `Pending`).
+    write_waiting: Option<Instant>,
+    /// The write timeout expired: the next write fails (once).
+    write_expired: bool,
+    /// The deadline queued for this stream (others queued for it are stale).
+    queued: Option<Instant>,
+    /// The idle timeout expired and the stream was reset.
+    timed_out: bool,
+}
+
+impl Timeouts {
+    fn due(&self) -> Option<Instant> {
+        let idle = self.idle.filter(|_| !self.timed_out).map(|d| self.last_active + d);
+        let write = self.write.zip(self.write_waiting).map(|(d, since)| since + d);
+        match (idle, write) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The timeouts of a link's streams.
+#[derive(Debug, Default)]
+pub(crate) struct Deadlines {
+    streams: HashMap<StreamId, Timeouts>,
+    queue: BinaryHeap<Reverse<(Instant, StreamId)>>,
+    /// A deadline earlier than all queued before was queued: the driver's timer must
+    /// look again (see [`Link::take_timer_wakeup`]).
+    rearmed: bool,
+}
+
+impl Deadlines {
+    fn entry(&mut self, id: StreamId, key: StreamKey, now: Instant) -> &mut Timeouts {
+        let t = self.streams.entry(id).or_insert(Timeouts {
+            key,
+            idle: None,
+            last_active: now,
+            write: None,
+            write_waiting: None,
+            write_expired: false,
+            queued: None,
+            timed_out: false,
+        });
+        if t.key != key {
+            // The slot was reused by another stream.
+            *t = Timeouts {
+                key,
+                idle: None,
+                last_active: now,
+                write: None,
+                write_waiting: None,
+                write_expired: false,
+                timed_out: false,
+                ..*t
+            };
+        }
+        t
+    }
+
+    /// Queues the stream's deadline if it is earlier than the one queued.
+    fn arm(&mut self, id: StreamId) {
+        let Some(t) = self.streams.get_mut(&id) else { return };
+        if let Some(due) = t.due() {
+            if t.queued.is_none_or(|q| due < q) {
+                t.queued = Some(due);
+                self.rearmed |= self.next().is_none_or(|next| due < next);
+                self.queue.push(Reverse((due, id)));
+            }
+        }
+    }
+
+    /// The earliest deadline queued.
+    pub fn next(&self) -> Option<Instant> {
+        self.queue.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Data moved on stream `id`.
+    pub fn touch(&mut self, id: StreamId, now: Instant) {
+        if self.streams.is_empty() {
+            return;
+        }
+        if let Some(t) = self.streams.get_mut(&id) {
+            t.last_active = now;
+        }
+    }
+
+    /// The idle timeout of stream `id` (zero when it has none).
+    pub fn idle(&self, id: StreamId) -> Duration {
+        self.streams.get(&id).and_then(|t| t.idle).unwrap_or_default()
+    }
+
+    /// The stream is forgotten.
+    pub fn remove(&mut self, id: StreamId) {
+        self.streams.remove(&id);
+    }
+
+    pub fn clear(&mut self) {
+        self.streams.clear();
+        self.queue.clear();
+    }
+}
+
+/// What a deadline that passed does.
+enum Expired {
+    Idle,
+    Write,
+}
+
+impl Link {
+    /// Resets stream `id` when no data moved on it either way for `timeout` (`None`:
+    /// never, the default). Counts from now.
+    pub fn set_idle_timeout(&mut self, id: StreamId, timeout: Option<Duration>, now: Instant) {
+        let key = self.stream_key(id);
+        let t = self.deadlines.entry(id, key, now);
+        t.idle = timeout;
+        t.last_active = now;
+        self.deadlines.arm(id);
+    }
+
+    /// A new stream gets the link's default idle timeout, if there is one.
+    pub(super) fn default_timeouts(&mut self, id: StreamId, now: Instant) {
+        if let Some(idle) = self.cfg.stream_idle_timeout {
+            self.set_idle_timeout(id, Some(idle), now);
+        }
+    }
+
+    /// Fails a write of stream `id` that waited `timeout` for room (`None`: writes wait
+    /// as long as it takes, the default).
+    pub fn set_write_timeout(&mut self, id: StreamId, timeout: Option<Duration>, now: Instant) {
+        let key = self.stream_key(id);
+        let t = self.deadlines.entry(id, key, now);
+        t.write = timeout;
+        t.write_expired = false;
+        self.deadlines.arm(id);
+    }
+
+    /// A write of stream `id` is about to run: fails it if its timeout expired.
+    pub(super) fn check_write_timeout(&mut self, id: StreamId) -> Result<(), StreamError> {
+        match self.deadlines.streams.get_mut(&id) {
+            Some(t) if t.write_expired => {
+                t.write_expired = false;
+                Err(StreamError::WriteTimeout(t.write.unwrap_or_default()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a stream deadline earlier than the driver's timer knew of was set since
+    /// the last call: the driver then recomputes [`Link::poll_timeout`].
+    pub fn take_timer_wakeup(&mut self) -> bool {
+        std::mem::take(&mut self.deadlines.rearmed)
+    }
+
+    /// A write of stream `id` waits (`waiting`) or went through.
+    pub(super) fn write_waits(&mut self, id: StreamId, waiting: bool, now: Instant) {
+        let Some(t) = self.deadlines.streams.get_mut(&id) else { return };
+        if !waiting {
+            t.write_waiting = None;
+            t.last_active = now;
+        } else if t.write.is_some() && t.write_waiting.is_none() {
+            t.write_waiting = Some(now);
+            self.deadlines.arm(id);
+        }
+    }
+
+    /// Acts on the stream deadlines that passed at `now`.
+    pub(super) fn handle_stream_deadlines(&mut self, now: Instant, wakers: &mut Vec<Waker>) {
+        while let Some(&Reverse((at, id))) = self.deadlines.queue.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.queue.pop();
+            let Some(t) = self.deadlines.streams.get_mut(&id) else { continue };
+            if t.queued != Some(at) {
+                continue;
+            }
+            t.queued = None;
+            let expired = match (t.idle.filter(|_| !t.timed_out), t.write.zip(t.write_waiting)) {
+                (Some(idle), _) if now >= t.last_active + idle => Some(Expired::Idle),
+                (_, Some((write, since))) if now >= since + write => Some(Expired::Write),
+                _ => None,
+            };
+            match expired {
+                Some(Expired::Idle) => {
+                    // The entry stays, without deadlines, to name the timeout in errors.
+                    (t.timed_out, t.write) = (true, None);
+                    self.time_out(id, wakers);
+                }
+                Some(Expired::Write) => {
+                    (t.write_expired, t.write_waiting) = (true, None);
+                    let slot = self.streams.get_mut(id).expect("a stream with timeouts has a slot");
+                    wakers.extend(slot.write_waker.take());
+                    self.deadlines.arm(id);
+                }
+                None => self.deadlines.arm(id),
+            }
+        }
+    }
+}
