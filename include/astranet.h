@@ -396,6 +396,12 @@ typedef struct astranet_node_config {
    * 1 yes, 0 (the default) no.
    */
   uint32_t tls_allow_plaintext;
+  /**
+   * The idle timeout every stream starts with: a stream on which no data moved either
+   * way for this long is reset (see `astranet_stream_set_idle_timeout`). 0 (the
+   * default): none.
+   */
+  uint32_t stream_idle_timeout_ms;
 } astranet_node_config;
 
 /**
@@ -933,6 +939,20 @@ astranet_result astranet_stream_write_all(struct astranet_stream *stream,
  */
 astranet_result astranet_stream_shutdown(struct astranet_stream *stream,
                                          struct astranet_error **err);
+
+/**
+ * Resets the stream when no data moved on it either way for `timeout_ms`, counted from
+ * now (negative: never). Its reads and writes then fail with `ASTRANET_ERR_TIMED_OUT`,
+ * the peer's with `ASTRANET_ERR_RESET`. A stream starts with the node's
+ * `stream_idle_timeout_ms` (none by default). Reads and writes are bounded by the
+ * timeouts of `astranet_stream_read_timeout` and `astranet_stream_write_all`.
+ *
+ * Errors: `ASTRANET_ERR_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`; `ASTRANET_AGAIN` while a
+ * dial of `astranet_dial_start` is under way. Thread-safety: any thread.
+ */
+astranet_result astranet_stream_set_idle_timeout(struct astranet_stream *stream,
+                                                 int32_t timeout_ms,
+                                                 struct astranet_error **err);
 
 /**
  * Closes the stream gracefully and frees the handle: everything written is still

@@ -29,6 +29,8 @@ pub struct FlatConfig {
     pub linger: Option<Duration>,
     /// Longest back-off of a join re-establishing its link.
     pub max_reconnect_delay: Option<Duration>,
+    /// The idle timeout every stream starts with (none by default).
+    pub stream_idle_timeout: Option<Duration>,
     /// Streams per link.
     pub max_streams_per_link: Option<u64>,
     /// Dials waiting for accept per listener.
@@ -101,6 +103,7 @@ impl FlatConfig {
             };
         }
         set!(keepalive, dial_timeout, handshake_timeout, frame_stall_timeout, linger, max_reconnect_delay);
+        set!(stream_idle_timeout);
         set!(max_stream_window, link_window_budget);
         set_size!(max_streams_per_link, listener_backlog, max_link_buffer, link_write_queue, max_control_queue);
         Ok(b)

@@ -109,6 +109,10 @@ pub struct astranet_node_config {
     /// With TLS, also accept plaintext links (nodes without TLS, such as Go nodes):
     /// 1 yes, 0 (the default) no.
     pub tls_allow_plaintext: u32,
+    /// The idle timeout every stream starts with: a stream on which no data moved either
+    /// way for this long is reset (see `astranet_stream_set_idle_timeout`). 0 (the
+    /// default): none.
+    pub stream_idle_timeout_ms: u32,
 }
 
 /// Role: announces its services and links directly to hosts it reaches through a
@@ -151,6 +155,7 @@ fn defaults() -> astranet_node_config {
         tls_cert_pem: std::ptr::null(),
         tls_key_pem: std::ptr::null(),
         tls_allow_plaintext: 0,
+        stream_idle_timeout_ms: c.stream_idle_timeout.map_or(0, ms),
     }
 }
 
@@ -210,6 +215,8 @@ fn flat(c: &astranet_node_config) -> Result<FlatConfig, Failure> {
         max_control_queue: Some(c.max_control_queue),
         max_stream_window: Some(c.max_stream_window),
         link_window_budget: Some(c.link_window_budget),
+        stream_idle_timeout: (c.stream_idle_timeout_ms != 0)
+            .then(|| Duration::from_millis(c.stream_idle_timeout_ms.into())),
         tls,
     })
 }

@@ -337,6 +337,37 @@ pub extern "C" fn astranet_stream_shutdown(
     })
 }
 
+/// Resets the stream when no data moved on it either way for `timeout_ms`, counted from
+/// now (negative: never). Its reads and writes then fail with `ASTRANET_ERR_TIMED_OUT`,
+/// the peer's with `ASTRANET_ERR_RESET`. A stream starts with the node's
+/// `stream_idle_timeout_ms` (none by default). Reads and writes are bounded by the
+/// timeouts of `astranet_stream_read_timeout` and `astranet_stream_write_all`.
+///
+/// Errors: `ASTRANET_ERR_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`; `ASTRANET_AGAIN` while a
+/// dial of `astranet_dial_start` is under way. Thread-safety: any thread.
+#[no_mangle]
+pub extern "C" fn astranet_stream_set_idle_timeout(
+    stream: *mut astranet_stream,
+    timeout_ms: i32,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        let s = stream_of(stream)?;
+        let timeout = astranet_embed::wait::millis(timeout_ms);
+        let set = |st: Pin<&mut astranet::Stream>| {
+            st.set_idle_timeout(timeout);
+            Poll::Ready(Ok(()))
+        };
+        match s.on(set) {
+            Poll::Ready(r) => {
+                r?;
+                Ok(astranet_result::ASTRANET_OK)
+            }
+            Poll::Pending => Ok(astranet_result::ASTRANET_AGAIN),
+        }
+    })
+}
+
 /// Closes the stream gracefully and frees the handle: everything written is still
 /// delivered, then the peer reads end of stream (and its writes fail). A read or write
 /// blocked in another thread returns `ASTRANET_ERR_CLOSED`; pending events of the stream

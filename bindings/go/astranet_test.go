@@ -220,6 +220,66 @@ func TestDeadlines(t *testing.T) {
 	}
 }
 
+func TestIdleTimeout(t *testing.T) {
+	server, client := pair(t, New(WithStreamIdleTimeout(200*time.Millisecond)), New())
+	l, _ := server.Bind("", "")
+	defer l.Close()
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func() (*Conn, *Conn) {
+		c, err := client.Dial("", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*Conn), (<-accepted).(*Conn)
+	}
+
+	// The server's default resets the first stream; the client's read says so.
+	c, peer := dial()
+	defer c.Close()
+	defer peer.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	started := time.Now()
+	if _, err := c.Read(make([]byte, 10)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read on a stream reset by the peer's idle timeout: %v", err)
+	}
+	if took := time.Since(started); took > 2*time.Second {
+		t.Fatalf("reset after %v", took)
+	}
+	var ne net.Error
+	if _, err := peer.Read(make([]byte, 10)); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("the side that timed out: %v", err)
+	}
+
+	// Turned off on the accepted side, the second one outlives it.
+	c2, peer2 := dial()
+	defer c2.Close()
+	defer peer2.Close()
+	if err := peer2.SetIdleTimeout(0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := c2.Write([]byte("alive")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(peer2, buf); err != nil || string(buf) != "alive" {
+		t.Fatalf("%q %v", buf, err)
+	}
+	peer2.Close()
+	if err := peer2.SetIdleTimeout(time.Second); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("on a closed conn: %v", err)
+	}
+}
+
 func TestHalfClose(t *testing.T) {
 	server, client := pair(t, New(), New())
 	l, _ := server.Bind("", "")

@@ -8,6 +8,7 @@ import "C"
 import (
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -240,6 +241,23 @@ func (c *Conn) SetReadDeadline(t time.Time) error { c.rdl.set(t); return nil }
 
 // SetWriteDeadline bounds Write calls, also one already waiting; zero means none.
 func (c *Conn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
+
+// SetIdleTimeout resets the stream when no data moved on it either way for d, counted
+// from now (0: never; the default unless WithStreamIdleTimeout set one). Read and Write
+// then fail with an error whose Timeout() is true; the peer's fail as after Abort.
+// Deadlines bound single calls; the idle timeout bounds a stream nobody uses.
+func (c *Conn) SetIdleTimeout(d time.Duration) error {
+	if c.closed.Load() {
+		return c.closedErr("set idle timeout")
+	}
+	ms := C.int32_t(-1)
+	if d > 0 {
+		ms = C.int32_t(min(max(d/time.Millisecond, 1), math.MaxInt32))
+	}
+	var e *C.astranet_error
+	r := C.astranet_stream_set_idle_timeout(c.h, ms, &e)
+	return c.opErr("set idle timeout", c.streamErr(callErr("set idle timeout", r, e)))
+}
 
 // deadline is a time that waiters re-read whenever it changes.
 type deadline struct {

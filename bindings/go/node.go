@@ -48,6 +48,7 @@ type config struct {
 	hostID      uint64
 	keepalive   time.Duration
 	dialTimeout time.Duration
+	streamIdle  time.Duration
 	tls         *tlsPEM
 }
 
@@ -68,6 +69,10 @@ func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepaliv
 
 // WithDialTimeout sets how long Dial waits by default (also for a name to be announced).
 func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
+
+// WithStreamIdleTimeout gives every stream an idle timeout: a stream on which no data
+// moved either way for d is reset (see Conn.SetIdleTimeout). None by default.
+func WithStreamIdleTimeout(d time.Duration) Option { return func(c *config) { c.streamIdle = d } }
 
 // WithTLS makes every link of the node TLS 1.3, both sides authenticated by the mesh
 // CA: the PEM text of the CA's certificate, of this node's certificate chain and of its
@@ -129,6 +134,9 @@ func (n *Node) start() error {
 		}
 		if n.cfg.dialTimeout > 0 {
 			cfg.dial_timeout_ms = C.uint32_t(n.cfg.dialTimeout / time.Millisecond)
+		}
+		if n.cfg.streamIdle > 0 {
+			cfg.stream_idle_timeout_ms = C.uint32_t(max(n.cfg.streamIdle/time.Millisecond, 1))
 		}
 		if t := n.cfg.tls; t != nil {
 			ca, cert, key := C.CString(string(t.ca)), C.CString(string(t.cert)), C.CString(string(t.key))

@@ -215,7 +215,7 @@ impl Node {
         frame_stall_timeout = None, linger = None, max_reconnect_delay = None, max_streams_per_link = None,
         listener_backlog = None, max_link_buffer = None, link_write_queue = None, max_control_queue = None,
         max_stream_window = None, link_window_budget = None, tls_ca = None, tls_cert = None, tls_key = None,
-        tls_allow_plaintext = false))]
+        tls_allow_plaintext = false, stream_idle_timeout = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         role: Option<&str>,
@@ -238,6 +238,7 @@ impl Node {
         tls_cert: Option<&Bound<'_, PyAny>>,
         tls_key: Option<&Bound<'_, PyAny>>,
         tls_allow_plaintext: bool,
+        stream_idle_timeout: Option<f64>,
     ) -> PyResult<Node> {
         check_fork()?;
         let secs = |name: &str, v: Option<f64>| v.map(|s| seconds(name, s)).transpose();
@@ -251,6 +252,7 @@ impl Node {
             frame_stall_timeout: secs("frame_stall_timeout", frame_stall_timeout)?,
             linger: secs("linger", linger)?,
             max_reconnect_delay: secs("max_reconnect_delay", max_reconnect_delay)?,
+            stream_idle_timeout: secs("stream_idle_timeout", stream_idle_timeout)?,
             max_streams_per_link,
             listener_backlog,
             max_link_buffer,

@@ -402,6 +402,27 @@ impl Stream {
         Ok(())
     }
 
+    /// Resets the stream when no data moved on it either way for ``seconds``, counted
+    /// from now (``None``: never). Its calls then raise ``TimeoutError``, the peer's
+    /// ``ConnectionResetError``. A stream starts with the node's
+    /// ``stream_idle_timeout`` (none by default). Set it before ``use_socketpair()``:
+    /// the socketpair's pump then owns the stream.
+    #[pyo3(signature = (seconds, /))]
+    fn set_idle_timeout(&self, py: Python<'_>, seconds: Option<f64>) -> PyResult<()> {
+        let timeout = seconds.map(|s| crate::runtime::seconds("idle timeout", s)).transpose()?;
+        match &*self.lock() {
+            State::Native(s) => {
+                s.set_idle_timeout(timeout);
+                Ok(())
+            }
+            State::Fd(..) => Err(unsupported(
+                py,
+                "the stream is served by its socketpair: set the idle timeout before use_socketpair()",
+            )),
+            State::Closed => Err(closed_err()),
+        }
+    }
+
     /// The timeout in seconds, or ``None`` when blocking calls wait forever.
     fn gettimeout(&self) -> Option<f64> {
         *self.timeout.lock().unwrap_or_else(|p| p.into_inner())

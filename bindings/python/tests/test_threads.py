@@ -346,3 +346,58 @@ def test_fork_child_gets_a_clear_error(nodes: Nodes) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert msg.startswith(b"astranet cannot be used in a forked child"), msg
+
+
+def _pair(server: astranet.Node, client: astranet.Node) -> Tuple[astranet.Stream, astranet.Stream, astranet.Listener]:
+    listener = server.bind()
+    accepted: List[astranet.Stream] = []
+    t = threading.Thread(target=lambda: accepted.append(listener.accept()))
+    t.start()
+    s = client.dial(f"{server.host_id:016x}:{listener.port}", timeout=10)
+    t.join(10)
+    return s, accepted[0], listener
+
+
+def test_idle_timeout_resets_a_quiet_stream(nodes: Nodes) -> None:
+    server, client = nodes
+    s, peer, listener = _pair(server, client)
+    with listener, s, peer:
+        s.set_idle_timeout(0.3)
+        for _ in range(8):  # traffic keeps it alive
+            s.sendall(b"x")
+            assert peer.recv(1) == b"x"
+            time.sleep(0.1)
+        started = time.monotonic()
+        s.settimeout(5)
+        with pytest.raises(TimeoutError):
+            s.recv(16)
+        assert time.monotonic() - started < 1.5
+        peer.settimeout(5)
+        with pytest.raises(ConnectionResetError):
+            peer.recv(16)
+        with pytest.raises(ValueError):
+            s.set_idle_timeout(-1)
+
+
+def test_the_nodes_stream_idle_timeout_and_turning_it_off() -> None:
+    server = astranet.Node(stream_idle_timeout=0.2)
+    client = astranet.Node()
+    try:
+        client.join(server.listen("127.0.0.1:0"), timeout=10)
+        s, peer, listener = _pair(server, client)
+        with listener, s, peer:
+            peer.set_idle_timeout(None)
+            time.sleep(0.5)
+            s.sendall(b"alive")
+            peer.settimeout(5)
+            assert peer.recv(5) == b"alive"
+        s, peer, listener = _pair(server, client)
+        with listener, s, peer:
+            s.settimeout(5)
+            with pytest.raises(ConnectionResetError):
+                s.recv(16)
+    finally:
+        client.close()
+        server.close()
+    with pytest.raises(ValueError):
+        astranet.Node(stream_idle_timeout=0)

@@ -72,6 +72,8 @@ class Stream:
         """``None``: block; ``0.0``: non-blocking; ``> 0``: ``TimeoutError`` after it."""
     def gettimeout(self) -> Optional[float]:
         """The timeout in seconds, or ``None``."""
+    def set_idle_timeout(self, seconds: Optional[float], /) -> None:
+        """Resets the stream after ``seconds`` without data either way (``None``: never)."""
     def setblocking(self, flag: bool, /) -> None:
         """``settimeout(None)`` if ``flag`` else ``settimeout(0.0)``."""
     def getblocking(self) -> bool:
@@ -226,6 +228,7 @@ class Node:
         tls_cert: Union[str, "os.PathLike[str]", bytes, None] = None,
         tls_key: Union[str, "os.PathLike[str]", bytes, None] = None,
         tls_allow_plaintext: bool = False,
+        stream_idle_timeout: Optional[float] = None,
     ) -> Self:
         """Creates a node (no I/O yet); every setting is optional."""
     @property
