@@ -53,6 +53,22 @@ pub struct NodeOpts {
     /// Streams a peer may reset per second on a link before it is disconnected.
     #[arg(long, env = "ASTRANET_MAX_RESETS_PER_SECOND")]
     pub max_resets_per_second: Option<u32>,
+    /// Bytes received but not yet read per link; a peer that sends more is disconnected.
+    #[arg(long, env = "ASTRANET_MAX_LINK_BUFFER")]
+    pub max_link_buffer: Option<usize>,
+    /// Bytes of control frames (answers, credit) queued per link; a peer that makes it
+    /// grow past this by not reading is disconnected.
+    #[arg(long, env = "ASTRANET_MAX_CONTROL_QUEUE")]
+    pub max_control_queue: Option<usize>,
+    /// Bytes of data frames queued for writing per link before writers wait.
+    #[arg(long, env = "ASTRANET_LINK_WRITE_QUEUE")]
+    pub link_write_queue: Option<usize>,
+    /// Seconds a new link may take to send its HANDSHAKE before it is closed.
+    #[arg(long, env = "ASTRANET_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<f64>,
+    /// Seconds a frame that began arriving may take to complete before its link is closed.
+    #[arg(long, env = "ASTRANET_FRAME_STALL_TIMEOUT")]
+    pub frame_stall_timeout: Option<f64>,
     /// Serve `astranet status` on this Unix socket (created with mode 0600).
     #[arg(long, env = "ASTRANET_CONTROL")]
     pub control: Option<PathBuf>,
@@ -141,6 +157,11 @@ impl NodeOpts {
             listener_backlog,
             max_links_per_address,
             max_resets_per_second,
+            max_link_buffer,
+            max_control_queue,
+            link_write_queue,
+            handshake_timeout,
+            frame_stall_timeout,
             control,
             metrics,
             drain_timeout,
@@ -182,6 +203,21 @@ impl NodeOpts {
         }
         if let Some(n) = self.max_resets_per_second {
             b = b.max_resets_per_second(n);
+        }
+        if let Some(n) = self.max_link_buffer {
+            b = b.max_link_buffer(n);
+        }
+        if let Some(n) = self.max_control_queue {
+            b = b.max_control_queue(n);
+        }
+        if let Some(n) = self.link_write_queue {
+            b = b.link_write_queue(n);
+        }
+        if let Some(t) = self.handshake_timeout {
+            b = b.handshake_timeout(seconds("handshake-timeout", t)?);
+        }
+        if let Some(t) = self.frame_stall_timeout {
+            b = b.frame_stall_timeout(seconds("frame-stall-timeout", t)?);
         }
         match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
             (Some(ca), Some(cert), Some(key)) => {
