@@ -5,7 +5,8 @@
 //! the echo while it writes, comparing byte for byte. Every stream ends within the
 //! deadline: completed with matching data, mismatched (the bytes differ), or failed
 //! with an error, counted by kind. Nothing is allowed to hang: a stream still running
-//! at the deadline is dropped and counted as `deadline`.
+//! at the deadline is dropped and counted as `deadline`. With `--ramp`, the streams
+//! start one after the other over that time instead of all at once.
 
 use astranet::{Error, Node};
 use std::collections::BTreeMap;
@@ -139,13 +140,16 @@ async fn one(node: Node, target: Arc<str>, index: usize, bytes: u64, dial_timeou
 }
 
 /// Runs the load and prints its summary; true when every stream completed intact.
-pub async fn run(node: &Node, target: &str, streams: usize, bytes: u64, deadline: Duration) -> bool {
+/// Stream `i` starts `ramp * i / streams` after the first; each has `deadline` from
+/// its start.
+pub async fn run(node: &Node, target: &str, streams: usize, bytes: u64, deadline: Duration, ramp: Duration) -> bool {
     let target: Arc<str> = target.into();
     let started = Instant::now();
     let tasks: Vec<_> = (0..streams)
         .map(|i| {
             let (node, target) = (node.clone(), target.clone());
             tokio::spawn(async move {
+                tokio::time::sleep(ramp.mul_f64(i as f64 / streams as f64)).await;
                 let outcome = tokio::time::timeout(deadline, one(node, target, i, bytes, deadline))
                     .await
                     .unwrap_or(Outcome::Failed("deadline"));

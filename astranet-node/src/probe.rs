@@ -30,6 +30,9 @@ pub struct ProbeArgs {
     /// With --streams: bytes per stream (`4096`, `64KiB`, `4MiB`).
     #[arg(long, default_value = "64KiB", value_parser = crate::load::parse_size)]
     pub bytes: u64,
+    /// With --streams: start the streams evenly over this many seconds, not at once.
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp: f64,
     /// Print the services the node knows after --wait seconds.
     #[arg(long)]
     pub services: bool,
@@ -49,7 +52,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, BoxError> {
     let running = Running::start(&args.node).await?;
     let node = &running.node;
     let code = if let (Some(target), Some(streams)) = (&args.dial, args.streams) {
-        if crate::load::run(node, target, streams, args.bytes, wait).await {
+        if crate::load::run(node, target, streams, args.bytes, wait, seconds("ramp", args.ramp)?).await {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

@@ -12,8 +12,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::Output;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
-use support::hosts::Hosts;
+use std::time::{Duration, Instant};
+use support::hosts::{Hosts, NODE};
 use support::impair::Link;
 
 /// What `probe --streams` reported.
@@ -76,7 +76,11 @@ fn load(hosts: &Hosts, h: &str, join: &[&str], streams: usize, bytes: &str, dead
     let mut args: Vec<&str> = join.iter().flat_map(|j| ["--join", j]).collect();
     args.extend(["--dial", "db", "--streams", &n, "--bytes", bytes, "--wait", &wait]);
     args.extend(extra);
-    let load = Load::from(&hosts.run_for(h, deadline + 30, &args));
+    let out = hosts.run_for(h, deadline + 30, &args);
+    if std::env::var_os("ASTRANET_TEST_LOGS").is_some() {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let load = Load::from(&out);
     load.assert_sound();
     load
 }
@@ -156,4 +160,307 @@ fn rate_10_mbit() {
         s.queue_bytes = 64 * 1024;
         s.delay = Duration::from_millis(5);
     });
+}
+
+/// Keep-alive 1 s on a slow but live link (1 Mbit/s, 100 ms each way, a 32 KiB
+/// queue): 10 streams x 200 KiB take over 10 s, more than the 10 s a silent link
+/// would be given, and all complete: a link that moves bytes is not declared dead.
+///
+/// Fails today: the link is closed after about 2 s ("a write was pending for more
+/// than 1s") although the peer acknowledges data all along (docs/FAULTS.md).
+#[test]
+#[ignore = "a slow link is declared dead by the write timeout; see docs/FAULTS.md"]
+fn keepalive_spares_a_slow_link() {
+    let Some((hosts, link)) = pair("ka", &["--keepalive", "1"]) else { return };
+    link.set(|s| {
+        s.rate_bps = 1_000_000;
+        s.queue_bytes = 32 * 1024;
+        s.delay = Duration::from_millis(100);
+    });
+    let l = load(&hosts, "a", &[B], 10, "200KiB", 120, &["--keepalive", "1"]);
+    eprintln!("1 Mbit/s, 100 ms, keepalive 1 s: {l:?}");
+    assert_eq!(l.ok, 10, "{l:?}");
+    assert!(l.seconds > 10.0, "the transfer outlasted ten keep-alive periods: {l:?}");
+}
+
+/// A link that drops everything (a silent partition) with keep-alive 1 s: with
+/// streams writing, every one of 100 streams fails within 10 s of the cut (the bound
+/// for a silent link; a pending write gives up after 1 s); an idle link is declared
+/// dead within 10 s too (a probe waiting for `db` to go sees it go).
+#[test]
+fn a_cut_link_is_declared_dead() {
+    let Some((hosts, link)) = pair("cut", &["--keepalive", "1"]) else { return };
+    let started = Instant::now();
+    let busy = std::thread::scope(|s| {
+        let load = s.spawn(|| load(&hosts, "a", &[B], 100, "1GiB", 60, &["--keepalive", "1"]));
+        std::thread::sleep(Duration::from_secs(3));
+        link.cut(true);
+        let cut_at = started.elapsed().as_secs_f64();
+        let l = load.join().unwrap();
+        (l, cut_at)
+    });
+    let (l, cut_at) = busy;
+    let (_, last) = l.failures.expect("the streams failed");
+    let dead_after = last - cut_at;
+    eprintln!("busy link cut: all 100 streams failed {dead_after:.2} s after the cut: {l:?}");
+    assert_eq!(l.failed, 100, "{l:?}");
+    assert!(dead_after < 11.0, "declared dead within 10 x keep-alive (+1 s): {dead_after:.2} s");
+
+    link.cut(false);
+    let watcher = std::thread::spawn({
+        let ns = hosts.ns("a");
+        move || {
+            support::hosts::probe_command(&ns, 60, &["--join", B, "--keepalive", "1", "--wait-gone", "db"])
+                .args(["--wait", "30"])
+                .output()
+                .expect("runs")
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    link.cut(true);
+    let cut = Instant::now();
+    let out = watcher.join().unwrap();
+    let idle_dead = cut.elapsed().as_secs_f64();
+    eprintln!("idle link cut: declared dead {idle_dead:.2} s after the cut");
+    assert!(out.status.success(), "db went with the link: {}", String::from_utf8_lossy(&out.stderr));
+    assert!((9.0..11.5).contains(&idle_dead), "an idle link dies after 10 x keep-alive: {idle_dead:.2} s");
+}
+
+/// A router R on host r; the service host B joins it over an impaired link (B is the
+/// side that re-joins); the client host A reaches R over a plain veth pair.
+fn relayed(test: &str, keepalive: &str) -> Option<(Hosts, Link, usize, usize)> {
+    let mut hosts = support::hosts::setup(test, &["a", "r", "b"])?;
+    if let Err(why) = hosts.wire("a", "r", "10.77.1") {
+        eprintln!("SKIPPED {test}: {why}");
+        return None;
+    }
+    let link = match Link::new(&hosts, "b", "r", "10.78.1") {
+        Ok(link) => link,
+        Err(why) => {
+            eprintln!("SKIPPED {test}: no TUN devices here ({why})");
+            return None;
+        }
+    };
+    let r = hosts.spawn("r", &["--listen", "0.0.0.0:7000", "--role", "router", "--keepalive", keepalive]);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = hosts.spawn("b", &["--join", "10.78.1.1:7000", "--serve-echo", "db", "--keepalive", keepalive]);
+    Some((hosts, link, r, b))
+}
+
+const R: &str = "10.77.1.1:7000";
+
+/// xorshift64 for the tests' random choices.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// The link between the service host and its router flaps 50 times (cut for 0.2 to
+/// 1.5 s, up for 0.5 to 1.5 s; keep-alive 0.5 s, so longer cuts kill the link) while
+/// loads of 20 streams x 1 MiB run back to back. Every stream completes intact or
+/// fails with an error; afterwards B has re-joined and 100 new streams complete. The
+/// router and B hold as many threads and descriptors as after the 10th flap, and at
+/// most 32 MiB more memory (the allocator keeps freed pages; a leak of one flap's
+/// stream buffers, 20 x 64 KiB windows each way, would add over 100 MiB in 40 flaps).
+/// The memory bound is 32 MiB: the router was measured to grow by 18 MiB between the
+/// 10th and the 50th flap (docs/FAULTS.md), an open question this bound records.
+#[test]
+fn link_flaps_lose_nothing_and_leak_nothing() {
+    let Some((hosts, link, r, b)) = relayed("flp", "0.5") else { return };
+    for i in [r, b] {
+        assert_eq!(support::procfs::comm(hosts.pid(i)).as_deref(), Some("astranet"), "ip netns exec execs the node");
+    }
+    let ka = ["--keepalive", "0.5"];
+    let first = load(&hosts, "a", &[R], 100, "256KiB", 30, &ka);
+    assert_eq!(first.ok, 100, "{first:?}");
+    let usage = || [r, b].map(|i| support::procfs::Usage::of(hosts.pid(i)).expect("the node runs"));
+    let before = usage();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (loads, warm) = std::thread::scope(|s| {
+        let traffic = s.spawn(|| {
+            let mut total = Load::default();
+            while !done.load(Ordering::Relaxed) {
+                let l = load(&hosts, "a", &[R], 20, "1MiB", 20, &ka);
+                total.streams += l.streams;
+                total.ok += l.ok;
+                total.failed += l.failed;
+                total.bytes += l.bytes;
+                for (k, n) in l.errors {
+                    *total.errors.entry(k).or_default() += n;
+                }
+            }
+            total
+        });
+        let (mut dice, mut warm) = (Dice(0x5EED), None);
+        for flap in 1..=50 {
+            link.cut(true);
+            std::thread::sleep(Duration::from_millis(200 + dice.below(1300)));
+            link.cut(false);
+            std::thread::sleep(Duration::from_millis(500 + dice.below(1000)));
+            if flap == 10 {
+                warm = Some(usage());
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        (traffic.join().unwrap(), warm.unwrap())
+    });
+    eprintln!("during 50 flaps: {loads:?}");
+    let after_flaps = Instant::now();
+    let last = load(&hosts, "a", &[R], 100, "256KiB", 60, &ka);
+    eprintln!("re-joined and served 100 new streams {:.1} s after the last flap", after_flaps.elapsed().as_secs_f64());
+    assert_eq!(last.ok, 100, "new streams after the flaps: {last:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    let after = usage();
+    for (name, ((b, w), a)) in ["router", "service host"].iter().zip(before.iter().zip(&warm).zip(&after)) {
+        eprintln!("{name}: before {b}\n  after 10 flaps {w}\n  after 50 flaps {a}");
+        assert!(a.threads <= w.threads.max(b.threads) + 2, "{name} threads: {w} -> {a}");
+        assert!(a.fds <= w.fds.max(b.fds) + 2, "{name} descriptors: {w} -> {a}");
+        assert!(a.rss_kib <= w.rss_kib + 32 * 1024, "{name} memory: {w} -> {a}");
+    }
+}
+
+/// How many streams the node with control socket `path` relays.
+fn relayed_streams(path: &str) -> u64 {
+    let out = std::process::Command::new(NODE).args(["status", "--json", "--control", path]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["stats"]["relayed_streams"].as_u64().unwrap_or(0)
+}
+
+/// How a router is taken away.
+#[derive(Clone, Copy, Debug)]
+enum Loss {
+    Killed,
+    Partitioned,
+}
+
+/// Two routers, R1 and R2; B (serving `db`) joins both over impaired links, A joins
+/// both over veth pairs, at 4 Mbit/s. 40 streams x 256 KiB start over 20 s; 4 s in, the router that
+/// carries most of them is taken away. Its streams fail at both ends within `bound`
+/// seconds, and the streams that start later go through the other router: every
+/// failure happens within the bound, and the later streams complete.
+fn a_router_goes_away(test: &str, how: Loss, bound: f64) {
+    let Some(mut hosts) = support::hosts::setup(test, &["a", "r1", "r2", "b"]) else { return };
+    let wires = hosts.wire("a", "r1", "10.77.1").and_then(|_| hosts.wire("a", "r2", "10.77.2"));
+    if let Err(why) = wires {
+        eprintln!("SKIPPED {test}: {why}");
+        return;
+    }
+    let links = match (Link::new(&hosts, "b", "r1", "10.78.1"), Link::new(&hosts, "b", "r2", "10.78.2")) {
+        (Ok(l1), Ok(l2)) => [l1, l2],
+        (Err(why), _) | (_, Err(why)) => {
+            eprintln!("SKIPPED {test}: no TUN devices here ({why})");
+            return;
+        }
+    };
+    // 4 Mbit/s keeps streams in flight when the router goes.
+    for l in &links {
+        l.set(|s| {
+            s.rate_bps = 4_000_000;
+            s.queue_bytes = 256 * 1024;
+        });
+    }
+    let socks = ["r1", "r2"].map(|r| format!("/tmp/{}{r}.sock", hosts.prefix));
+    let routers = [0, 1].map(|i| {
+        let name = ["r1", "r2"][i];
+        hosts.spawn(name, &["--listen", "0.0.0.0:7000", "--role", "router", "--control", &socks[i]])
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    hosts.spawn("b", &["--join", "10.78.1.1:7000", "--join", "10.78.2.1:7000", "--serve-echo", "db"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let (l, gone_at, which) = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            let args = ["--keepalive", "1", "--ramp", "20"];
+            load(&hosts, "a", &["10.77.1.1:7000", "10.77.2.1:7000"], 40, "256KiB", 40, &args)
+        });
+        std::thread::sleep(Duration::from_secs(4));
+        let which = if relayed_streams(&socks[1]) > relayed_streams(&socks[0]) { 1 } else { 0 };
+        let gone_at = started.elapsed().as_secs_f64();
+        match how {
+            Loss::Killed => hosts.kill_now(routers[which]),
+            Loss::Partitioned => links[which].cut(true),
+        }
+        (load.join().unwrap(), gone_at, which)
+    });
+    for s in &socks {
+        let _ = std::fs::remove_file(s);
+    }
+    let (_, last) = l.failures.unwrap_or_else(|| panic!("streams on the lost router failed: {l:?}"));
+    eprintln!("router R{} {how:?}: streams failed until {:.2} s after: {l:?}", which + 1, last - gone_at);
+    assert!(last - gone_at <= bound, "every stream failed within {bound} s: {:.2} s", last - gone_at);
+    assert!(l.ok >= 10, "the streams that started later went through the other router: {l:?}");
+}
+
+/// Router killed (SIGKILL): its links close at once; streams fail within 2 s.
+#[test]
+fn a_killed_router_fails_its_streams_and_dials_move() {
+    a_router_goes_away("rk", Loss::Killed, 2.0);
+}
+
+/// Router silently partitioned from B (keep-alive 1 s): streams fail within 11 s
+/// (10 x keep-alive and a second).
+#[test]
+fn a_partitioned_router_fails_its_streams_and_dials_move() {
+    a_router_goes_away("rp", Loss::Partitioned, 11.0);
+}
+
+/// Soak: loads of 20 streams x 256 KiB back to back through a router, over a link
+/// with 1% loss and 2 ms delay that is cut for 1.5 s every 10 s (keep-alive 1 s), for
+/// ASTRANET_SOAK_SECONDS (default 60; `scripts/test.sh --soak [SECONDS]`). Reports
+/// bytes, streams, errors by kind and the nodes' peak memory; nothing may be altered
+/// or hang, and the mesh must serve 100 new streams at the end.
+#[test]
+fn soak() {
+    let secs: u64 = std::env::var("ASTRANET_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let Some((hosts, link, r, b)) = relayed("sk", "1") else { return };
+    link.set(|s| {
+        s.loss = 0.01;
+        s.delay = Duration::from_millis(2);
+    });
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
+    let total = std::thread::scope(|s| {
+        let traffic = s.spawn(|| {
+            let mut total = Load::default();
+            while Instant::now() < until {
+                let l = load(&hosts, "a", &[R], 20, "256KiB", 30, &["--keepalive", "1"]);
+                total.streams += l.streams;
+                total.ok += l.ok;
+                total.failed += l.failed;
+                total.bytes += l.bytes;
+                for (k, n) in l.errors {
+                    *total.errors.entry(k).or_default() += n;
+                }
+            }
+            total
+        });
+        while Instant::now() + Duration::from_secs(10) < until {
+            std::thread::sleep(Duration::from_secs(10));
+            link.cut(true);
+            std::thread::sleep(Duration::from_millis(1500));
+            link.cut(false);
+        }
+        traffic.join().unwrap()
+    });
+    let last = load(&hosts, "a", &[R], 100, "64KiB", 60, &["--keepalive", "1"]);
+    let peak = [r, b].map(|i| support::procfs::Usage::of(hosts.pid(i)).map(|u| u.peak_rss_kib).unwrap_or(0));
+    eprintln!(
+        "soak {:.0} s: streams {} ok {} failed {} bytes {} errors {:?}; peak RSS router {} KiB, service host {} KiB",
+        started.elapsed().as_secs_f64(),
+        total.streams,
+        total.ok,
+        total.failed,
+        total.bytes,
+        total.errors,
+        peak[0],
+        peak[1]
+    );
+    assert_eq!(total.ok + total.failed, total.streams);
+    assert_eq!(last.ok, 100, "the mesh serves new streams after the soak: {last:?}");
 }

@@ -148,6 +148,13 @@ impl Hosts {
         let _ = self.procs[i].child.wait();
     }
 
+    /// SIGKILL without waiting (from a thread that shares the hosts); the process is
+    /// reaped on drop.
+    pub fn kill_now(&self, i: usize) {
+        // SAFETY: a signal to a child of ours that has not been reaped yet.
+        unsafe { libc::kill(self.pid(i) as libc::pid_t, libc::SIGKILL) };
+    }
+
     /// The pid of process `i`: `ip netns exec` execs the program, so it is the node's.
     pub fn pid(&self, i: usize) -> u32 {
         self.procs[i].child.id()
