@@ -688,3 +688,46 @@ async fn a_relay_reset_drops_the_lost_hosts_backlogged_dials() {
     let (c, s) = within(5, async { tokio::join!(a.dial("slow"), listener.accept()) }).await;
     assert_eq!(s.unwrap().peer_addr(), c.unwrap().local_addr());
 }
+
+/// A relayed host that names several addresses (FOLLOW) gets one direct link, not one
+/// per address: they are tried one after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_with_several_addresses_is_joined_once() {
+    let router = Node::builder().role(Role::Router).build();
+    let raddr = router.listen("127.0.0.1:0").await.unwrap();
+    let (a, b) = (Node::builder().role(Role::Client).build(), Node::new());
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        b.listen(format!("{ip}:0")).await.unwrap();
+    }
+    b.join(raddr).await.unwrap();
+    spawn_echo(b.bind("db").unwrap());
+    a.join(raddr).await.unwrap();
+    let mut watch = a.watch_services();
+    let direct =
+        watch.wait_for(Duration::from_secs(5), |s| s.iter().any(|s| s.name == "db" && s.reach == Reach::Direct)).await;
+    assert!(direct.is_ok(), "A joined B directly: {:?}", a.services());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let to_b = a.links().iter().filter(|l| l.peer == b.host_id()).count();
+    assert_eq!(to_b, 1, "{:?}", a.links());
+    let mut s = within(5, a.dial("db")).await.unwrap();
+    echo_once(&mut s, b"direct").await;
+}
+
+/// Joining a target again starts no new task: one task per node re-resolves every
+/// joined name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_a_target_again_starts_nothing_new() {
+    let server = Node::new();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    let client = Node::new();
+    let target = format!("127.0.0.1:{}", addr.port());
+    client.join(target.clone()).await.unwrap();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    for _ in 0..50 {
+        assert_eq!(client.join(target.clone()).await.unwrap(), server.host_id());
+    }
+    let after = metrics.num_alive_tasks();
+    assert!(after < before + 5, "{before} tasks before, {after} after 50 joins");
+    assert_eq!(client.stats().links, 1);
+}

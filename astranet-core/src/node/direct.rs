@@ -164,11 +164,36 @@ impl NodeShared {
         if is_forbidden(addr.ip()) {
             return;
         }
-        tracing::info!(%host, %addr, "joining a relayed host directly");
+        // One address at a time: a host names several, and one link to it is enough.
+        {
+            let mut following = self.following.lock();
+            if let Some(waiting) = following.get_mut(&host) {
+                waiting.push_back(addr);
+                return;
+            }
+            following.insert(host, Default::default());
+        }
         let Some(node) = self.weak().upgrade() else { return };
         self.spawn_background(async move {
-            if let Err(e) = node.join_followed(host, addr).await {
-                tracing::info!(%host, %addr, error = %e, "direct address unreachable: staying on the relay");
+            let mut addr = addr;
+            loop {
+                tracing::info!(%host, %addr, "joining a relayed host directly");
+                match node.join_followed(host, addr).await {
+                    Ok(_) => {
+                        node.following.lock().remove(&host);
+                        return;
+                    }
+                    Err(e) => tracing::info!(%host, %addr, error = %e, "direct address unreachable"),
+                }
+                let mut following = node.following.lock();
+                match following.get_mut(&host).and_then(|w| w.pop_front()) {
+                    Some(next) => addr = next,
+                    None => {
+                        following.remove(&host);
+                        tracing::info!(%host, "no direct address reachable: staying on the relay");
+                        return;
+                    }
+                }
             }
         });
     }

@@ -6,7 +6,10 @@ use super::NodeShared;
 use crate::addr::HostId;
 use crate::error::{Error, Result};
 use crate::link::LinkHandle;
+use hashbrown::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::net::{lookup_host, ToSocketAddrs};
@@ -68,18 +71,57 @@ impl NodeShared {
     }
 }
 
-/// Resolves `target` every [`crate::Config::resolve_interval`] and joins addresses that
-/// appeared.
-pub(crate) async fn re_resolve<A: ToSocketAddrs + Clone>(node: Weak<NodeShared>, target: A) {
+/// Looks a joined name up again.
+type Lookup = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>> + Send + Sync>;
+
+/// The names joined with [`Node::join`](crate::Node::join), resolved again by one task
+/// per node, however often they were joined.
+#[derive(Default)]
+pub(crate) struct Resolution {
+    names: HashMap<String, Lookup>,
+    running: bool,
+}
+
+impl NodeShared {
+    /// Resolves `target` every [`crate::Config::resolve_interval`] from now on, and
+    /// joins the addresses that appear. `name` tells joins of the same target apart.
+    pub(crate) fn keep_resolving<A>(self: &Arc<Self>, name: String, target: A)
+    where
+        A: ToSocketAddrs + Clone + Send + Sync + 'static,
+    {
+        let lookup: Lookup = Arc::new(move || {
+            let target = target.clone();
+            Box::pin(async move { lookup_host(target).await.map(Iterator::collect) })
+        });
+        let start = {
+            let mut r = self.resolution.lock();
+            r.names.entry(name).or_insert(lookup);
+            !std::mem::replace(&mut r.running, true)
+        };
+        if start {
+            self.spawn_background(re_resolve(Arc::downgrade(self)));
+        }
+    }
+}
+
+/// The node's resolution task: every interval, each joined name is resolved and new
+/// addresses are joined.
+async fn re_resolve(node: Weak<NodeShared>) {
     loop {
         let Some(interval) = node.upgrade().map(|n| n.config.resolve_interval) else { return };
         tokio::time::sleep(interval).await;
-        let Ok(addrs) = lookup_host(target.clone()).await else { continue };
-        let Some(shared) = node.upgrade() else { return };
-        let fresh: Vec<SocketAddr> = addrs.filter(|a| !shared.joined.lock().contains(a)).collect();
-        if !fresh.is_empty() {
-            tracing::info!(addresses = ?fresh, "joining newly resolved addresses");
-            let _ = shared.join_all(fresh).await;
+        let Some(lookups) = node.upgrade().map(|n| n.resolution.lock().names.values().cloned().collect::<Vec<_>>())
+        else {
+            return;
+        };
+        for lookup in lookups {
+            let Ok(addrs) = lookup().await else { continue };
+            let Some(shared) = node.upgrade() else { return };
+            let fresh: Vec<SocketAddr> = addrs.into_iter().filter(|a| !shared.joined.lock().contains(a)).collect();
+            if !fresh.is_empty() {
+                tracing::info!(addresses = ?fresh, "joining newly resolved addresses");
+                let _ = shared.join_all(fresh).await;
+            }
         }
     }
 }

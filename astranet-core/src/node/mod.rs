@@ -72,8 +72,13 @@ pub(crate) struct NodeShared {
     /// Relayed hosts asked for their direct addresses: the link each was asked
     /// through, and the addresses tried since.
     pub(crate) discovered: Mutex<HashMap<HostId, (LinkId, u32)>>,
+    /// Relayed hosts being joined directly: the addresses they gave that wait to be
+    /// tried, one after another until one links.
+    pub(crate) following: Mutex<HashMap<HostId, std::collections::VecDeque<SocketAddr>>>,
     /// Hosts that asked this node for its addresses, and the link they asked through.
     pub(crate) followers: Mutex<HashMap<HostId, LinkId>>,
+    /// Names joined, resolved again periodically.
+    pub(crate) resolution: Mutex<join::Resolution>,
     /// Addresses joined (each has a task keeping a link to it up).
     pub(crate) joined: Mutex<HashSet<SocketAddr>>,
     /// Accept loops and re-join supervisors, stopped on close.
@@ -340,6 +345,8 @@ impl Node {
                 seen_ips: Mutex::default(),
                 discovered: Mutex::default(),
                 followers: Mutex::default(),
+                following: Mutex::default(),
+                resolution: Mutex::default(),
                 joined: Mutex::default(),
                 background: Mutex::default(),
                 closed: AtomicBool::new(false),
@@ -404,14 +411,17 @@ impl Node {
     /// [`Config::resolve_interval`] so that new addresses are joined too. Returns the
     /// host id of the first peer once its handshake is done; fails if no address can be
     /// reached now (addresses that fail while another succeeds are retried).
+    ///
+    /// Joining the same target again joins nothing new and starts nothing: one task
+    /// per node resolves every joined name.
     pub async fn join<A>(&self, addr: A) -> Result<HostId>
     where
-        A: ToSocketAddrs + Clone + Send + Sync + 'static,
+        A: ToSocketAddrs + Clone + Send + Sync + std::fmt::Debug + 'static,
     {
         self.shared.check_open()?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr.clone()).await.map_err(Error::Resolve)?.collect();
         let host = self.join_resolved(addrs).await?;
-        self.shared.spawn_background(join::re_resolve(self.shared.weak(), addr));
+        self.shared.keep_resolving(format!("{addr:?}"), addr);
         Ok(host)
     }
 
