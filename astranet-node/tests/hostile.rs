@@ -118,7 +118,6 @@ fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 /// per-link limit and refuses every DIAL beyond it with RST, at no further cost, and
 /// the link stays up.
 #[test]
-#[ignore = "the link reader handles up to 128 reads of 256 KiB without yielding, so the link's writer and other links' tasks wait up to a second (astranet-core/src/link/reader.rs)"]
 fn a_stream_open_flood_is_refused_beyond_the_stream_limit() {
     const STREAMS: u64 = 300;
     // An echo stream: its state, its task and the echo's 64 KiB buffer.
@@ -207,7 +206,6 @@ fn an_open_and_reset_flood_closes_each_link() {
 /// queue however much it may send, echoes exactly what it got, and a REWIND of more
 /// than it sent closes the link.
 #[test]
-#[ignore = "the link reader handles up to 128 reads of 256 KiB without yielding, so the link's writer and other links' tasks wait up to a second (astranet-core/src/link/reader.rs)"]
 fn a_window_grant_flood_neither_overflows_nor_buffers_more() {
     within(TEST_LIMIT, || {
         let flags = ["--link-write-queue", "65536", "--max-control-queue", "262144", "--max-link-buffer", "262144"];

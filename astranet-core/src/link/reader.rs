@@ -119,5 +119,10 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R) {
         // A next hop whose link is congested (see RELAY_BUFFER_HIGH) pauses this
         // reader, as a TCP relay would, until it drained.
         link.wait_for_hop(RELAY_BUFFER_LOW).await;
+        // A peer that floods keeps the socket readable: without yielding, this task
+        // would run until tokio's budget runs out (128 reads), holding the worker
+        // while the tasks it woke (the link's writer, streams of other links) wait in
+        // its slot.
+        tokio::task::yield_now().await;
     }
 }
