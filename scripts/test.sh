@@ -2,12 +2,22 @@
 # Runs every test suite of the repository. This is the command CI runs (.ci/run).
 #   scripts/test.sh            # all suites
 #   FUZZ_SECONDS=0 scripts/test.sh   # skip the fuzz smoke run
+#   scripts/test.sh --soak [SECONDS] # only the fault soak test (root; 600 s by default)
 # It installs what it needs by itself (a nightly toolchain and a pinned cargo-fuzz for
 # the fuzz smoke run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==== %s\n' "$*"; }
+
+if [ "${1:-}" = "--soak" ]; then
+  # Mixed traffic through a router over a lossy link that is cut every 10 s
+  # (astranet-node/tests/faults.rs, docs/FAULTS.md); prints bytes, errors, peak memory.
+  seconds=${2:-600}
+  step "Soak: ${seconds}s of traffic and link cuts across network namespaces"
+  ASTRANET_SOAK_SECONDS=$seconds cargo test -p astranet-node --locked --test faults -- --exact soak --nocapture
+  exit
+fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
