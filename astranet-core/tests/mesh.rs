@@ -731,3 +731,75 @@ async fn joining_a_target_again_starts_nothing_new() {
     assert!(after < before + 5, "{before} tasks before, {after} after 50 joins");
     assert_eq!(client.stats().links, 1);
 }
+
+/// A TCP proxy whose connections can be cut with a reset, as a failing network or a
+/// rebooted middlebox does; it keeps accepting new ones.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::broadcast::Sender<()>,
+}
+
+impl Proxy {
+    async fn to(upstream: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, _) = tokio::sync::broadcast::channel(4);
+        let cuts = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = cut.recv() => {
+                            // Linger 0: closing sends RST, both ends see an error.
+                            let _ = down.set_zero_linger();
+                            let _ = up.set_zero_linger();
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { addr, cut }
+    }
+
+    fn cut(&self) {
+        let _ = self.cut.send(());
+    }
+}
+
+/// The TCP connection of a link is reset: its streams fail with "link closed" at once
+/// (not after the keep-alive), the join re-dials, and dials by name made meanwhile go
+/// over the new link as soon as it is up. Streams do not move to the new link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_link_fails_its_streams_at_once_and_new_dials_use_the_new_link() {
+    let server = Node::new();
+    let proxy = Proxy::to(server.listen("127.0.0.1:0").await.unwrap()).await;
+    let client = Node::builder().max_reconnect_delay(Duration::from_millis(200)).build();
+    client.join(proxy.addr).await.unwrap();
+    spawn_echo(server.bind("db").unwrap());
+    wait_service(&client, "db", true).await;
+    let first_link = client.links()[0].id;
+    let mut streams = Vec::new();
+    for i in 0..10 {
+        let mut s = within(5, client.dial("db")).await.unwrap();
+        echo_once(&mut s, format!("before {i}").as_bytes()).await;
+        streams.push(s);
+    }
+
+    proxy.cut();
+    let started = std::time::Instant::now();
+    for s in &mut streams {
+        let mut buf = [0u8; 8];
+        let err = within(5, s.read(&mut buf)).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted, "{err}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    // A dial by name waits for the name to come back with the new link.
+    let mut s = within(10, client.dial_timeout("db", Duration::from_secs(8))).await.unwrap();
+    echo_once(&mut s, b"after").await;
+    let links = client.links();
+    assert_eq!(links.len(), 1);
+    assert_ne!(links[0].id, first_link, "the stream went over the new link");
+}

@@ -509,22 +509,19 @@ impl Node {
         let deadline = tokio::time::Instant::now() + timeout;
         let target = target.into_target()?;
         target.check()?;
-        let (addr, link) = match target.0 {
-            TargetKind::Addr(addr) => (addr, self.shared.route_any(addr.host).ok_or(Error::NoRoute(addr.host))?),
-            TargetKind::Name { name, selector, port } => {
-                self.resolve(&name, &selector, port, deadline, timeout).await?
-            }
-        };
-        let id = loop {
-            let key =
-                StreamKey { local_port: self.shared.alloc_port(), remote_port: addr.port.0, remote_host: addr.host };
-            match link.with(|l, _| l.open_stream(key, std::time::Instant::now())) {
-                Ok(id) => break id,
-                Err(OpenError::KeyInUse) => continue,
-                Err(OpenError::Limit(max)) => {
-                    return Err(Error::LimitExceeded(format!("{max} streams on the link to {}", link.peer_name())))
+        let (addr, link, id) = loop {
+            let (addr, link) = match &target.0 {
+                TargetKind::Addr(addr) => (*addr, self.shared.route_any(addr.host).ok_or(Error::NoRoute(addr.host))?),
+                TargetKind::Name { name, selector, port } => {
+                    self.resolve(name, selector, *port, deadline, timeout).await?
                 }
-                Err(OpenError::Closed(reason)) => return Err(link.closed_error(reason)),
+            };
+            match self.open(&link, addr) {
+                Ok(id) => break (addr, link, id),
+                // A link that closed under a name's feet: its services are being
+                // withdrawn, and another instance (or the re-joined link) may serve.
+                Err(Error::LinkClosed { .. }) if matches!(target.0, TargetKind::Name { .. }) => continue,
+                Err(e) => return Err(e),
             }
         };
         // If the dial fails or is cancelled, dropping the handle gives the dial up.
@@ -534,6 +531,22 @@ impl Node {
             Ok(Ok(())) => Ok(stream),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::TimedOut { what: format!("dial to {addr}"), after: timeout }),
+        }
+    }
+
+    /// Creates a stream to `addr` on `link` (its DIAL is queued).
+    fn open(&self, link: &LinkHandle, addr: Addr) -> Result<crate::proto::link::StreamId> {
+        loop {
+            let key =
+                StreamKey { local_port: self.shared.alloc_port(), remote_port: addr.port.0, remote_host: addr.host };
+            return match link.with(|l, _| l.open_stream(key, std::time::Instant::now())) {
+                Ok(id) => Ok(id),
+                Err(OpenError::KeyInUse) => continue,
+                Err(OpenError::Limit(max)) => {
+                    Err(Error::LimitExceeded(format!("{max} streams on the link to {}", link.peer_name())))
+                }
+                Err(OpenError::Closed(reason)) => Err(link.closed_error(reason)),
+            };
         }
     }
 
@@ -560,7 +573,7 @@ impl Node {
                 // spread over several links to the same relay.
                 let relayed = pick.addr.host != pick.via;
                 let link = if relayed { self.shared.route(pick.via) } else { None };
-                if let Some(link) = link.or_else(|| self.shared.link(pick.link)) {
+                if let Some(link) = link.or_else(|| self.shared.link(pick.link)).filter(|l| !l.is_closed()) {
                     return Ok((pick.addr, link));
                 }
             }
