@@ -104,8 +104,8 @@ pub struct Limits {
     pub listener_backlog: usize,
     /// Received bytes buffered but unread, per link; a peer that exceeds it is
     /// disconnected. Unread data may keep the link's read buffers alive: besides these
-    /// bytes a link holds at most 17 read buffers of 256 KiB (beyond 16 kept alive,
-    /// received data is copied out of them instead).
+    /// bytes a link holds at most 17 read buffers of 256 KiB, or of one larger frame
+    /// (beyond 16 kept alive, received data is copied out of them instead).
     pub max_link_buffer: usize,
     /// Bytes of frames queued for writing per link before writers wait.
     pub link_write_queue: usize,

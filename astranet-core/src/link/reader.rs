@@ -3,7 +3,7 @@
 //! payloads stay slices of the read buffer until they are read.
 
 use super::LinkHandle;
-use crate::proto::frame::{HEADER_LEN, MAX_PAYLOAD};
+use crate::proto::frame::{incomplete_frame_len, HEADER_LEN, MAX_PAYLOAD, RESERVE_AHEAD};
 use crate::proto::link::CloseReason;
 use bytes::BytesMut;
 use std::collections::VecDeque;
@@ -21,11 +21,13 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 pub(crate) const RELAY_BUFFER_HIGH: usize = 8 << 20;
 const RELAY_BUFFER_LOW: usize = 4 << 20;
 
-/// Bytes asked for per read: enough for many frames per syscall. Also the size of
-/// every read buffer: it holds the incomplete frame carried over plus room for a
-/// whole one.
+/// Bytes asked for per read: enough for many frames per syscall, and the size of a
+/// read buffer (larger only to hold a frame over that size: a Go sender puts its whole
+/// window in one DATA frame).
 const READ_CHUNK: usize = 256 * 1024;
-const _: () = assert!(READ_CHUNK >= 2 * (MAX_PAYLOAD + HEADER_LEN));
+
+/// Room kept for a read: a whole frame of the usual maximum size.
+const ROOM: usize = MAX_PAYLOAD + HEADER_LEN;
 
 /// Free read buffers kept for reuse, and pinned buffers examined per refill.
 const KEEP_FREE: usize = 4;
@@ -37,39 +39,65 @@ const SCAN: usize = 16;
 /// many read buffers (4 MiB), whatever the sizes of its frames.
 pub(crate) const MAX_PINNED: usize = 16;
 
+/// A read buffer and the size of its allocation (a view's own capacity says nothing
+/// of the allocation it keeps alive).
+struct Buffer {
+    bytes: BytesMut,
+    size: usize,
+}
+
+impl Buffer {
+    fn new(size: usize) -> Buffer {
+        Buffer { bytes: BytesMut::with_capacity(size), size }
+    }
+}
+
 /// Read buffers of one link. DATA payloads are handed out as slices of the read buffer,
 /// so a retired buffer is free again only once every stream consumed its slices.
 /// Retired buffers wait in `pinned` until then and are reused, which saves the page
-/// faults of fresh allocations; at most [`KEEP_FREE`] free ones are kept.
+/// faults of fresh allocations; at most [`KEEP_FREE`] free ones are kept. Nothing else
+/// allocates them (the link's decoder reserves nothing), so their sizes are known.
 struct ReadBuffers {
-    pinned: VecDeque<BytesMut>,
-    free: Vec<BytesMut>,
+    current: Buffer,
+    pinned: VecDeque<Buffer>,
+    free: Vec<Buffer>,
 }
 
 impl ReadBuffers {
-    /// Makes room for a read in `buf`: reclaims it in place if no slice of it is alive,
-    /// else switches to a free buffer (or a new one), carrying over the bytes of an
-    /// incomplete frame.
-    fn make_room(&mut self, buf: &mut BytesMut) {
-        const ROOM: usize = MAX_PAYLOAD + HEADER_LEN;
-        if buf.capacity() - buf.len() >= ROOM || buf.try_reclaim(ROOM) {
+    fn new() -> ReadBuffers {
+        ReadBuffers { current: Buffer::new(READ_CHUNK), pinned: VecDeque::new(), free: Vec::new() }
+    }
+
+    /// Makes room in the current buffer for a read and for the rest of the incomplete
+    /// frame at its front (up to [`RESERVE_AHEAD`] at a time): reclaims it in place if
+    /// no slice of it is alive, else switches to a free buffer (or a new one), carrying
+    /// over the bytes of the incomplete frame.
+    fn make_room(&mut self) {
+        let buf = &mut self.current.bytes;
+        let rest = incomplete_frame_len(buf).saturating_sub(buf.len()).min(RESERVE_AHEAD);
+        let room = rest.max(ROOM);
+        if buf.capacity() - buf.len() >= room || (buf.len() + room <= self.current.size && buf.try_reclaim(room)) {
             return;
         }
-        let need = buf.len() + ROOM;
-        self.collect(need);
-        let mut next = self.free.pop().unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK));
-        next.extend_from_slice(buf);
-        let mut old = std::mem::replace(buf, next);
-        old.clear();
+        let need = buf.len() + room;
+        self.collect();
+        let next = match self.free.iter().position(|b| b.size >= need) {
+            Some(i) => self.free.swap_remove(i),
+            None => Buffer::new(READ_CHUNK.max(need)),
+        };
+        let mut old = std::mem::replace(&mut self.current, next);
+        self.current.bytes.extend_from_slice(&old.bytes);
+        old.bytes.clear();
         self.pinned.push_back(old);
     }
 
     /// Frees the pinned buffers whose slices were all consumed (oldest first: the
-    /// likeliest to be).
-    fn collect(&mut self, need: usize) {
+    /// likeliest to be). Free ones beyond [`KEEP_FREE`] are dropped.
+    fn collect(&mut self) {
         for _ in 0..self.pinned.len().min(SCAN) {
             let Some(mut b) = self.pinned.pop_front() else { break };
-            if !b.try_reclaim(need) {
+            // Room for the whole allocation only if no slice of it is alive.
+            if !b.bytes.try_reclaim(b.size) {
                 self.pinned.push_back(b);
             } else if self.free.len() < KEEP_FREE {
                 self.free.push(b);
@@ -80,25 +108,22 @@ impl ReadBuffers {
     /// Whether payloads must be copied now: [`MAX_PINNED`] buffers are pinned.
     fn saturated(&mut self) -> bool {
         if self.pinned.len() >= MAX_PINNED {
-            self.collect(MAX_PAYLOAD + HEADER_LEN);
+            self.collect();
         }
         self.pinned.len() >= MAX_PINNED
     }
 
-    /// Bytes held, the current buffer included. Every buffer is allocated with
-    /// [`READ_CHUNK`] bytes (a frame carried over needs less), and a retired view's
-    /// own capacity says nothing of the allocation it keeps alive.
+    /// Bytes held: the current, pinned and free buffers.
     fn held(&self) -> usize {
-        (1 + self.pinned.len() + self.free.len()) * READ_CHUNK
+        self.current.size + self.pinned.iter().chain(&self.free).map(|b| b.size).sum::<usize>()
     }
 }
 
 pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R) {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut buffers = ReadBuffers { pinned: VecDeque::new(), free: Vec::new() };
+    let mut buffers = ReadBuffers::new();
     loop {
-        buffers.make_room(&mut buf);
-        let n = match io.read_buf(&mut buf).await {
+        buffers.make_room();
+        let n = match io.read_buf(&mut buffers.current.bytes).await {
             Ok(0) => return link.close(CloseReason::PeerClosed),
             Ok(n) => n,
             Err(e) => return link.close(CloseReason::Io(e.to_string())),
@@ -109,9 +134,10 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R) {
         // Frames for other hosts leave as events and are queued on their next hop at
         // once, checked against flow control by the relay: a slow reader behind a relay
         // stalls only its own stream.
+        let buf = &mut buffers.current.bytes;
         let handled = link.with(|l, wakers| {
             l.copy_payloads(copy);
-            l.handle_input(Instant::now(), &mut buf, wakers)
+            l.handle_input(Instant::now(), buf, wakers)
         });
         if handled.is_err() {
             return;

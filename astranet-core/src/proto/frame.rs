@@ -340,19 +340,38 @@ pub enum FrameError {
 }
 
 /// Most the decoder reserves beyond the received bytes of an incomplete frame.
-const RESERVE_AHEAD: usize = 1 << 20;
+pub const RESERVE_AHEAD: usize = 1 << 20;
+
+/// The length of the incomplete frame at the front of `buf` (header included), as far
+/// as it is known: [`HEADER_LEN`] until the header is complete.
+pub fn incomplete_frame_len(buf: &[u8]) -> usize {
+    if buf.len() < HEADER_LEN {
+        return HEADER_LEN;
+    }
+    HEADER_LEN + u32::from_be_bytes([buf[25], buf[26], buf[27], buf[28]]) as usize
+}
 
 /// Incremental decoder: feed it the read buffer, take frames out.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     max_payload: u32,
+    reserve: bool,
 }
 
 impl Decoder {
     /// A decoder that refuses payloads longer than `max_payload` bytes
     /// ([`FrameError::TooLong`]).
     pub fn new(max_payload: u32) -> Decoder {
-        Decoder { max_payload }
+        Decoder { max_payload, reserve: true }
+    }
+
+    /// Whether an incomplete frame makes the decoder reserve room for its rest in the
+    /// buffer (yes by default). A caller that keeps room itself, and accounts for the
+    /// buffers it allocates, turns it off (the link reader does: see
+    /// [`incomplete_frame_len`]).
+    pub fn reserving(mut self, on: bool) -> Decoder {
+        self.reserve = on;
+        self
     }
 
     /// Changes the payload limit, in bytes, for the frames decoded from now on.
@@ -393,7 +412,9 @@ impl Decoder {
         if buf.len() < total {
             // Room for the rest, but never more than a read's worth ahead of the bytes
             // that actually arrived: a header alone commits little memory.
-            buf.reserve((total - buf.len()).min(RESERVE_AHEAD));
+            if self.reserve {
+                buf.reserve((total - buf.len()).min(RESERVE_AHEAD));
+            }
             return Ok(None);
         }
         buf.advance(HEADER_LEN);
@@ -405,6 +426,14 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incomplete_frame_length() {
+        assert_eq!(incomplete_frame_len(&[0; 5]), HEADER_LEN);
+        let mut h = [0u8; 29];
+        h[25..29].copy_from_slice(&70_000u32.to_be_bytes());
+        assert_eq!(incomplete_frame_len(&h), 29 + 70_000);
+    }
 
     fn roundtrip(frame: &Frame) -> Frame {
         let mut buf = BytesMut::new();

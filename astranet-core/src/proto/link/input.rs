@@ -7,7 +7,7 @@ use super::policy::Unknown;
 use super::table::StreamKey;
 use super::{CloseReason, Link, Phase, Policy};
 use crate::addr::{Addr, HostId};
-use crate::proto::frame::{Command, Frame, Header, RstReason, HEADER_LEN};
+use crate::proto::frame::{Command, Frame, Header, RstReason};
 use crate::proto::handshake::{Handshake, CAP_RST};
 use crate::proto::recv::PAYLOAD_OVERHEAD;
 use bytes::BytesMut;
@@ -73,7 +73,7 @@ impl Link {
             return Err(reason);
         }
         if !buf.is_empty() && self.timers.frame_started.is_none() {
-            self.timers.frame_started = Some((now, pending_len(buf)));
+            self.timers.frame_started = Some((now, crate::proto::frame::incomplete_frame_len(buf)));
         }
         Ok(())
     }
@@ -321,24 +321,5 @@ impl Link {
                 slot.take_wakers(wakers);
             }
         }
-    }
-}
-
-/// The length of the incomplete frame at the front of `buf`, as far as it is known.
-fn pending_len(buf: &[u8]) -> usize {
-    if buf.len() < HEADER_LEN {
-        return HEADER_LEN;
-    }
-    HEADER_LEN + u32::from_be_bytes([buf[25], buf[26], buf[27], buf[28]]) as usize
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn pending_length() {
-        assert_eq!(super::pending_len(&[0; 5]), super::HEADER_LEN);
-        let mut h = [0u8; 29];
-        h[25..29].copy_from_slice(&70_000u32.to_be_bytes());
-        assert_eq!(super::pending_len(&h), 29 + 70_000);
     }
 }

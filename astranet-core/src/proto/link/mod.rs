@@ -165,7 +165,8 @@ impl Link {
             budget: WindowBudget { used: 0, limit: cfg.window_budget },
             cfg,
             phase: Phase::Handshaking,
-            decoder: Decoder::new(MAX_PAYLOAD as u32),
+            // The driver keeps room in its read buffers (and counts them).
+            decoder: Decoder::new(MAX_PAYLOAD as u32).reserving(false),
             streams: StreamTable::default(),
             waiting_space: Waiting::default(),
             buffered: 0,
