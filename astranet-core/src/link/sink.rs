@@ -39,7 +39,8 @@ impl Sink {
     }
 
     /// Writes every slice, in order. Fails with [`io::ErrorKind::TimedOut`] when the
-    /// pipe accepts nothing for `stall` (a slow pipe that makes progress is fine).
+    /// pipe accepts nothing for `stall` (a slow pipe that makes progress is fine; a TCP
+    /// socket makes progress while its peer acknowledges bytes).
     pub(crate) async fn write_all(&mut self, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
         let stalled =
             || io::Error::new(io::ErrorKind::TimedOut, format!("a write was pending for more than {stall:?}"));
@@ -50,7 +51,13 @@ impl Sink {
                 Sink::Tcp(tcp) => match try_send(tcp, &slices) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        timeout(stall, tcp.writable()).await.map_err(|_| stalled())??;
+                        wait_writable(tcp, stall).await.map_err(|e| {
+                            if e.kind() == io::ErrorKind::TimedOut {
+                                stalled()
+                            } else {
+                                e
+                            }
+                        })?;
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -77,6 +84,43 @@ impl Sink {
                 let _ = io.shutdown().await;
             }
         }
+    }
+}
+
+/// Waits until the socket takes bytes again. Fails with [`io::ErrorKind::TimedOut`]
+/// when the peer acknowledged nothing for `stall`: the kernel reports a full socket
+/// writable only once a third of its send buffer drained, which on a slow link (a few
+/// MiB autotuned, 1 Mbit/s) takes longer than a short write timeout while the link is
+/// alive and busy.
+async fn wait_writable(tcp: &OwnedWriteHalf, stall: Duration) -> io::Result<()> {
+    let mut unacked = unacknowledged(tcp);
+    loop {
+        match timeout(stall, tcp.writable()).await {
+            Ok(ready) => return ready,
+            Err(_) => match (unacked, unacknowledged(tcp)) {
+                (Some(before), Some(now)) if now < before => unacked = Some(now),
+                _ => return Err(io::ErrorKind::TimedOut.into()),
+            },
+        }
+    }
+}
+
+/// Bytes of the socket's send queue the peer has not acknowledged (Linux `SIOCOUTQ`);
+/// `None` where that cannot be asked.
+fn unacknowledged(tcp: &OwnedWriteHalf) -> Option<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = tcp.as_ref().as_raw_fd();
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
+        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+        (r == 0).then_some(queued as usize)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = tcp;
+        None
     }
 }
 
