@@ -69,6 +69,9 @@ pub struct NodeOpts {
     /// Seconds a frame that began arriving may take to complete before its link is closed.
     #[arg(long, env = "ASTRANET_FRAME_STALL_TIMEOUT")]
     pub frame_stall_timeout: Option<f64>,
+    /// Seconds without data either way after which a stream is reset (none by default).
+    #[arg(long, env = "ASTRANET_STREAM_IDLE_TIMEOUT")]
+    pub stream_idle_timeout: Option<f64>,
     /// Serve `astranet status` on this Unix socket (created with mode 0600).
     #[arg(long, env = "ASTRANET_CONTROL")]
     pub control: Option<PathBuf>,
@@ -162,6 +165,7 @@ impl NodeOpts {
             link_write_queue,
             handshake_timeout,
             frame_stall_timeout,
+            stream_idle_timeout,
             control,
             metrics,
             drain_timeout,
@@ -215,6 +219,9 @@ impl NodeOpts {
         }
         if let Some(t) = self.handshake_timeout {
             b = b.handshake_timeout(seconds("handshake-timeout", t)?);
+        }
+        if let Some(t) = self.stream_idle_timeout {
+            b = b.stream_idle_timeout(seconds("stream-idle-timeout", t)?);
         }
         if let Some(t) = self.frame_stall_timeout {
             b = b.frame_stall_timeout(seconds("frame-stall-timeout", t)?);

@@ -39,7 +39,8 @@ pub struct ProbeArgs {
     /// Print the node's counters after --wait seconds.
     #[arg(long)]
     pub stats: bool,
-    /// Exit 0 once this name is no longer announced (1 after --wait seconds).
+    /// Exit 0 once this name, announced when the probe joined or later, is withdrawn
+    /// (1 when that did not happen within --wait seconds).
     #[arg(long)]
     pub wait_gone: Option<String>,
     /// Seconds the question may take.
@@ -66,8 +67,14 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode, BoxError> {
         ExitCode::SUCCESS
     } else if let Some(name) = &args.wait_gone {
         let mut watch = node.watch_services();
-        let gone = watch.wait_for(wait, |s| s.iter().all(|s| s.name != *name)).await;
-        if gone.is_ok() {
+        let started = tokio::time::Instant::now();
+        let seen = watch.wait_for(wait, |s| s.iter().any(|s| s.name == *name)).await;
+        let left = wait.saturating_sub(started.elapsed());
+        let gone = match seen {
+            Ok(_) => watch.wait_for(left, |s| s.iter().all(|s| s.name != *name)).await.is_ok(),
+            Err(_) => false,
+        };
+        if gone {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
