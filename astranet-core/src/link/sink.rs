@@ -3,10 +3,13 @@
 //! other byte pipe, written by the writer task alone.
 
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 /// Writes what the socket takes now, without blocking, as `sendmsg` with
@@ -14,13 +17,58 @@ use tokio::time::timeout;
 /// that would kill a C or Go program embedding the library (Rust binaries ignore the
 /// signal; their hosts need not).
 pub(crate) fn try_send(tcp: &OwnedWriteHalf, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+    send_no_signal(tcp.as_ref(), parts)
+}
+
+fn send_no_signal(socket: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     const FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     const FLAGS: libc::c_int = 0;
-    let socket: &tokio::net::TcpStream = tcp.as_ref();
     socket
         .try_io(tokio::io::Interest::WRITABLE, || socket2::SockRef::from(socket).send_vectored_with_flags(parts, FLAGS))
+}
+
+/// A TCP stream whose writes never raise `SIGPIPE` (see [`try_send`]): TLS links run
+/// over it, since the TLS layer writes with plain `write`.
+pub(crate) struct NoSignal(pub TcpStream);
+
+impl AsyncRead for NoSignal {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for NoSignal {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match send_no_signal(&self.0, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 /// The writing end of a link.
@@ -155,7 +203,8 @@ mod tests {
 
     /// Run in a child process (the signal's disposition is process-wide): with SIGPIPE
     /// at its default, as in a C program, writing to a socket whose sending side is
-    /// shut must fail with EPIPE instead of killing the process.
+    /// shut must fail with EPIPE instead of killing the process, for plaintext links
+    /// ([`try_send`]) and TLS links ([`NoSignal`]).
     #[test]
     fn writes_to_a_broken_socket_raise_no_sigpipe() {
         if std::env::var_os("ASTRANET_SIGPIPE_CHILD").is_none() {
@@ -179,6 +228,11 @@ mod tests {
             let (_r, w) = ours.into_split();
             w.as_ref().writable().await.unwrap();
             let err = try_send(&w, &[IoSlice::new(b"after shutdown")]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+            // The stream TLS links write through (rustls writes with writev, which
+            // raises SIGPIPE where send with MSG_NOSIGNAL does not).
+            let ours = w.reunite(_r).unwrap();
+            let err = NoSignal(ours).write_vectored(&[IoSlice::new(b"after shutdown")]).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
         });
     }

@@ -4,7 +4,7 @@
 use super::admission::Admission;
 use super::{start_tcp_link, NodeShared};
 use crate::error::{Error, Result};
-use crate::link::sink::Sink;
+use crate::link::sink::{NoSignal, Sink};
 use crate::link::Identity;
 use crate::link::LinkHandle;
 use crate::tls::{host_of, name_of, sni, TlsConfig, TLS_RECORD_HANDSHAKE};
@@ -46,7 +46,7 @@ pub(super) async fn accept(
         }
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
-    match tokio::time::timeout(limit, acceptor.accept(socket)).await {
+    match tokio::time::timeout(limit, acceptor.accept(NoSignal(socket))).await {
         Ok(Ok(stream)) => match certified(&node, stream.get_ref().1.peer_certificates()) {
             Ok(identity) => {
                 let link = start(&node, stream, peer, identity);
@@ -65,7 +65,7 @@ pub(super) async fn connect(node: &NodeShared, socket: TcpStream, tls: &TlsConfi
     let _ = socket.set_nodelay(true);
     let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
     let stream = connector
-        .connect(sni(), socket)
+        .connect(sni(), NoSignal(socket))
         .await
         .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("TLS handshake with {peer}: {e}"))))?;
     let identity = certified(node, stream.get_ref().1.peer_certificates())
