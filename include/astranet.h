@@ -402,6 +402,16 @@ typedef struct astranet_node_config {
    * default): none.
    */
   uint32_t stream_idle_timeout_ms;
+  /**
+   * Who may join, announce, dial and relay (needs TLS: peers are named by their
+   * certificates' common names): NUL-terminated TOML text of `[[access]]` tables
+   * with the keys `peers`, `announce`, `dial` and `relay`, as in the configuration
+   * file of the `astranet` command (docs/OPERATIONS.md). A peer no rule matches may
+   * not join; a dial the policy refuses fails at the dialer with
+   * `ASTRANET_ERR_REFUSED`. NULL (the default): no policy. Read during
+   * `astranet_node_new` only.
+   */
+  const char *access_toml;
 } astranet_node_config;
 
 /**

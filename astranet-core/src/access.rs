@@ -35,11 +35,26 @@ pub struct AccessPolicy {
 }
 
 /// What the peers matching one pattern may do.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// It also reads from a table with the keys `peers`, `announce`, `dial` and `relay`
+/// (serde), as the `[[access]]` tables of the `astranet` command's configuration file:
+///
+/// ```toml
+/// [[access]]
+/// peers = "web-*"
+/// announce = ["web*"]
+/// dial = ["db.prod"]
+/// relay = false
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AccessRule {
     peers: String,
+    #[serde(default)]
     announce: Vec<String>,
+    #[serde(default)]
     dial: Vec<String>,
+    #[serde(default)]
     relay: bool,
 }
 
@@ -55,9 +70,21 @@ impl AccessPolicy {
         self
     }
 
+    /// Whether no rule was added (no peer may join).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// The rule that applies to the peer with this certificate name, if any.
     pub fn rule_for(&self, peer: &str) -> Option<&AccessRule> {
         self.rules.iter().find(|r| matches(&r.peers, peer))
+    }
+}
+
+impl FromIterator<AccessRule> for AccessPolicy {
+    /// The rules, tried in this order.
+    fn from_iter<I: IntoIterator<Item = AccessRule>>(rules: I) -> AccessPolicy {
+        AccessPolicy { rules: rules.into_iter().collect() }
     }
 }
 

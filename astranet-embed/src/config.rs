@@ -4,7 +4,7 @@
 //! so a value is accepted or refused alike everywhere.
 
 use crate::code::Failure;
-use astranet::{HostId, NodeBuilder, Role};
+use astranet::{AccessPolicy, AccessRule, HostId, NodeBuilder, Role};
 use std::time::Duration;
 
 /// A node's configuration; `None` keeps the core's default.
@@ -48,6 +48,29 @@ pub struct FlatConfig {
     /// TLS links (see the core's `tls` module): the PEM text of the mesh CA's
     /// certificate, of this node's certificate chain and of its private key.
     pub tls: Option<TlsPem>,
+    /// Who may join, announce, dial and relay (needs TLS; see [`access_from_toml`]).
+    pub access: Option<AccessPolicy>,
+}
+
+/// An access policy written as the `[[access]]` tables of the `astranet` command's
+/// configuration file (`peers`, `announce`, `dial`, `relay`; docs/OPERATIONS.md), the
+/// form the C and Go fronts take it in. Other keys of the document are refused.
+///
+/// ```
+/// let policy = astranet_embed::config::access_from_toml(
+///     "[[access]]\npeers = \"web-*\"\ndial = [\"db\"]\n",
+/// ).unwrap();
+/// assert!(policy.rule_for("web-1").unwrap().allows_dial("db"));
+/// ```
+pub fn access_from_toml(text: &str) -> Result<AccessPolicy, Failure> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Document {
+        #[serde(default)]
+        access: Vec<AccessRule>,
+    }
+    let doc: Document = toml::from_str(text).map_err(|e| Failure::invalid(format!("access policy: {e}")))?;
+    Ok(doc.access.into_iter().collect())
 }
 
 /// A node's TLS identity as PEM text.
@@ -93,6 +116,9 @@ impl FlatConfig {
         }
         if let Some(id) = self.host_id {
             b = b.host_id(HostId(id));
+        }
+        if let Some(policy) = &self.access {
+            b = b.access(policy.clone());
         }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { b = b.$field(v); } )* };

@@ -113,6 +113,14 @@ pub struct astranet_node_config {
     /// way for this long is reset (see `astranet_stream_set_idle_timeout`). 0 (the
     /// default): none.
     pub stream_idle_timeout_ms: u32,
+    /// Who may join, announce, dial and relay (needs TLS: peers are named by their
+    /// certificates' common names): NUL-terminated TOML text of `[[access]]` tables
+    /// with the keys `peers`, `announce`, `dial` and `relay`, as in the configuration
+    /// file of the `astranet` command (docs/OPERATIONS.md). A peer no rule matches may
+    /// not join; a dial the policy refuses fails at the dialer with
+    /// `ASTRANET_ERR_REFUSED`. NULL (the default): no policy. Read during
+    /// `astranet_node_new` only.
+    pub access_toml: *const c_char,
 }
 
 /// Role: announces its services and links directly to hosts it reaches through a
@@ -156,6 +164,7 @@ fn defaults() -> astranet_node_config {
         tls_key_pem: std::ptr::null(),
         tls_allow_plaintext: 0,
         stream_idle_timeout_ms: c.stream_idle_timeout.map_or(0, ms),
+        access_toml: std::ptr::null(),
     }
 }
 
@@ -218,6 +227,10 @@ fn flat(c: &astranet_node_config) -> Result<FlatConfig, Failure> {
         stream_idle_timeout: (c.stream_idle_timeout_ms != 0)
             .then(|| Duration::from_millis(c.stream_idle_timeout_ms.into())),
         tls,
+        access: match c.access_toml.is_null() {
+            true => None,
+            false => Some(astranet_embed::config::access_from_toml(c_str(c.access_toml, "access_toml")?)?),
+        },
     })
 }
 

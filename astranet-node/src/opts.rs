@@ -97,25 +97,7 @@ pub struct NodeOpts {
     /// Access rules, from the configuration file only (`[[access]]` tables with
     /// `peers`, `announce` and `dial`; see docs/OPERATIONS.md). Needs TLS.
     #[arg(skip)]
-    pub access: Option<Vec<AccessRuleFile>>,
-}
-
-/// One `[[access]]` table of the configuration file.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct AccessRuleFile {
-    /// The certificate names (common names) the rule is for; `*` matches any run.
-    pub peers: String,
-    /// Service names they may announce.
-    #[serde(default)]
-    pub announce: Vec<String>,
-    /// This node's services they may dial.
-    #[serde(default)]
-    pub dial: Vec<String>,
-    /// They may speak for other hosts (routers): pass on others' announcements and
-    /// deliver others' DIALs.
-    #[serde(default)]
-    pub relay: bool,
+    pub access: Option<Vec<astranet::AccessRule>>,
 }
 
 /// `--listen` for links, on the commands whose `--listen` means that (`forward`
@@ -239,13 +221,7 @@ impl NodeOpts {
             _ => return Err("TLS needs all of --tls-ca, --tls-cert and --tls-key (or their file keys)".into()),
         }
         if let Some(rules) = &self.access {
-            let policy = rules.iter().fold(astranet::AccessPolicy::new(), |policy, r| {
-                let rule =
-                    r.announce.iter().fold(astranet::AccessRule::peers(&r.peers), |rule, n| rule.may_announce(n));
-                let rule = r.dial.iter().fold(rule, |rule, n| rule.may_dial(n));
-                policy.allow(if r.relay { rule.may_relay() } else { rule })
-            });
-            b = b.access(policy);
+            b = b.access(rules.iter().cloned().collect());
         }
         Ok(b.try_build()?)
     }

@@ -556,3 +556,38 @@ func TestTLS(t *testing.T) {
 		t.Fatal("Close of a node that failed to start hangs")
 	}
 }
+
+func TestAccessPolicy(t *testing.T) {
+	ca := fixture(t, "ca.pem")
+	node := func(who string, opts ...Option) *Node {
+		return New(append(opts, WithTLS(ca, fixture(t, who+".pem"), fixture(t, who+".key"), false))...)
+	}
+	policy := WithAccess(AccessRule{Peers: "b", Dial: []string{"open"}})
+	server, client := pair(t, node("a", policy), node("b"))
+	open, err := server.Bind("", "open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	secret, _ := server.Bind("", "secret")
+	defer secret.Close()
+	echoServer(t, open)
+	c, err := client.Dial("", "open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := client.Dial("", "secret"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("a dial the policy forbids: %v", err)
+	}
+	// Names with quotes and backslashes survive the trip to the library.
+	if got := accessTOML([]AccessRule{{Peers: `we"b\1`, Relay: true}}); got !=
+		"[[access]]\npeers = \"we\\\"b\\\\1\"\nannounce = []\ndial = []\nrelay = true\n" {
+		t.Fatalf("%q", got)
+	}
+	bad := New(WithAccess(AccessRule{Peers: "b"}))
+	if _, err := bad.Dial("", "x"); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("a policy without TLS: %v", err)
+	}
+	bad.Close()
+}

@@ -50,6 +50,18 @@ type config struct {
 	dialTimeout time.Duration
 	streamIdle  time.Duration
 	tls         *tlsPEM
+	access      []AccessRule
+}
+
+// AccessRule says what the peers whose certificate common name matches Peers may do
+// (`*` matches any run of characters): announce the service names matching one of
+// Announce, dial this node's services matching one of Dial, and with Relay speak for
+// other hosts (what routers do).
+type AccessRule struct {
+	Peers    string
+	Announce []string
+	Dial     []string
+	Relay    bool
 }
 
 type tlsPEM struct {
@@ -73,6 +85,50 @@ func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTi
 // WithStreamIdleTimeout gives every stream an idle timeout: a stream on which no data
 // moved either way for d is reset (see Conn.SetIdleTimeout). None by default.
 func WithStreamIdleTimeout(d time.Duration) Option { return func(c *config) { c.streamIdle = d } }
+
+// WithAccess sets the node's access policy (it needs WithTLS: peers are named by their
+// certificates): the first rule whose Peers pattern matches a peer applies to it, and
+// a peer no rule matches may not join. A dial the policy refuses fails at the dialer
+// with an error wrapping syscall.ECONNREFUSED.
+func WithAccess(rules ...AccessRule) Option {
+	return func(c *config) { c.access = append([]AccessRule(nil), rules...) }
+}
+
+// accessTOML writes rules as the `[[access]]` tables the library reads.
+func accessTOML(rules []AccessRule) string {
+	var b strings.Builder
+	list := func(names []string) string {
+		quoted := make([]string, len(names))
+		for i, n := range names {
+			quoted[i] = tomlString(n)
+		}
+		return "[" + strings.Join(quoted, ", ") + "]"
+	}
+	for _, r := range rules {
+		fmt.Fprintf(&b, "[[access]]\npeers = %s\nannounce = %s\ndial = %s\nrelay = %t\n",
+			tomlString(r.Peers), list(r.Announce), list(r.Dial), r.Relay)
+	}
+	return b.String()
+}
+
+// tomlString quotes s as a TOML basic string.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, "\\u%04X", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
 
 // WithTLS makes every link of the node TLS 1.3, both sides authenticated by the mesh
 // CA: the PEM text of the CA's certificate, of this node's certificate chain and of its
@@ -137,6 +193,11 @@ func (n *Node) start() error {
 		}
 		if n.cfg.streamIdle > 0 {
 			cfg.stream_idle_timeout_ms = C.uint32_t(max(n.cfg.streamIdle/time.Millisecond, 1))
+		}
+		if n.cfg.access != nil {
+			policy := C.CString(accessTOML(n.cfg.access))
+			defer free(policy)
+			cfg.access_toml = policy
 		}
 		if t := n.cfg.tls; t != nil {
 			ca, cert, key := C.CString(string(t.ca)), C.CString(string(t.cert)), C.CString(string(t.key))

@@ -1,6 +1,7 @@
 /* TLS links through the C API: two nodes of the test mesh (tests/fixtures/tls) carry
  * an echo over an authenticated link; a plaintext node and a node of another CA are
- * refused; a half-given TLS configuration is an invalid argument.
+ * refused; a half-given TLS configuration is an invalid argument; an access policy
+ * (TOML text) lets a peer dial one name and not another.
  * Usage: tls <folder of the fixtures> */
 #include "common.h"
 
@@ -18,7 +19,8 @@ static char *slurp(const char *dir, const char *name) {
   return out;
 }
 
-static astranet_node *tls_node(const char *dir, const char *ca, const char *who, uint32_t allow_plaintext) {
+static astranet_node *tls_node_with(const char *dir, const char *ca, const char *who, uint32_t allow_plaintext,
+                                    const char *access) {
   astranet_node_config cfg;
   OK(astranet_node_config_init(&cfg));
   char file[64];
@@ -29,9 +31,52 @@ static astranet_node *tls_node(const char *dir, const char *ca, const char *who,
   cfg.tls_key_pem = slurp(dir, file);
   cfg.tls_allow_plaintext = allow_plaintext;
   cfg.handshake_timeout_ms = 2000;
+  cfg.access_toml = access;
   astranet_node *n;
   OK(astranet_node_new(&cfg, &n, &err));
   return n;
+}
+
+static astranet_node *tls_node(const char *dir, const char *ca, const char *who, uint32_t allow_plaintext) {
+  return tls_node_with(dir, ca, who, allow_plaintext, NULL);
+}
+
+/* An access policy on the listening node: b may dial "open", not "secret". */
+static void access_policy(const char *dir) {
+  static const char policy[] = "[[access]]\npeers = \"b\"\ndial = [\"open\"]\n";
+  astranet_node *a = tls_node_with(dir, "ca.pem", "a", 0, policy);
+  astranet_node *b = tls_node(dir, "ca.pem", "b", 0);
+  char bound[64];
+  uint64_t peer = 0;
+  OK(astranet_listen(a, "127.0.0.1:0", bound, sizeof bound, &err));
+  OK(astranet_join(b, bound, 5000, &peer, &err));
+  astranet_listener *open, *secret;
+  OK(astranet_bind(a, "open", &open, &err));
+  OK(astranet_bind(a, "secret", &secret, &err));
+  astranet_stream *c, *s;
+  OK(astranet_dial_start(b, "open", NULL, 5000, NULL, &c, &err));
+  OK(astranet_accept_timeout(open, 5000, &s, &err));
+  OK(astranet_stream_close(s));
+  OK(astranet_stream_close(c));
+  astranet_error *e = NULL;
+  CHECK(astranet_dial(b, "secret", NULL, 5000, &c, &e) == ASTRANET_ERR_REFUSED);
+  printf("forbidden: %s\n", astranet_error_message(e));
+  CHECK(strstr(astranet_error_message(e), "access policy") != NULL);
+  astranet_error_free(e);
+  OK(astranet_listener_close(open));
+  OK(astranet_listener_close(secret));
+  OK(astranet_node_free(b));
+  OK(astranet_node_free(a));
+
+  /* A policy that does not parse is an invalid argument, naming the problem. */
+  astranet_node_config cfg;
+  OK(astranet_node_config_init(&cfg));
+  cfg.access_toml = "[[access]]\npeer = \"b\"\n";
+  astranet_node *bad = NULL;
+  e = NULL;
+  CHECK(astranet_node_new(&cfg, &bad, &e) == ASTRANET_ERR_INVALID_ARGUMENT && bad == NULL);
+  CHECK(strstr(astranet_error_message(e), "peer") != NULL);
+  astranet_error_free(e);
 }
 
 int main(int argc, char **argv) {
@@ -94,6 +139,8 @@ int main(int argc, char **argv) {
   astranet_node *bad = NULL;
   EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_node_new(&half, &bad, &err));
   CHECK(bad == NULL);
+
+  access_policy(dir);
 
   OK(astranet_node_free(intruder));
   OK(astranet_node_free(plain));

@@ -171,6 +171,48 @@ fn tls_pem(
     }
 }
 
+/// An access policy from a list of dicts with the keys ``peers`` (str), ``announce``
+/// and ``dial`` (lists of str) and ``relay`` (bool), as the ``[[access]]`` tables of the
+/// command's configuration file.
+fn access_policy(rules: &Bound<'_, PyAny>) -> PyResult<astranet::AccessPolicy> {
+    let bad = |why: String| pyo3::exceptions::PyValueError::new_err(format!("access: {why}"));
+    let mut policy = astranet::AccessPolicy::new();
+    for (i, rule) in rules.try_iter()?.enumerate() {
+        let rule = rule?;
+        let rule = rule.cast::<PyDict>().map_err(|_| bad(format!("rule {i} is not a dict")))?;
+        for key in rule.keys() {
+            let key: String = key.extract()?;
+            if !matches!(key.as_str(), "peers" | "announce" | "dial" | "relay") {
+                return Err(bad(format!("rule {i}: unknown key {key:?} (peers, announce, dial, relay)")));
+            }
+        }
+        let peers: String = match rule.get_item("peers")? {
+            Some(p) => p.extract().map_err(|_| bad(format!("rule {i}: peers must be a str")))?,
+            None => return Err(bad(format!("rule {i} has no peers"))),
+        };
+        let names = |key: &str| -> PyResult<Vec<String>> {
+            match rule.get_item(key)? {
+                Some(v) if v.is_instance_of::<PyString>() => Err(bad(format!("rule {i}: {key} must be a list of str"))),
+                Some(v) => v.extract().map_err(|_| bad(format!("rule {i}: {key} must be a list of str"))),
+                None => Ok(Vec::new()),
+            }
+        };
+        let mut r = astranet::AccessRule::peers(peers);
+        for n in names("announce")? {
+            r = r.may_announce(n);
+        }
+        for n in names("dial")? {
+            r = r.may_dial(n);
+        }
+        let relay = match rule.get_item("relay")? {
+            Some(v) => v.extract::<bool>().map_err(|_| bad(format!("rule {i}: relay must be a bool")))?,
+            None => false,
+        };
+        policy = policy.allow(if relay { r.may_relay() } else { r });
+    }
+    Ok(policy)
+}
+
 fn node_closed() -> PyErr {
     PyOSError::new_err((libc::ENOTCONN, "node closed"))
 }
@@ -195,6 +237,12 @@ fn node_closed() -> PyErr {
 /// with both sides authenticated by the mesh CA; the node's host id is then its
 /// certificate's. ``tls_allow_plaintext=True`` also accepts plaintext links.
 ///
+/// Access control (with TLS: peers are named by their certificates' common names):
+/// ``access=[{"peers": "web-*", "announce": ["web*"], "dial": ["db"], "relay": False},
+/// ...]``; the first rule whose ``peers`` pattern (``*`` matches any run) matches a
+/// peer applies, and a peer no rule matches may not join. A dial the policy refuses
+/// fails at the dialer with ``ConnectionRefusedError``.
+///
 /// A context manager: ``with astranet.Node() as node: ...`` closes it on exit.
 #[pyclass(module = "astranet", frozen)]
 pub struct Node {
@@ -215,7 +263,7 @@ impl Node {
         frame_stall_timeout = None, linger = None, max_reconnect_delay = None, max_streams_per_link = None,
         listener_backlog = None, max_link_buffer = None, link_write_queue = None, max_control_queue = None,
         max_stream_window = None, link_window_budget = None, tls_ca = None, tls_cert = None, tls_key = None,
-        tls_allow_plaintext = false, stream_idle_timeout = None))]
+        tls_allow_plaintext = false, stream_idle_timeout = None, access = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         role: Option<&str>,
@@ -239,6 +287,7 @@ impl Node {
         tls_key: Option<&Bound<'_, PyAny>>,
         tls_allow_plaintext: bool,
         stream_idle_timeout: Option<f64>,
+        access: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Node> {
         check_fork()?;
         let secs = |name: &str, v: Option<f64>| v.map(|s| seconds(name, s)).transpose();
@@ -261,6 +310,7 @@ impl Node {
             max_stream_window,
             link_window_budget,
             tls: tls_pem(tls_ca, tls_cert, tls_key, tls_allow_plaintext)?,
+            access: access.map(access_policy).transpose()?,
         };
         let node = config.build().map_err(failure)?;
         Ok(Node { host: node.host_id().0, node: Mutex::new(Some(node)) })

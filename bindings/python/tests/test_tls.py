@@ -64,3 +64,32 @@ def test_tls_arguments_are_checked() -> None:
     with pytest.raises(ValueError):
         # The certificate names host 0xa.
         astranet.Node(host_id=5, tls_ca=FIXTURES / "ca.pem", tls_cert=FIXTURES / "a.pem", tls_key=FIXTURES / "a.key")
+
+
+def test_an_access_policy_lets_a_peer_dial_one_name_and_not_another() -> None:
+    policy = [{"peers": "b", "dial": ["open"]}]
+    with tls("a", access=policy) as a, tls("b") as b:
+        b.join(a.listen(("127.0.0.1", 0)), timeout=10)
+        with a.bind("open") as open_, a.bind("secret"):
+            accepted: List[astranet.Stream] = []
+            t = threading.Thread(target=lambda: accepted.append(open_.accept()))
+            t.start()
+            with b.dial("open", timeout=5):
+                t.join(5)
+                accepted[0].close()
+            with pytest.raises(ConnectionRefusedError, match="access policy"):
+                b.dial("secret", timeout=5)
+
+
+def test_access_rules_are_checked() -> None:
+    for bad, why in [
+        ([{"peer": "b"}], "unknown key"),
+        ([{"dial": ["x"]}], "no peers"),
+        ([{"peers": "b", "dial": "x"}], "list of str"),
+        (["b"], "not a dict"),
+        ([{"peers": "b", "relay": "yes"}], "bool"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            tls("a", access=bad)
+    with pytest.raises(ValueError, match="needs TLS"):
+        astranet.Node(access=[{"peers": "b"}])

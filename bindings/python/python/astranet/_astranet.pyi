@@ -3,7 +3,7 @@
 import socket
 import sys
 from types import TracebackType
-from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Tuple, Union, final, overload
+from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Sequence, Tuple, Union, final, overload
 
 from typing import Literal
 
@@ -38,6 +38,10 @@ Route = Dict[str, Any]
 
 TcpAddress = Union[str, Tuple[str, int]]
 """A TCP address: ``"host:port"`` or ``(host, port)``."""
+
+AccessRule = Dict[str, Any]
+"""An access rule: ``peers`` (str pattern), ``announce`` and ``dial`` (lists of str
+patterns), ``relay`` (bool)."""
 
 Port = Union[int, str, None]
 """A bind target: a port number, ``":port"``, or ``None``/``0``/``""`` (automatic)."""
@@ -229,6 +233,7 @@ class Node:
         tls_key: Union[str, "os.PathLike[str]", bytes, None] = None,
         tls_allow_plaintext: bool = False,
         stream_idle_timeout: Optional[float] = None,
+        access: Optional[Sequence[AccessRule]] = None,
     ) -> Self:
         """Creates a node (no I/O yet); every setting is optional."""
     @property
