@@ -46,7 +46,7 @@ pub(super) async fn accept(
         }
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
-    match tokio::time::timeout(limit, acceptor.accept(NoSignal(socket))).await {
+    match tokio::time::timeout(limit, acceptor.accept(tls_transport(socket))).await {
         Ok(Ok(stream)) => match certified(&node, stream.get_ref().1.peer_certificates()) {
             Ok(identity) => {
                 let link = start(&node, stream, peer, identity);
@@ -65,13 +65,23 @@ pub(super) async fn connect(node: &NodeShared, socket: TcpStream, tls: &TlsConfi
     let _ = socket.set_nodelay(true);
     let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
     let stream = connector
-        .connect(sni(), NoSignal(socket))
+        .connect(sni(), tls_transport(socket))
         .await
         .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("TLS handshake with {peer}: {e}"))))?;
     let identity = certified(node, stream.get_ref().1.peer_certificates())
         .map_err(|why| Error::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why)))?;
     Ok(start(node, stream, peer, identity))
 }
+
+/// The byte stream TLS runs over: reads from the socket in large chunks (rustls asks
+/// for a few KiB at a time, a syscall each without the buffer), writes that never
+/// raise SIGPIPE.
+fn tls_transport(socket: TcpStream) -> tokio::io::BufReader<NoSignal> {
+    tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, NoSignal(socket))
+}
+
+/// Bytes read from a TLS link's socket at a time, at most.
+const TLS_READ_BUFFER: usize = 256 * 1024;
 
 /// Who the peer's certificate says it is, if the node's access policy lets it join.
 fn certified(node: &NodeShared, certs: Option<&[CertificateDer<'static>]>) -> std::result::Result<Identity, String> {
