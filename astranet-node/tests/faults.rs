@@ -62,6 +62,17 @@ impl Load {
         load
     }
 
+    /// Counts `other` in: streams, outcomes, bytes and errors.
+    fn add(&mut self, other: Load) {
+        self.streams += other.streams;
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.bytes += other.bytes;
+        for (k, n) in other.errors {
+            *self.errors.entry(k).or_default() += n;
+        }
+    }
+
     /// Nothing lost, nothing hung.
     fn assert_sound(&self) {
         assert_eq!(self.mismatched, 0, "bytes came back altered: {self:?}");
@@ -285,14 +296,7 @@ fn link_flaps_lose_nothing_and_leak_nothing() {
         let traffic = s.spawn(|| {
             let mut total = Load::default();
             while !done.load(Ordering::Relaxed) {
-                let l = load(&hosts, "a", &[R], 20, "1MiB", 20, &ka);
-                total.streams += l.streams;
-                total.ok += l.ok;
-                total.failed += l.failed;
-                total.bytes += l.bytes;
-                for (k, n) in l.errors {
-                    *total.errors.entry(k).or_default() += n;
-                }
+                total.add(load(&hosts, "a", &[R], 20, "1MiB", 20, &ka));
             }
             total
         });
@@ -428,14 +432,7 @@ fn soak() {
         let traffic = s.spawn(|| {
             let mut total = Load::default();
             while Instant::now() < until {
-                let l = load(&hosts, "a", &[R], 20, "256KiB", 30, &["--keepalive", "1"]);
-                total.streams += l.streams;
-                total.ok += l.ok;
-                total.failed += l.failed;
-                total.bytes += l.bytes;
-                for (k, n) in l.errors {
-                    *total.errors.entry(k).or_default() += n;
-                }
+                total.add(load(&hosts, "a", &[R], 20, "256KiB", 30, &["--keepalive", "1"]));
             }
             total
         });

@@ -31,6 +31,19 @@ struct Timeouts {
 }
 
 impl Timeouts {
+    fn new(key: StreamKey, now: Instant) -> Timeouts {
+        Timeouts {
+            key,
+            idle: None,
+            last_active: now,
+            write: None,
+            write_waiting: None,
+            write_expired: false,
+            queued: None,
+            timed_out: false,
+        }
+    }
+
     fn due(&self) -> Option<Instant> {
         let idle = self.idle.filter(|_| !self.timed_out).map(|d| self.last_active + d);
         let write = self.write.zip(self.write_waiting).map(|(d, since)| since + d);
@@ -53,28 +66,10 @@ pub(crate) struct Deadlines {
 
 impl Deadlines {
     fn entry(&mut self, id: StreamId, key: StreamKey, now: Instant) -> &mut Timeouts {
-        let t = self.streams.entry(id).or_insert(Timeouts {
-            key,
-            idle: None,
-            last_active: now,
-            write: None,
-            write_waiting: None,
-            write_expired: false,
-            queued: None,
-            timed_out: false,
-        });
+        let t = self.streams.entry(id).or_insert_with(|| Timeouts::new(key, now));
         if t.key != key {
-            // The slot was reused by another stream.
-            *t = Timeouts {
-                key,
-                idle: None,
-                last_active: now,
-                write: None,
-                write_waiting: None,
-                write_expired: false,
-                timed_out: false,
-                ..*t
-            };
+            // The slot was reused by another stream; the deadline queued stays valid.
+            *t = Timeouts { queued: t.queued, ..Timeouts::new(key, now) };
         }
         t
     }
