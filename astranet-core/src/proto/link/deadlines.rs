@@ -91,12 +91,18 @@ impl Deadlines {
         self.queue.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// The stream `id`'s timeouts, if it set any. Every read and write asks: without
+    /// a single timeout on the link, the answer costs no hashing.
+    fn get_mut(&mut self, id: StreamId) -> Option<&mut Timeouts> {
+        if self.streams.is_empty() {
+            return None;
+        }
+        self.streams.get_mut(&id)
+    }
+
     /// Data moved on stream `id`.
     pub fn touch(&mut self, id: StreamId, now: Instant) {
-        if self.streams.is_empty() {
-            return;
-        }
-        if let Some(t) = self.streams.get_mut(&id) {
+        if let Some(t) = self.get_mut(id) {
             t.last_active = now;
         }
     }
@@ -108,7 +114,9 @@ impl Deadlines {
 
     /// The stream is forgotten.
     pub fn remove(&mut self, id: StreamId) {
-        self.streams.remove(&id);
+        if !self.streams.is_empty() {
+            self.streams.remove(&id);
+        }
     }
 
     pub fn clear(&mut self) {
@@ -153,7 +161,7 @@ impl Link {
 
     /// A write of stream `id` is about to run: fails it if its timeout expired.
     pub(super) fn check_write_timeout(&mut self, id: StreamId) -> Result<(), StreamError> {
-        match self.deadlines.streams.get_mut(&id) {
+        match self.deadlines.get_mut(id) {
             Some(t) if t.write_expired => {
                 t.write_expired = false;
                 Err(StreamError::WriteTimeout(t.write.unwrap_or_default()))
@@ -170,7 +178,7 @@ impl Link {
 
     /// A write of stream `id` waits (`waiting`) or went through.
     pub(super) fn write_waits(&mut self, id: StreamId, waiting: bool, now: Instant) {
-        let Some(t) = self.deadlines.streams.get_mut(&id) else { return };
+        let Some(t) = self.deadlines.get_mut(id) else { return };
         if !waiting {
             t.write_waiting = None;
             t.last_active = now;
