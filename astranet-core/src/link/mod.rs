@@ -11,6 +11,7 @@
 //! otherwise.
 
 pub(crate) mod reader;
+pub(crate) mod records;
 pub(crate) use reader::RELAY_BUFFER_HIGH;
 pub(crate) mod sink;
 mod timer;

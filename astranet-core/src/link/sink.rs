@@ -2,12 +2,11 @@
 //! directly (without a copy or a task switch) while the link's writer is idle, or any
 //! other byte pipe, written by the writer task alone.
 
+use super::records::Sealer;
 use std::io::{self, IoSlice};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -29,51 +28,30 @@ fn send_no_signal(socket: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<usize
         .try_io(tokio::io::Interest::WRITABLE, || socket2::SockRef::from(socket).send_vectored_with_flags(parts, FLAGS))
 }
 
-/// A TCP stream whose writes never raise `SIGPIPE` (see [`try_send`]): TLS links run
-/// over it, since the TLS layer writes with plain `write`.
-pub(crate) struct NoSignal(pub TcpStream);
-
-impl AsyncRead for NoSignal {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for NoSignal {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            std::task::ready!(self.0.poll_write_ready(cx))?;
-            match send_no_signal(&self.0, bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                written => return Poll::Ready(written),
-            }
+/// Writes all of `bytes` to a socket not yet split (a TLS handshake), without
+/// `SIGPIPE` (see [`try_send`]).
+pub(crate) async fn send_all(socket: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        socket.writable().await?;
+        match send_no_signal(socket, &[IoSlice::new(bytes)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
     }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
+    Ok(())
 }
+
+/// Plaintext sealed into records before they are sent: the records are still in the
+/// cache when the socket copies them, and a TLS link keeps no larger buffer.
+const SEAL_AT_ONCE: usize = 256 * 1024;
 
 /// The writing end of a link.
 pub(crate) enum Sink {
     Tcp(Arc<OwnedWriteHalf>),
+    /// A TCP socket under TLS: frames are sealed into records, then sent as on `Tcp`.
+    Tls(OwnedWriteHalf, Sealer),
     Io(Box<dyn AsyncWrite + Send + Unpin>),
 }
 
@@ -82,7 +60,7 @@ impl Sink {
     pub(crate) fn direct(&self) -> Option<Arc<OwnedWriteHalf>> {
         match self {
             Sink::Tcp(tcp) => Some(tcp.clone()),
-            Sink::Io(_) => None,
+            Sink::Tls(..) | Sink::Io(_) => None,
         }
     }
 
@@ -90,37 +68,30 @@ impl Sink {
     /// pipe accepts nothing for `stall` (a slow pipe that makes progress is fine; a TCP
     /// socket makes progress while its peer acknowledges bytes).
     pub(crate) async fn write_all(&mut self, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
-        let stalled =
-            || io::Error::new(io::ErrorKind::TimedOut, format!("a write was pending for more than {stall:?}"));
-        let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-        while !parts.is_empty() {
-            let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-            let written = match self {
-                Sink::Tcp(tcp) => match try_send(tcp, &slices) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait_writable(tcp, stall).await.map_err(|e| {
-                            if e.kind() == io::ErrorKind::TimedOut {
-                                stalled()
-                            } else {
-                                e
-                            }
-                        })?;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                },
-                Sink::Io(io) => timeout(stall, io.write_vectored(&slices)).await.map_err(|_| stalled())??,
-            };
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+        match self {
+            Sink::Tcp(tcp) => send_frames(tcp, parts, stall).await,
+            Sink::Tls(tcp, sealer) => {
+                let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+                while !parts.is_empty() {
+                    let records = sealer.seal(&mut parts, SEAL_AT_ONCE)?;
+                    send_frames(tcp, &[records], stall).await?;
+                }
+                Ok(())
             }
-            advance(&mut parts, written);
+            Sink::Io(io) => {
+                let stalled = || stalled(stall);
+                let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+                while !parts.is_empty() {
+                    let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+                    let written = timeout(stall, io.write_vectored(&slices)).await.map_err(|_| stalled())??;
+                    if written == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                    advance(&mut parts, written);
+                }
+                timeout(stall, io.flush()).await.map_err(|_| stalled())?
+            }
         }
-        if let Sink::Io(io) = self {
-            timeout(stall, io.flush()).await.map_err(|_| stalled())??;
-        }
-        Ok(())
     }
 
     /// Ends the connection after everything was written.
@@ -128,11 +99,41 @@ impl Sink {
         match self {
             // Dropping the last handle of the write half sends FIN.
             Sink::Tcp(_) => {}
+            Sink::Tls(tcp, mut sealer) => {
+                if let Ok(alert) = sealer.close_notify() {
+                    let _ = send_frames(&tcp, &[alert], Duration::from_secs(1)).await;
+                }
+            }
             Sink::Io(mut io) => {
                 let _ = io.shutdown().await;
             }
         }
     }
+}
+
+fn stalled(stall: Duration) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("a write was pending for more than {stall:?}"))
+}
+
+/// Writes every slice to the socket, in order (see [`Sink::write_all`]).
+async fn send_frames(tcp: &OwnedWriteHalf, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    while !parts.is_empty() {
+        let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        match try_send(tcp, &slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => advance(&mut parts, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(tcp, stall).await.map_err(|e| {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    stalled(stall)
+                } else {
+                    e
+                }
+            })?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Waits until the socket takes bytes again. Fails with [`io::ErrorKind::TimedOut`]
@@ -173,7 +174,7 @@ fn unacknowledged(tcp: &OwnedWriteHalf) -> Option<usize> {
 }
 
 /// Drops the first `n` bytes of `parts`.
-fn advance(parts: &mut Vec<&[u8]>, mut n: usize) {
+pub(super) fn advance(parts: &mut Vec<&[u8]>, mut n: usize) {
     let mut done = 0;
     for p in parts.iter_mut() {
         if n >= p.len() {
@@ -203,8 +204,8 @@ mod tests {
 
     /// Run in a child process (the signal's disposition is process-wide): with SIGPIPE
     /// at its default, as in a C program, writing to a socket whose sending side is
-    /// shut must fail with EPIPE instead of killing the process, for plaintext links
-    /// ([`try_send`]) and TLS links ([`NoSignal`]).
+    /// shut must fail with EPIPE instead of killing the process, for links
+    /// ([`try_send`]) and TLS handshakes ([`send_all`]).
     #[test]
     fn writes_to_a_broken_socket_raise_no_sigpipe() {
         if std::env::var_os("ASTRANET_SIGPIPE_CHILD").is_none() {
@@ -225,14 +226,11 @@ mod tests {
             let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
             let _theirs = listener.accept().await.unwrap();
             socket2::SockRef::from(&ours).shutdown(std::net::Shutdown::Write).unwrap();
+            let err = send_all(&ours, b"after shutdown").await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
             let (_r, w) = ours.into_split();
             w.as_ref().writable().await.unwrap();
             let err = try_send(&w, &[IoSlice::new(b"after shutdown")]).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
-            // The stream TLS links write through (rustls writes with writev, which
-            // raises SIGPIPE where send with MSG_NOSIGNAL does not).
-            let ours = w.reunite(_r).unwrap();
-            let err = NoSignal(ours).write_vectored(&[IoSlice::new(b"after shutdown")]).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
         });
     }

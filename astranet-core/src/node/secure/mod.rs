@@ -1,17 +1,20 @@
 //! Links over TLS: the accepting side (which also tells TLS from plaintext by the first
-//! byte) and the joining side. The TLS rules themselves are in [`crate::tls`].
+//! byte) and the joining side. The TLS rules themselves are in [`crate::tls`]; the
+//! records after the handshake in [`crate::link::records`].
+
+mod handshake;
 
 use super::admission::Admission;
 use super::{start_tcp_link, NodeShared};
 use crate::error::{Error, Result};
-use crate::link::sink::{NoSignal, Sink};
+use crate::link::sink::Sink;
 use crate::link::Identity;
 use crate::link::LinkHandle;
 use crate::tls::{host_of, name_of, sni, TlsConfig, TLS_RECORD_HANDSHAKE};
+use handshake::Secured;
 use rustls_pki_types::CertificateDer;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// An accepted connection on a node with TLS: a TLS client becomes an authenticated
@@ -45,11 +48,10 @@ pub(super) async fn accept(
             return;
         }
     }
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
-    match tokio::time::timeout(limit, acceptor.accept(tls_transport(socket))).await {
-        Ok(Ok(stream)) => match certified(&node, stream.get_ref().1.peer_certificates()) {
+    match tokio::time::timeout(limit, handshake::server(tls.server.clone(), socket)).await {
+        Ok(Ok(secured)) => match certified(&node, &secured.peer_certificates) {
             Ok(identity) => {
-                let link = start(&node, stream, peer, identity);
+                let link = start(&node, secured, peer, identity);
                 admission.into_link(&node, &link);
             }
             Err(why) => tracing::warn!(%peer, "link refused: {why}"),
@@ -63,29 +65,17 @@ pub(super) async fn accept(
 pub(super) async fn connect(node: &NodeShared, socket: TcpStream, tls: &TlsConfig) -> Result<LinkHandle> {
     let peer = socket.peer_addr()?;
     let _ = socket.set_nodelay(true);
-    let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
-    let stream = connector
-        .connect(sni(), tls_transport(socket))
+    let secured = handshake::client(tls.client.clone(), sni(), socket)
         .await
         .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("TLS handshake with {peer}: {e}"))))?;
-    let identity = certified(node, stream.get_ref().1.peer_certificates())
+    let identity = certified(node, &secured.peer_certificates)
         .map_err(|why| Error::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why)))?;
-    Ok(start(node, stream, peer, identity))
+    Ok(start(node, secured, peer, identity))
 }
-
-/// The byte stream TLS runs over: reads from the socket in large chunks (rustls asks
-/// for a few KiB at a time, a syscall each without the buffer), writes that never
-/// raise SIGPIPE.
-fn tls_transport(socket: TcpStream) -> tokio::io::BufReader<NoSignal> {
-    tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, NoSignal(socket))
-}
-
-/// Bytes read from a TLS link's socket at a time, at most.
-const TLS_READ_BUFFER: usize = 256 * 1024;
 
 /// Who the peer's certificate says it is, if the node's access policy lets it join.
-fn certified(node: &NodeShared, certs: Option<&[CertificateDer<'static>]>) -> std::result::Result<Identity, String> {
-    let own = certs.and_then(|c| c.first()).ok_or("the peer presented no certificate")?;
+fn certified(node: &NodeShared, certs: &[CertificateDer<'static>]) -> std::result::Result<Identity, String> {
+    let own = certs.first().ok_or("the peer presented no certificate")?;
     let identity = Identity { host: host_of(own)?, name: name_of(own) };
     if let Some(policy) = &node.config.access {
         if policy.rule_for(&identity.name).is_none() {
@@ -95,10 +85,6 @@ fn certified(node: &NodeShared, certs: Option<&[CertificateDer<'static>]>) -> st
     Ok(identity)
 }
 
-fn start<S>(node: &NodeShared, stream: S, peer: SocketAddr, identity: Identity) -> LinkHandle
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (r, w) = tokio::io::split(stream);
-    node.start_link(r, Sink::Io(Box::new(w)), Some(peer), Some(identity))
+fn start(node: &NodeShared, secured: Secured, peer: SocketAddr, identity: Identity) -> LinkHandle {
+    node.start_link(secured.opener, Sink::Tls(secured.write, secured.sealer), Some(peer), Some(identity))
 }

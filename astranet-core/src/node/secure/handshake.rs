@@ -1,0 +1,344 @@
+//! The TLS handshake of a link, driven through rustls's unbuffered interface so that
+//! its keys can then be handed to the record layer ([`crate::link::records`]).
+
+use crate::link::records::{self, invalid, tls_error, Kernel, Opener, Sealer};
+use crate::link::sink::send_all;
+use rustls::unbuffered::{ConnectionState, EncodeError, InsufficientSizeError, UnbufferedStatus};
+use rustls::{ClientConfig, ServerConfig};
+use rustls_pki_types::{CertificateDer, ServerName};
+use std::io;
+use std::sync::Arc;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// Largest handshake flight read before the peer is refused: certificate chains of a
+/// few KiB fit many times over.
+const MAX_FLIGHT: usize = 64 * 1024;
+
+/// A link whose handshake is done: its two directions and the peer's certificates
+/// (rustls verified them).
+pub(super) struct Secured {
+    pub opener: Opener,
+    pub sealer: Sealer,
+    pub write: tokio::net::tcp::OwnedWriteHalf,
+    pub peer_certificates: Vec<CertificateDer<'static>>,
+}
+
+/// The client's handshake over `tcp`.
+pub(super) async fn client(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    tcp: TcpStream,
+) -> io::Result<Secured> {
+    let conn = rustls::client::UnbufferedClientConnection::new(config, name).map_err(tls_error)?;
+    drive(Side::Client(conn), tcp).await
+}
+
+/// The server's handshake over `tcp`.
+pub(super) async fn server(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<Secured> {
+    let conn = rustls::server::UnbufferedServerConnection::new(config).map_err(tls_error)?;
+    drive(Side::Server(conn), tcp).await
+}
+
+enum Side {
+    Client(rustls::client::UnbufferedClientConnection),
+    Server(rustls::server::UnbufferedServerConnection),
+}
+
+/// What the handshake needs next, once rustls's state for this step is handled.
+enum Next {
+    Process,
+    Send,
+    Receive,
+    Done,
+}
+
+impl Side {
+    /// One step of the handshake over the bytes received so far: returns how many of
+    /// them rustls is done with and what to do next.
+    fn step(&mut self, incoming: &mut [u8], outgoing: &mut Vec<u8>, early: &mut Vec<u8>) -> io::Result<(usize, Next)> {
+        let (discard, next) = match self {
+            Side::Client(c) => handle(c.process_tls_records(incoming), outgoing, early)?,
+            Side::Server(s) => handle(s.process_tls_records(incoming), outgoing, early)?,
+        };
+        // A server may be allowed to send before the client's last flight: the
+        // handshake is done only once the client is authenticated.
+        let handshaking = match self {
+            Side::Client(c) => c.is_handshaking(),
+            Side::Server(s) => s.is_handshaking(),
+        };
+        match next {
+            Next::Done if handshaking => Ok((discard, Next::Receive)),
+            next => Ok((discard, next)),
+        }
+    }
+
+    fn peer_certificates(&self) -> Vec<CertificateDer<'static>> {
+        let certs = match self {
+            Side::Client(c) => c.peer_certificates(),
+            Side::Server(s) => s.peer_certificates(),
+        };
+        certs.map(<[_]>::to_vec).unwrap_or_default()
+    }
+
+    fn into_kernel(self) -> Result<(rustls::ExtractedSecrets, Kernel), rustls::Error> {
+        match self {
+            Side::Client(c) => c.dangerous_into_kernel_connection().map(|(s, k)| (s, Kernel::Client(k))),
+            Side::Server(s) => s.dangerous_into_kernel_connection().map(|(s, k)| (s, Kernel::Server(k))),
+        }
+    }
+}
+
+fn handle<Data>(
+    status: UnbufferedStatus<'_, '_, Data>,
+    outgoing: &mut Vec<u8>,
+    early: &mut Vec<u8>,
+) -> io::Result<(usize, Next)> {
+    let UnbufferedStatus { mut discard, state } = status;
+    let next = match state.map_err(tls_error)? {
+        ConnectionState::EncodeTlsData(mut data) => {
+            let at = outgoing.len();
+            let mut room = records::MAX_RECORD;
+            loop {
+                outgoing.resize(at + room, 0);
+                match data.encode(&mut outgoing[at..]) {
+                    Ok(n) => break outgoing.truncate(at + n),
+                    Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => room = required_size,
+                    Err(e) => return Err(invalid(format!("TLS: {e}"))),
+                }
+            }
+            Next::Process
+        }
+        ConnectionState::TransmitTlsData(data) => {
+            // The bytes are sent before rustls is asked anything else.
+            data.done();
+            Next::Send
+        }
+        ConnectionState::BlockedHandshake => Next::Receive,
+        // Application data sent with the peer's last flight: kept for the link.
+        ConnectionState::ReadTraffic(mut records) => {
+            while let Some(record) = records.next_record() {
+                let record = record.map_err(tls_error)?;
+                discard += record.discard;
+                early.extend_from_slice(record.payload);
+            }
+            Next::Process
+        }
+        ConnectionState::WriteTraffic(_) => Next::Done,
+        ConnectionState::PeerClosed | ConnectionState::Closed => {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "TLS: the peer closed during the handshake"))
+        }
+        other => return Err(invalid(format!("TLS: unexpected state during the handshake: {other:?}"))),
+    };
+    Ok((discard, next))
+}
+
+async fn drive(mut side: Side, mut tcp: TcpStream) -> io::Result<Secured> {
+    let mut incoming = vec![0u8; records::MAX_RECORD];
+    let mut received = 0;
+    let mut outgoing = Vec::new();
+    let mut early = Vec::new();
+    loop {
+        let (discard, next) = side.step(&mut incoming[..received], &mut outgoing, &mut early)?;
+        incoming.copy_within(discard..received, 0);
+        received -= discard;
+        match next {
+            Next::Process => {}
+            Next::Send => {
+                send_all(&tcp, &outgoing).await?;
+                outgoing.clear();
+            }
+            Next::Receive => {
+                if received == incoming.len() {
+                    if incoming.len() >= MAX_FLIGHT {
+                        return Err(invalid(format!("TLS: a handshake flight over {MAX_FLIGHT} bytes")));
+                    }
+                    incoming.resize(incoming.len() * 2, 0);
+                }
+                let n = tcp.read(&mut incoming[received..]).await?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "TLS: the peer closed during the handshake",
+                    ));
+                }
+                received += n;
+            }
+            Next::Done => break,
+        }
+    }
+    send_all(&tcp, &outgoing).await?;
+    let peer_certificates = side.peer_certificates();
+    let (secrets, kernel) = side.into_kernel().map_err(tls_error)?;
+    let (read, write) = tcp.into_split();
+    let (opener, sealer) = records::split(kernel, secrets, read, &incoming[..received], early)?;
+    Ok(Secured { opener, sealer, write, peer_certificates })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The record layer against a standard rustls peer (buffered, another crypto
+    //! provider), both ways, and against hostile bytes.
+
+    use super::*;
+    use crate::tls::TlsConfig;
+    use rand::RngCore;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::tcp::OwnedWriteHalf;
+    use tokio::net::TcpListener;
+
+    /// Two nodes' configurations from one mesh CA.
+    fn mesh() -> (TlsConfig, TlsConfig) {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let node = |host: u64| {
+            let params = CertificateParams::new(vec![format!("{host:016x}.host.astranet")]).unwrap();
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+            TlsConfig::from_pem(ca.pem().as_bytes(), cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap()
+        };
+        (node(1), node(2))
+    }
+
+    fn random(len: usize) -> Vec<u8> {
+        let mut bytes = vec![0; len];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        bytes
+    }
+
+    async fn send(sealer: &mut Sealer, write: &mut OwnedWriteHalf, bytes: &[u8]) {
+        let mut parts = vec![bytes];
+        while !parts.is_empty() {
+            let records = sealer.seal(&mut parts, 100_000).unwrap();
+            write.write_all(records).await.unwrap();
+        }
+    }
+
+    async fn receive(opener: &mut Opener, len: usize) -> Vec<u8> {
+        let mut got = vec![0; len];
+        opener.read_exact(&mut got).await.unwrap();
+        got
+    }
+
+    /// Our client and our server, handshaken over loopback.
+    async fn our_pair() -> (Secured, Secured) {
+        let (a, b) = mesh();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { server(a.server.clone(), listener.accept().await.unwrap().0).await });
+        let client =
+            client(b.client.clone(), crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
+        (server.await.unwrap().unwrap(), client)
+    }
+
+    #[tokio::test]
+    async fn our_client_and_a_standard_server_agree_across_key_updates_and_tickets() {
+        let (a, b) = mesh();
+        // Session tickets on: a client must take them after the handshake.
+        let mut standard = (*a.server).clone();
+        standard.send_tls13_tickets = 2;
+        let standard = tokio_rustls::TlsAcceptor::from(Arc::new(standard));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let theirs = tokio::spawn(async move { standard.accept(listener.accept().await.unwrap().0).await.unwrap() });
+        let ours = client(b.client.clone(), crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
+        let mut theirs = theirs.await.unwrap();
+        let Secured { mut opener, mut sealer, mut write, peer_certificates } = ours;
+        assert_eq!(peer_certificates.len(), 1);
+
+        let up = random(1 << 20);
+        send(&mut sealer, &mut write, &up).await;
+        let mut got = vec![0; up.len()];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert!(got == up, "the standard peer read what we sealed");
+
+        let down = random(1 << 20);
+        theirs.write_all(&down).await.unwrap();
+        assert!(receive(&mut opener, down.len()).await == down, "we opened what the standard peer sent");
+
+        // The peer updates its keys and asks us to update ours.
+        theirs.get_mut().1.refresh_traffic_keys().unwrap();
+        let down = random(100_000);
+        theirs.write_all(&down).await.unwrap();
+        assert!(receive(&mut opener, down.len()).await == down, "read under the peer's next keys");
+        let up = random(100_000);
+        send(&mut sealer, &mut write, &up).await;
+        let mut got = vec![0; up.len()];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert!(got == up, "sent under our next keys, announced by our key update");
+
+        // Near the confidentiality limit we update our keys unasked.
+        sealer.near_confidentiality_limit();
+        let up = random(100_000);
+        send(&mut sealer, &mut write, &up).await;
+        let mut got = vec![0; up.len()];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert!(got == up);
+
+        // close_notify ends our reading cleanly.
+        theirs.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        opener.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_standard_client_and_our_server_agree_until_close_notify() {
+        let (a, b) = mesh();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ours = tokio::spawn(async move { server(a.server.clone(), listener.accept().await.unwrap().0).await });
+        let standard = tokio_rustls::TlsConnector::from(b.client.clone());
+        let mut theirs = standard.connect(crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
+        let Secured { mut opener, mut sealer, mut write, .. } = ours.await.unwrap().unwrap();
+
+        let up = random(3 << 20);
+        theirs.write_all(&up).await.unwrap();
+        assert!(receive(&mut opener, up.len()).await == up);
+        let down = random(3 << 20);
+        send(&mut sealer, &mut write, &down).await;
+        let mut got = vec![0; down.len()];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert!(got == down);
+
+        write.write_all(sealer.close_notify().unwrap()).await.unwrap();
+        let mut rest = Vec::new();
+        theirs.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "a clean end of stream for the standard peer");
+    }
+
+    #[tokio::test]
+    async fn a_tampered_record_is_refused() {
+        let (mut server, mut client) = our_pair().await;
+        let mut parts = vec![&b"a frame"[..]];
+        let mut record = client.sealer.seal(&mut parts, 1 << 14).unwrap().to_vec();
+        let last = record.len() - 1;
+        record[last] ^= 1;
+        client.write.write_all(&record).await.unwrap();
+        let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_record_is_refused_at_its_header() {
+        let (mut server, mut client) = our_pair().await;
+        client.write.write_all(&[23, 3, 3, 0xff, 0xff]).await.unwrap();
+        let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("65535 bytes"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_cut_mid_record_is_an_error_not_an_end() {
+        let (mut server, mut client) = our_pair().await;
+        let mut parts = vec![&b"a frame"[..]];
+        let record = client.sealer.seal(&mut parts, 1 << 14).unwrap().to_vec();
+        client.write.write_all(&record[..record.len() / 2]).await.unwrap();
+        drop(client);
+        let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    }
+}
