@@ -48,6 +48,7 @@ pub(super) async fn accept(
             return;
         }
     }
+    let _ = socket.set_nodelay(true);
     match tokio::time::timeout(limit, handshake::server(tls.server.clone(), socket)).await {
         Ok(Ok(secured)) => match certified(&node, &secured.peer_certificates) {
             Ok(identity) => {
