@@ -30,7 +30,6 @@ use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncRead;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 
@@ -88,11 +87,10 @@ pub(crate) struct Shared {
 }
 
 /// What the lock of a link guards: the state machine, and the socket that streams
-/// write small frames to directly while the writer is idle (TCP links only, until the
-/// link closes).
+/// write small frames to directly while the writer is idle (until the link closes).
 struct Inner {
     link: Link,
-    direct: Option<Arc<OwnedWriteHalf>>,
+    direct: Option<sink::Direct>,
 }
 
 /// A peer as its certificate names it.
@@ -187,10 +185,14 @@ impl LinkHandle {
         let (result, kick) = {
             let mut inner = self.inner.lock();
             let Inner { link, direct } = &mut *inner;
-            let mut write = direct.as_ref().map(|tcp| {
+            let wake_writer = &self.wake_writer;
+            let mut write = direct.as_ref().map(|direct| {
                 move |h: &[u8], p: &[u8]| {
-                    let parts = [std::io::IoSlice::new(h), std::io::IoSlice::new(p)];
-                    sink::try_send(tcp, &parts).ok().filter(|n| *n > 0)
+                    let (written, kick) = direct.write(h, p);
+                    if kick {
+                        wake_writer.notify_one();
+                    }
+                    written
                 }
             });
             let result = f(link, write.as_mut().map(|w| w as DirectWrite<'_>), &mut wakers);

@@ -25,12 +25,14 @@ use rustls::{
     ConnectionTrafficSecrets, ContentType, HandshakeType, ProtocolVersion, SupportedCipherSuite, Tls13CipherSuite,
 };
 use std::io;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// Largest plaintext of a record (RFC 8446 §5.1).
 const MAX_PLAINTEXT: usize = 1 << 14;
@@ -43,6 +45,9 @@ const HEADER: usize = 5;
 pub(crate) const MAX_RECORD: usize = HEADER + MAX_CIPHERTEXT;
 /// Bytes read from the socket at a time, at most: many records per system call.
 const READ_BUFFER: usize = 256 * 1024;
+/// Plaintext sealed into records at a time before they are sent: the records are still
+/// in the cache when the socket copies them, and a TLS link keeps no larger buffer.
+const SEAL_AT_ONCE: usize = 256 * 1024;
 /// Records short of the suite's confidentiality limit at which the sending keys are
 /// replaced.
 const KEY_UPDATE_MARGIN: u64 = 1 << 16;
@@ -313,11 +318,38 @@ impl AsyncRead for Opener {
     }
 }
 
-/// The sending direction: seals frames into records, in one buffer it keeps.
+/// Sealed records, in a buffer kept from one batch to the next (sealing over the last
+/// batch's bytes spares zeroing them).
+#[derive(Default)]
+pub(crate) struct Records {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Records {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The next `n` bytes, for a record.
+    fn grow(&mut self, n: usize) -> &mut [u8] {
+        let end = self.len + n;
+        if self.buf.len() < end {
+            self.buf.resize(end, 0);
+        }
+        let at = std::mem::replace(&mut self.len, end);
+        &mut self.buf[at..end]
+    }
+}
+
+/// The sending direction: seals frames into records.
 ///
 /// The nonce and additional data are rustls's ([`Nonce::new`], [`make_tls13_aad`]); the
-/// AEAD is the one rustls's provider uses. Sealing here rather than through rustls's
-/// encrypter spares an allocation per record.
+/// AEAD is the one rustls's provider uses, reading the plaintext where it lies.
 pub(crate) struct Sealer {
     key: LessSafeKey,
     iv: Iv,
@@ -325,7 +357,6 @@ pub(crate) struct Sealer {
     /// The sequence number at which the keys are replaced.
     update_at: u64,
     keys: Arc<Keys>,
-    out: Vec<u8>,
 }
 
 /// Where the keys first used at `seq` are replaced: a little short of the suite's
@@ -337,86 +368,94 @@ fn update_at(keys: &Keys, seq: u64) -> u64 {
 impl Sealer {
     fn new(keys: Arc<Keys>, seq: u64, secrets: ConnectionTrafficSecrets) -> io::Result<Sealer> {
         let (key, iv) = sealing_key(secrets)?;
-        Ok(Sealer { key, iv, seq, update_at: update_at(&keys, 0), keys, out: Vec::new() })
+        Ok(Sealer { key, iv, seq, update_at: update_at(&keys, 0), keys })
     }
 
-    /// Seals up to `max` bytes from the front of `parts` into records of at most
-    /// 16 KiB of plaintext each, and drops them from `parts`. Sealing a batch a part at
-    /// a time keeps the records in the cache until the socket copies them.
-    pub(crate) fn seal(&mut self, parts: &mut Vec<&[u8]>, max: usize) -> io::Result<&[u8]> {
-        self.out.clear();
+    /// Seals up to `max` bytes from the front of `parts` into `out`, in records of at
+    /// most 16 KiB of plaintext (a record does not span two parts), and drops them from
+    /// `parts`. Sealing a batch a part at a time keeps the records in the cache until
+    /// the socket copies them.
+    pub(crate) fn seal(&mut self, parts: &mut Vec<&[u8]>, max: usize, out: &mut Records) -> io::Result<()> {
+        out.clear();
         let mut sealed = 0;
-        let mut next = 0;
-        let mut rest: &[u8] = &[];
-        let mut chunks: Vec<&[u8]> = Vec::new();
-        while sealed < max {
-            chunks.clear();
-            let mut room = MAX_PLAINTEXT.min(max - sealed);
-            while room > 0 {
-                if rest.is_empty() {
-                    match parts.get(next) {
-                        Some(p) => rest = p,
-                        None => break,
-                    }
-                    next += 1;
+        for part in parts.iter() {
+            for plaintext in part.chunks(MAX_PLAINTEXT) {
+                if sealed >= max {
+                    break;
                 }
-                let (now, later) = rest.split_at(rest.len().min(room));
-                chunks.push(now);
-                room -= now.len();
-                rest = later;
+                self.push(ContentType::ApplicationData, &[plaintext], out)?;
+                sealed += plaintext.len();
             }
-            let len: usize = chunks.iter().map(|c| c.len()).sum();
-            if len == 0 {
-                break;
-            }
-            self.update_keys_if_due()?;
-            self.push(ContentType::ApplicationData, &chunks)?;
-            sealed += len;
         }
         super::sink::advance(parts, sealed);
-        Ok(&self.out)
+        Ok(())
     }
 
-    /// The `close_notify` alert that ends the sending direction.
-    pub(crate) fn close_notify(&mut self) -> io::Result<&[u8]> {
-        self.out.clear();
+    /// Seals one frame into `out`: its header and the start of its payload in one
+    /// record, the rest of the payload (if any) in the next.
+    pub(crate) fn seal_frame(&mut self, header: &[u8], payload: &[u8], out: &mut Records) -> io::Result<()> {
+        out.clear();
+        let (first, rest) = payload.split_at(payload.len().min(MAX_PLAINTEXT.saturating_sub(header.len())));
+        self.push(ContentType::ApplicationData, &[header, first], out)?;
+        for plaintext in rest.chunks(MAX_PLAINTEXT) {
+            self.push(ContentType::ApplicationData, &[plaintext], out)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the `close_notify` alert that ends the sending direction into `out`.
+    pub(crate) fn close_notify(&mut self, out: &mut Records) -> io::Result<()> {
+        out.clear();
         // level warning (1), description close_notify (0)
-        self.push(ContentType::Alert, &[&[1, 0]])?;
-        Ok(&self.out)
+        self.push(ContentType::Alert, &[&[1, 0]], out)
     }
 
-    /// Appends one record of `chunks` to the buffer.
-    fn push(&mut self, typ: ContentType, chunks: &[&[u8]]) -> io::Result<()> {
+    /// Appends one record of `chunks` (at most 16 KiB in all) to `out`. One chunk is
+    /// sealed on its way from the caller's buffer; several are gathered first.
+    fn push(&mut self, typ: ContentType, chunks: &[&[u8]], out: &mut Records) -> io::Result<()> {
+        if typ == ContentType::ApplicationData {
+            self.update_keys_if_due(out)?;
+        }
         let plain: usize = chunks.iter().map(|c| c.len()).sum();
         let tag_len = self.key.algorithm().tag_len();
         let header = make_tls13_aad(plain + 1 + tag_len);
-        let start = self.out.len();
-        self.out.reserve(HEADER + plain + 1 + tag_len);
-        self.out.extend_from_slice(&header);
-        for c in chunks {
-            self.out.extend_from_slice(c);
-        }
-        self.out.push(u8::from(typ));
+        let record = out.grow(HEADER + plain + 1 + tag_len);
+        record[..HEADER].copy_from_slice(&header);
+        let (ciphertext, type_and_tag) = record[HEADER..].split_at_mut(plain);
         let nonce = aead::Nonce::assume_unique_for_key(Nonce::new(&self.iv, self.seq).0);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut self.out[start + HEADER..])
-            .map_err(|_| invalid("TLS: sealing a record failed"))?;
-        self.out.extend_from_slice(tag.as_ref());
+        let sealed = match chunks {
+            [plaintext] => self.key.seal_out_of_place_scatter(
+                nonce,
+                Aad::from(header),
+                plaintext,
+                ciphertext,
+                &[u8::from(typ)],
+                type_and_tag,
+            ),
+            _ => {
+                let mut at = 0;
+                for c in chunks {
+                    ciphertext[at..at + c.len()].copy_from_slice(c);
+                    at += c.len();
+                }
+                self.key.seal_in_place_scatter(nonce, Aad::from(header), ciphertext, &[u8::from(typ)], type_and_tag)
+            }
+        };
+        sealed.map_err(|_| invalid("TLS: sealing a record failed"))?;
         self.seq += 1;
         Ok(())
     }
 
     /// Replaces the sending keys when the peer asked for it or the suite's
     /// confidentiality limit draws near: a `KeyUpdate` under the old key, then the new.
-    fn update_keys_if_due(&mut self) -> io::Result<()> {
+    fn update_keys_if_due(&mut self, out: &mut Records) -> io::Result<()> {
         let asked =
             self.keys.update_owed.load(Ordering::Acquire) && self.keys.update_owed.swap(false, Ordering::AcqRel);
         if !asked && self.seq < self.update_at {
             return Ok(());
         }
         // handshake type key_update (24), length 1, update_not_requested (0)
-        self.push(ContentType::Handshake, &[&[u8::from(HandshakeType::KeyUpdate), 0, 0, 1, 0]])?;
+        self.push(ContentType::Handshake, &[&[u8::from(HandshakeType::KeyUpdate), 0, 0, 1, 0]], out)?;
         let (seq, secrets) = self.keys.kernel.lock().next_tx().map_err(tls_error)?;
         (self.key, self.iv) = sealing_key(secrets)?;
         self.seq = seq;
@@ -428,5 +467,93 @@ impl Sealer {
     #[cfg(test)]
     pub(crate) fn near_confidentiality_limit(&mut self) {
         self.update_at = self.seq;
+    }
+}
+
+/// A TLS link's sending side, shared by its writer and by the streams that write small
+/// frames directly while the writer sleeps (as on a plaintext link): whoever seals a
+/// record sends it before anyone seals the next, so records leave in sequence.
+pub(crate) struct SealedSocket {
+    tcp: OwnedWriteHalf,
+    state: Mutex<SealState>,
+}
+
+struct SealState {
+    sealer: Sealer,
+    /// Where direct writes seal their frame.
+    direct: Records,
+    /// Records a direct write sealed that the socket did not take: the writer sends
+    /// them before anything else, and no direct write is made until then.
+    unsent: Vec<u8>,
+}
+
+impl SealedSocket {
+    pub(crate) fn new(tcp: OwnedWriteHalf, sealer: Sealer) -> SealedSocket {
+        SealedSocket { tcp, state: Mutex::new(SealState { sealer, direct: Records::default(), unsent: Vec::new() }) }
+    }
+
+    /// A direct write of one frame (see [`crate::proto::link::DirectWrite`]): the bytes
+    /// of the frame taken (all of it once sealed, or none), and whether the writer must
+    /// wake to send what the socket did not take.
+    pub(crate) fn write_frame(&self, header: &[u8], payload: &[u8]) -> (Option<usize>, bool) {
+        let mut state = self.state.lock();
+        let SealState { sealer, direct, unsent } = &mut *state;
+        if !unsent.is_empty() || sealer.seal_frame(header, payload, direct).is_err() {
+            // Queued instead; a sealing error ends the link at the writer.
+            return (None, false);
+        }
+        let records = direct.as_slice();
+        // A broken socket takes nothing: the writer meets the error when it sends the rest.
+        let sent = super::sink::try_send(&self.tcp, &[IoSlice::new(records)]).unwrap_or_default();
+        unsent.extend_from_slice(&records[sent..]);
+        (Some(header.len() + payload.len()), !unsent.is_empty())
+    }
+
+    /// Seals `parts` (the writer's batch) into `out` a piece at a time and sends them,
+    /// after what direct writes left unsent. See [`super::sink::Sink::write_all`].
+    pub(crate) async fn write_all(&self, parts: &[&[u8]], out: &mut Records, stall: Duration) -> io::Result<()> {
+        self.flush(stall).await?;
+        let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+        while !parts.is_empty() {
+            self.state.lock().sealer.seal(&mut parts, SEAL_AT_ONCE, out)?;
+            super::sink::send_frames(&self.tcp, &[out.as_slice()], stall).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what direct writes left unsent.
+    pub(crate) async fn flush(&self, stall: Duration) -> io::Result<()> {
+        loop {
+            {
+                let mut state = self.state.lock();
+                if state.unsent.is_empty() {
+                    return Ok(());
+                }
+                match super::sink::try_send(&self.tcp, &[IoSlice::new(&state.unsent)]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        state.unsent.drain(..n);
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            super::sink::wait_writable(&self.tcp, stall).await?;
+        }
+    }
+
+    /// Lets the next record reach the confidentiality limit.
+    #[cfg(test)]
+    pub(crate) fn near_confidentiality_limit(&self) {
+        self.state.lock().sealer.near_confidentiality_limit();
+    }
+
+    /// Sends `close_notify` after everything else.
+    pub(crate) async fn close(&self, stall: Duration) -> io::Result<()> {
+        self.flush(stall).await?;
+        let mut out = Records::default();
+        self.state.lock().sealer.close_notify(&mut out)?;
+        super::sink::send_frames(&self.tcp, &[out.as_slice()], stall).await
     }
 }

@@ -2,7 +2,7 @@
 //! directly (without a copy or a task switch) while the link's writer is idle, or any
 //! other byte pipe, written by the writer task alone.
 
-use super::records::Sealer;
+use super::records::{Records, SealedSocket};
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,24 +43,41 @@ pub(crate) async fn send_all(socket: &TcpStream, mut bytes: &[u8]) -> io::Result
     Ok(())
 }
 
-/// Plaintext sealed into records before they are sent: the records are still in the
-/// cache when the socket copies them, and a TLS link keeps no larger buffer.
-const SEAL_AT_ONCE: usize = 256 * 1024;
+/// What streams write small frames to directly while the link's writer sleeps.
+pub(crate) enum Direct {
+    Tcp(Arc<OwnedWriteHalf>),
+    Tls(Arc<SealedSocket>),
+}
+
+impl Direct {
+    /// Writes one frame without blocking: the bytes taken (`None`: none), and whether
+    /// the writer must wake to finish the job.
+    pub(crate) fn write(&self, header: &[u8], payload: &[u8]) -> (Option<usize>, bool) {
+        match self {
+            Direct::Tcp(tcp) => {
+                let parts = [IoSlice::new(header), IoSlice::new(payload)];
+                (try_send(tcp, &parts).ok().filter(|n| *n > 0), false)
+            }
+            Direct::Tls(socket) => socket.write_frame(header, payload),
+        }
+    }
+}
 
 /// The writing end of a link.
 pub(crate) enum Sink {
     Tcp(Arc<OwnedWriteHalf>),
     /// A TCP socket under TLS: frames are sealed into records, then sent as on `Tcp`.
-    Tls(OwnedWriteHalf, Sealer),
+    Tls(Arc<SealedSocket>, Records),
     Io(Box<dyn AsyncWrite + Send + Unpin>),
 }
 
 impl Sink {
     /// The socket streams may write to directly, if there is one.
-    pub(crate) fn direct(&self) -> Option<Arc<OwnedWriteHalf>> {
+    pub(crate) fn direct(&self) -> Option<Direct> {
         match self {
-            Sink::Tcp(tcp) => Some(tcp.clone()),
-            Sink::Tls(..) | Sink::Io(_) => None,
+            Sink::Tcp(tcp) => Some(Direct::Tcp(tcp.clone())),
+            Sink::Tls(socket, _) => Some(Direct::Tls(socket.clone())),
+            Sink::Io(_) => None,
         }
     }
 
@@ -70,14 +87,7 @@ impl Sink {
     pub(crate) async fn write_all(&mut self, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
         match self {
             Sink::Tcp(tcp) => send_frames(tcp, parts, stall).await,
-            Sink::Tls(tcp, sealer) => {
-                let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-                while !parts.is_empty() {
-                    let records = sealer.seal(&mut parts, SEAL_AT_ONCE)?;
-                    send_frames(tcp, &[records], stall).await?;
-                }
-                Ok(())
-            }
+            Sink::Tls(socket, out) => socket.write_all(parts, out, stall).await,
             Sink::Io(io) => {
                 let stalled = || stalled(stall);
                 let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
@@ -94,15 +104,22 @@ impl Sink {
         }
     }
 
+    /// Sends what direct writes left for the writer (TLS records the socket did not
+    /// take at once).
+    pub(crate) async fn flush_direct(&mut self, stall: Duration) -> io::Result<()> {
+        match self {
+            Sink::Tls(socket, _) => socket.flush(stall).await,
+            Sink::Tcp(_) | Sink::Io(_) => Ok(()),
+        }
+    }
+
     /// Ends the connection after everything was written.
     pub(crate) async fn shutdown(self) {
         match self {
             // Dropping the last handle of the write half sends FIN.
             Sink::Tcp(_) => {}
-            Sink::Tls(tcp, mut sealer) => {
-                if let Ok(alert) = sealer.close_notify() {
-                    let _ = send_frames(&tcp, &[alert], Duration::from_secs(1)).await;
-                }
+            Sink::Tls(socket, _) => {
+                let _ = socket.close(Duration::from_secs(1)).await;
             }
             Sink::Io(mut io) => {
                 let _ = io.shutdown().await;
@@ -116,7 +133,7 @@ fn stalled(stall: Duration) -> io::Error {
 }
 
 /// Writes every slice to the socket, in order (see [`Sink::write_all`]).
-async fn send_frames(tcp: &OwnedWriteHalf, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
+pub(super) async fn send_frames(tcp: &OwnedWriteHalf, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
     let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
     while !parts.is_empty() {
         let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
@@ -141,7 +158,7 @@ async fn send_frames(tcp: &OwnedWriteHalf, parts: &[&[u8]], stall: Duration) -> 
 /// writable only once a third of its send buffer drained, which on a slow link (a few
 /// MiB autotuned, 1 Mbit/s) takes longer than a short write timeout while the link is
 /// alive and busy.
-async fn wait_writable(tcp: &OwnedWriteHalf, stall: Duration) -> io::Result<()> {
+pub(super) async fn wait_writable(tcp: &OwnedWriteHalf, stall: Duration) -> io::Result<()> {
     let mut unacked = unacknowledged(tcp);
     loop {
         match timeout(stall, tcp.writable()).await {

@@ -11,6 +11,9 @@ pub(super) async fn run(link: LinkHandle, mut sink: Sink) {
     let mut batch = Batch::default();
     let write_timeout = link.settings.write_timeout;
     loop {
+        if let Err(e) = sink.flush_direct(write_timeout).await {
+            return link.close(close_reason(e, write_timeout));
+        }
         match link.with(|l, wakers| l.poll_transmit(&mut batch, wakers)) {
             Transmit::Exit => break,
             Transmit::Idle => {
@@ -20,12 +23,8 @@ pub(super) async fn run(link: LinkHandle, mut sink: Sink) {
             Transmit::Write => {}
         }
         let bytes = batch.len();
-        match sink.write_all(&batch.parts(), write_timeout).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return link.close(CloseReason::Timeout(LinkTimeout::Write(write_timeout)));
-            }
-            Err(e) => return link.close(CloseReason::Io(e.to_string())),
+        if let Err(e) = sink.write_all(&batch.parts(), write_timeout).await {
+            return link.close(close_reason(e, write_timeout));
         }
         batch.clear();
         link.with(|l, _| l.on_written(Instant::now(), bytes));
@@ -33,4 +32,11 @@ pub(super) async fn run(link: LinkHandle, mut sink: Sink) {
     }
     // A local close flushes what was queued before it, then ends the connection.
     let _ = tokio::time::timeout(write_timeout, sink.shutdown()).await;
+
+    fn close_reason(e: std::io::Error, write_timeout: std::time::Duration) -> CloseReason {
+        match e.kind() {
+            std::io::ErrorKind::TimedOut => CloseReason::Timeout(LinkTimeout::Write(write_timeout)),
+            _ => CloseReason::Io(e.to_string()),
+        }
+    }
 }

@@ -181,11 +181,11 @@ mod tests {
     //! provider), both ways, and against hostile bytes.
 
     use super::*;
+    use crate::link::records::{Records, SealedSocket};
     use crate::tls::TlsConfig;
     use rand::RngCore;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     use tokio::io::AsyncWriteExt;
-    use tokio::net::tcp::OwnedWriteHalf;
     use tokio::net::TcpListener;
 
     /// Two nodes' configurations from one mesh CA.
@@ -209,12 +209,17 @@ mod tests {
         bytes
     }
 
-    async fn send(sealer: &mut Sealer, write: &mut OwnedWriteHalf, bytes: &[u8]) {
-        let mut parts = vec![bytes];
-        while !parts.is_empty() {
-            let records = sealer.seal(&mut parts, 100_000).unwrap();
-            write.write_all(records).await.unwrap();
-        }
+    const STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
+    async fn send(socket: &SealedSocket, bytes: &[u8]) {
+        socket.write_all(&[bytes], &mut Records::default(), STALL).await.unwrap();
+    }
+
+    /// One record of `bytes`, as sealed for the wire.
+    fn sealed(sealer: &mut Sealer, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Records::default();
+        sealer.seal(&mut vec![bytes], usize::MAX, &mut out).unwrap();
+        out.as_slice().to_vec()
     }
 
     async fn receive(opener: &mut Opener, len: usize) -> Vec<u8> {
@@ -246,11 +251,12 @@ mod tests {
         let theirs = tokio::spawn(async move { standard.accept(listener.accept().await.unwrap().0).await.unwrap() });
         let ours = client(b.client.clone(), crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
         let mut theirs = theirs.await.unwrap();
-        let Secured { mut opener, mut sealer, mut write, peer_certificates } = ours;
+        let Secured { mut opener, sealer, write, peer_certificates } = ours;
         assert_eq!(peer_certificates.len(), 1);
+        let socket = SealedSocket::new(write, sealer);
 
         let up = random(1 << 20);
-        send(&mut sealer, &mut write, &up).await;
+        send(&socket, &up).await;
         let mut got = vec![0; up.len()];
         theirs.read_exact(&mut got).await.unwrap();
         assert!(got == up, "the standard peer read what we sealed");
@@ -265,15 +271,15 @@ mod tests {
         theirs.write_all(&down).await.unwrap();
         assert!(receive(&mut opener, down.len()).await == down, "read under the peer's next keys");
         let up = random(100_000);
-        send(&mut sealer, &mut write, &up).await;
+        send(&socket, &up).await;
         let mut got = vec![0; up.len()];
         theirs.read_exact(&mut got).await.unwrap();
         assert!(got == up, "sent under our next keys, announced by our key update");
 
         // Near the confidentiality limit we update our keys unasked.
-        sealer.near_confidentiality_limit();
+        socket.near_confidentiality_limit();
         let up = random(100_000);
-        send(&mut sealer, &mut write, &up).await;
+        send(&socket, &up).await;
         let mut got = vec![0; up.len()];
         theirs.read_exact(&mut got).await.unwrap();
         assert!(got == up);
@@ -293,18 +299,41 @@ mod tests {
         let ours = tokio::spawn(async move { server(a.server.clone(), listener.accept().await.unwrap().0).await });
         let standard = tokio_rustls::TlsConnector::from(b.client.clone());
         let mut theirs = standard.connect(crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
-        let Secured { mut opener, mut sealer, mut write, .. } = ours.await.unwrap().unwrap();
+        let Secured { mut opener, sealer, write, .. } = ours.await.unwrap().unwrap();
+        let socket = SealedSocket::new(write, sealer);
 
         let up = random(3 << 20);
         theirs.write_all(&up).await.unwrap();
         assert!(receive(&mut opener, up.len()).await == up);
         let down = random(3 << 20);
-        send(&mut sealer, &mut write, &down).await;
+        send(&socket, &down).await;
         let mut got = vec![0; down.len()];
         theirs.read_exact(&mut got).await.unwrap();
         assert!(got == down);
 
-        write.write_all(sealer.close_notify().unwrap()).await.unwrap();
+        // Frames written directly, between and after batches, arrive in order.
+        let frames: Vec<Vec<u8>> = (0..1000).map(|i| random(1 + (i * 37) % 20_000)).collect();
+        let expected = frames.concat();
+        let len = expected.len();
+        let reading = tokio::spawn(async move {
+            let mut got = vec![0; len];
+            theirs.read_exact(&mut got).await.unwrap();
+            (theirs, got)
+        });
+        for (i, frame) in frames.iter().enumerate() {
+            let (header, payload) = frame.split_at(frame.len().min(16));
+            if i % 10 == 0 {
+                send(&socket, frame).await;
+            } else if socket.write_frame(header, payload).0.is_none() {
+                socket.flush(STALL).await.unwrap();
+                assert!(socket.write_frame(header, payload).0.is_some());
+            }
+        }
+        socket.flush(STALL).await.unwrap();
+        let (mut theirs, got) = reading.await.unwrap();
+        assert!(got == expected, "direct writes and batches in order");
+
+        socket.close(STALL).await.unwrap();
         let mut rest = Vec::new();
         theirs.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty(), "a clean end of stream for the standard peer");
@@ -313,8 +342,7 @@ mod tests {
     #[tokio::test]
     async fn a_tampered_record_is_refused() {
         let (mut server, mut client) = our_pair().await;
-        let mut parts = vec![&b"a frame"[..]];
-        let mut record = client.sealer.seal(&mut parts, 1 << 14).unwrap().to_vec();
+        let mut record = sealed(&mut client.sealer, b"a frame");
         let last = record.len() - 1;
         record[last] ^= 1;
         client.write.write_all(&record).await.unwrap();
@@ -334,8 +362,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_cut_mid_record_is_an_error_not_an_end() {
         let (mut server, mut client) = our_pair().await;
-        let mut parts = vec![&b"a frame"[..]];
-        let record = client.sealer.seal(&mut parts, 1 << 14).unwrap().to_vec();
+        let record = sealed(&mut client.sealer, b"a frame");
         client.write.write_all(&record[..record.len() / 2]).await.unwrap();
         drop(client);
         let err = server.opener.read(&mut [0; 64]).await.unwrap_err();

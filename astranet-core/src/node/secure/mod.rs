@@ -7,6 +7,7 @@ mod handshake;
 use super::admission::Admission;
 use super::{start_tcp_link, NodeShared};
 use crate::error::{Error, Result};
+use crate::link::records::{Records, SealedSocket};
 use crate::link::sink::Sink;
 use crate::link::Identity;
 use crate::link::LinkHandle;
@@ -87,5 +88,6 @@ fn certified(node: &NodeShared, certs: &[CertificateDer<'static>]) -> std::resul
 }
 
 fn start(node: &NodeShared, secured: Secured, peer: SocketAddr, identity: Identity) -> LinkHandle {
-    node.start_link(secured.opener, Sink::Tls(secured.write, secured.sealer), Some(peer), Some(identity))
+    let socket = Arc::new(SealedSocket::new(secured.write, secured.sealer));
+    node.start_link(secured.opener, Sink::Tls(socket, Records::default()), Some(peer), Some(identity))
 }
