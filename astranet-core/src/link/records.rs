@@ -5,10 +5,14 @@
 //! TLS interface ([`KernelConnection`]), which also derives new keys on a key update.
 //! Opening records stays rustls's ([`MessageDecrypter`]: the nonce, additional data,
 //! inner content type and padding); sealing uses rustls's nonce and additional data and
-//! the AEAD of rustls's provider. What this module adds is where the bytes live. rustls's buffered connection copies every byte
-//! it receives three times (into its record buffer, out of the decrypted record, into
-//! the reader's buffer); here a record is read into one buffer, decrypted where it
-//! lies, and copied once into the link's read buffer, while it is still in the cache.
+//! the AEAD of rustls's provider. What this module adds is where the bytes live.
+//! rustls's buffered connection copies every byte it receives three times (into its
+//! record buffer, out of the decrypted record, into the reader's buffer) and every byte
+//! it sends once before sealing it. Here a record is read into one buffer, opened
+//! where it lies and copied once into the link's read buffer while still in the cache;
+//! on the way out it is sealed straight from the link's batch, and small frames are
+//! sealed and sent by the streams that write them while the writer sleeps, as on a
+//! plaintext link ([`SealedSocket`]).
 //!
 //! After the handshake a peer may send, besides application data: `close_notify` (the
 //! end of the link), a `KeyUpdate` (new receiving keys; answered with our own when the
@@ -24,8 +28,7 @@ use rustls::server::ServerConnectionData;
 use rustls::{
     ConnectionTrafficSecrets, ContentType, HandshakeType, ProtocolVersion, SupportedCipherSuite, Tls13CipherSuite,
 };
-use std::io;
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
