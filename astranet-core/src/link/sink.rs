@@ -1,6 +1,7 @@
-//! Where a link's frames are written: a TCP socket, which streams may also write to
-//! directly (without a copy or a task switch) while the link's writer is idle, or any
-//! other byte pipe, written by the writer task alone.
+//! Where a link's frames are written: a TCP socket, plain or under TLS (frames sealed
+//! into records, see [`super::records`]), which streams may also write to directly
+//! (without a task switch) while the link's writer is idle, or any other byte pipe,
+//! written by the writer task alone.
 
 use super::records::{Records, SealedSocket};
 use std::io::{self, IoSlice};
