@@ -179,6 +179,12 @@ pub(crate) struct Opener {
 }
 
 impl Opener {
+    /// The cipher suite the handshake agreed on.
+    #[cfg(test)]
+    pub(crate) fn cipher_suite(&self) -> rustls::CipherSuite {
+        self.keys.suite.common.suite
+    }
+
     /// Opens the next whole record in the buffer, if there is one.
     fn open_next(&mut self) -> io::Result<bool> {
         let pending = &self.buf[self.start..self.end];

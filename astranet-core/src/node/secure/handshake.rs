@@ -340,6 +340,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn our_nodes_agree_on_aes_128_gcm() {
+        let (server, client) = our_pair().await;
+        assert_eq!(server.opener.cipher_suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        assert_eq!(client.opener.cipher_suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    }
+
+    #[tokio::test]
     async fn a_tampered_record_is_refused() {
         let (mut server, mut client) = our_pair().await;
         let mut record = sealed(&mut client.sealer, b"a frame");
