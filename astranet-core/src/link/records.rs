@@ -51,6 +51,9 @@ const READ_BUFFER: usize = 256 * 1024;
 /// Plaintext sealed into records at a time before they are sent: the records are still
 /// in the cache when the socket copies them, and a TLS link keeps no larger buffer.
 const SEAL_AT_ONCE: usize = 256 * 1024;
+/// Key updates a peer may send in a row without application data (as many as rustls
+/// allows).
+const MAX_KEY_UPDATES: u32 = 32;
 /// Records short of the suite's confidentiality limit at which the sending keys are
 /// replaced.
 const KEY_UPDATE_MARGIN: u64 = 1 << 16;
@@ -120,6 +123,7 @@ pub(crate) fn split(
         early: plaintext,
         early_at: 0,
         closed: false,
+        key_updates: 0,
     };
     let sealer = Sealer::new(keys, tx_seq, tx)?;
     Ok((opener, sealer))
@@ -176,6 +180,8 @@ pub(crate) struct Opener {
     early_at: usize,
     /// The peer sent `close_notify`.
     closed: bool,
+    /// Key updates since the last application data.
+    key_updates: u32,
 }
 
 impl Opener {
@@ -211,7 +217,10 @@ impl Opener {
         let at = opened.payload.as_ptr() as usize - base;
         let range = at..at + opened.payload.len();
         match opened.typ {
-            ContentType::ApplicationData => self.plain = range,
+            ContentType::ApplicationData => {
+                self.plain = range;
+                self.key_updates = 0;
+            }
             ContentType::Alert => self.alert(range)?,
             ContentType::Handshake => self.handshake(range)?,
             other => return Err(invalid(format!("TLS: an encrypted record of content type {other:?}"))),
@@ -233,6 +242,9 @@ impl Opener {
     }
 
     fn handshake(&mut self, range: std::ops::Range<usize>) -> io::Result<()> {
+        if range.is_empty() {
+            return Err(invalid("TLS: an empty handshake record"));
+        }
         let mut messages = range;
         while !messages.is_empty() {
             let m = &self.buf[messages.clone()];
@@ -253,6 +265,11 @@ impl Opener {
                     };
                     if request > 1 {
                         return Err(invalid("TLS: a malformed key update"));
+                    }
+                    // Each costs a key derivation: a peer may not send them for nothing.
+                    self.key_updates += 1;
+                    if self.key_updates > MAX_KEY_UPDATES {
+                        return Err(invalid("TLS: key updates without application data in between"));
                     }
                     let (seq, secrets) = self.keys.kernel.lock().next_rx().map_err(tls_error)?;
                     self.decrypter = decrypter(self.keys.suite, secrets)?;
@@ -366,6 +383,9 @@ pub(crate) struct Sealer {
     /// The sequence number at which the keys are replaced.
     update_at: u64,
     keys: Arc<Keys>,
+    /// A record failed to seal: its sequence number may be spent, so nothing more is
+    /// sealed and the link ends.
+    failed: bool,
 }
 
 /// Where the keys first used at `seq` are replaced: a little short of the suite's
@@ -377,7 +397,7 @@ fn update_at(keys: &Keys, seq: u64) -> u64 {
 impl Sealer {
     fn new(keys: Arc<Keys>, seq: u64, secrets: ConnectionTrafficSecrets) -> io::Result<Sealer> {
         let (key, iv) = sealing_key(secrets)?;
-        Ok(Sealer { key, iv, seq, update_at: update_at(&keys, 0), keys })
+        Ok(Sealer { key, iv, seq, update_at: update_at(&keys, seq), keys, failed: false })
     }
 
     /// Seals up to `max` bytes from the front of `parts` into `out`, in records of at
@@ -422,6 +442,15 @@ impl Sealer {
     /// Appends one record of `chunks` (at most 16 KiB in all) to `out`. One chunk is
     /// sealed on its way from the caller's buffer; several are gathered first.
     fn push(&mut self, typ: ContentType, chunks: &[&[u8]], out: &mut Records) -> io::Result<()> {
+        if self.failed {
+            return Err(invalid("TLS: an earlier record failed to seal"));
+        }
+        let pushed = self.seal_record(typ, chunks, out);
+        self.failed = pushed.is_err();
+        pushed
+    }
+
+    fn seal_record(&mut self, typ: ContentType, chunks: &[&[u8]], out: &mut Records) -> io::Result<()> {
         if typ == ContentType::ApplicationData {
             self.update_keys_if_due(out)?;
         }
@@ -476,6 +505,23 @@ impl Sealer {
     #[cfg(test)]
     pub(crate) fn near_confidentiality_limit(&mut self) {
         self.update_at = self.seq;
+    }
+
+    /// Seals `n` key updates in a row into `out`, switching keys after each.
+    #[cfg(test)]
+    pub(crate) fn key_updates(&mut self, n: usize, out: &mut Records) {
+        out.clear();
+        for _ in 0..n {
+            self.update_at = self.seq;
+            self.update_keys_if_due(out).unwrap();
+        }
+    }
+
+    /// Seals one record of any content type into `out`.
+    #[cfg(test)]
+    pub(crate) fn record(&mut self, typ: ContentType, payload: &[u8], out: &mut Records) {
+        out.clear();
+        self.push(typ, &[payload], out).unwrap();
     }
 }
 

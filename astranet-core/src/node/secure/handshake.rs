@@ -136,12 +136,23 @@ fn handle<Data>(
 async fn drive(mut side: Side, mut tcp: TcpStream) -> io::Result<Secured> {
     let mut incoming = vec![0u8; records::MAX_RECORD];
     let mut received = 0;
+    // rustls sees whole records, one more each time it needs more: it never reads past
+    // the handshake's last record, so what follows (a key update, a close_notify,
+    // anything) is the record layer's to handle.
+    let mut offered = 0;
     let mut outgoing = Vec::new();
     let mut early = Vec::new();
     loop {
-        let (discard, next) = side.step(&mut incoming[..received], &mut outgoing, &mut early)?;
+        let (discard, next) = match side.step(&mut incoming[..offered], &mut outgoing, &mut early) {
+            Ok(step) => step,
+            Err(e) => {
+                send_alert(&mut side, &tcp, &mut early).await;
+                return Err(e);
+            }
+        };
         incoming.copy_within(discard..received, 0);
         received -= discard;
+        offered -= discard;
         match next {
             Next::Process => {}
             Next::Send => {
@@ -149,6 +160,10 @@ async fn drive(mut side: Side, mut tcp: TcpStream) -> io::Result<Secured> {
                 outgoing.clear();
             }
             Next::Receive => {
+                if let Some(len) = next_record(&incoming[offered..received]) {
+                    offered += len;
+                    continue;
+                }
                 if received == incoming.len() {
                     if incoming.len() >= MAX_FLIGHT {
                         return Err(invalid(format!("TLS: a handshake flight over {MAX_FLIGHT} bytes")));
@@ -171,8 +186,29 @@ async fn drive(mut side: Side, mut tcp: TcpStream) -> io::Result<Secured> {
     let peer_certificates = side.peer_certificates();
     let (secrets, kernel) = side.into_kernel().map_err(tls_error)?;
     let (read, write) = tcp.into_split();
-    let (opener, sealer) = records::split(kernel, secrets, read, &incoming[..received], early)?;
+    // Records rustls has not seen, whole or not, go to the record layer.
+    let (opener, sealer) = records::split(kernel, secrets, read, &incoming[offered..received], early)?;
     Ok(Secured { opener, sealer, write, peer_certificates })
+}
+
+/// The length of the first record in `bytes` once it is all there; an oversized one
+/// at once, for rustls to refuse.
+fn next_record(bytes: &[u8]) -> Option<usize> {
+    let [_, _, _, a, b, ..] = *bytes else { return None };
+    let len = 5 + u16::from_be_bytes([a, b]) as usize;
+    if len > records::MAX_RECORD {
+        return Some(bytes.len());
+    }
+    (bytes.len() >= len).then_some(len)
+}
+
+/// Sends the alert rustls queued on a failed handshake (a bad certificate, say), so
+/// the peer learns why; best effort.
+async fn send_alert(side: &mut Side, tcp: &TcpStream, early: &mut Vec<u8>) {
+    let mut alert = Vec::new();
+    if side.step(&mut [], &mut alert, early).is_ok() && !alert.is_empty() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send_all(tcp, &alert)).await;
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +247,11 @@ mod tests {
 
     const STALL: std::time::Duration = std::time::Duration::from_secs(10);
 
+    /// Every test ends within a minute, whatever breaks.
+    async fn within<T>(test: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(60), test).await.expect("the test timed out")
+    }
+
     async fn send(socket: &SealedSocket, bytes: &[u8]) {
         socket.write_all(&[bytes], &mut Records::default(), STALL).await.unwrap();
     }
@@ -241,138 +282,264 @@ mod tests {
 
     #[tokio::test]
     async fn our_client_and_a_standard_server_agree_across_key_updates_and_tickets() {
-        let (a, b) = mesh();
-        // Session tickets on: a client must take them after the handshake.
-        let mut standard = (*a.server).clone();
-        standard.send_tls13_tickets = 2;
-        let standard = tokio_rustls::TlsAcceptor::from(Arc::new(standard));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let theirs = tokio::spawn(async move { standard.accept(listener.accept().await.unwrap().0).await.unwrap() });
-        let ours = client(b.client.clone(), crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
-        let mut theirs = theirs.await.unwrap();
-        let Secured { mut opener, sealer, write, peer_certificates } = ours;
-        assert_eq!(peer_certificates.len(), 1);
-        let socket = SealedSocket::new(write, sealer);
+        within(async {
+            let (a, b) = mesh();
+            // Session tickets on: a client must take them after the handshake.
+            let mut standard = (*a.server).clone();
+            standard.send_tls13_tickets = 2;
+            let standard = tokio_rustls::TlsAcceptor::from(Arc::new(standard));
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let theirs =
+                tokio::spawn(async move { standard.accept(listener.accept().await.unwrap().0).await.unwrap() });
+            let ours =
+                client(b.client.clone(), crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
+            let mut theirs = theirs.await.unwrap();
+            let Secured { mut opener, sealer, write, peer_certificates } = ours;
+            assert_eq!(peer_certificates.len(), 1);
+            let socket = SealedSocket::new(write, sealer);
 
-        let up = random(1 << 20);
-        send(&socket, &up).await;
-        let mut got = vec![0; up.len()];
-        theirs.read_exact(&mut got).await.unwrap();
-        assert!(got == up, "the standard peer read what we sealed");
+            let up = random(1 << 20);
+            send(&socket, &up).await;
+            let mut got = vec![0; up.len()];
+            theirs.read_exact(&mut got).await.unwrap();
+            assert!(got == up, "the standard peer read what we sealed");
 
-        let down = random(1 << 20);
-        theirs.write_all(&down).await.unwrap();
-        assert!(receive(&mut opener, down.len()).await == down, "we opened what the standard peer sent");
+            let down = random(1 << 20);
+            theirs.write_all(&down).await.unwrap();
+            assert!(receive(&mut opener, down.len()).await == down, "we opened what the standard peer sent");
 
-        // The peer updates its keys and asks us to update ours.
-        theirs.get_mut().1.refresh_traffic_keys().unwrap();
-        let down = random(100_000);
-        theirs.write_all(&down).await.unwrap();
-        assert!(receive(&mut opener, down.len()).await == down, "read under the peer's next keys");
-        let up = random(100_000);
-        send(&socket, &up).await;
-        let mut got = vec![0; up.len()];
-        theirs.read_exact(&mut got).await.unwrap();
-        assert!(got == up, "sent under our next keys, announced by our key update");
+            // The peer updates its keys and asks us to update ours.
+            theirs.get_mut().1.refresh_traffic_keys().unwrap();
+            let down = random(100_000);
+            theirs.write_all(&down).await.unwrap();
+            assert!(receive(&mut opener, down.len()).await == down, "read under the peer's next keys");
+            let up = random(100_000);
+            send(&socket, &up).await;
+            let mut got = vec![0; up.len()];
+            theirs.read_exact(&mut got).await.unwrap();
+            assert!(got == up, "sent under our next keys, announced by our key update");
 
-        // Near the confidentiality limit we update our keys unasked.
-        socket.near_confidentiality_limit();
-        let up = random(100_000);
-        send(&socket, &up).await;
-        let mut got = vec![0; up.len()];
-        theirs.read_exact(&mut got).await.unwrap();
-        assert!(got == up);
+            // Near the confidentiality limit we update our keys unasked.
+            socket.near_confidentiality_limit();
+            let up = random(100_000);
+            send(&socket, &up).await;
+            let mut got = vec![0; up.len()];
+            theirs.read_exact(&mut got).await.unwrap();
+            assert!(got == up);
 
-        // close_notify ends our reading cleanly.
-        theirs.shutdown().await.unwrap();
-        let mut rest = Vec::new();
-        opener.read_to_end(&mut rest).await.unwrap();
-        assert!(rest.is_empty());
+            // close_notify ends our reading cleanly.
+            theirs.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            opener.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+        })
+        .await
     }
 
     #[tokio::test]
     async fn a_standard_client_and_our_server_agree_until_close_notify() {
-        let (a, b) = mesh();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let ours = tokio::spawn(async move { server(a.server.clone(), listener.accept().await.unwrap().0).await });
-        let standard = tokio_rustls::TlsConnector::from(b.client.clone());
-        let mut theirs = standard.connect(crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
-        let Secured { mut opener, sealer, write, .. } = ours.await.unwrap().unwrap();
-        let socket = SealedSocket::new(write, sealer);
+        within(async {
+            let (a, b) = mesh();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let ours = tokio::spawn(async move { server(a.server.clone(), listener.accept().await.unwrap().0).await });
+            let standard = tokio_rustls::TlsConnector::from(b.client.clone());
+            let mut theirs =
+                standard.connect(crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
+            let Secured { mut opener, sealer, write, .. } = ours.await.unwrap().unwrap();
+            let socket = SealedSocket::new(write, sealer);
 
-        let up = random(3 << 20);
-        theirs.write_all(&up).await.unwrap();
-        assert!(receive(&mut opener, up.len()).await == up);
-        let down = random(3 << 20);
-        send(&socket, &down).await;
-        let mut got = vec![0; down.len()];
-        theirs.read_exact(&mut got).await.unwrap();
-        assert!(got == down);
-
-        // Frames written directly, between and after batches, arrive in order.
-        let frames: Vec<Vec<u8>> = (0..1000).map(|i| random(1 + (i * 37) % 20_000)).collect();
-        let expected = frames.concat();
-        let len = expected.len();
-        let reading = tokio::spawn(async move {
-            let mut got = vec![0; len];
+            let up = random(3 << 20);
+            theirs.write_all(&up).await.unwrap();
+            assert!(receive(&mut opener, up.len()).await == up);
+            let down = random(3 << 20);
+            send(&socket, &down).await;
+            let mut got = vec![0; down.len()];
             theirs.read_exact(&mut got).await.unwrap();
-            (theirs, got)
-        });
-        for (i, frame) in frames.iter().enumerate() {
-            let (header, payload) = frame.split_at(frame.len().min(16));
-            if i % 10 == 0 {
-                send(&socket, frame).await;
-            } else if socket.write_frame(header, payload).0.is_none() {
-                socket.flush(STALL).await.unwrap();
-                assert!(socket.write_frame(header, payload).0.is_some());
-            }
-        }
-        socket.flush(STALL).await.unwrap();
-        let (mut theirs, got) = reading.await.unwrap();
-        assert!(got == expected, "direct writes and batches in order");
+            assert!(got == down);
 
-        socket.close(STALL).await.unwrap();
-        let mut rest = Vec::new();
-        theirs.read_to_end(&mut rest).await.unwrap();
-        assert!(rest.is_empty(), "a clean end of stream for the standard peer");
+            // Frames written directly, between and after batches, arrive in order.
+            let frames: Vec<Vec<u8>> = (0..1000).map(|i| random(1 + (i * 37) % 20_000)).collect();
+            let expected = frames.concat();
+            let len = expected.len();
+            let reading = tokio::spawn(async move {
+                let mut got = vec![0; len];
+                theirs.read_exact(&mut got).await.unwrap();
+                (theirs, got)
+            });
+            for (i, frame) in frames.iter().enumerate() {
+                let (header, payload) = frame.split_at(frame.len().min(16));
+                if i % 10 == 0 {
+                    send(&socket, frame).await;
+                } else if socket.write_frame(header, payload).0.is_none() {
+                    socket.flush(STALL).await.unwrap();
+                    assert!(socket.write_frame(header, payload).0.is_some());
+                }
+            }
+            socket.flush(STALL).await.unwrap();
+            let (mut theirs, got) = reading.await.unwrap();
+            assert!(got == expected, "direct writes and batches in order");
+
+            socket.close(STALL).await.unwrap();
+            let mut rest = Vec::new();
+            theirs.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty(), "a clean end of stream for the standard peer");
+        })
+        .await
+    }
+
+    /// A peer may update its keys as soon as its handshake is over: here the client's
+    /// last flight, its key update (asking for ours) and data arrive in one write. The
+    /// update is the record layer's to answer, not lost in the handover from rustls.
+    #[tokio::test]
+    async fn a_key_update_sent_with_the_last_flight_is_answered() {
+        within(async {
+            use std::io::{Read, Write};
+            let (a, b) = mesh();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let ours = tokio::spawn(async move { server(a.server.clone(), listener.accept().await.unwrap().0).await });
+            let config = b.client.clone();
+            let theirs = tokio::task::spawn_blocking(move || {
+                let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+                tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+                let mut conn = rustls::ClientConnection::new(config, crate::tls::sni()).unwrap();
+                // The handshake by hand, holding back the client's last flight.
+                while conn.is_handshaking() {
+                    while conn.wants_write() {
+                        conn.write_tls(&mut tcp).unwrap();
+                    }
+                    conn.read_tls(&mut tcp).unwrap();
+                    conn.process_new_packets().unwrap();
+                }
+                conn.refresh_traffic_keys().unwrap();
+                conn.writer().write_all(b"after the update").unwrap();
+                let mut flight = Vec::new();
+                while conn.wants_write() {
+                    conn.write_tls(&mut flight).unwrap();
+                }
+                tcp.write_all(&flight).unwrap();
+                // Our answer must be readable under the keys our key update announced.
+                let mut got = Vec::new();
+                while got.len() < 5 {
+                    conn.read_tls(&mut tcp).unwrap();
+                    conn.process_new_packets().unwrap();
+                    let mut chunk = [0; 64];
+                    match conn.reader().read(&mut chunk) {
+                        Ok(n) => got.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                got
+            });
+            let Secured { mut opener, sealer, write, .. } = ours.await.unwrap().unwrap();
+            assert_eq!(receive(&mut opener, 16).await, b"after the update");
+            let socket = SealedSocket::new(write, sealer);
+            send(&socket, b"reply").await;
+            assert_eq!(theirs.await.unwrap(), b"reply");
+        })
+        .await
     }
 
     #[tokio::test]
     async fn our_nodes_agree_on_aes_128_gcm() {
-        let (server, client) = our_pair().await;
-        assert_eq!(server.opener.cipher_suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
-        assert_eq!(client.opener.cipher_suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        within(async {
+            let (server, client) = our_pair().await;
+            assert_eq!(server.opener.cipher_suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+            assert_eq!(client.opener.cipher_suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn key_updates_without_data_in_between_are_refused_past_32() {
+        within(async {
+            let (mut server, mut client) = our_pair().await;
+            let (mut out, mut wire) = (Records::default(), Vec::new());
+            client.sealer.key_updates(32, &mut out);
+            wire.extend_from_slice(out.as_slice());
+            client.sealer.record(rustls::ContentType::ApplicationData, b"ok", &mut out);
+            wire.extend_from_slice(out.as_slice());
+            client.sealer.key_updates(33, &mut out);
+            wire.extend_from_slice(out.as_slice());
+            client.write.write_all(&wire).await.unwrap();
+            assert_eq!(receive(&mut server.opener, 2).await, b"ok", "32 in a row are fine");
+            let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
+            assert!(err.to_string().contains("key updates"), "{err}");
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_empty_handshake_record_is_refused() {
+        within(async {
+            let (mut server, mut client) = our_pair().await;
+            let mut out = Records::default();
+            client.sealer.record(rustls::ContentType::Handshake, b"", &mut out);
+            client.write.write_all(out.as_slice()).await.unwrap();
+            let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
+            assert!(err.to_string().contains("empty handshake"), "{err}");
+        })
+        .await
+    }
+
+    /// A refused handshake says why: the peer gets rustls's alert, not a bare close.
+    #[tokio::test]
+    async fn a_peer_of_another_ca_hears_an_alert() {
+        within(async {
+            let (ours, _) = mesh();
+            let (stranger, _) = mesh();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(stranger.server.clone());
+            let theirs =
+                tokio::spawn(async move { acceptor.accept(listener.accept().await.unwrap().0).await.map(drop) });
+            let refused = client(ours.client.clone(), crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await;
+            assert!(refused.is_err());
+            let heard = theirs.await.unwrap().unwrap_err();
+            assert!(heard.to_string().contains("alert"), "{heard}");
+        })
+        .await
     }
 
     #[tokio::test]
     async fn a_tampered_record_is_refused() {
-        let (mut server, mut client) = our_pair().await;
-        let mut record = sealed(&mut client.sealer, b"a frame");
-        let last = record.len() - 1;
-        record[last] ^= 1;
-        client.write.write_all(&record).await.unwrap();
-        let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        within(async {
+            let (mut server, mut client) = our_pair().await;
+            let mut record = sealed(&mut client.sealer, b"a frame");
+            let last = record.len() - 1;
+            record[last] ^= 1;
+            client.write.write_all(&record).await.unwrap();
+            let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        })
+        .await
     }
 
     #[tokio::test]
     async fn an_oversized_record_is_refused_at_its_header() {
-        let (mut server, mut client) = our_pair().await;
-        client.write.write_all(&[23, 3, 3, 0xff, 0xff]).await.unwrap();
-        let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
-        assert!(err.to_string().contains("65535 bytes"), "{err}");
+        within(async {
+            let (mut server, mut client) = our_pair().await;
+            client.write.write_all(&[23, 3, 3, 0xff, 0xff]).await.unwrap();
+            let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+            assert!(err.to_string().contains("65535 bytes"), "{err}");
+        })
+        .await
     }
 
     #[tokio::test]
     async fn a_connection_cut_mid_record_is_an_error_not_an_end() {
-        let (mut server, mut client) = our_pair().await;
-        let record = sealed(&mut client.sealer, b"a frame");
-        client.write.write_all(&record[..record.len() / 2]).await.unwrap();
-        drop(client);
-        let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        within(async {
+            let (mut server, mut client) = our_pair().await;
+            let record = sealed(&mut client.sealer, b"a frame");
+            client.write.write_all(&record[..record.len() / 2]).await.unwrap();
+            drop(client);
+            let err = server.opener.read(&mut [0; 64]).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        })
+        .await
     }
 }
