@@ -269,12 +269,18 @@ mod tests {
         got
     }
 
+    /// Our server, listening on the address returned, handshaking with the first
+    /// connection.
+    async fn our_server(tls: TlsConfig) -> (std::net::SocketAddr, tokio::task::JoinHandle<io::Result<Secured>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        (addr, tokio::spawn(async move { server(tls.server.clone(), listener.accept().await.unwrap().0).await }))
+    }
+
     /// Our client and our server, handshaken over loopback.
     async fn our_pair() -> (Secured, Secured) {
         let (a, b) = mesh();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move { server(a.server.clone(), listener.accept().await.unwrap().0).await });
+        let (addr, server) = our_server(a).await;
         let client =
             client(b.client.clone(), crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
         (server.await.unwrap().unwrap(), client)
@@ -341,9 +347,7 @@ mod tests {
     async fn a_standard_client_and_our_server_agree_until_close_notify() {
         within(async {
             let (a, b) = mesh();
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let ours = tokio::spawn(async move { server(a.server.clone(), listener.accept().await.unwrap().0).await });
+            let (addr, ours) = our_server(a).await;
             let standard = tokio_rustls::TlsConnector::from(b.client.clone());
             let mut theirs =
                 standard.connect(crate::tls::sni(), TcpStream::connect(addr).await.unwrap()).await.unwrap();
@@ -397,9 +401,7 @@ mod tests {
         within(async {
             use std::io::{Read, Write};
             let (a, b) = mesh();
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let ours = tokio::spawn(async move { server(a.server.clone(), listener.accept().await.unwrap().0).await });
+            let (addr, ours) = our_server(a).await;
             let config = b.client.clone();
             let theirs = tokio::task::spawn_blocking(move || {
                 let mut tcp = std::net::TcpStream::connect(addr).unwrap();
