@@ -44,6 +44,8 @@ mod output;
 mod policy;
 mod streams;
 mod table;
+#[cfg(test)]
+mod testing;
 mod timers;
 
 pub use close::{CloseReason, LinkTimeout};

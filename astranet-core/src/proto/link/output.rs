@@ -40,6 +40,12 @@ impl Output {
         }
     }
 
+    /// Appends a frame to the priority queue whatever its command, so that it keeps its
+    /// place among the priority frames (DIALs above all) queued around it.
+    pub fn push_ahead_of_data(&mut self, h: Header, payload: &[u8]) {
+        put(&mut self.ctrl, h, payload);
+    }
+
     /// Appends a frame to the data queue whatever its priority, so that it follows the
     /// frames queued before it.
     pub fn push_behind_data(&mut self, h: Header, payload: &[u8]) {

@@ -349,7 +349,15 @@ impl Link {
         self.buffered -= before - slot.state.recv.charge();
         for &cmd in frames {
             let payload: &[u8] = if cmd == Command::Rst { &[RstReason::Aborted as u8] } else { &[] };
-            self.push_stream_frame(&key, cmd, payload);
+            if was_dialing && cmd == Command::Rst {
+                // A dial given up has no data queued. Its RST goes with the DIALs, so a
+                // DIAL queued next (a retry) cannot overtake it and find the listener's
+                // backlog still holding the one given up.
+                let h = self.stream_header(&key, cmd, payload.len());
+                self.out.push_ahead_of_data(h, payload);
+            } else {
+                self.push_stream_frame(&key, cmd, payload);
+            }
         }
         if fin2 {
             self.push_stream_frame(&key, Command::Fin2, &[]);
@@ -416,5 +424,35 @@ impl Link {
         const MARGIN: Duration = Duration::from_millis(200);
         let rtt = Duration::from_micros(self.timers.rtt_us as u64);
         crate::proto::V1_CLOSE_WINDOW.saturating_sub(MARGIN + 2 * rtt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{linked, pump};
+    use super::super::{Event, LinkConfig, StreamKey};
+    use crate::addr::HostId;
+    use std::time::Instant;
+
+    /// A dial given up and a retry queued before the writer ran: the peer hears of the
+    /// first one's end before the second arrives (else a backlog of one refuses it).
+    #[test]
+    fn a_given_up_dial_is_cancelled_before_the_next_dial_arrives() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = linked(LinkConfig::default(), t0);
+        let key = |port| StreamKey { local_port: port, remote_port: 80, remote_host: HostId(2) };
+        let first = a.open_stream(key(10), t0).unwrap();
+        pump(&mut a, &mut b, t0);
+        a.release(first, t0);
+        a.open_stream(key(11), t0).unwrap();
+        pump(&mut a, &mut b, t0);
+        let events: Vec<_> = std::iter::from_fn(|| b.poll_event())
+            .filter_map(|e| match e {
+                Event::Dial(k) => Some(("dial", k.remote_port)),
+                Event::CancelDial(k) => Some(("cancel", k.remote_port)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(events, [("dial", 10), ("cancel", 10), ("dial", 11)]);
     }
 }

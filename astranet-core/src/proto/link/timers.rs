@@ -195,21 +195,10 @@ impl Link {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Batch, Event, Link, LinkConfig, StreamKey, Transmit};
+    use super::super::testing::{linked, pump};
+    use super::super::{Event, LinkConfig, StreamKey};
     use crate::addr::HostId;
-    use bytes::BytesMut;
     use std::time::{Duration, Instant};
-
-    /// Hands everything `from` has queued to `to`, written at `now`.
-    fn pump(from: &mut Link, to: &mut Link, now: Instant) {
-        let (mut batch, mut wakers) = (Batch::default(), Vec::new());
-        if from.poll_transmit(&mut batch, &mut wakers) == Transmit::Write {
-            let mut input = BytesMut::new();
-            batch.parts().iter().for_each(|p| input.extend_from_slice(p));
-            from.on_written(now, batch.len());
-            to.handle_input(now, &mut input, &mut wakers).unwrap();
-        }
-    }
 
     /// A closed stream is remembered for the linger time counted from when its last
     /// frames were written, not from when they were queued behind a busy writer.
@@ -217,12 +206,7 @@ mod tests {
     fn linger_counts_from_the_write() {
         let t0 = Instant::now();
         let cfg = LinkConfig { linger: Duration::from_secs(10), ..LinkConfig::default() };
-        let (mut a, mut b) = (
-            Link::new(HostId(1), cfg.clone(), String::new(), t0, Default::default()),
-            Link::new(HostId(2), cfg, String::new(), t0, Default::default()),
-        );
-        pump(&mut a, &mut b, t0);
-        pump(&mut b, &mut a, t0);
+        let (mut a, mut b) = linked(cfg, t0);
         let id = a.open_stream(StreamKey { local_port: 10, remote_port: 80, remote_host: HostId(2) }, t0).unwrap();
         pump(&mut a, &mut b, t0);
         let dial = std::iter::from_fn(|| b.poll_event()).find_map(|e| match e {
