@@ -262,8 +262,11 @@ def test_two_threads_transfer_concurrently(nodes: Nodes, echo_addr: Tuple[int, i
     def transfer(i: int) -> None:
         try:
             with client.dial(echo_addr) as s:
-                chunk = bytes(256 << 10)
-                buf = bytearray(256 << 10)
+                # Send a chunk, then read its echo: a chunk larger than a stream's
+                # first window (64 KiB) would leave both ends blocked in sendall
+                # until the windows grow, as with TCP sockets and small buffers.
+                chunk = bytes(64 << 10)
+                buf = bytearray(64 << 10)
                 got = 0
                 for _ in range(size // len(chunk)):
                     s.sendall(chunk)
