@@ -3,6 +3,7 @@
 // connection with both ends in this process, measured in the same run.
 //
 //	go run . [-bulk-mib 512] [-max-open 100000] [-pings 10000] [-only astranet,yamux]
+//	         [-sections bulk,parallel,opens,latency]
 //
 // Rows: one stream's bulk throughput; 1,000 streams × 1 MiB at once; opens per second
 // with 10k and 100k streams open (a stream counts once a byte went each way) and the
@@ -375,6 +376,7 @@ func main() {
 	maxOpen := flag.Int("max-open", 100000, "highest open-stream level (10k steps)")
 	pings := flag.Int("pings", 10000, "timed round trips")
 	only := flag.String("only", "astranet,original,yamux,smux", "transports to measure")
+	sections := flag.String("sections", "bulk,parallel,opens,latency", "what to measure")
 	budget := flag.Duration("level-budget", 60*time.Second, "time allowed per 10k-stream batch")
 	flag.Parse()
 
@@ -402,6 +404,9 @@ func main() {
 		r.values = map[string]float64{}
 	}
 	run := func(t transport, what string, f func(*pair) error) {
+		if !strings.Contains(","+*sections+",", ","+what+",") {
+			return
+		}
 		p, err := t.make()
 		if err == nil {
 			err = f(p)
