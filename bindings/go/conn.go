@@ -44,14 +44,13 @@ type Conn struct {
 	rmu, wmu      sync.Mutex // one reader, one writer at a time (the library's rule)
 	rdl, wdl      deadline
 	closed        atomic.Bool
-	closing       chan struct{}
 	closeOnce     sync.Once
 }
 
 func newConn(n *Node, h *C.astranet_stream, id uintptr, w *waiter) *Conn {
-	c := &Conn{node: n, h: h, id: id, w: w, closing: make(chan struct{})}
-	c.rdl.init()
-	c.wdl.init()
+	c := &Conn{node: n, h: h, id: id, w: w}
+	c.rdl.init(w.read)
+	c.wdl.init(w.write)
 	var a C.astranet_addr
 	if C.astranet_stream_local_addr(h, &a, nil) == C.ASTRANET_OK {
 		c.local = addrOf(a)
@@ -95,7 +94,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		case r == C.ASTRANET_OK:
 			return int(n), nil
 		case r == codeAgain:
-			if err := c.wait(c.w.read, &c.rdl); err != nil {
+			if err := wait(c.w.read, &c.rdl); err != nil {
 				return 0, c.opErr("read", err)
 			}
 		default:
@@ -121,7 +120,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		case C.ASTRANET_OK:
 			done += int(n)
 		case codeAgain:
-			if err := c.wait(c.w.write, &c.wdl); err != nil {
+			if err := wait(c.w.write, &c.wdl); err != nil {
 				return done, c.opErr("write", err)
 			}
 		default:
@@ -139,45 +138,27 @@ func (c *Conn) streamErr(err error) error {
 	return err
 }
 
-// wait blocks until ch is signalled, the deadline passes, or the stream is closed.
-func (c *Conn) wait(ch chan struct{}, dl *deadline) error {
-	return waitFor(ch, dl, c.closing, c.node.done)
-}
-
-// waitFor blocks until ch is signalled (nil), the deadline passes
-// (os.ErrDeadlineExceeded), closing is closed (net.ErrClosed) or the node stopped
-// (nil: the next call into the library says how).
-func waitFor(ch chan struct{}, dl *deadline, closing, nodeDone chan struct{}) error {
-	for {
-		at, changed := dl.get()
-		var timer *time.Timer
-		var expired <-chan time.Time
-		if !at.IsZero() {
-			left := time.Until(at)
-			if left <= 0 {
-				return os.ErrDeadlineExceeded
-			}
-			timer = time.NewTimer(left)
-			expired = timer.C
-		}
-		var err error
-		again := false
-		select {
-		case <-ch:
-		case <-closing:
-			err = net.ErrClosed
-		case <-nodeDone:
-		case <-expired:
-			err = os.ErrDeadlineExceeded
-		case <-changed:
-			again = true
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-		if !again {
-			return err
-		}
+// wait parks until ch is signalled or the deadline passes (os.ErrDeadlineExceeded).
+// Everything that changes what a waiting call should do signals its channel: the
+// node's readiness events, Close, a new deadline, the node closing. The caller then
+// tries again and finds out which it was: one channel, no select over five.
+func wait(ch chan struct{}, dl *deadline) error {
+	at := dl.get()
+	if at.IsZero() {
+		<-ch
+		return nil
+	}
+	left := time.Until(at)
+	if left <= 0 {
+		return os.ErrDeadlineExceeded
+	}
+	timer := time.NewTimer(left)
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-timer.C:
+		return os.ErrDeadlineExceeded
 	}
 }
 
@@ -212,10 +193,12 @@ func (c *Conn) release(op string, free func(*C.astranet_stream)) error {
 	c.closeOnce.Do(func() {
 		first = true
 		c.closed.Store(true)
-		close(c.closing)
 		runtime.SetFinalizer(c, nil)
 		free(c.h)
 		c.node.unregister(c.id)
+		// A Read or Write waiting in another goroutine wakes and sees closed.
+		notify(c.w.read)
+		notify(c.w.write)
 	})
 	if !first {
 		return c.closedErr(op)
@@ -259,27 +242,28 @@ func (c *Conn) SetIdleTimeout(d time.Duration) error {
 	return c.opErr("set idle timeout", c.streamErr(callErr("set idle timeout", r, e)))
 }
 
-// deadline is a time that waiters re-read whenever it changes.
+// deadline is a time that a waiting call re-reads whenever it changes.
 type deadline struct {
-	mu      sync.Mutex
-	at      time.Time
-	changed chan struct{}
+	at   atomic.Pointer[time.Time] // nil: none
+	wake chan struct{}             // the waiting call's channel
 }
 
-func (d *deadline) init() { d.changed = make(chan struct{}) }
+func (d *deadline) init(wake chan struct{}) { d.wake = wake }
 
-func (d *deadline) get() (time.Time, chan struct{}) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.at, d.changed
+func (d *deadline) get() time.Time {
+	if at := d.at.Load(); at != nil {
+		return *at
+	}
+	return time.Time{}
 }
 
 func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.at = t
-	close(d.changed)
-	d.changed = make(chan struct{})
+	if t.IsZero() {
+		d.at.Store(nil)
+	} else {
+		d.at.Store(&t)
+	}
+	notify(d.wake)
 }
 
 var _ net.Conn = (*Conn)(nil)

@@ -30,7 +30,6 @@ type Listener struct {
 	name      string
 	dl        deadline
 	closed    atomic.Bool
-	closing   chan struct{}
 	closeOnce sync.Once
 }
 
@@ -56,8 +55,8 @@ func (n *Node) BindListener(address string) (*Listener, error) {
 	}
 	id, w := n.register()
 	C.an_listener_set_id2(h, C.uintptr_t(id), nil)
-	l := &Listener{node: n, h: h, id: id, w: w, closing: make(chan struct{})}
-	l.dl.init()
+	l := &Listener{node: n, h: h, id: id, w: w}
+	l.dl.init(w.read)
 	var addr C.astranet_addr
 	if C.astranet_listener_addr(h, &addr, nil) == C.ASTRANET_OK {
 		l.addr = addrOf(addr)
@@ -89,7 +88,7 @@ func (l *Listener) AcceptConn() (*Conn, error) {
 			C.an_stream_set_id2(h, C.uintptr_t(id), nil)
 			return newConn(l.node, h, id, w), nil
 		case codeAgain:
-			if err := waitFor(l.w.read, &l.dl, l.closing, l.node.done); err != nil {
+			if err := wait(l.w.read, &l.dl); err != nil {
 				return nil, l.opErr(err)
 			}
 		default:
@@ -116,10 +115,10 @@ func (l *Listener) Close() error {
 	l.closeOnce.Do(func() {
 		first = true
 		l.closed.Store(true)
-		close(l.closing)
 		runtime.SetFinalizer(l, nil)
 		C.astranet_listener_close(l.h)
 		l.node.unregister(l.id)
+		notify(l.w.read) // a waiting Accept wakes and sees closed
 	})
 	if !first {
 		return l.opErr(net.ErrClosed)
