@@ -393,6 +393,36 @@ async fn a_server_role_stays_on_the_relay() {
     echo_once(&mut s, b"via the router").await;
 }
 
+/// A dial given up through a router leaves the server's backlog at once: the retries
+/// find room (each one's DIAL follows the previous one's RST through the relay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_dial_given_up_leaves_the_backlog() {
+    let router = Node::builder().role(Role::Router).build();
+    let raddr = router.listen("127.0.0.1:0").await.unwrap();
+    let (a, b) = (Node::new(), Node::builder().listener_backlog(1).build());
+    a.join(raddr).await.unwrap();
+    b.join(raddr).await.unwrap();
+    let listener = b.bind("svc").unwrap();
+    wait_service(&a, "svc", true).await;
+    for _ in 0..3 {
+        let err = within(5, a.dial_timeout("svc", Duration::from_millis(100))).await.unwrap_err();
+        assert!(matches!(err, Error::TimedOut { .. }), "{err}");
+    }
+    within(5, async {
+        while b.stats().pending_dials > 0 || router.stats().relayed_streams > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let dialing = tokio::spawn({
+        let a = a.clone();
+        async move { a.dial("svc").await }
+    });
+    let accepted = within(5, listener.accept()).await.unwrap();
+    let dialed = within(5, dialing).await.unwrap().unwrap();
+    assert_eq!(accepted.peer_addr(), dialed.local_addr());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_limits_refuse_clearly_and_free_up_when_streams_close() {
     let router = Node::builder().role(Role::Router).max_relayed_streams_per_host(3).max_relayed_streams(5).build();

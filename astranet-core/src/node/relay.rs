@@ -13,7 +13,7 @@ use crate::addr::{HostId, LinkId};
 use crate::link::LinkHandle;
 use crate::proto::frame::{Command, Frame, Header, RstReason};
 use crate::proto::link::{CloseReason, Policy};
-use crate::proto::relay::{RelayLimits, RelayRefusal, RelayTable};
+use crate::proto::relay::{Queue, RelayLimits, RelayRefusal, RelayTable};
 use hashbrown::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -49,7 +49,7 @@ impl NodeShared {
         let (src, dst) = (HostId(h.src_host), HostId(h.dst_host));
         let now = Instant::now();
         let limits = self.relay_limits();
-        let to = {
+        let (to, queue) = {
             let mut relay = self.relay.lock();
             // A stream's frames go back on the link they came from (its host may have
             // several links to this node); a new stream takes the route to its host.
@@ -64,8 +64,8 @@ impl NodeShared {
                 Command::Data => h.len,
                 _ => 0,
             };
-            match relay.table.pass(&h, arg, (from.id, to.id), &limits, now) {
-                Ok(()) => {}
+            let queue = match relay.table.pass(&h, arg, (from.id, to.id), &limits, now) {
+                Ok(queue) => queue,
                 Err(RelayRefusal::Limit(limit)) => {
                     drop(relay);
                     tracing::warn!(from = %src, to = %dst, "relay stream limit reached ({limit}): dial refused");
@@ -79,11 +79,11 @@ impl NodeShared {
                     drop(relay);
                     return from.close(CloseReason::Protocol(violation.to_string()));
                 }
-            }
-            to
+            };
+            (to, queue)
         };
         let (queued, forwarded) = to.with(|l, _| {
-            let forwarded = l.forward(&frame);
+            let forwarded = l.forward(&frame, queue);
             (l.queued(), forwarded)
         });
         if !forwarded {
@@ -137,7 +137,9 @@ impl NodeShared {
                 let due = node.relay.lock().table.due(Instant::now());
                 for (link, frame) in due {
                     if let Some(link) = node.link(link) {
-                        link.with(|l, _| l.forward(&Frame { header: frame, payload: Default::default() }));
+                        link.with(|l, _| {
+                            l.forward(&Frame { header: frame, payload: Default::default() }, Queue::ByPriority)
+                        });
                     }
                 }
             }
@@ -173,7 +175,7 @@ impl NodeShared {
                     len: 1,
                 };
                 let frame = Frame { header: rst, payload: vec![RstReason::RouteLost as u8].into() };
-                via.with(|l, _| l.forward(&frame));
+                via.with(|l, _| l.forward(&frame, Queue::ByPriority));
             }
         }
     }

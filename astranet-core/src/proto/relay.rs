@@ -48,6 +48,17 @@ pub enum RelayRefusal {
     Untracked,
 }
 
+/// Where a relayed frame waits on the next hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    /// In its place by priority (DIAL, SYN, ACK ahead of DATA).
+    ByPriority,
+    /// With the DIALs: an RST that gives up a dial not answered yet. A DIAL relayed
+    /// after it (a retry) must not overtake it and find the listener's backlog still
+    /// holding the dial given up. Nothing else of the stream is queued.
+    WithDials,
+}
+
 /// A stream this node relays, from the DIAL it passed on until both sides finished
 /// (FIN2 each way), one reset it, one side became unreachable, or the dial never
 /// completed.
@@ -113,7 +124,8 @@ impl RelayTable {
 
     /// Whether the frame `h` (with `arg`: the u32 payload of WND_SIZE or REWIND, the
     /// length of DATA), which came on link `from` and goes on link `to`, may be relayed,
-    /// following its effect on the stream's life and flow control.
+    /// following its effect on the stream's life and flow control; `Ok` says where it
+    /// queues.
     pub fn pass(
         &mut self,
         h: &Header,
@@ -121,19 +133,20 @@ impl RelayTable {
         (from, to): (LinkId, LinkId),
         limits: &RelayLimits,
         now: Instant,
-    ) -> Result<(), RelayRefusal> {
+    ) -> Result<Queue, RelayRefusal> {
         let (k, side) = key(h);
         if h.cmd == Command::Dial {
             let mut links = [from; 2];
             links[1 - side] = to;
-            return self.open(h, links, limits, now);
+            return self.open(h, links, limits, now).map(|()| Queue::ByPriority);
         }
         let Some(s) = self.streams.get_mut(&k) else {
             return match h.cmd {
                 Command::Data => Err(RelayRefusal::Untracked),
-                _ => Ok(()),
+                _ => Ok(Queue::ByPriority),
             };
         };
+        let queue = if h.cmd == Command::Rst && !s.established { Queue::WithDials } else { Queue::ByPriority };
         let violation = |detail: String| RelayRefusal::Violation { stream: name(h), detail };
         let mut done = false;
         match h.cmd {
@@ -162,7 +175,7 @@ impl RelayTable {
         if done {
             self.remove(&k);
         }
-        Ok(())
+        Ok(queue)
     }
 
     /// A DIAL passes through: count it, or say which limit refuses it.
@@ -300,6 +313,19 @@ mod tests {
         t.pass(&h(Command::Fin2, 1, 10, 9, 80, 0), 0, AB, &LIMITS, now).unwrap();
         t.pass(&h(Command::Fin2, 9, 80, 1, 10, 0), 0, AB, &LIMITS, now).unwrap();
         assert_eq!(t.len(), 2);
+    }
+
+    /// The RST of a dial given up travels with the DIALs, so a retry relayed after it
+    /// cannot overtake it; once the stream is answered, RST keeps its place behind DATA.
+    #[test]
+    fn an_unanswered_dials_rst_queues_with_the_dials() {
+        let mut t = RelayTable::default();
+        let now = Instant::now();
+        assert_eq!(t.pass(&h(Command::Dial, 1, 10, 9, 80, 0), 0, AB, &LIMITS, now), Ok(Queue::ByPriority));
+        assert_eq!(t.pass(&h(Command::Rst, 1, 10, 9, 80, 1), 0, AB, &LIMITS, now), Ok(Queue::WithDials));
+        t.pass(&h(Command::Dial, 1, 11, 9, 80, 0), 0, AB, &LIMITS, now).unwrap();
+        t.pass(&h(Command::Syn, 9, 80, 1, 11, 0), 0, AB, &LIMITS, now).unwrap();
+        assert_eq!(t.pass(&h(Command::Rst, 1, 11, 9, 80, 1), 0, AB, &LIMITS, now), Ok(Queue::ByPriority));
     }
 
     #[test]

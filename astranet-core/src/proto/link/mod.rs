@@ -60,6 +60,7 @@ use crate::addr::HostId;
 use crate::proto::flow::WindowBudget;
 use crate::proto::frame::{Command, Decoder, Frame, Header, MAX_PAYLOAD};
 use crate::proto::handshake::Handshake;
+use crate::proto::relay::Queue;
 use crate::stats::Counters;
 use hashbrown::HashMap;
 use output::Output;
@@ -367,8 +368,9 @@ impl Link {
 
     /// Queues a frame this node relays for another host (the node chose this link as
     /// the way to its destination), in the form this link's policy allows. Returns
-    /// false when it was dropped (link closed, or no form the peer knows).
-    pub fn forward(&mut self, frame: &Frame) -> bool {
+    /// false when it was dropped (link closed, or no form the peer knows). `queue` is
+    /// what the relay table said of it.
+    pub fn forward(&mut self, frame: &Frame, queue: Queue) -> bool {
         if !self.is_open() {
             return false;
         }
@@ -380,11 +382,11 @@ impl Link {
                     let key = (HostId(h.dst_host), h.dst_port, HostId(h.src_host), h.src_port);
                     self.relay_grants.insert(key, frame.u32_payload());
                 }
-                self.out.push_relayed(h, &frame.payload);
+                self.out.push_relayed(h, &frame.payload, queue == Queue::WithDials);
             }
             Relay::As(cmds) => {
                 for &cmd in cmds {
-                    self.out.push_relayed(Header { cmd, len: 0, ..h }, &[]);
+                    self.out.push_relayed(Header { cmd, len: 0, ..h }, &[], false);
                 }
             }
             Relay::Drop => return false,

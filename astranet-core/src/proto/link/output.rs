@@ -53,9 +53,14 @@ impl Output {
         self.queued_total += (HEADER_LEN + payload.len()) as u64;
     }
 
-    /// Queues a frame relayed for another host, in its place by priority.
-    pub fn push_relayed(&mut self, h: Header, payload: &[u8]) {
-        self.push(h, payload);
+    /// Queues a frame relayed for another host, in its place by priority or, when
+    /// `with_dials`, among the priority frames whatever its command.
+    pub fn push_relayed(&mut self, h: Header, payload: &[u8], with_dials: bool) {
+        if with_dials {
+            self.push_ahead_of_data(h, payload);
+        } else {
+            self.push(h, payload);
+        }
         self.relayed += HEADER_LEN + payload.len();
     }
 

@@ -60,19 +60,18 @@ impl Policy {
         }
     }
 
-    /// How a frame for no known stream is handled. From a v1 peer, and from hosts
-    /// beyond the neighbour (which may be Go hosts), every such frame is dropped, as
-    /// Go's own close is loose about late frames. From a neighbour of this project,
-    /// late frames race a close and are dropped too, except what asks for an answer.
-    /// DATA is dropped as well: a frame that waited in a congested queue may arrive
-    /// after its stream was forgotten.
+    /// How a frame for no known stream is handled. From a v1 peer every such frame is
+    /// dropped, as Go's own close is loose about late frames. An RST (which only hosts
+    /// of this project send) may give up a DIAL still waiting in a backlog, whether it
+    /// comes from the neighbour or through it. A late SYN from the neighbour is
+    /// refused; from hosts beyond it (which may be Go hosts) it is dropped. Other late
+    /// frames race a close and are dropped too: DATA that waited in a congested queue
+    /// may arrive after its stream was forgotten.
     pub fn unknown_stream(self, cmd: Command, from_neighbour: bool) -> Unknown {
-        if self == Policy::V1 || !from_neighbour {
-            return Unknown::Drop;
-        }
-        match cmd {
-            Command::Syn => Unknown::Refuse,
-            Command::Rst => Unknown::CancelDial,
+        match (self, cmd) {
+            (Policy::V1, _) => Unknown::Drop,
+            (Policy::Extended, Command::Rst) => Unknown::CancelDial,
+            (Policy::Extended, Command::Syn) if from_neighbour => Unknown::Refuse,
             _ => Unknown::Drop,
         }
     }
@@ -130,6 +129,8 @@ mod tests {
         assert_eq!(Policy::Extended.unknown_stream(Command::Syn, false), Unknown::Drop);
         assert_eq!(Policy::Extended.unknown_stream(Command::Syn, true), Unknown::Refuse);
         assert_eq!(Policy::Extended.unknown_stream(Command::Rst, true), Unknown::CancelDial);
+        assert_eq!(Policy::Extended.unknown_stream(Command::Rst, false), Unknown::CancelDial);
+        assert_eq!(Policy::V1.unknown_stream(Command::Rst, true), Unknown::Drop);
         assert_eq!(Policy::Extended.unknown_stream(Command::Data, true), Unknown::Drop);
     }
 }
