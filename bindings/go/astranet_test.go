@@ -464,6 +464,29 @@ func TestUseAfterCloseAndConcurrentClose(t *testing.T) {
 	if err := <-accepted; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("accept after close: %v", err)
 	}
+	// A Read and an Accept blocked when their nodes close end with an error.
+	c2, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	read := make(chan error, 1)
+	go func() { _, err := c2.Read(make([]byte, 1)); read <- err }()
+	l3, _ := server.Bind("", "")
+	go func() { _, err := l3.Accept(); accepted <- err }()
+	time.Sleep(50 * time.Millisecond)
+	client.Close()
+	server.Close()
+	for what, ch := range map[string]chan error{"read": read, "accept": accepted} {
+		select {
+		case err := <-ch:
+			if err == nil {
+				t.Fatalf("%s succeeded on a closed node", what)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s still blocked 5 s after its node closed", what)
+		}
+	}
 	// A closed node refuses work.
 	client.Close()
 	client.Close()

@@ -94,7 +94,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		case r == C.ASTRANET_OK:
 			return int(n), nil
 		case r == codeAgain:
-			if err := wait(c.w.read, &c.rdl); err != nil {
+			if err := c.node.wait(c.w.read, &c.rdl); err != nil {
 				return 0, c.opErr("read", err)
 			}
 		default:
@@ -120,7 +120,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		case C.ASTRANET_OK:
 			done += int(n)
 		case codeAgain:
-			if err := wait(c.w.write, &c.wdl); err != nil {
+			if err := c.node.wait(c.w.write, &c.wdl); err != nil {
 				return done, c.opErr("write", err)
 			}
 		default:
@@ -141,8 +141,12 @@ func (c *Conn) streamErr(err error) error {
 // wait parks until ch is signalled or the deadline passes (os.ErrDeadlineExceeded).
 // Everything that changes what a waiting call should do signals its channel: the
 // node's readiness events, Close, a new deadline, the node closing. The caller then
-// tries again and finds out which it was: one channel, no select over five.
-func wait(ch chan struct{}, dl *deadline) error {
+// tries again and finds out which it was: one channel, no select over five. Once the
+// node is closed nothing signals any more, so nothing waits.
+func (n *Node) wait(ch chan struct{}, dl *deadline) error {
+	if n.closed.Load() {
+		return errNodeClosed()
+	}
 	at := dl.get()
 	if at.IsZero() {
 		<-ch

@@ -88,7 +88,7 @@ func (l *Listener) AcceptConn() (*Conn, error) {
 			C.an_stream_set_id2(h, C.uintptr_t(id), nil)
 			return newConn(l.node, h, id, w), nil
 		case codeAgain:
-			if err := wait(l.w.read, &l.dl); err != nil {
+			if err := l.node.wait(l.w.read, &l.dl); err != nil {
 				return nil, l.opErr(err)
 			}
 		default:

@@ -240,10 +240,12 @@ func (n *Node) start() error {
 		return n.startErr
 	}
 	if n.closed.Load() {
-		return &Error{Op: "use", Code: CodeNodeClosed, Msg: "node closed"}
+		return errNodeClosed()
 	}
 	return nil
 }
+
+func errNodeClosed() error { return &Error{Op: "use", Code: CodeNodeClosed, Msg: "node closed"} }
 
 // waiter is what a goroutine blocked on a stream or listener waits on.
 type waiter struct {
@@ -328,7 +330,7 @@ func (n *Node) Close() error {
 	if n.closed.Swap(true) {
 		return nil
 	}
-	n.once.Do(func() { n.startErr = &Error{Op: "use", Code: CodeNodeClosed, Msg: "node closed"} })
+	n.once.Do(func() { n.startErr = errNodeClosed() })
 	if n.h != nil {
 		C.astranet_node_free(n.h)
 	}
