@@ -311,6 +311,55 @@ func TestHalfClose(t *testing.T) {
 	}
 }
 
+func TestToSocket(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, _ := server.Bind("", "")
+	defer l.Close()
+	echoServer(t, l)
+	dial := func() *Conn {
+		c, err := client.Dial("", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*Conn)
+	}
+	// A Read in progress keeps the stream as it is.
+	busy := dial()
+	blocked := make(chan error, 1)
+	go func() { _, err := busy.Read(make([]byte, 1)); blocked <- err }()
+	time.Sleep(50 * time.Millisecond)
+	if _, err := busy.ToSocket(); err == nil || errors.Is(err, net.ErrClosed) {
+		t.Fatalf("ToSocket during a Read: %v", err)
+	}
+	busy.Close()
+	if err := <-blocked; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after close: %v", err)
+	}
+
+	c := dial()
+	sock, err := c.ToSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read of the converted Conn: %v", err)
+	}
+	if _, err := c.ToSocket(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("second ToSocket: %v", err)
+	}
+	sock.SetDeadline(time.Now().Add(10 * time.Second))
+	msg := bytes.Repeat([]byte("through a socketpair "), 10000)
+	go func() {
+		sock.Write(msg)
+		sock.CloseWrite() // half-closes the stream: the echo ends, and so does our read
+	}()
+	got, err := io.ReadAll(sock)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echoed %d of %d bytes: %v", len(got), len(msg), err)
+	}
+}
+
 func TestRefusedAndTimedOutDials(t *testing.T) {
 	server, client := pair(t, New(), New())
 	_, err := client.Dial("", Addr{Host: server.HostID(), Port: 4242}.String())

@@ -6,6 +6,7 @@ package astranet
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -44,7 +45,7 @@ type Conn struct {
 	rmu, wmu      sync.Mutex // one reader, one writer at a time (the library's rule)
 	rdl, wdl      deadline
 	closed        atomic.Bool
-	closeOnce     sync.Once
+	handleMu      sync.Mutex // Close, Abort and ToSocket give the handle back once
 }
 
 func newConn(n *Node, h *C.astranet_stream, id uintptr, w *waiter) *Conn {
@@ -193,22 +194,65 @@ func (c *Conn) Abort() error {
 
 // release gives the handle back to the library with `free`, once.
 func (c *Conn) release(op string, free func(*C.astranet_stream)) error {
-	first := false
-	c.closeOnce.Do(func() {
-		first = true
-		c.closed.Store(true)
-		runtime.SetFinalizer(c, nil)
-		free(c.h)
-		c.node.unregister(c.id)
-		// A Read or Write waiting in another goroutine wakes and sees closed.
-		notify(c.w.read)
-		notify(c.w.write)
-	})
-	if !first {
+	c.handleMu.Lock()
+	defer c.handleMu.Unlock()
+	if c.closed.Load() {
 		return c.closedErr(op)
 	}
+	free(c.h)
+	c.forget()
 	return nil
 }
+
+// forget marks the handle gone (under handleMu) and wakes a Read or Write waiting in
+// another goroutine, which then sees closed.
+func (c *Conn) forget() {
+	c.closed.Store(true)
+	runtime.SetFinalizer(c, nil)
+	c.node.unregister(c.id)
+	notify(c.w.read)
+	notify(c.w.write)
+}
+
+// ToSocket turns the stream into a real socket, the library's second tier: one end
+// of a Unix socketpair whose other end the library pumps to and from the stream. For
+// code that needs a descriptor (a child process's stdin, a poller of its own); it
+// costs two descriptors, a pump task and two more copies per byte, so keep Conn for
+// many streams. On success c is closed (its methods fail with net.ErrClosed) and the
+// socket carries the stream: CloseWrite half-closes it, Close after reading everything
+// closes it gracefully, with data unread resets it. It fails, leaving c as it was,
+// while a Read or Write of c is in progress, and when no descriptors are left.
+func (c *Conn) ToSocket() (*net.UnixConn, error) {
+	// The library converts a stream only while no read or write of it runs.
+	if !c.rmu.TryLock() {
+		return nil, c.opErr("to socket", errBusy)
+	}
+	defer c.rmu.Unlock()
+	if !c.wmu.TryLock() {
+		return nil, c.opErr("to socket", errBusy)
+	}
+	defer c.wmu.Unlock()
+	c.handleMu.Lock()
+	defer c.handleMu.Unlock()
+	if c.closed.Load() {
+		return nil, c.closedErr("to socket")
+	}
+	var fd C.int32_t
+	var e *C.astranet_error
+	if err := callErr("to socket", C.astranet_stream_into_fd(c.h, &fd, &e), e); err != nil {
+		return nil, c.opErr("to socket", c.streamErr(err))
+	}
+	c.forget() // the library took the handle
+	f := os.NewFile(uintptr(fd), "astranet-stream")
+	defer f.Close() // FileConn holds a duplicate
+	conn, err := net.FileConn(f)
+	if err != nil {
+		return nil, c.opErr("to socket", err)
+	}
+	return conn.(*net.UnixConn), nil
+}
+
+var errBusy = errors.New("a Read or Write of the stream is in progress")
 
 // LocalAddr is this end's virtual address.
 func (c *Conn) LocalAddr() net.Addr { return c.local }
