@@ -1,6 +1,8 @@
 // The Go benchmark: this package against the original Go astranet, hashicorp/yamux
 // and xtaci/smux (protocol v1), every one carrying its streams over one loopback TCP
-// connection with both ends in this process, measured in the same run.
+// connection with both ends in this process, measured in the same run; and against
+// its own second tier ("socketpair": each stream turned into a socket, the mechanism
+// Conn does not use).
 //
 //	go run . [-bulk-mib 512] [-max-open 100000] [-pings 10000] [-only astranet,yamux]
 //	         [-sections bulk,parallel,opens,latency]
@@ -24,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	original "github.com/astranet/astranet"
@@ -43,6 +46,8 @@ type pair struct {
 type transport struct {
 	name string
 	make func() (*pair, error)
+	// Descriptors each open stream holds, both ends together (this process has both).
+	fdsPerStream int
 }
 
 func tcpPair() (net.Conn, net.Conn, error) {
@@ -78,6 +83,25 @@ func ours() (*pair, error) {
 		accept: l.Accept,
 		close:  func() { l.Close(); client.Close(); server.Close() },
 	}, nil
+}
+
+// oursSockets: this package's second tier, every stream turned into a socketpair
+// (Conn.ToSocket) on both ends: the mechanism the package does not use for Conn.
+func oursSockets() (*pair, error) {
+	p, err := ours()
+	if err != nil {
+		return nil, err
+	}
+	toSocket := func(c net.Conn, err error) (net.Conn, error) {
+		if err != nil {
+			return nil, err
+		}
+		return c.(*astranet.Conn).ToSocket()
+	}
+	dial, accept := p.dial, p.accept
+	p.dial = func() (net.Conn, error) { return toSocket(dial()) }
+	p.accept = func() (net.Conn, error) { return toSocket(accept()) }
+	return p, nil
 }
 
 var originalPort = 15000
@@ -375,12 +399,12 @@ func main() {
 	bulkMiB := flag.Int("bulk-mib", 512, "bytes on the single bulk stream, MiB")
 	maxOpen := flag.Int("max-open", 100000, "highest open-stream level (10k steps)")
 	pings := flag.Int("pings", 10000, "timed round trips")
-	only := flag.String("only", "astranet,original,yamux,smux", "transports to measure")
+	only := flag.String("only", "astranet,socketpair,original,yamux,smux", "transports to measure")
 	sections := flag.String("sections", "bulk,parallel,opens,latency", "what to measure")
 	budget := flag.Duration("level-budget", 60*time.Second, "time allowed per 10k-stream batch")
 	flag.Parse()
 
-	all := []transport{{"astranet", ours}, {"original", goOriginal}, {"yamux", yamuxPair}, {"smux", smuxPair}}
+	all := []transport{{"astranet", ours, 0}, {"socketpair", oursSockets, 4}, {"original", goOriginal, 0}, {"yamux", yamuxPair, 0}, {"smux", smuxPair, 0}}
 	var chosen []transport
 	for _, t := range all {
 		if strings.Contains(","+*only+",", ","+t.name+",") {
@@ -426,6 +450,10 @@ func main() {
 			return
 		})
 		run(t, "opens", func(p *pair) error {
+			if need := t.fdsPerStream * levels[0]; need > 0 && need > fdLimit() {
+				return fmt.Errorf("skipped: %d streams hold %d descriptors here, the limit is %d",
+					levels[0], need, fdLimit())
+			}
 			res, err := opens(p, levels, *budget)
 			for i, l := range levels {
 				if v, ok := res[l]; ok {
@@ -443,6 +471,15 @@ func main() {
 		runtime.GC()
 	}
 	print(rows, chosen)
+}
+
+// fdLimit is the process's descriptor limit (RLIMIT_NOFILE).
+func fdLimit() int {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return 0
+	}
+	return int(l.Cur)
 }
 
 func print(rows []*row, ts []transport) {
