@@ -90,17 +90,16 @@ impl Sink {
             Sink::Tcp(tcp) => send_frames(tcp, parts, stall).await,
             Sink::Tls(socket, out) => socket.write_all(parts, out, stall).await,
             Sink::Io(io) => {
-                let stalled = || stalled(stall);
                 let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
                 while !parts.is_empty() {
                     let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-                    let written = timeout(stall, io.write_vectored(&slices)).await.map_err(|_| stalled())??;
+                    let written = timeout(stall, io.write_vectored(&slices)).await.map_err(|_| stalled(stall))??;
                     if written == 0 {
                         return Err(io::ErrorKind::WriteZero.into());
                     }
                     advance(&mut parts, written);
                 }
-                timeout(stall, io.flush()).await.map_err(|_| stalled())?
+                timeout(stall, io.flush()).await.map_err(|_| stalled(stall))?
             }
         }
     }
