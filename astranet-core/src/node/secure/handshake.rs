@@ -221,7 +221,7 @@ mod tests {
     use crate::tls::TlsConfig;
     use rand::RngCore;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncRead, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// Two nodes' configurations from one mesh CA.
@@ -254,6 +254,14 @@ mod tests {
 
     async fn send(socket: &SealedSocket, bytes: &[u8]) {
         socket.write_all(&[bytes], &mut Records::default(), STALL).await.unwrap();
+    }
+
+    /// Seals `bytes` to the standard peer `theirs` and returns what it read.
+    async fn sent_to(socket: &SealedSocket, theirs: &mut (impl AsyncRead + Unpin), bytes: &[u8]) -> Vec<u8> {
+        send(socket, bytes).await;
+        let mut got = vec![0; bytes.len()];
+        theirs.read_exact(&mut got).await.unwrap();
+        got
     }
 
     /// One record of `bytes`, as sealed for the wire.
@@ -306,10 +314,7 @@ mod tests {
             let socket = SealedSocket::new(write, sealer);
 
             let up = random(1 << 20);
-            send(&socket, &up).await;
-            let mut got = vec![0; up.len()];
-            theirs.read_exact(&mut got).await.unwrap();
-            assert!(got == up, "the standard peer read what we sealed");
+            assert!(sent_to(&socket, &mut theirs, &up).await == up, "the standard peer read what we sealed");
 
             let down = random(1 << 20);
             theirs.write_all(&down).await.unwrap();
@@ -321,18 +326,15 @@ mod tests {
             theirs.write_all(&down).await.unwrap();
             assert!(receive(&mut opener, down.len()).await == down, "read under the peer's next keys");
             let up = random(100_000);
-            send(&socket, &up).await;
-            let mut got = vec![0; up.len()];
-            theirs.read_exact(&mut got).await.unwrap();
-            assert!(got == up, "sent under our next keys, announced by our key update");
+            assert!(
+                sent_to(&socket, &mut theirs, &up).await == up,
+                "sent under our next keys, announced by our key update"
+            );
 
             // Near the confidentiality limit we update our keys unasked.
             socket.near_confidentiality_limit();
             let up = random(100_000);
-            send(&socket, &up).await;
-            let mut got = vec![0; up.len()];
-            theirs.read_exact(&mut got).await.unwrap();
-            assert!(got == up);
+            assert!(sent_to(&socket, &mut theirs, &up).await == up);
 
             // close_notify ends our reading cleanly.
             theirs.shutdown().await.unwrap();
@@ -358,10 +360,7 @@ mod tests {
             theirs.write_all(&up).await.unwrap();
             assert!(receive(&mut opener, up.len()).await == up);
             let down = random(3 << 20);
-            send(&socket, &down).await;
-            let mut got = vec![0; down.len()];
-            theirs.read_exact(&mut got).await.unwrap();
-            assert!(got == down);
+            assert!(sent_to(&socket, &mut theirs, &down).await == down);
 
             // Frames written directly, between and after batches, arrive in order.
             let frames: Vec<Vec<u8>> = (0..1000).map(|i| random(1 + (i * 37) % 20_000)).collect();
