@@ -205,6 +205,9 @@ pub struct Config {
     /// Who may join, announce and dial (see [`crate::access`]); needs `tls`. `None`:
     /// every peer the mesh CA certified may do everything.
     pub access: Option<crate::access::AccessPolicy>,
+    /// Who reads the plaintext TCP links once their handshake is done (see
+    /// [`ReadDriver`](crate::ReadDriver)). `None` (the default): the runtime.
+    pub read_driver: Option<std::sync::Arc<crate::ReadDriver>>,
 }
 
 impl Default for Config {
@@ -225,6 +228,7 @@ impl Default for Config {
             resolve_interval: Duration::from_secs(10),
             tls: None,
             access: None,
+            read_driver: None,
         }
     }
 }
@@ -258,6 +262,14 @@ impl NodeBuilder {
     /// Needs [`NodeBuilder::tls`].
     pub fn access(mut self, policy: crate::access::AccessPolicy) -> Self {
         self.config.access = Some(policy);
+        self
+    }
+
+    /// Plaintext TCP links are read by `driver` once their handshake is done, on the
+    /// threads that call [`ReadDriver::run`](crate::ReadDriver::run), instead of by
+    /// the runtime (see [`ReadDriver`](crate::ReadDriver)).
+    pub fn read_driver(mut self, driver: std::sync::Arc<crate::ReadDriver>) -> Self {
+        self.config.read_driver = Some(driver);
         self
     }
 

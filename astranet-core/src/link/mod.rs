@@ -10,6 +10,7 @@
 //! leaves as [`Event`]s through [`LinkEvents`]; the link never calls into the node
 //! otherwise.
 
+pub(crate) mod driven;
 pub(crate) mod reader;
 pub(crate) mod records;
 pub(crate) use reader::RELAY_BUFFER_HIGH;
@@ -51,6 +52,14 @@ pub(crate) struct LinkSettings {
 /// Longest a link's reader waits for a congested next hop at a time.
 const MAX_HOP_PAUSE: Duration = Duration::from_millis(500);
 
+/// Who reads a link.
+pub(crate) enum Reading<R> {
+    /// A task of the runtime, from start to end.
+    Runtime(R),
+    /// A task of the runtime until the handshake is done, then a [`driven::ReadDriver`].
+    HandOver(tokio::net::TcpStream, Arc<driven::ReadDriver>),
+}
+
 /// A link's life cycle as `attach` and `join` wait for it.
 #[derive(Clone, Debug)]
 pub(crate) enum LinkState {
@@ -81,6 +90,8 @@ pub(crate) struct Shared {
     /// Woken after each batch the writer wrote: readers of other links that wait for
     /// this one to drain (see [`LinkHandle::congested_by`]).
     drained: Notify,
+    /// The driver that reads the link since its handshake, and the link's token there.
+    read_by: Mutex<Option<(Weak<driven::ReadDriver>, u64)>>,
     /// A next hop this link's frames were relayed to that holds too much: the reader
     /// waits for it to drain before reading on.
     congested_hop: Mutex<Option<Weak<Shared>>>,
@@ -113,9 +124,8 @@ impl std::ops::Deref for LinkHandle {
 }
 
 impl LinkHandle {
-    /// Starts a link over `reader`/`sink`: our HANDSHAKE is queued and the three tasks
+    /// Starts a link over `reading`/`sink`: our HANDSHAKE is queued and the three tasks
     /// spawned. `events` hears everything from now on.
-    #[allow(clippy::too_many_arguments)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn spawn<R>(
         id: LinkId,
@@ -123,7 +133,7 @@ impl LinkHandle {
         settings: LinkSettings,
         counters: Arc<Counters>,
         events: Weak<dyn LinkEvents>,
-        reader: R,
+        reading: Reading<R>,
         sink: Sink,
         remote_addr: Option<SocketAddr>,
         identity: Option<Identity>,
@@ -153,10 +163,15 @@ impl LinkHandle {
             tasks: Mutex::new(Vec::new()),
             drained: Notify::new(),
             congested_hop: Mutex::new(None),
+            read_by: Mutex::new(None),
         }));
+        let reader = match reading {
+            Reading::Runtime(io) => tokio::spawn(reader::run(link.clone(), io)),
+            Reading::HandOver(io, driver) => tokio::spawn(reader::run_then_hand_over(link.clone(), io, driver)),
+        };
         let tasks = [
             tokio::spawn(writer::run(link.clone(), sink)).abort_handle(),
-            tokio::spawn(reader::run(link.clone(), reader)).abort_handle(),
+            reader.abort_handle(),
             tokio::spawn(timer::run(link.clone())).abort_handle(),
         ];
         link.tasks.lock().extend(tasks.iter().cloned());
@@ -249,6 +264,11 @@ impl LinkHandle {
         // Once the writer lets go of the socket too, dropping it ends the connection.
         self.inner.lock().direct = None;
         self.state.send_replace(LinkState::Closed(reason.clone()));
+        if let Some((driver, token)) = self.read_by.lock().take() {
+            if let Some(driver) = driver.upgrade() {
+                driver.forget(token);
+            }
+        }
         let tasks = std::mem::take(&mut *self.tasks.lock());
         if let Some(reader) = tasks.get(1) {
             reader.abort();
@@ -262,6 +282,16 @@ impl LinkHandle {
             }
         }
         self.wake_writer.notify_one();
+    }
+
+    /// `driver` reads the link from now on (see [`reader::run_then_hand_over`]).
+    pub(crate) fn read_by(&self, driver: &Arc<driven::ReadDriver>, token: u64) {
+        *self.read_by.lock() = Some((Arc::downgrade(driver), token));
+        // A close before the line above did not see the token.
+        if self.is_closed() {
+            self.read_by.lock().take();
+            driver.forget(token);
+        }
     }
 
     /// Closes the link (see [`Link::close`]). Idempotent.

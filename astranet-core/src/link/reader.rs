@@ -2,6 +2,7 @@
 //! machine, which handles every complete frame in it under one lock acquisition. DATA
 //! payloads stay slices of the read buffer until they are read.
 
+use super::driven::ReadDriver;
 use super::LinkHandle;
 use crate::proto::frame::{incomplete_frame_len, HEADER_LEN, MAX_PAYLOAD, RESERVE_AHEAD};
 use crate::proto::link::CloseReason;
@@ -9,8 +10,10 @@ use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
 
 /// A next hop holding more than this many bytes relayed or queued pauses the readers of
 /// the links that feed it until it is down to [`RELAY_BUFFER_LOW`]. Flow control
@@ -29,6 +32,11 @@ const READ_CHUNK: usize = 256 * 1024;
 
 /// Reads in a row without waiting after which the reader lets other tasks run.
 const BUSY_READS: u32 = 8;
+
+/// The same for a reader a [`ReadDriver`] polls: the events of what it read reach the
+/// embedder only when its poll returns, so it returns after every read that filled
+/// a buffer, as a runtime reader's wakers would have fired by then.
+pub(super) const DRIVEN_BUSY_READS: u32 = 1;
 
 /// Room kept for a read: a whole frame of the usual maximum size.
 const ROOM: usize = MAX_PAYLOAD + HEADER_LEN;
@@ -61,14 +69,14 @@ impl Buffer {
 /// Retired buffers wait in `pinned` until then and are reused, which saves the page
 /// faults of fresh allocations; at most [`KEEP_FREE`] free ones are kept. Nothing else
 /// allocates them (the link's decoder reserves nothing), so their sizes are known.
-struct ReadBuffers {
+pub(super) struct ReadBuffers {
     current: Buffer,
     pinned: VecDeque<Buffer>,
     free: Vec<Buffer>,
 }
 
 impl ReadBuffers {
-    fn new() -> ReadBuffers {
+    pub(super) fn new() -> ReadBuffers {
         ReadBuffers { current: Buffer::new(READ_CHUNK), pinned: VecDeque::new(), free: Vec::new() }
     }
 
@@ -123,8 +131,41 @@ impl ReadBuffers {
     }
 }
 
-pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R) {
+/// Reads the link until it closes.
+pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, io: R) {
+    read(link, io, ReadBuffers::new(), BUSY_READS).await
+}
+
+/// Reads a TCP link until its handshake is done, then hands it, with the bytes read
+/// and not yet handled, to `driver` (see [`ReadDriver`]).
+pub(super) async fn run_then_hand_over(link: LinkHandle, mut io: TcpStream, driver: Arc<ReadDriver>) {
     let mut buffers = ReadBuffers::new();
+    if !read_while(&link, &mut io, &mut buffers, BUSY_READS, |link| link.peer().is_none()).await {
+        return;
+    }
+    // Out of the runtime's reactor: the driver's epoll alone hears of its bytes.
+    let adopted = io.into_std().and_then(|io| driver.adopt(link.clone(), io, buffers));
+    match adopted {
+        Ok(token) => link.read_by(&driver, token),
+        Err(e) => link.close(CloseReason::Io(format!("cannot hand the link's reading over: {e}"))),
+    }
+}
+
+/// Reads the link until it closes, starting with the unhandled bytes in `buffers`,
+/// letting others run after `busy_reads` reads in a row.
+pub(super) async fn read<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R, mut buffers: ReadBuffers, busy_reads: u32) {
+    read_while(&link, &mut io, &mut buffers, busy_reads, |_| true).await;
+}
+
+/// Reads the link while `go_on` says so after each chunk handled; returns whether it
+/// stopped for that (false: the link closed).
+async fn read_while<R: AsyncRead + Unpin>(
+    link: &LinkHandle,
+    io: &mut R,
+    buffers: &mut ReadBuffers,
+    busy_reads: u32,
+    go_on: impl Fn(&LinkHandle) -> bool,
+) -> bool {
     // Reads in a row that found bytes waiting.
     let mut busy = 0;
     loop {
@@ -140,9 +181,15 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R) {
             .await
         };
         let n = match read {
-            Ok(0) => return link.close(CloseReason::PeerClosed),
+            Ok(0) => {
+                link.close(CloseReason::PeerClosed);
+                return false;
+            }
             Ok(n) => n,
-            Err(e) => return link.close(CloseReason::Io(e.to_string())),
+            Err(e) => {
+                link.close(CloseReason::Io(e.to_string()));
+                return false;
+            }
         };
         link.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         let copy = buffers.saturated();
@@ -155,7 +202,7 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R) {
             l.copy_payloads(copy);
             l.handle_input(Instant::now(), buf, wakers).map(|()| l.queued())
         });
-        let Ok(queued) = handled else { return };
+        let Ok(queued) = handled else { return false };
         // A next hop whose link is congested (see RELAY_BUFFER_HIGH) pauses this
         // reader, as a TCP relay would, until it drained.
         link.wait_for_hop(RELAY_BUFFER_LOW).await;
@@ -167,9 +214,12 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, mut io: R) {
         // answers to what it read (RSTs to a DIAL flood, say) fill the write queue, so
         // that the writer takes them before more pile up.
         busy = if waited { 0 } else { busy + 1 };
-        if busy >= BUSY_READS || queued >= link.settings.link.write_queue {
+        if busy >= busy_reads || queued >= link.settings.link.write_queue {
             busy = 0;
             tokio::task::yield_now().await;
+        }
+        if !go_on(link) {
+            return true;
         }
     }
 }

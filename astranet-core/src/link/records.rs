@@ -529,7 +529,7 @@ impl Sealer {
 /// frames directly while the writer sleeps (as on a plaintext link): whoever seals a
 /// record sends it before anyone seals the next, so records leave in sequence.
 pub(crate) struct SealedSocket {
-    tcp: OwnedWriteHalf,
+    tcp: super::sink::TcpOut,
     state: Mutex<SealState>,
 }
 
@@ -544,6 +544,7 @@ struct SealState {
 
 impl SealedSocket {
     pub(crate) fn new(tcp: OwnedWriteHalf, sealer: Sealer) -> SealedSocket {
+        let tcp = super::sink::TcpOut::Half(tcp);
         SealedSocket { tcp, state: Mutex::new(SealState { sealer, direct: Records::default(), unsent: Vec::new() }) }
     }
 

@@ -7,26 +7,77 @@ use super::records::{Records, SealedSocket};
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SEND_FLAGS: libc::c_int = 0;
+
+/// The sending side of a link's TCP socket.
+pub(crate) enum TcpOut {
+    /// The write half of a socket the runtime reads.
+    Half(OwnedWriteHalf),
+    /// A descriptor of its own, registered with the runtime for writability alone: the
+    /// socket of a link a [`ReadDriver`](super::driven::ReadDriver) reads, whose
+    /// incoming bytes must not wake the runtime's reactor.
+    Own(AsyncFd<std::net::TcpStream>),
+}
+
+impl TcpOut {
+    /// A descriptor of its own for `socket`'s sending side (see [`TcpOut::Own`]).
+    pub(crate) fn own(socket: &TcpStream) -> io::Result<TcpOut> {
+        let dup: std::net::TcpStream = socket2::SockRef::from(socket).try_clone()?.into();
+        // SAFETY: the AsyncFd owns `dup`, so its fd stays open and the same while it
+        // is registered.
+        Ok(TcpOut::Own(unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::WRITABLE) }?))
+    }
+
+    fn socket(&self) -> socket2::SockRef<'_> {
+        match self {
+            TcpOut::Half(half) => socket2::SockRef::from(half.as_ref()),
+            TcpOut::Own(fd) => socket2::SockRef::from(fd.get_ref()),
+        }
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            TcpOut::Half(half) => half.writable().await,
+            TcpOut::Own(fd) => fd.writable().await.map(drop),
+        }
+    }
+}
+
+impl Drop for TcpOut {
+    fn drop(&mut self) {
+        // As dropping an `OwnedWriteHalf` does: the peer gets FIN even while the
+        // reading side's descriptor is still open.
+        if let TcpOut::Own(fd) = self {
+            let _ = fd.get_ref().shutdown(std::net::Shutdown::Write);
+        }
+    }
+}
+
 /// Writes what the socket takes now, without blocking, as `sendmsg` with
 /// `MSG_NOSIGNAL`: a peer that reset the connection gives `EPIPE`, never a `SIGPIPE`
 /// that would kill a C or Go program embedding the library (Rust binaries ignore the
 /// signal; their hosts need not).
-pub(crate) fn try_send(tcp: &OwnedWriteHalf, parts: &[IoSlice<'_>]) -> io::Result<usize> {
-    send_no_signal(tcp.as_ref(), parts)
+pub(crate) fn try_send(tcp: &TcpOut, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+    let send = || tcp.socket().send_vectored_with_flags(parts, SEND_FLAGS);
+    match tcp {
+        TcpOut::Half(half) => half.as_ref().try_io(tokio::io::Interest::WRITABLE, send),
+        TcpOut::Own(fd) => fd.try_io(tokio::io::Interest::WRITABLE, |_| send()),
+    }
 }
 
 fn send_no_signal(socket: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<usize> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    const FLAGS: libc::c_int = 0;
-    socket
-        .try_io(tokio::io::Interest::WRITABLE, || socket2::SockRef::from(socket).send_vectored_with_flags(parts, FLAGS))
+    socket.try_io(tokio::io::Interest::WRITABLE, || {
+        socket2::SockRef::from(socket).send_vectored_with_flags(parts, SEND_FLAGS)
+    })
 }
 
 /// Writes all of `bytes` to a socket not yet split (a TLS handshake), without
@@ -46,7 +97,7 @@ pub(crate) async fn send_all(socket: &TcpStream, mut bytes: &[u8]) -> io::Result
 
 /// What streams write small frames to directly while the link's writer sleeps.
 pub(crate) enum Direct {
-    Tcp(Arc<OwnedWriteHalf>),
+    Tcp(Arc<TcpOut>),
     Tls(Arc<SealedSocket>),
 }
 
@@ -66,7 +117,7 @@ impl Direct {
 
 /// The writing end of a link.
 pub(crate) enum Sink {
-    Tcp(Arc<OwnedWriteHalf>),
+    Tcp(Arc<TcpOut>),
     /// A TCP socket under TLS: frames are sealed into records, then sent as on `Tcp`.
     Tls(Arc<SealedSocket>, Records),
     Io(Box<dyn AsyncWrite + Send + Unpin>),
@@ -133,7 +184,7 @@ fn stalled(stall: Duration) -> io::Error {
 }
 
 /// Writes every slice to the socket, in order (see [`Sink::write_all`]).
-pub(super) async fn send_frames(tcp: &OwnedWriteHalf, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
+pub(super) async fn send_frames(tcp: &TcpOut, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
     let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
     while !parts.is_empty() {
         let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
@@ -158,7 +209,7 @@ pub(super) async fn send_frames(tcp: &OwnedWriteHalf, parts: &[&[u8]], stall: Du
 /// writable only once a third of its send buffer drained, which on a slow link (a few
 /// MiB autotuned, 1 Mbit/s) takes longer than a short write timeout while the link is
 /// alive and busy.
-pub(super) async fn wait_writable(tcp: &OwnedWriteHalf, stall: Duration) -> io::Result<()> {
+pub(super) async fn wait_writable(tcp: &TcpOut, stall: Duration) -> io::Result<()> {
     let mut unacked = unacknowledged(tcp);
     loop {
         match timeout(stall, tcp.writable()).await {
@@ -173,11 +224,11 @@ pub(super) async fn wait_writable(tcp: &OwnedWriteHalf, stall: Duration) -> io::
 
 /// Bytes of the socket's send queue the peer has not acknowledged (Linux `SIOCOUTQ`);
 /// `None` where that cannot be asked.
-fn unacknowledged(tcp: &OwnedWriteHalf) -> Option<usize> {
+fn unacknowledged(tcp: &TcpOut) -> Option<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use std::os::fd::AsRawFd;
-        let fd = tcp.as_ref().as_raw_fd();
+        let fd = tcp.socket().as_raw_fd();
         let mut queued: libc::c_int = 0;
         // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
         let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
@@ -247,7 +298,7 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
             let (_r, w) = ours.into_split();
             w.as_ref().writable().await.unwrap();
-            let err = try_send(&w, &[IoSlice::new(b"after shutdown")]).unwrap_err();
+            let err = try_send(&TcpOut::Half(w), &[IoSlice::new(b"after shutdown")]).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
         });
     }

@@ -14,8 +14,8 @@ pub use target::{IntoTarget, Target};
 use crate::addr::{Addr, HostId, LinkId};
 use crate::config::{Config, NodeBuilder};
 use crate::error::{Error, Result};
-use crate::link::sink::Sink;
-use crate::link::{LinkEvents, LinkHandle, LinkSettings};
+use crate::link::sink::{Sink, TcpOut};
+use crate::link::{LinkEvents, LinkHandle, LinkSettings, Reading};
 use crate::listener::{Listener, ListenerOwner, ListenerShared};
 use crate::proto::link::{CloseReason, OpenError, Policy, StreamKey};
 use crate::registry::{Registry, RouteInfo, Selector, ServiceInfo};
@@ -102,7 +102,7 @@ impl NodeShared {
     /// (then the link is closed at once).
     pub(crate) fn start_link<R>(
         &self,
-        reader: R,
+        reading: Reading<R>,
         sink: Sink,
         remote_addr: Option<SocketAddr>,
         identity: Option<crate::link::Identity>,
@@ -118,7 +118,7 @@ impl NodeShared {
             self.settings.clone(),
             self.counters.clone(),
             events,
-            reader,
+            reading,
             sink,
             remote_addr,
             identity,
@@ -452,7 +452,7 @@ impl Node {
     {
         self.shared.check_open()?;
         let (r, w) = tokio::io::split(io);
-        let link = self.shared.start_link(r, Sink::Io(Box::new(w)), None, None);
+        let link = self.shared.start_link(Reading::Runtime(r), Sink::Io(Box::new(w)), None, None);
         link.wait_up().await
     }
 
@@ -742,8 +742,19 @@ impl NodeBuilder {
 fn start_tcp_link(node: &NodeShared, socket: TcpStream, peer: SocketAddr) -> LinkHandle {
     // Frames are batched by the writer already; Nagle would only add latency.
     let _ = socket.set_nodelay(true);
+    if let Some(driver) = &node.config.read_driver {
+        // A descriptor of its own for sending, so that incoming bytes wake the driver's
+        // epoll alone once it reads the link.
+        match TcpOut::own(&socket) {
+            Ok(out) => {
+                let reading = Reading::<TcpStream>::HandOver(socket, driver.clone());
+                return node.start_link(reading, Sink::Tcp(Arc::new(out)), Some(peer), None);
+            }
+            Err(e) => tracing::warn!("the runtime reads the link to {peer}: {e}"),
+        }
+    }
     let (r, w) = socket.into_split();
-    node.start_link(r, Sink::Tcp(Arc::new(w)), Some(peer), None)
+    node.start_link(Reading::Runtime(r), Sink::Tcp(Arc::new(TcpOut::Half(w))), Some(peer), None)
 }
 
 pub(crate) async fn connect<A: ToSocketAddrs>(node: &NodeShared, addr: A) -> Result<LinkHandle> {

@@ -89,5 +89,10 @@ fn certified(node: &NodeShared, certs: &[CertificateDer<'static>]) -> std::resul
 
 fn start(node: &NodeShared, secured: Secured, peer: SocketAddr, identity: Identity) -> LinkHandle {
     let socket = Arc::new(SealedSocket::new(secured.write, secured.sealer));
-    node.start_link(secured.opener, Sink::Tls(socket, Records::default()), Some(peer), Some(identity))
+    node.start_link(
+        crate::link::Reading::Runtime(secured.opener),
+        Sink::Tls(socket, Records::default()),
+        Some(peer),
+        Some(identity),
+    )
 }

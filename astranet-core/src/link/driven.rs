@@ -1,0 +1,300 @@
+//! Link reads driven by the embedder's thread instead of the runtime's workers.
+//!
+//! A runtime thread that reads a link's socket must then wake the thread that consumes
+//! the stream: two thread wake-ups per message where a program with its own event loop
+//! (Go's netpoller, a C program's `epoll`) would pay one if it read the socket itself.
+//! A [`ReadDriver`] lets it: the node hands it each plaintext TCP link once its
+//! handshake is done, and the embedder watches one descriptor ([`ReadDriver::fd`], an
+//! epoll instance holding the link sockets) and calls [`ReadDriver::run`] whenever it
+//! is readable. The reading itself is the link's usual reader, polled there.
+
+use super::reader::{ReadBuffers, DRIVEN_BUSY_READS};
+use super::LinkHandle;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Wake, Waker};
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// epoll data of the driver's own eventfd (a reader asked to be polled again).
+const WOKEN: u64 = 0;
+/// epoll data of descriptors watched for the embedder ([`ReadDriver::watch`]).
+const WATCHED: u64 = u64::MAX;
+
+type Reader = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Reads a node's links on the threads that call [`ReadDriver::run`].
+///
+/// Give it to [`NodeBuilder::read_driver`](crate::NodeBuilder::read_driver). Each
+/// plaintext TCP link is read by the runtime until its handshake is done (so that
+/// [`Node::join`](crate::Node::join) completes without help), then by `run`. TLS links
+/// and links over other byte pipes are always read by the runtime.
+///
+/// The embedder must call `run` whenever [`fd`](ReadDriver::fd) is readable: an
+/// unread link answers no keep-alive and is closed by its peer.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let reads = astranet::ReadDriver::new()?;
+/// let node = astranet::Node::builder().read_driver(reads.clone()).build();
+/// // In the embedder's event loop: when `reads.fd()` is readable,
+/// reads.run();
+/// # drop(node); Ok(()) }
+/// ```
+pub struct ReadDriver {
+    epoll: OwnedFd,
+    /// Written when a reader asks to be polled again (it yielded, or waits for a
+    /// congested next hop to drain); makes `epoll` readable.
+    wake: OwnedFd,
+    entries: Mutex<Entries>,
+    woken: Mutex<Vec<u64>>,
+    me: Weak<ReadDriver>,
+}
+
+struct Entries {
+    next: u64,
+    by_token: HashMap<u64, Entry>,
+}
+
+struct Entry {
+    fd: RawFd,
+    /// `None` while a thread polls it.
+    reader: Option<Reader>,
+    waker: Arc<EntryWaker>,
+    runtime: tokio::runtime::Handle,
+    /// Woken while being polled: poll again.
+    rewake: bool,
+    /// The link closed while being polled: drop the reader afterwards.
+    gone: bool,
+}
+
+struct EntryWaker {
+    token: u64,
+    queued: AtomicBool,
+    driver: Weak<ReadDriver>,
+}
+
+impl Wake for EntryWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            if let Some(driver) = self.driver.upgrade() {
+                driver.woken.lock().push(self.token);
+                driver.signal();
+            }
+        }
+    }
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+impl ReadDriver {
+    /// A driver with no links yet: an epoll instance and an eventfd.
+    pub fn new() -> io::Result<Arc<ReadDriver>> {
+        // SAFETY: plain syscalls; each fd is owned at once.
+        let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        let wake = unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?) };
+        // Non-blocking, so that event loops that insist (Go's) can watch it.
+        unsafe { cvt(libc::fcntl(epoll.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK))? };
+        let driver = Arc::new_cyclic(|me| ReadDriver {
+            epoll,
+            wake,
+            entries: Mutex::new(Entries { next: WOKEN + 1, by_token: HashMap::new() }),
+            woken: Mutex::new(Vec::new()),
+            me: me.clone(),
+        });
+        driver.add(driver.wake.as_raw_fd(), WOKEN, libc::EPOLLIN as u32)?;
+        Ok(driver)
+    }
+
+    /// The descriptor to watch for reading (level-triggered): readable while a link
+    /// has bytes to read, a read asked to be continued, or a watched descriptor is
+    /// readable. Valid as long as the driver.
+    pub fn fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+
+    /// Makes [`fd`](ReadDriver::fd) readable also while `fd` is: an embedder with a
+    /// readiness descriptor of its own then watches one. `fd` must stay open as long
+    /// as the driver.
+    pub fn watch(&self, fd: RawFd) -> io::Result<()> {
+        self.add(fd, WATCHED, libc::EPOLLIN as u32)
+    }
+
+    fn add(&self, fd: RawFd, data: u64, events: u32) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: data };
+        // SAFETY: valid epoll fd and event struct.
+        cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(drop)
+    }
+
+    fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: 8 bytes to our eventfd; at worst it saturates, which still reads as
+        // readable.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Reads every link that has bytes waiting, and continues the reads that asked to
+    /// be, as far as each goes without blocking (a link that keeps its socket busy
+    /// yields after a few reads and asks to be continued). Frames are handled as the
+    /// runtime's reader handles them: streams become readable, events reach the node.
+    /// Safe from any thread, also from several at once.
+    pub fn run(&self) {
+        let mut drained: u64 = 0;
+        // SAFETY: 8 bytes from our non-blocking eventfd (resets it); before taking the
+        // woken list, so that a wake after this makes the fd readable again.
+        unsafe { libc::read(self.wake.as_raw_fd(), (&mut drained as *mut u64).cast(), 8) };
+        let mut tokens = std::mem::take(&mut *self.woken.lock());
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        loop {
+            // SAFETY: valid epoll fd; `events` has room for its length.
+            let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, 0) };
+            let n = n.max(0) as usize;
+            tokens.extend(events[..n].iter().map(|e| e.u64).filter(|t| *t != WOKEN && *t != WATCHED));
+            if n < events.len() {
+                break;
+            }
+        }
+        for token in tokens {
+            self.poll(token);
+        }
+    }
+
+    fn poll(&self, token: u64) {
+        let (mut reader, waker, runtime) = {
+            let mut entries = self.entries.lock();
+            let Some(entry) = entries.by_token.get_mut(&token) else { return };
+            let Some(reader) = entry.reader.take() else {
+                entry.rewake = true;
+                return;
+            };
+            (reader, entry.waker.clone(), entry.runtime.clone())
+        };
+        waker.queued.store(false, Ordering::Release);
+        let done = {
+            // The reader's timers and yields need the runtime's context.
+            let _runtime = runtime.enter();
+            let task_waker = Waker::from(waker.clone());
+            reader.as_mut().poll(&mut Context::from_waker(&task_waker)).is_ready()
+        };
+        let mut entries = self.entries.lock();
+        let Some(entry) = entries.by_token.get_mut(&token) else { return };
+        if done || entry.gone {
+            let entry = entries.by_token.remove(&token);
+            drop(entries);
+            self.remove(entry);
+            return;
+        }
+        entry.reader = Some(reader);
+        if std::mem::take(&mut entry.rewake) {
+            drop(entries);
+            waker.wake_by_ref();
+        }
+    }
+
+    fn remove(&self, entry: Option<Entry>) {
+        if let Some(entry) = entry {
+            // Before the reader (and with it the socket) is dropped.
+            // SAFETY: valid epoll fd; `entry.fd` is still open (the reader owns it).
+            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, entry.fd, std::ptr::null_mut()) };
+            drop(entry);
+        }
+    }
+
+    /// Takes over the reading of `link` from the runtime's reader, with the bytes it
+    /// read and not yet handled. Returns the token [`forget`](ReadDriver::forget)
+    /// takes.
+    pub(super) fn adopt(&self, link: LinkHandle, io: TcpStream, buffers: ReadBuffers) -> io::Result<u64> {
+        let fd = io.as_raw_fd();
+        let token = {
+            let mut entries = self.entries.lock();
+            let token = entries.next;
+            entries.next += 1;
+            let waker = Arc::new(EntryWaker { token, queued: AtomicBool::new(false), driver: self.me.clone() });
+            let reader: Reader = Box::pin(super::reader::read(link, Driven(io), buffers, DRIVEN_BUSY_READS));
+            let runtime = tokio::runtime::Handle::current();
+            entries
+                .by_token
+                .insert(token, Entry { fd, reader: Some(reader), waker, runtime, rewake: false, gone: false });
+            token
+        };
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        if let Err(e) = self.add(fd, token, events) {
+            let entry = self.entries.lock().by_token.remove(&token);
+            drop(entry);
+            return Err(e);
+        }
+        // The first poll reads what arrived before the socket was watched.
+        if let Some(waker) = self.entries.lock().by_token.get(&token).map(|e| e.waker.clone()) {
+            waker.wake_by_ref();
+        }
+        Ok(token)
+    }
+
+    /// The link of `token` closed: its reader is dropped (now, or when the thread
+    /// polling it is done).
+    pub(super) fn forget(&self, token: u64) {
+        let mut entries = self.entries.lock();
+        let Some(entry) = entries.by_token.get_mut(&token) else { return };
+        if entry.reader.is_none() {
+            entry.gone = true;
+            return;
+        }
+        let entry = entries.by_token.remove(&token);
+        drop(entries);
+        self.remove(entry);
+    }
+
+    /// Links read by the driver.
+    pub fn links(&self) -> usize {
+        self.entries.lock().by_token.len()
+    }
+}
+
+impl std::fmt::Debug for ReadDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadDriver").field("fd", &self.fd()).field("links", &self.links()).finish()
+    }
+}
+
+/// A link socket read by `recv` itself: readiness comes from the driver's epoll, not
+/// from the runtime's reactor (which may not have seen it yet).
+struct Driven(TcpStream);
+
+impl AsyncRead for Driven {
+    fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let socket = socket2::SockRef::from(&self.0);
+        loop {
+            // SAFETY: recv writes only initialised bytes, and we mark only those.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            match socket.recv(unfilled) {
+                Ok(n) => {
+                    // SAFETY: recv initialised `n` bytes.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The driver's epoll reports the next bytes (edge-triggered: this read
+                // emptied the socket).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Links read by a `ReadDriver` on a thread of the test's own (as an embedder's event
+//! loop would), not by the runtime: handshakes, data both ways, many streams, relaying,
+//! and links closing from either end.
+
+mod common;
+
+use astranet::{Addr, Node, ReadDriver, Role};
+use common::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An event loop of the embedder's: waits for the driver's fd with `poll(2)` and runs
+/// it, until dropped.
+struct EventLoop {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EventLoop {
+    fn start(driver: Arc<ReadDriver>) -> EventLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Acquire) {
+                let mut pfd = libc::pollfd { fd: driver.fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(&mut pfd, 1, 20) } > 0 {
+                    driver.run();
+                }
+            }
+        });
+        EventLoop { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn driven(role: Role) -> (Node, Arc<ReadDriver>, EventLoop) {
+    let driver = ReadDriver::new().unwrap();
+    let node = Node::builder().role(role).read_driver(driver.clone()).build();
+    let event_loop = EventLoop::start(driver.clone());
+    (node, driver, event_loop)
+}
+
+/// Waits until `f` holds (the driver hears of links on other threads).
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+fn pattern(i: usize) -> u8 {
+    (i * 31 + i / 4096) as u8
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_mib_each_way_between_driven_nodes() {
+    const TOTAL: usize = 64 << 20;
+    let (server, server_reads, _l1) = driven(Role::Peer);
+    let (client, client_reads, _l2) = driven(Role::Peer);
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    within(10, client.join(addr)).await.unwrap();
+    eventually("both links driven", || server_reads.links() == 1 && client_reads.links() == 1).await;
+
+    let listener = server.bind("bulk").unwrap();
+    let echo = tokio::spawn(async move {
+        let s = listener.accept().await.unwrap();
+        let (mut r, mut w) = tokio::io::split(s);
+        tokio::io::copy(&mut r, &mut w).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let s = within(10, client.dial("bulk")).await.unwrap();
+    let (mut r, mut w) = tokio::io::split(s);
+    let writer = tokio::spawn(async move {
+        let chunk: Vec<u8> = (0..TOTAL).map(pattern).collect();
+        for part in chunk.chunks(100_003) {
+            w.write_all(part).await.unwrap();
+        }
+        w.shutdown().await.unwrap();
+    });
+    let mut back = Vec::with_capacity(TOTAL);
+    within(60, r.read_to_end(&mut back)).await.unwrap();
+    assert_eq!(back.len(), TOTAL);
+    assert!(back.iter().enumerate().all(|(i, b)| *b == pattern(i)), "bytes differ");
+    writer.await.unwrap();
+    echo.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_streams_against_a_runtime_read_peer() {
+    let (server, _reads, _l) = driven(Role::Peer);
+    let client = Node::new();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    within(10, client.join(addr)).await.unwrap();
+    let listener = server.bind(":9").unwrap();
+    tokio::spawn(async move {
+        while let Ok(s) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tokio::io::split(s);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    let mut tasks = Vec::new();
+    for i in 0..1000u32 {
+        let client = client.clone();
+        let to = Addr::new(server.host_id(), 9);
+        tasks.push(tokio::spawn(async move {
+            let mut s = client.dial(to).await.unwrap();
+            let msg = format!("stream {i} says hello");
+            s.write_all(msg.as_bytes()).await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut back = String::new();
+            s.read_to_string(&mut back).await.unwrap();
+            assert_eq!(back, msg);
+        }));
+    }
+    for t in tasks {
+        within(30, t).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_completes_before_anyone_runs_the_driver() {
+    // The handshake is read by the runtime: nobody calls `run` here.
+    let driver = ReadDriver::new().unwrap();
+    let client = Node::builder().read_driver(driver.clone()).build();
+    let server = Node::new();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    assert_eq!(within(10, client.join(addr)).await.unwrap(), server.host_id());
+    eventually("the link handed over", || driver.links() == 1).await;
+    // From now on its bytes wait for `run`.
+    let _l = EventLoop::start(driver.clone());
+    let listener = server.bind(":1").unwrap();
+    let (mut c, mut s) = connected(&client, &listener).await;
+    s.write_all(b"read by the driver").await.unwrap();
+    let mut buf = [0u8; 18];
+    within(10, c.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"read by the driver");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driven_router_relays_between_hosts_behind_it() {
+    let (router, reads, _l) = driven(Role::Router);
+    let addr = router.listen("127.0.0.1:0").await.unwrap();
+    let (a, b) = (Node::builder().role(Role::Server).build(), Node::builder().role(Role::Client).build());
+    within(10, a.join(addr)).await.unwrap();
+    within(10, b.join(addr)).await.unwrap();
+    eventually("both links driven", || reads.links() == 2).await;
+    let listener = a.bind("behind").unwrap();
+    tokio::spawn(async move {
+        let mut s = listener.accept().await.unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).await.unwrap();
+        s.write_all(&(all.len() as u64).to_be_bytes()).await.unwrap();
+    });
+    let mut s = within(10, b.dial("behind")).await.unwrap();
+    s.write_all(&vec![7u8; 8 << 20]).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut len = [0u8; 8];
+    within(30, s.read_exact(&mut len)).await.unwrap();
+    assert_eq!(u64::from_be_bytes(len), 8 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_closing_the_link_is_seen_and_the_link_dropped() {
+    let (server, reads, _l) = driven(Role::Peer);
+    let client = Node::new();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    within(10, client.join(addr)).await.unwrap();
+    eventually("the link driven", || reads.links() == 1).await;
+    let listener = client.bind(":5").unwrap();
+    let (mut s, _c) = connected(&server, &listener).await;
+    client.close();
+    let mut buf = [0u8; 1];
+    let err = within(10, s.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted, "{err}");
+    eventually("the link forgotten", || reads.links() == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_driven_node_closes_its_sockets() {
+    let (server, reads, _l) = driven(Role::Peer);
+    let client = Node::new();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    within(10, client.join(addr)).await.unwrap();
+    eventually("the link driven", || reads.links() == 1).await;
+    let listener = server.bind(":5").unwrap();
+    let (mut c, _s) = connected(&client, &listener).await;
+    server.close();
+    eventually("the link forgotten", || reads.links() == 0).await;
+    // The peer hears of it from the socket alone.
+    let mut buf = [0u8; 1];
+    let err = within(10, c.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted, "{err}");
+}
