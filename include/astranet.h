@@ -412,6 +412,18 @@ typedef struct astranet_node_config {
    * `astranet_node_new` only.
    */
   const char *access_toml;
+  /**
+   * 1: the node's plaintext TCP links are read inside `astranet_poll`, on the
+   * caller's thread, once their handshake is done; the node fd is then also
+   * readable while a link has bytes to read, and `astranet_poll` may return no
+   * event (the bytes held none). This saves a thread wake-up per message for
+   * programs that poll on a thread of their own (the Go package sets it); they must
+   * call `astranet_poll` whenever the fd is readable, or the links go unread and
+   * their peers close them. Handshakes (so `astranet_join`) and TLS links are read
+   * by the node's worker threads either way. 0 (the default): worker threads read
+   * every link.
+   */
+  uint32_t read_links_in_poll;
 } astranet_node_config;
 
 /**
@@ -645,9 +657,10 @@ astranet_result astranet_node_new(const struct astranet_node_config *config,
 astranet_result astranet_node_free(struct astranet_node *node);
 
 /**
- * The node's readiness fd (an eventfd): readable exactly while `astranet_poll` has
- * events to return. Add it to `epoll`/`poll`/`select` for reading (level-triggered);
- * never read, write or close it yourself. It is owned by the node and valid until
+ * The node's readiness fd: readable exactly while `astranet_poll` has events to
+ * return (an eventfd), or, with `read_links_in_poll`, also while a link has bytes for
+ * it to read (an epoll fd). Add it to `epoll`/`poll`/`select` for reading
+ * (level-triggered); never read, write or close it yourself. It is owned by the node and valid until
  * `astranet_node_free`. One fd per node, whatever the number of streams.
  *
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL `fd_out`), `ASTRANET_ERR_BAD_HANDLE`.

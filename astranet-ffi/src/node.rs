@@ -6,6 +6,7 @@ use crate::listener::{astranet_listener, ListenerH};
 use crate::poll::ReadySet;
 use crate::stream::{astranet_stream, StreamH};
 use crate::{c_str, ffi, fill_array, out};
+use astranet::ReadDriver;
 use astranet_embed::config::{FlatConfig, TlsPem};
 use astranet_embed::runtime::Runtime;
 use astranet_embed::wait::{NoInterrupt, Wait};
@@ -121,6 +122,16 @@ pub struct astranet_node_config {
     /// `ASTRANET_ERR_REFUSED`. NULL (the default): no policy. Read during
     /// `astranet_node_new` only.
     pub access_toml: *const c_char,
+    /// 1: the node's plaintext TCP links are read inside `astranet_poll`, on the
+    /// caller's thread, once their handshake is done; the node fd is then also
+    /// readable while a link has bytes to read, and `astranet_poll` may return no
+    /// event (the bytes held none). This saves a thread wake-up per message for
+    /// programs that poll on a thread of their own (the Go package sets it); they must
+    /// call `astranet_poll` whenever the fd is readable, or the links go unread and
+    /// their peers close them. Handshakes (so `astranet_join`) and TLS links are read
+    /// by the node's worker threads either way. 0 (the default): worker threads read
+    /// every link.
+    pub read_links_in_poll: u32,
 }
 
 /// Role: announces its services and links directly to hosts it reaches through a
@@ -165,6 +176,7 @@ fn defaults() -> astranet_node_config {
         tls_allow_plaintext: 0,
         stream_idle_timeout_ms: c.stream_idle_timeout.map_or(0, ms),
         access_toml: std::ptr::null(),
+        read_links_in_poll: 0,
     }
 }
 
@@ -237,7 +249,17 @@ fn flat(c: &astranet_node_config) -> Result<FlatConfig, Failure> {
 pub(crate) struct NodeH {
     pub(crate) node: astranet::Node,
     pub(crate) ready: Arc<ReadySet>,
+    /// Reads the links in `astranet_poll` (`read_links_in_poll`).
+    pub(crate) reads: Option<Arc<ReadDriver>>,
     pub(crate) rt: Runtime,
+}
+
+impl NodeH {
+    /// The node fd: the readiness eventfd, or the epoll fd of the link reads that
+    /// watches it too.
+    pub(crate) fn fd(&self) -> i32 {
+        self.reads.as_ref().map_or(self.ready.fd(), |r| r.fd())
+    }
 }
 
 impl NodeH {
@@ -297,10 +319,21 @@ pub extern "C" fn astranet_node_new(
                 )
             };
         }
-        let node = flat(&c)?.build()?;
-        let rt = Runtime::new(c.worker_threads)?;
+        let mut builder = flat(&c)?.builder()?;
         let ready = ReadySet::new()?;
-        let h = NodeH { node, ready, rt };
+        let reads = match c.read_links_in_poll {
+            0 => None,
+            1 => {
+                let reads = ReadDriver::new()?;
+                reads.watch(ready.fd())?;
+                builder = builder.read_driver(reads.clone());
+                Some(reads)
+            }
+            v => return Err(Failure::invalid(format!("read_links_in_poll is {v}, expected 0 or 1"))),
+        };
+        let node = builder.try_build()?;
+        let rt = Runtime::new(c.worker_threads)?;
+        let h = NodeH { node, ready, reads, rt };
         node_out.set(handles::insert(Obj::Node(Arc::new(h))) as *mut astranet_node);
         Ok(astranet_result::ASTRANET_OK)
     })
@@ -327,9 +360,10 @@ pub extern "C" fn astranet_node_free(node: *mut astranet_node) -> astranet_resul
     })
 }
 
-/// The node's readiness fd (an eventfd): readable exactly while `astranet_poll` has
-/// events to return. Add it to `epoll`/`poll`/`select` for reading (level-triggered);
-/// never read, write or close it yourself. It is owned by the node and valid until
+/// The node's readiness fd: readable exactly while `astranet_poll` has events to
+/// return (an eventfd), or, with `read_links_in_poll`, also while a link has bytes for
+/// it to read (an epoll fd). Add it to `epoll`/`poll`/`select` for reading
+/// (level-triggered); never read, write or close it yourself. It is owned by the node and valid until
 /// `astranet_node_free`. One fd per node, whatever the number of streams.
 ///
 /// Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (NULL `fd_out`), `ASTRANET_ERR_BAD_HANDLE`.
@@ -342,7 +376,7 @@ pub extern "C" fn astranet_node_fd(
 ) -> astranet_result {
     ffi!(err, {
         let fd_out = out(fd_out, "fd_out")?;
-        fd_out.set(node_of(node)?.ready.fd());
+        fd_out.set(node_of(node)?.fd());
         Ok(astranet_result::ASTRANET_OK)
     })
 }

@@ -206,6 +206,9 @@ pub extern "C" fn astranet_poll(
             // element written is fully initialised; none is read.
             unsafe { std::slice::from_raw_parts_mut(events, capacity) }
         };
+        if let Some(reads) = &node.reads {
+            reads.run();
+        }
         count.set(node.ready.drain(slice));
         Ok(astranet_result::ASTRANET_OK)
     })
@@ -238,7 +241,7 @@ pub extern "C" fn astranet_poll_wait(
                     d.saturating_duration_since(std::time::Instant::now()).as_millis().min(i32::MAX as u128) as i32
                 }
             };
-            let mut pfd = libc::pollfd { fd: n.ready.fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd { fd: n.fd(), events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd.
             let r = unsafe { libc::poll(&mut pfd, 1, wait) };
             if r < 0 {

@@ -1,6 +1,8 @@
 /* 10,000 concurrent streams driven through one epoll on the node fds (tier 1), while
  * the process's open-fd count stays constant: each client stream is dialed without
- * waiting, sends a message, and gets it echoed; all stay open until every echo is in. */
+ * waiting, sends a message, and gets it echoed; all stay open until every echo is in.
+ * With --read-links-in-poll, both nodes read their links inside astranet_poll (the
+ * node fd is then also readable for link bytes, and a poll may return no event). */
 #include "common.h"
 #include <sys/epoll.h>
 
@@ -83,9 +85,18 @@ static void client_event(conn *c, uint32_t events) {
   echoed++;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   watchdog(120);
-  pair_t p = make_pair(NULL);
+  astranet_node_config cfg;
+  OK(astranet_node_config_init(&cfg));
+  if (argc > 1 && strcmp(argv[1], "--read-links-in-poll") == 0) {
+    astranet_node *bad = NULL;
+    cfg.read_links_in_poll = 2;
+    EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_node_new(&cfg, &bad, &err));
+    CHECK(bad == NULL);
+    cfg.read_links_in_poll = 1;
+  }
+  pair_t p = make_pair(&cfg);
   int sfd, cfd;
   OK(astranet_node_fd(p.server, &sfd, &err));
   OK(astranet_node_fd(p.client, &cfd, &err));
