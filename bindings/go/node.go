@@ -184,6 +184,8 @@ func (n *Node) start() error {
 			return
 		}
 		cfg.role = C.uint32_t(n.cfg.role)
+		// The poll goroutine reads the links itself (see "How it waits" in README.md).
+		cfg.read_links_in_poll = 1
 		cfg.host_id = C.uint64_t(n.cfg.hostID)
 		if n.cfg.keepalive > 0 {
 			cfg.keepalive_ms = C.uint32_t(n.cfg.keepalive / time.Millisecond)
@@ -225,8 +227,9 @@ func (n *Node) start() error {
 			n.startErr = err
 			return
 		}
-		// Our own descriptor for the same eventfd: the node keeps its own, and
-		// os.File registers this one with the netpoller (it is non-blocking).
+		// Our own descriptor for the node fd (an epoll fd watching the link sockets
+		// and the readiness eventfd): the node keeps its own, and os.File registers
+		// this one with the netpoller (it is non-blocking).
 		dup, err := syscall.Dup(int(fd))
 		if err != nil {
 			n.startErr = fmt.Errorf("astranet: %w", err)
