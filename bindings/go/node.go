@@ -26,8 +26,9 @@ import (
 //
 // Every call into the library returns at once, except Join (it waits for the first
 // handshake). Streams wait in Go: one goroutine per node watches the node's readiness
-// descriptor with Go's netpoller and wakes the goroutines whose streams became ready,
-// so a blocked Read or Accept holds no OS thread.
+// descriptor with Go's netpoller, reads the node's links when their sockets have
+// bytes, and wakes the goroutines whose streams became ready, so a blocked Read or
+// Accept holds no OS thread.
 type Node struct {
 	cfg config
 
