@@ -100,6 +100,54 @@ async fn sixty_four_mib_each_way_between_driven_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_threads_running_one_driver_lose_and_reorder_nothing() {
+    const STREAMS: usize = 8;
+    const EACH: usize = 4 << 20;
+    let (server, reads, _l1) = driven(Role::Peer);
+    let _l2 = EventLoop::start(reads.clone());
+    let client = Node::new();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    within(10, client.join(addr)).await.unwrap();
+    let listener = server.bind(":3").unwrap();
+    let to = listener.local_addr();
+    let receivers = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..STREAMS {
+            let mut s = listener.accept().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut all = Vec::with_capacity(EACH);
+                s.read_to_end(&mut all).await.unwrap();
+                all
+            }));
+        }
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap());
+        }
+        got
+    });
+    let mut senders = Vec::new();
+    for i in 0..STREAMS {
+        let client = client.clone();
+        senders.push(tokio::spawn(async move {
+            let mut s = client.dial(to).await.unwrap();
+            let bytes: Vec<u8> = (0..EACH).map(|j| pattern(j + i)).collect();
+            s.write_all(&bytes).await.unwrap();
+            s.shutdown().await.unwrap();
+        }));
+    }
+    for t in senders {
+        within(60, t).await.unwrap();
+    }
+    let got = within(60, receivers).await.unwrap();
+    for all in got {
+        assert_eq!(all.len(), EACH);
+        let i = (0..STREAMS).find(|i| all[0] == pattern(*i)).expect("a sender's first byte");
+        assert!(all.iter().enumerate().all(|(j, b)| *b == pattern(j + i)), "bytes differ");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_streams_against_a_runtime_read_peer() {
     let (server, _reads, _l) = driven(Role::Peer);
     let client = Node::new();
