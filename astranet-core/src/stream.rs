@@ -92,6 +92,36 @@ impl Stream {
         self.link.with(|l, _| l.set_write_timeout(id, timeout, Instant::now()));
     }
 
+    /// Reads up to `max` bytes of what arrived as they are, without copying them: a
+    /// slice of the buffer the link read them into, which it keeps alive. An empty
+    /// chunk is the end of the stream (or `max` 0). For passing received bytes on
+    /// (to a file, another socket) without a buffer of one's own.
+    ///
+    /// ```
+    /// # async fn demo(node: astranet::Node, mut out: tokio::fs::File) -> std::io::Result<()> {
+    /// use tokio::io::AsyncWriteExt;
+    /// let mut stream = node.dial("logs").await?;
+    /// loop {
+    ///     let chunk = stream.read_chunk(1 << 20).await?;
+    ///     if chunk.is_empty() {
+    ///         break;
+    ///     }
+    ///     out.write_all(&chunk).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_chunk(&mut self, max: usize) -> io::Result<bytes::Bytes> {
+        std::future::poll_fn(|cx| self.poll_read_chunk(cx, max)).await
+    }
+
+    /// [`Stream::read_chunk`] as a poll function: `Pending` (the waker registered)
+    /// while nothing arrived.
+    pub fn poll_read_chunk(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<io::Result<bytes::Bytes>> {
+        let id = self.id;
+        let read = self.link.with(|l, _| l.poll_read_chunk(id, cx.waker(), max, Instant::now()));
+        read.map_err(|e| self.error(e).into())
+    }
+
     /// Completes once a dialed stream is established.
     pub(crate) fn poll_established(&self, cx: &Context<'_>) -> Poll<Result<(), Error>> {
         let id = self.id;

@@ -580,3 +580,30 @@ async fn a_write_timeout_bounds_a_blocked_write_and_the_stream_stays_usable() {
     assert!(got[..sent].iter().all(|&b| b == 7));
     assert_eq!(&got[sent..], b"after");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_carry_every_byte_in_order_and_end_empty() {
+    const TOTAL: usize = 16 << 20;
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":11").unwrap();
+    let (mut c, mut s) = connected(&client, &listener).await;
+    let sender = tokio::spawn(async move {
+        let bytes: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
+        c.write_all(&bytes).await.unwrap();
+        c.shutdown().await.unwrap();
+    });
+    let mut got = Vec::with_capacity(TOTAL);
+    loop {
+        let chunk = within(30, s.read_chunk(100_000)).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        assert!(chunk.len() <= 100_000);
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got.len(), TOTAL);
+    assert!(got.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8), "bytes differ");
+    sender.await.unwrap();
+    // The end stays the end.
+    assert!(s.read_chunk(10).await.unwrap().is_empty());
+}

@@ -51,6 +51,19 @@ impl Queue {
         }
         n
     }
+
+    /// Takes up to `max` bytes of the next payload as they are, without copying.
+    fn pop_chunk(&mut self, max: usize) -> Bytes {
+        let Some(p) = self.0.as_mut() else { return Bytes::new() };
+        if max < p.head.len() {
+            return p.head.split_to(max);
+        }
+        let next = p.rest.pop_front();
+        match next {
+            Some(next) => std::mem::replace(&mut p.head, next),
+            None => self.0.take().map(|p| p.head).unwrap_or_default(),
+        }
+    }
 }
 
 /// The receiving half: unread payloads and the receive window.
@@ -95,6 +108,21 @@ impl Recv {
         (n, credit)
     }
 
+    /// Takes up to `max` bytes of the next payload without copying them (a slice of
+    /// the buffer they were read into) and says what credit to send back, as
+    /// [`Recv::read`] does.
+    pub fn read_chunk(
+        &mut self,
+        max: usize,
+        now_us: impl FnOnce() -> u32,
+        tuning: Tuning,
+        budget: &mut WindowBudget,
+    ) -> (Bytes, Credit) {
+        let chunk = self.queue.pop_chunk(max);
+        let credit = self.window.on_consume(chunk.len() as u32, now_us, tuning, budget);
+        (chunk, credit)
+    }
+
     /// Drops everything unread (the reader is gone, or the stream was reset).
     pub fn clear(&mut self) {
         self.queue = Queue::default();
@@ -124,6 +152,25 @@ mod tests {
         assert_eq!((n, &out[..]), (5, &b"orld!"[..]));
         assert!(r.is_empty());
         assert_eq!(r.charge(), 0);
+    }
+
+    #[test]
+    fn chunks_are_payloads_or_their_fronts_and_count_as_read() {
+        let mut r = Recv::default();
+        for chunk in [&b"hello"[..], b" world"] {
+            r.window.on_data(chunk.len() as u32).unwrap();
+            r.push(Bytes::copy_from_slice(chunk));
+        }
+        let tune = Tuning { max_window: 1 << 16, horizon_us: 0, eager: false };
+        let mut budget = WindowBudget::default();
+        let mut read = |r: &mut Recv, max| r.read_chunk(max, || 0, tune, &mut budget).0;
+        assert_eq!(read(&mut r, 3), &b"hel"[..]);
+        assert_eq!(read(&mut r, 100), &b"lo"[..]);
+        assert_eq!(r.charge(), 6 + PAYLOAD_OVERHEAD);
+        assert_eq!(read(&mut r, 6), &b" world"[..]);
+        assert!(r.is_empty());
+        assert_eq!(r.charge(), 0);
+        assert!(read(&mut r, 100).is_empty());
     }
 
     #[test]

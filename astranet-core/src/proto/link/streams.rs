@@ -4,9 +4,11 @@
 
 use super::table::{Slot, StreamId, StreamKey};
 use super::{CloseReason, Link, Phase, Policy};
-use crate::proto::flow::{Tuning, INITIAL_WINDOW};
+use crate::proto::flow::{Credit, Tuning, WindowBudget, INITIAL_WINDOW};
 use crate::proto::frame::{Command, RstReason, HEADER_LEN, MAX_PAYLOAD};
+use crate::proto::recv::Recv;
 use crate::proto::stream::{Fault, PeerReading, StreamState};
+use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -179,6 +181,40 @@ impl Link {
         put: impl FnMut(&[u8]),
         now: Instant,
     ) -> Poll<Result<usize, StreamError>> {
+        self.poll_take(id, waker, max, now, |recv, now_us, tuning, budget| recv.read(max, put, now_us, tuning, budget))
+    }
+
+    /// Reads up to `max` bytes of the next payload as they are, without copying: an
+    /// empty chunk is the end of the stream (or `max` 0). Credit as for
+    /// [`Link::poll_read`].
+    pub fn poll_read_chunk(
+        &mut self,
+        id: StreamId,
+        waker: &Waker,
+        max: usize,
+        now: Instant,
+    ) -> Poll<Result<Bytes, StreamError>> {
+        let mut chunk = Bytes::new();
+        let taken = self.poll_take(id, waker, max, now, |recv, now_us, tuning, budget| {
+            let (bytes, credit) = recv.read_chunk(max, now_us, tuning, budget);
+            let n = bytes.len();
+            chunk = bytes;
+            (n, credit)
+        });
+        taken.map_ok(|_| chunk)
+    }
+
+    /// What reads share: `take` consumes from the stream's received bytes if there are
+    /// any (and the credit it returns is queued), else the end of the stream, its
+    /// error, or `Pending` with `waker` registered.
+    fn poll_take(
+        &mut self,
+        id: StreamId,
+        waker: &Waker,
+        max: usize,
+        now: Instant,
+        take: impl FnOnce(&mut Recv, &dyn Fn() -> u32, Tuning, &mut WindowBudget) -> (usize, Credit),
+    ) -> Poll<Result<usize, StreamError>> {
         let key = self.stream_key(id);
         let tuning = self.tuning(&key);
         let epoch = self.timers.epoch;
@@ -188,7 +224,7 @@ impl Link {
         if !slot.state.recv.is_empty() {
             let before = slot.state.recv.charge();
             let now_us = || now.saturating_duration_since(epoch).as_micros() as u32;
-            let (n, credit) = slot.state.recv.read(max, put, now_us, tuning, budget);
+            let (n, credit) = take(&mut slot.state.recv, &now_us, tuning, budget);
             *buffered -= before - slot.state.recv.charge();
             // A peer that finished writing needs no credit.
             if !slot.state.peer_done_writing() && open {
