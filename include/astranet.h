@@ -230,6 +230,12 @@ typedef uint32_t astranet_result;
 #endif // __cplusplus
 
 /**
+ * Received bytes lent without a copy (`astranet_stream_read_chunk`); the caller
+ * frees it with `astranet_chunk_free`.
+ */
+typedef struct astranet_chunk astranet_chunk;
+
+/**
  * An error with its code and message (opaque). Owned by the caller, who frees it with
  * `astranet_error_free`.
  */
@@ -906,6 +912,34 @@ astranet_result astranet_stream_read(struct astranet_stream *stream,
                                      size_t len,
                                      size_t *nread,
                                      struct astranet_error **err);
+
+/**
+ * Reads like `astranet_stream_read`, without copying: up to `max` bytes of what
+ * arrived, as they lie in the buffer the link read them into. On `ASTRANET_OK` with
+ * `*len` > 0, `*data` points at the bytes and `*chunk` owns them: they stay valid and
+ * unchanged until `astranet_chunk_free(*chunk)`, also after the stream is closed. On
+ * `ASTRANET_OK` with `*len` 0, the stream ended (or `max` was 0) and `*chunk` is NULL.
+ * For passing received bytes on (to a file, another socket) without a buffer of
+ * one's own. A chunk pins memory of its link: free it soon.
+ *
+ * Returns `ASTRANET_AGAIN` and errors as `astranet_stream_read` (NULL `chunk`, `data`
+ * or `len` is `ASTRANET_ERR_INVALID_ARGUMENT`). Thread-safety: one reader at a time;
+ * chunks may be freed from any thread.
+ */
+astranet_result astranet_stream_read_chunk(struct astranet_stream *stream,
+                                           size_t max,
+                                           struct astranet_chunk **chunk,
+                                           const uint8_t **data,
+                                           size_t *len,
+                                           struct astranet_error **err);
+
+/**
+ * Frees a chunk of `astranet_stream_read_chunk`; its bytes must no longer be used.
+ *
+ * Returns `ASTRANET_OK`, also for NULL (nothing to do); `ASTRANET_ERR_BAD_HANDLE` for a
+ * chunk freed already or a handle of another kind. Thread-safety: any thread.
+ */
+astranet_result astranet_chunk_free(struct astranet_chunk *chunk);
 
 /**
  * Writes up to `len` bytes from `buf` without waiting (tier 1). On `ASTRANET_OK` writes

@@ -18,6 +18,7 @@ pub(crate) enum Obj {
     Node(Arc<NodeH>),
     Listener(Arc<ListenerH>),
     Stream(Arc<StreamH>),
+    Chunk(Arc<bytes::Bytes>),
 }
 
 struct Slot {
@@ -104,6 +105,13 @@ pub(crate) fn node(o: &Obj) -> Option<Arc<NodeH>> {
 pub(crate) fn listener(o: &Obj) -> Option<Arc<ListenerH>> {
     match o {
         Obj::Listener(l) => Some(l.clone()),
+        _ => None,
+    }
+}
+
+pub(crate) fn chunk(o: &Obj) -> Option<Arc<bytes::Bytes>> {
+    match o {
+        Obj::Chunk(c) => Some(c.clone()),
         _ => None,
     }
 }

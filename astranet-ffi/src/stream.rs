@@ -2,7 +2,7 @@
 //! abort, and conversion into a socket fd (tier 2).
 
 use crate::error::{astranet_error, astranet_result, Failure};
-use crate::handles;
+use crate::handles::{self, Obj};
 use crate::node::astranet_addr;
 use crate::poll::{ReadySet, Reg, ASTRANET_EVENT_READABLE, ASTRANET_EVENT_WRITABLE};
 use crate::{ffi, out};
@@ -153,6 +153,10 @@ impl StreamH {
         })
     }
 
+    fn read_chunk(&self, max: usize, waker: &Waker) -> Poll<Result<bytes::Bytes, Failure>> {
+        self.on(|s| s.get_mut().poll_read_chunk(&mut Context::from_waker(waker), max))
+    }
+
     fn write(&self, buf: &[u8], waker: &Waker) -> Poll<Result<usize, Failure>> {
         self.on(|s| s.poll_write(&mut Context::from_waker(waker), buf))
     }
@@ -219,6 +223,69 @@ pub extern "C" fn astranet_stream_read(
             }
             Poll::Pending => Ok(astranet_result::ASTRANET_AGAIN),
         }
+    })
+}
+
+/// Received bytes lent without a copy (`astranet_stream_read_chunk`); the caller
+/// frees it with `astranet_chunk_free`.
+pub struct astranet_chunk {
+    _private: [u8; 0],
+}
+
+/// Reads like `astranet_stream_read`, without copying: up to `max` bytes of what
+/// arrived, as they lie in the buffer the link read them into. On `ASTRANET_OK` with
+/// `*len` > 0, `*data` points at the bytes and `*chunk` owns them: they stay valid and
+/// unchanged until `astranet_chunk_free(*chunk)`, also after the stream is closed. On
+/// `ASTRANET_OK` with `*len` 0, the stream ended (or `max` was 0) and `*chunk` is NULL.
+/// For passing received bytes on (to a file, another socket) without a buffer of
+/// one's own. A chunk pins memory of its link: free it soon.
+///
+/// Returns `ASTRANET_AGAIN` and errors as `astranet_stream_read` (NULL `chunk`, `data`
+/// or `len` is `ASTRANET_ERR_INVALID_ARGUMENT`). Thread-safety: one reader at a time;
+/// chunks may be freed from any thread.
+#[no_mangle]
+pub extern "C" fn astranet_stream_read_chunk(
+    stream: *mut astranet_stream,
+    max: usize,
+    chunk: *mut *mut astranet_chunk,
+    data: *mut *const u8,
+    len: *mut usize,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        let (chunk, data, len) = (out(chunk, "chunk")?, out(data, "data")?, out(len, "len")?);
+        let s = stream_of(stream)?;
+        match s.read_chunk(max, &s.read_waker) {
+            Poll::Ready(r) => {
+                let bytes = r?;
+                let (ptr, n) = (bytes.as_ptr(), bytes.len());
+                let handle = if n == 0 {
+                    std::ptr::null_mut()
+                } else {
+                    handles::insert(Obj::Chunk(Arc::new(bytes))) as *mut astranet_chunk
+                };
+                chunk.set(handle);
+                data.set(if n == 0 { std::ptr::null() } else { ptr });
+                len.set(n);
+                Ok(astranet_result::ASTRANET_OK)
+            }
+            Poll::Pending => Ok(astranet_result::ASTRANET_AGAIN),
+        }
+    })
+}
+
+/// Frees a chunk of `astranet_stream_read_chunk`; its bytes must no longer be used.
+///
+/// Returns `ASTRANET_OK`, also for NULL (nothing to do); `ASTRANET_ERR_BAD_HANDLE` for a
+/// chunk freed already or a handle of another kind. Thread-safety: any thread.
+#[no_mangle]
+pub extern "C" fn astranet_chunk_free(chunk: *mut astranet_chunk) -> astranet_result {
+    ffi!(std::ptr::null_mut(), {
+        if chunk.is_null() {
+            return Ok(astranet_result::ASTRANET_OK);
+        }
+        drop(handles::remove(chunk as usize, "chunk", handles::chunk)?);
+        Ok(astranet_result::ASTRANET_OK)
     })
 }
 
