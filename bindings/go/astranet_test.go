@@ -124,6 +124,89 @@ func Test64MiBChecksummed(t *testing.T) {
 	}
 }
 
+// failingWriter takes n bytes per Write, then fails.
+type failingWriter struct {
+	n   int
+	err error
+}
+
+func (w failingWriter) Write(b []byte) (int, error) { return min(w.n, len(b)), w.err }
+
+// TestWriteTo: io.Copy from a Conn lends the writer the library's bytes (64 MiB
+// above goes that way too); deadlines, Close and the writer's errors end it.
+func TestWriteTo(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, _ := server.Bind("", "")
+	defer l.Close()
+	peers := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			peers <- c
+		}
+	}()
+	dial := func() (*Conn, net.Conn) {
+		c, err := client.Dial("", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*Conn), <-peers
+	}
+	var _ io.WriterTo = (*Conn)(nil)
+
+	// Everything until the end of the stream, in order.
+	c, peer := dial()
+	go func() {
+		peer.Write([]byte("lent, "))
+		peer.Write([]byte("not copied"))
+		peer.Close()
+	}()
+	var got bytes.Buffer
+	if n, err := io.Copy(&got, c); err != nil || n != 16 || got.String() != "lent, not copied" {
+		t.Fatalf("copied %d bytes %q: %v", n, got.String(), err)
+	}
+	c.Close()
+
+	// A read deadline ends it as a timeout.
+	c, peer = dial()
+	defer peer.Close()
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := c.WriteTo(io.Discard); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("deadline: %v", err)
+	}
+	// Close from another goroutine ends it.
+	c.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() { _, err := c.WriteTo(io.Discard); done <- err }()
+	time.Sleep(50 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WriteTo still blocked after Close")
+	}
+
+	// The writer's error, and a short write, end it with what was written.
+	c, peer = dial()
+	defer peer.Close()
+	defer c.Close()
+	peer.Write([]byte("abcdef"))
+	boom := errors.New("boom")
+	if n, err := c.WriteTo(failingWriter{n: 2, err: boom}); !errors.Is(err, boom) || n != 2 {
+		t.Fatalf("failing writer: %d, %v", n, err)
+	}
+	peer.Write([]byte("ghij"))
+	if n, err := c.WriteTo(failingWriter{n: 1}); !errors.Is(err, io.ErrShortWrite) || n != 1 {
+		t.Fatalf("short writer: %d, %v", n, err)
+	}
+}
+
 func Test10000ConcurrentStreams(t *testing.T) {
 	server, client := pair(t, New(), New())
 	l, _ := server.Bind("", "")

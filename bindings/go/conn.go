@@ -104,6 +104,55 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 }
 
+// chunkMax bounds the bytes WriteTo lends w at a time.
+const chunkMax = 1 << 20
+
+// WriteTo writes what arrives to w until the end of the stream, without copying it
+// first: w.Write gets the bytes where the library read them. io.Copy(w, conn) uses
+// it. As io.Writer requires, w must not keep the slice it is given. Deadlines and
+// Close end it as they end Read.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	var total int64
+	for {
+		if c.closed.Load() {
+			return total, c.closedErr("read")
+		}
+		var chunk *C.astranet_chunk
+		var data *C.uint8_t
+		var n C.size_t
+		var e *C.astranet_error
+		r := C.astranet_stream_read_chunk(c.h, chunkMax, &chunk, &data, &n, &e)
+		switch {
+		case r == C.ASTRANET_OK && n == 0:
+			return total, nil
+		case r == C.ASTRANET_OK:
+			k, err := writeChunk(w, chunk, unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n)))
+			total += int64(k)
+			if err != nil {
+				return total, err
+			}
+		case r == codeAgain:
+			if err := c.node.wait(c.w.read, &c.rdl); err != nil {
+				return total, c.opErr("read", err)
+			}
+		default:
+			return total, c.opErr("read", c.streamErr(callErr("read", r, e)))
+		}
+	}
+}
+
+// writeChunk hands a chunk's bytes to w and frees the chunk, also if w panics.
+func writeChunk(w io.Writer, chunk *C.astranet_chunk, b []byte) (int, error) {
+	defer C.astranet_chunk_free(chunk)
+	k, err := w.Write(b)
+	if err == nil && k < len(b) {
+		err = io.ErrShortWrite
+	}
+	return k, err
+}
+
 // Write writes all of b, waiting while the peer's window is full.
 func (c *Conn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
