@@ -98,7 +98,7 @@ impl Stream {
     /// (to a file, another socket) without a buffer of one's own.
     ///
     /// ```
-    /// # async fn demo(node: astranet::Node, mut out: tokio::fs::File) -> std::io::Result<()> {
+    /// # async fn demo(node: astranet::Node, mut out: impl tokio::io::AsyncWrite + Unpin) -> std::io::Result<()> {
     /// use tokio::io::AsyncWriteExt;
     /// let mut stream = node.dial("logs").await?;
     /// loop {
