@@ -51,6 +51,17 @@ fn driven(role: Role) -> (Node, Arc<ReadDriver>, EventLoop) {
     (node, driver, event_loop)
 }
 
+/// A driven server joined by a client whose runtime reads its link; returns once the
+/// server's driver reads the link.
+async fn driven_server_and_client() -> (Node, Arc<ReadDriver>, EventLoop, Node) {
+    let (server, reads, event_loop) = driven(Role::Peer);
+    let client = Node::new();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    within(10, client.join(addr)).await.unwrap();
+    eventually("the link driven", || reads.links() == 1).await;
+    (server, reads, event_loop, client)
+}
+
 /// Waits until `f` holds (the driver hears of links on other threads).
 async fn eventually(what: &str, f: impl Fn() -> bool) {
     for _ in 0..500 {
@@ -103,11 +114,8 @@ async fn sixty_four_mib_each_way_between_driven_nodes() {
 async fn two_threads_running_one_driver_lose_and_reorder_nothing() {
     const STREAMS: usize = 8;
     const EACH: usize = 4 << 20;
-    let (server, reads, _l1) = driven(Role::Peer);
+    let (server, reads, _l1, client) = driven_server_and_client().await;
     let _l2 = EventLoop::start(reads.clone());
-    let client = Node::new();
-    let addr = server.listen("127.0.0.1:0").await.unwrap();
-    within(10, client.join(addr)).await.unwrap();
     let listener = server.bind(":3").unwrap();
     let to = listener.local_addr();
     let receivers = tokio::spawn(async move {
@@ -149,10 +157,7 @@ async fn two_threads_running_one_driver_lose_and_reorder_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_streams_against_a_runtime_read_peer() {
-    let (server, _reads, _l) = driven(Role::Peer);
-    let client = Node::new();
-    let addr = server.listen("127.0.0.1:0").await.unwrap();
-    within(10, client.join(addr)).await.unwrap();
+    let (server, _reads, _l, client) = driven_server_and_client().await;
     let listener = server.bind(":9").unwrap();
     tokio::spawn(async move {
         while let Ok(s) = listener.accept().await {
@@ -226,11 +231,7 @@ async fn a_driven_router_relays_between_hosts_behind_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_closing_the_link_is_seen_and_the_link_dropped() {
-    let (server, reads, _l) = driven(Role::Peer);
-    let client = Node::new();
-    let addr = server.listen("127.0.0.1:0").await.unwrap();
-    within(10, client.join(addr)).await.unwrap();
-    eventually("the link driven", || reads.links() == 1).await;
+    let (server, reads, _l, client) = driven_server_and_client().await;
     let listener = client.bind(":5").unwrap();
     let (mut s, _c) = connected(&server, &listener).await;
     client.close();
@@ -242,11 +243,7 @@ async fn a_peer_closing_the_link_is_seen_and_the_link_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_a_driven_node_closes_its_sockets() {
-    let (server, reads, _l) = driven(Role::Peer);
-    let client = Node::new();
-    let addr = server.listen("127.0.0.1:0").await.unwrap();
-    within(10, client.join(addr)).await.unwrap();
-    eventually("the link driven", || reads.links() == 1).await;
+    let (server, reads, _l, client) = driven_server_and_client().await;
     let listener = server.bind(":5").unwrap();
     let (mut c, _s) = connected(&client, &listener).await;
     server.close();

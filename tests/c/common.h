@@ -1,5 +1,6 @@
 /* Helpers shared by the C tests: checks that abort with a message, a watchdog, two
- * nodes joined over loopback TCP, and an open-fd counter. */
+ * nodes joined over loopback TCP, a stream to a served listener, and an open-fd
+ * counter. */
 #ifndef ASTRANET_TEST_COMMON_H
 #define ASTRANET_TEST_COMMON_H
 
@@ -102,6 +103,24 @@ static inline void target_of(astranet_listener *l, char out[ASTRANET_ADDR_STRLEN
   astranet_addr a;
   OK(astranet_listener_addr(l, &a, &err));
   OK(astranet_addr_format(&a, out, ASTRANET_ADDR_STRLEN));
+}
+
+/* A listener bound as `port` on the server, a thread running `serve(listener)`, and
+ * the client's stream dialed to it. */
+typedef struct {
+  astranet_listener *listener;
+  pthread_t thread;
+  astranet_stream *stream;
+} served_t;
+
+static inline served_t dial_served(pair_t *p, const char *port, void *(*serve)(void *)) {
+  served_t sv;
+  char target[ASTRANET_ADDR_STRLEN];
+  OK(astranet_bind(p->server, port, &sv.listener, &err));
+  CHECK(pthread_create(&sv.thread, NULL, serve, sv.listener) == 0);
+  target_of(sv.listener, target);
+  OK(astranet_dial(p->client, target, NULL, 5000, &sv.stream, &err));
+  return sv;
 }
 
 #endif

@@ -21,15 +21,8 @@ static void *serve(void *arg) {
 int main(void) {
   watchdog(60);
   pair_t p = make_pair(NULL);
-  astranet_listener *l;
-  OK(astranet_bind(p.server, ":7", &l, &err));
-  pthread_t t;
-  CHECK(pthread_create(&t, NULL, serve, l) == 0);
-
-  char target[ASTRANET_ADDR_STRLEN];
-  target_of(l, target);
-  astranet_stream *s;
-  OK(astranet_dial(p.client, target, NULL, 5000, &s, &err));
+  served_t sv = dial_served(&p, ":7", serve);
+  astranet_stream *s = sv.stream;
   astranet_addr local, peer;
   OK(astranet_stream_local_addr(s, &local, &err));
   OK(astranet_stream_peer_addr(s, &peer, &err));
@@ -56,7 +49,7 @@ int main(void) {
   OK(astranet_stream_read_timeout(s, in, 1, 10000, &n, &err));
   CHECK(n == 0); /* end of stream after the server closed */
   OK(astranet_stream_close(s));
-  CHECK(pthread_join(t, NULL) == 0);
+  CHECK(pthread_join(sv.thread, NULL) == 0);
 
   astranet_stats st;
   OK(astranet_node_stats(p.client, &st, &err));
@@ -69,7 +62,7 @@ int main(void) {
   OK(astranet_node_peers(p.client, peers, 4, &np, &err));
   CHECK(np == 1 && peers[0] == p.server_id);
 
-  OK(astranet_listener_close(l));
+  OK(astranet_listener_close(sv.listener));
   free_pair(&p);
   free(out);
   free(in);

@@ -25,14 +25,8 @@ static void *serve(void *arg) {
 int main(void) {
   watchdog(60);
   pair_t p = make_pair(NULL);
-  astranet_listener *l;
-  OK(astranet_bind(p.server, ":9", &l, &err));
-  pthread_t t;
-  CHECK(pthread_create(&t, NULL, serve, l) == 0);
-  char target[ASTRANET_ADDR_STRLEN];
-  target_of(l, target);
-  astranet_stream *s;
-  OK(astranet_dial(p.client, target, NULL, 5000, &s, &err));
+  served_t sv = dial_served(&p, ":9", serve);
+  astranet_stream *s = sv.stream;
 
   astranet_chunk *chunk = NULL, *first = NULL;
   const uint8_t *data = NULL, *first_data = NULL;
@@ -71,8 +65,8 @@ int main(void) {
   CHECK(len == 0 && chunk == NULL);
   EXPECT(ASTRANET_ERR_BAD_HANDLE, astranet_stream_close((astranet_stream *)first));
   OK(astranet_stream_close(s));
-  CHECK(pthread_join(t, NULL) == 0);
-  OK(astranet_listener_close(l));
+  CHECK(pthread_join(sv.thread, NULL) == 0);
+  OK(astranet_listener_close(sv.listener));
   free_pair(&p);
   for (size_t i = 0; i < first_len; i++)
     if (first_data[i] != pattern(i)) FAIL("kept chunk changed at %zu", i);
