@@ -87,10 +87,17 @@ impl Wake for EntryWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::AcqRel) {
-            if let Some(driver) = self.driver.upgrade() {
-                driver.woken.lock().push(self.token);
-                driver.signal();
-            }
+            self.queue();
+        }
+    }
+}
+
+impl EntryWaker {
+    /// Puts the reader on the list `run` polls, whatever `queued` says.
+    fn queue(&self) {
+        if let Some(driver) = self.driver.upgrade() {
+            driver.woken.lock().push(self.token);
+            driver.signal();
         }
     }
 }
@@ -203,7 +210,10 @@ impl ReadDriver {
         entry.reader = Some(reader);
         if std::mem::take(&mut entry.rewake) {
             drop(entries);
-            waker.wake_by_ref();
+            // Not `wake_by_ref`: the wake that queued the poll which found this one
+            // running may have left `queued` set, and would make it a no-op.
+            waker.queued.store(true, Ordering::Release);
+            waker.queue();
         }
     }
 

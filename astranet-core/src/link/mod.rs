@@ -331,6 +331,7 @@ impl LinkHandle {
     pub(crate) async fn wait_for_hop(&self, low: usize) {
         let Some(hop) = self.congested_hop.lock().take().and_then(|w| w.upgrade()) else { return };
         let hop = LinkHandle(hop);
+        tracing::debug!("reads from {} pause until {} drains", self.peer_name(), hop.peer_name());
         let until = tokio::time::Instant::now() + MAX_HOP_PAUSE;
         loop {
             let drained = hop.drained.notified();
