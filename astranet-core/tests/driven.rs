@@ -66,6 +66,25 @@ async fn driven_server_and_client() -> (Node, Arc<ReadDriver>, EventLoop, Node) 
     (server, reads, event_loop, client)
 }
 
+/// A driven router, and a server and a client node joined to it, the server through
+/// `route` (which may put something between them); returns once the router's driver
+/// reads both links.
+async fn driven_router<F>(
+    route: impl FnOnce(std::net::SocketAddr) -> F,
+) -> (Node, Arc<ReadDriver>, EventLoop, Node, Node)
+where
+    F: std::future::Future<Output = std::net::SocketAddr>,
+{
+    let (router, reads, event_loop) = driven(Role::Router);
+    let addr = router.listen("127.0.0.1:0").await.unwrap();
+    let server = Node::builder().role(Role::Server).keepalive(KEEPALIVE).build();
+    let client = Node::builder().role(Role::Client).keepalive(KEEPALIVE).build();
+    within(10, server.join(route(addr).await)).await.unwrap();
+    within(10, client.join(addr)).await.unwrap();
+    eventually("both links driven", || reads.links() == 2).await;
+    (router, reads, event_loop, server, client)
+}
+
 /// Waits until `f` holds (the driver hears of links on other threads).
 async fn eventually(what: &str, f: impl Fn() -> bool) {
     for _ in 0..500 {
@@ -212,15 +231,7 @@ async fn join_completes_before_anyone_runs_the_driver() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driven_router_relays_between_hosts_behind_it() {
-    let (router, reads, _l) = driven(Role::Router);
-    let addr = router.listen("127.0.0.1:0").await.unwrap();
-    let (a, b) = (
-        Node::builder().role(Role::Server).keepalive(KEEPALIVE).build(),
-        Node::builder().role(Role::Client).keepalive(KEEPALIVE).build(),
-    );
-    within(10, a.join(addr)).await.unwrap();
-    within(10, b.join(addr)).await.unwrap();
-    eventually("both links driven", || reads.links() == 2).await;
+    let (_router, _reads, _l, a, b) = driven_router(|addr| async move { addr }).await;
     let listener = a.bind("behind").unwrap();
     tokio::spawn(async move {
         let mut s = listener.accept().await.unwrap();
@@ -299,17 +310,8 @@ async fn a_driven_router_pauses_for_a_congested_hop_and_resumes() {
     const STREAMS: usize = 400;
     const EACH: usize = 128 * 1024;
     trace();
-    let (router, reads, _l) = driven(Role::Router);
-    let addr = router.listen("127.0.0.1:0").await.unwrap();
     let frozen = Arc::new(AtomicBool::new(false));
-    let via_proxy = freezable_proxy(addr, frozen.clone()).await;
-    let (sender, receiver) = (
-        Node::builder().role(Role::Client).keepalive(KEEPALIVE).build(),
-        Node::builder().role(Role::Server).keepalive(KEEPALIVE).build(),
-    );
-    within(10, receiver.join(via_proxy)).await.unwrap();
-    within(10, sender.join(addr)).await.unwrap();
-    eventually("both links driven", || reads.links() == 2).await;
+    let (_router, _reads, _l, receiver, sender) = driven_router(|addr| freezable_proxy(addr, frozen.clone())).await;
     let listener = receiver.bind("sink").unwrap();
     let received = tokio::spawn(async move {
         let mut tasks = Vec::new();
