@@ -425,7 +425,9 @@ typedef struct astranet_node_config {
    * event (the bytes held none). This saves a thread wake-up per message for
    * programs that poll on a thread of their own (the Go package sets it); they must
    * call `astranet_poll` whenever the fd is readable, or the links go unread and
-   * their peers close them. Several threads may call it at once. Handshakes (so
+   * their peers close them. Several threads may call it at once. Blocking calls
+   * (`astranet_dial`, `astranet_stream_read_timeout`, …) also read the links while
+   * they wait, every millisecond, so a program without an event loop still works. Handshakes (so
    * `astranet_join`) and TLS links are read by the node's worker threads either
    * way. Each link read this way holds one more descriptor (its sending side's
    * own). 0 (the default): worker threads read every link.

@@ -38,7 +38,7 @@ impl ListenerH {
             waker,
             ready: n.ready.clone(),
             rt: n.rt.handle().clone(),
-            blocked: Blocker::default(),
+            blocked: Blocker::new(&n.ready),
         })
     }
 

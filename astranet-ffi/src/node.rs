@@ -3,13 +3,12 @@
 use crate::error::{astranet_error, astranet_result, Failure};
 use crate::handles::{self, Obj};
 use crate::listener::{astranet_listener, ListenerH};
-use crate::poll::ReadySet;
+use crate::poll::{ReadLinks, ReadySet};
 use crate::stream::{astranet_stream, StreamH};
 use crate::{c_str, ffi, fill_array, out};
-use astranet::ReadDriver;
 use astranet_embed::config::{FlatConfig, TlsPem};
 use astranet_embed::runtime::Runtime;
-use astranet_embed::wait::{NoInterrupt, Wait};
+use astranet_embed::wait::Wait;
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,7 +127,9 @@ pub struct astranet_node_config {
     /// event (the bytes held none). This saves a thread wake-up per message for
     /// programs that poll on a thread of their own (the Go package sets it); they must
     /// call `astranet_poll` whenever the fd is readable, or the links go unread and
-    /// their peers close them. Several threads may call it at once. Handshakes (so
+    /// their peers close them. Several threads may call it at once. Blocking calls
+    /// (`astranet_dial`, `astranet_stream_read_timeout`, …) also read the links while
+    /// they wait, every millisecond, so a program without an event loop still works. Handshakes (so
     /// `astranet_join`) and TLS links are read by the node's worker threads either
     /// way. Each link read this way holds one more descriptor (its sending side's
     /// own). 0 (the default): worker threads read every link.
@@ -250,17 +251,7 @@ fn flat(c: &astranet_node_config) -> Result<FlatConfig, Failure> {
 pub(crate) struct NodeH {
     pub(crate) node: astranet::Node,
     pub(crate) ready: Arc<ReadySet>,
-    /// Reads the links in `astranet_poll` (`read_links_in_poll`).
-    pub(crate) reads: Option<Arc<ReadDriver>>,
     pub(crate) rt: Runtime,
-}
-
-impl NodeH {
-    /// The node fd: the readiness eventfd, or the epoll fd of the link reads that
-    /// watches it too.
-    pub(crate) fn fd(&self) -> i32 {
-        self.reads.as_ref().map_or(self.ready.fd(), |r| r.fd())
-    }
 }
 
 impl NodeH {
@@ -270,7 +261,8 @@ impl NodeH {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.rt.run(Wait::Forever, NoInterrupt, fut).map_err(|stopped| stopped.failure("astranet call", None))
+        let reads = ReadLinks(self.ready.reads.as_deref());
+        self.rt.run(Wait::Forever, reads, fut).map_err(|stopped| stopped.failure("astranet call", None))
     }
 }
 
@@ -321,20 +313,16 @@ pub extern "C" fn astranet_node_new(
             };
         }
         let mut builder = flat(&c)?.builder()?;
-        let ready = ReadySet::new()?;
-        let reads = match c.read_links_in_poll {
-            0 => None,
-            1 => {
-                let reads = ReadDriver::new()?;
-                reads.watch(ready.fd())?;
-                builder = builder.read_driver(reads.clone());
-                Some(reads)
-            }
+        let ready = match c.read_links_in_poll {
+            0 | 1 => ReadySet::new(c.read_links_in_poll == 1)?,
             v => return Err(Failure::invalid(format!("read_links_in_poll is {v}, expected 0 or 1"))),
         };
+        if let Some(reads) = &ready.reads {
+            builder = builder.read_driver(reads.clone());
+        }
         let node = builder.try_build()?;
         let rt = Runtime::new(c.worker_threads)?;
-        let h = NodeH { node, ready, reads, rt };
+        let h = NodeH { node, ready, rt };
         node_out.set(handles::insert(Obj::Node(Arc::new(h))) as *mut astranet_node);
         Ok(astranet_result::ASTRANET_OK)
     })
@@ -377,7 +365,7 @@ pub extern "C" fn astranet_node_fd(
 ) -> astranet_result {
     ffi!(err, {
         let fd_out = out(fd_out, "fd_out")?;
-        fd_out.set(node_of(node)?.fd());
+        fd_out.set(node_of(node)?.ready.node_fd());
         Ok(astranet_result::ASTRANET_OK)
     })
 }

@@ -11,6 +11,8 @@
 use crate::error::{astranet_error, astranet_result, Failure};
 use crate::handles;
 use crate::{ffi, out};
+use astranet::ReadDriver;
+use astranet_embed::wait::Interrupt;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::ffi::c_void;
@@ -39,24 +41,35 @@ pub struct astranet_event {
     pub events: u32,
 }
 
-/// The queue of registrations with pending events, and the node's eventfd.
+/// The queue of registrations with pending events, the node's eventfd, and the driver
+/// of its link reads when `astranet_poll` reads them (`read_links_in_poll`).
 pub(crate) struct ReadySet {
     fd: i32,
     queue: Mutex<VecDeque<Arc<Reg>>>,
+    pub(crate) reads: Option<Arc<ReadDriver>>,
 }
 
 impl ReadySet {
-    pub(crate) fn new() -> Result<Arc<ReadySet>, Failure> {
+    /// `read_links`: `astranet_poll` reads the links (see [`ReadySet::node_fd`]).
+    pub(crate) fn new(read_links: bool) -> Result<Arc<ReadySet>, Failure> {
         // SAFETY: plain syscall.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error().into());
         }
-        Ok(Arc::new(ReadySet { fd, queue: Mutex::new(VecDeque::new()) }))
+        // Owns the fd from here: an error below closes it.
+        let mut ready = ReadySet { fd, queue: Mutex::new(VecDeque::new()), reads: None };
+        if read_links {
+            let reads = ReadDriver::new()?;
+            reads.watch(fd)?;
+            ready.reads = Some(reads);
+        }
+        Ok(Arc::new(ready))
     }
 
-    pub(crate) fn fd(&self) -> i32 {
-        self.fd
+    /// The node fd: the eventfd, or the epoll fd of the link reads that watches it too.
+    pub(crate) fn node_fd(&self) -> i32 {
+        self.reads.as_ref().map_or(self.fd, |r| r.fd())
     }
 
     fn push(&self, reg: Arc<Reg>) {
@@ -105,6 +118,25 @@ impl Drop for ReadySet {
         self.queue.get_mut().clear();
         // SAFETY: our fd, closed once.
         unsafe { libc::close(self.fd) };
+    }
+}
+
+/// What a blocking call checks while it waits: with `read_links_in_poll`, it reads the
+/// node's links every millisecond, since no other thread need be polling.
+pub(crate) struct ReadLinks<'a>(pub Option<&'a ReadDriver>);
+
+impl Interrupt for ReadLinks<'_> {
+    type Error = std::convert::Infallible;
+
+    fn tick(&self) -> Option<std::time::Duration> {
+        self.0.map(|_| std::time::Duration::from_millis(1))
+    }
+
+    fn check(&mut self) -> Result<(), Self::Error> {
+        if let Some(reads) = self.0 {
+            reads.run();
+        }
+        Ok(())
     }
 }
 
@@ -206,7 +238,7 @@ pub extern "C" fn astranet_poll(
             // element written is fully initialised; none is read.
             unsafe { std::slice::from_raw_parts_mut(events, capacity) }
         };
-        if let Some(reads) = &node.reads {
+        if let Some(reads) = &node.ready.reads {
             reads.run();
         }
         count.set(node.ready.drain(slice));
@@ -241,7 +273,7 @@ pub extern "C" fn astranet_poll_wait(
                     d.saturating_duration_since(std::time::Instant::now()).as_millis().min(i32::MAX as u128) as i32
                 }
             };
-            let mut pfd = libc::pollfd { fd: n.fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd { fd: n.ready.node_fd(), events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd.
             let r = unsafe { libc::poll(&mut pfd, 1, wait) };
             if r < 0 {
@@ -282,35 +314,35 @@ mod tests {
 
     #[test]
     fn fd_is_readable_exactly_while_events_are_pending() {
-        let ready = ReadySet::new().unwrap();
+        let ready = ReadySet::new(false).unwrap();
         let (a, b) = (Reg::new(&ready, 1), Reg::new(&ready, 2));
-        assert!(!readable(ready.fd()));
+        assert!(!readable(ready.node_fd()));
         a.waker(ASTRANET_EVENT_READABLE).wake_by_ref();
         a.waker(ASTRANET_EVENT_WRITABLE).wake();
         b.fire(ASTRANET_EVENT_ACCEPTABLE);
-        assert!(readable(ready.fd()));
+        assert!(readable(ready.node_fd()));
         // One event per registration with all its bits; a partial drain stays readable.
         assert_eq!(drain(&ready, 1), vec![(1, ASTRANET_EVENT_READABLE | ASTRANET_EVENT_WRITABLE)]);
-        assert!(readable(ready.fd()));
+        assert!(readable(ready.node_fd()));
         assert_eq!(drain(&ready, 8), vec![(2, ASTRANET_EVENT_ACCEPTABLE)]);
-        assert!(!readable(ready.fd()));
+        assert!(!readable(ready.node_fd()));
         assert!(drain(&ready, 8).is_empty());
     }
 
     #[test]
     fn a_killed_registration_reports_nothing() {
-        let ready = ReadySet::new().unwrap();
+        let ready = ReadySet::new(false).unwrap();
         let a = Reg::new(&ready, 1);
         a.fire(ASTRANET_EVENT_READABLE);
         a.kill();
         a.fire(ASTRANET_EVENT_WRITABLE);
         assert!(drain(&ready, 8).is_empty());
-        assert!(!readable(ready.fd()));
+        assert!(!readable(ready.node_fd()));
     }
 
     #[test]
     fn wakes_after_the_node_is_gone_are_dropped() {
-        let ready = ReadySet::new().unwrap();
+        let ready = ReadySet::new(false).unwrap();
         let a = Reg::new(&ready, 1);
         drop(ready);
         a.fire(ASTRANET_EVENT_READABLE);

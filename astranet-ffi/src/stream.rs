@@ -4,9 +4,10 @@
 use crate::error::{astranet_error, astranet_result, Failure};
 use crate::handles::{self, Obj};
 use crate::node::astranet_addr;
-use crate::poll::{ReadySet, Reg, ASTRANET_EVENT_READABLE, ASTRANET_EVENT_WRITABLE};
+use crate::poll::{ReadLinks, ReadySet, Reg, ASTRANET_EVENT_READABLE, ASTRANET_EVENT_WRITABLE};
 use crate::{ffi, out};
-use astranet_embed::wait::{self, NoInterrupt, Wait};
+use astranet::ReadDriver;
+use astranet_embed::wait::{self, Wait};
 use parking_lot::Mutex;
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
@@ -28,13 +29,18 @@ pub struct astranet_stream {
     _private: [u8; 0],
 }
 
-/// The wakers of the threads blocked on a handle, woken when it is closed.
-#[derive(Default)]
+/// The wakers of the threads blocked on a handle, woken when it is closed, and the
+/// driver of the node's link reads, run while they wait (see [`ReadLinks`]).
 pub(crate) struct Blocker {
     waiting: Mutex<Vec<Waker>>,
+    reads: Option<Arc<ReadDriver>>,
 }
 
 impl Blocker {
+    pub(crate) fn new(ready: &ReadySet) -> Blocker {
+        Blocker { waiting: Mutex::new(Vec::new()), reads: ready.reads.clone() }
+    }
+
     /// Wakes every blocked caller (each removes its own waker when it returns).
     pub(crate) fn wake_all(&self) {
         self.waiting.lock().iter().for_each(Waker::wake_by_ref);
@@ -50,7 +56,7 @@ impl Blocker {
         mut op: impl FnMut(&Waker) -> Poll<Result<T, Failure>>,
     ) -> Result<T, Failure> {
         let mut registered: Option<Waker> = None;
-        let result = wait::block_on(None, Wait::timeout(limit), NoInterrupt, |cx| {
+        let result = wait::block_on(None, Wait::timeout(limit), ReadLinks(self.reads.as_deref()), |cx| {
             if registered.is_none() {
                 self.waiting.lock().push(cx.waker().clone());
                 registered = Some(cx.waker().clone());
@@ -95,7 +101,7 @@ impl StreamH {
             write_waker: reg.waker(ASTRANET_EVENT_WRITABLE),
             reg,
             rt: rt.clone(),
-            blocked: Blocker::default(),
+            blocked: Blocker::new(ready),
         })
     }
 

@@ -1,5 +1,7 @@
 /* Loopback echo with the blocking calls: two nodes over one TCP link, a server thread
- * that accepts and echoes, a client that writes and reads back 1 MiB. */
+ * that accepts and echoes, a client that writes and reads back 1 MiB. With
+ * --read-links-in-poll the nodes read their links in astranet_poll, which nobody calls
+ * here: the blocking calls read them while they wait. */
 #include "common.h"
 
 static void *serve(void *arg) {
@@ -18,9 +20,12 @@ static void *serve(void *arg) {
   return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   watchdog(60);
-  pair_t p = make_pair(NULL);
+  astranet_node_config cfg;
+  OK(astranet_node_config_init(&cfg));
+  cfg.read_links_in_poll = argc > 1 && strcmp(argv[1], "--read-links-in-poll") == 0;
+  pair_t p = make_pair(&cfg);
   served_t sv = dial_served(&p, ":7", serve);
   astranet_stream *s = sv.stream;
   astranet_addr local, peer;
