@@ -67,7 +67,7 @@ impl Drop for TcpOut {
 /// that would kill a C or Go program embedding the library (Rust binaries ignore the
 /// signal; their hosts need not).
 pub(crate) fn try_send(tcp: &TcpOut, parts: &[IoSlice<'_>]) -> io::Result<usize> {
-    let send = || tcp.socket().send_vectored_with_flags(parts, SEND_FLAGS);
+    let send = || send(tcp.socket(), parts);
     match tcp {
         TcpOut::Half(half) => half.as_ref().try_io(tokio::io::Interest::WRITABLE, send),
         TcpOut::Own(fd) => fd.try_io(tokio::io::Interest::WRITABLE, |_| send()),
@@ -75,9 +75,12 @@ pub(crate) fn try_send(tcp: &TcpOut, parts: &[IoSlice<'_>]) -> io::Result<usize>
 }
 
 fn send_no_signal(socket: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<usize> {
-    socket.try_io(tokio::io::Interest::WRITABLE, || {
-        socket2::SockRef::from(socket).send_vectored_with_flags(parts, SEND_FLAGS)
-    })
+    socket.try_io(tokio::io::Interest::WRITABLE, || send(socket2::SockRef::from(socket), parts))
+}
+
+/// One `sendmsg` with [`SEND_FLAGS`].
+fn send(socket: socket2::SockRef<'_>, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+    socket.send_vectored_with_flags(parts, SEND_FLAGS)
 }
 
 /// Writes all of `bytes` to a socket not yet split (a TLS handshake), without
