@@ -82,7 +82,7 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     /// DIALs of this link waiting in listener backlogs (count against the stream limit).
     pub pending_dials: AtomicUsize,
-    /// Bytes of read buffers the link holds (see [`reader::MAX_PINNED`]).
+    /// Bytes of read buffers the link holds (see [`reader::PIN_SLACK`]).
     pub read_buffers: AtomicUsize,
     /// Who the peer is, as TLS authenticated it (`None`: a plaintext link).
     pub identity: Option<Identity>,

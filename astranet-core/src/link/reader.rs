@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
@@ -41,15 +41,23 @@ pub(super) const DRIVEN_BUSY_READS: u32 = 1;
 /// Room kept for a read: a whole frame of the usual maximum size.
 const ROOM: usize = MAX_PAYLOAD + HEADER_LEN;
 
-/// Free read buffers kept for reuse, and pinned buffers examined per refill.
+/// Free read buffers always kept for reuse, and pinned buffers examined per refill.
 const KEEP_FREE: usize = 4;
 const SCAN: usize = 16;
 
-/// Read buffers a link's unread payload slices may pin. Beyond this, payloads are
-/// copied out of the read buffer until the application has read enough: what a peer
-/// can make a link hold is then `max_link_buffer` of unread payload plus at most this
-/// many read buffers (4 MiB), whatever the sizes of its frames.
-pub(crate) const MAX_PINNED: usize = 16;
+/// Beyond [`KEEP_FREE`], free buffers are kept as long as the link recently needed
+/// them: every this often, down to the most that were pinned at once since. A
+/// buffer dropped and allocated again costs 64 page faults (a bulk stream paid a
+/// quarter of its CPU time for them).
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// Bytes of read buffers that unread payload slices may pin beyond the bytes unread
+/// on the link. Past that, payloads are copied out of the read buffer until the
+/// application has read enough. A stream whose reader lags holds full buffers
+/// (nothing to copy for); a peer that leaves one small payload unread in each buffer
+/// holds mostly empty ones, and gets at most this many bytes of them (4 MiB) on top
+/// of its unread bytes, which `max_link_buffer` bounds.
+pub(crate) const PIN_SLACK: usize = 4 << 20;
 
 /// A read buffer and the size of its allocation (a view's own capacity says nothing
 /// of the allocation it keeps alive).
@@ -67,17 +75,26 @@ impl Buffer {
 /// Read buffers of one link. DATA payloads are handed out as slices of the read buffer,
 /// so a retired buffer is free again only once every stream consumed its slices.
 /// Retired buffers wait in `pinned` until then and are reused, which saves the page
-/// faults of fresh allocations; at most [`KEEP_FREE`] free ones are kept. Nothing else
-/// allocates them (the link's decoder reserves nothing), so their sizes are known.
+/// faults of fresh allocations; free ones are kept as [`TRIM_EVERY`] says. Nothing
+/// else allocates them (the link's decoder reserves nothing), so their sizes are known.
 pub(super) struct ReadBuffers {
     current: Buffer,
     pinned: VecDeque<Buffer>,
     free: Vec<Buffer>,
+    /// The most buffers pinned at once since the last trim.
+    peak: usize,
+    trimmed_at: Instant,
 }
 
 impl ReadBuffers {
     pub(super) fn new() -> ReadBuffers {
-        ReadBuffers { current: Buffer::new(READ_CHUNK), pinned: VecDeque::new(), free: Vec::new() }
+        ReadBuffers {
+            current: Buffer::new(READ_CHUNK),
+            pinned: VecDeque::new(),
+            free: Vec::new(),
+            peak: 0,
+            trimmed_at: Instant::now(),
+        }
     }
 
     /// Makes room in the current buffer for a read and for the rest of the incomplete
@@ -101,28 +118,44 @@ impl ReadBuffers {
         self.current.bytes.extend_from_slice(&old.bytes);
         old.bytes.clear();
         self.pinned.push_back(old);
+        self.peak = self.peak.max(self.pinned.len());
     }
 
     /// Frees the pinned buffers whose slices were all consumed (oldest first: the
-    /// likeliest to be). Free ones beyond [`KEEP_FREE`] are dropped.
+    /// likeliest to be).
     fn collect(&mut self) {
         for _ in 0..self.pinned.len().min(SCAN) {
             let Some(mut b) = self.pinned.pop_front() else { break };
             // Room for the whole allocation only if no slice of it is alive.
-            if !b.bytes.try_reclaim(b.size) {
-                self.pinned.push_back(b);
-            } else if self.free.len() < KEEP_FREE {
+            if b.bytes.try_reclaim(b.size) {
                 self.free.push(b);
+            } else {
+                self.pinned.push_back(b);
             }
         }
     }
 
-    /// Whether payloads must be copied now: [`MAX_PINNED`] buffers are pinned.
-    fn saturated(&mut self) -> bool {
-        if self.pinned.len() >= MAX_PINNED {
+    /// Every [`TRIM_EVERY`], drops the free buffers beyond what the busiest moment
+    /// since needed (and [`KEEP_FREE`]).
+    fn trim(&mut self, now: Instant) {
+        if now.duration_since(self.trimmed_at) < TRIM_EVERY {
+            return;
+        }
+        self.collect();
+        let keep = KEEP_FREE.max(self.peak.saturating_sub(self.pinned.len()));
+        self.free.truncate(keep);
+        self.peak = self.pinned.len();
+        self.trimmed_at = now;
+    }
+
+    /// Whether payloads must be copied now: the pinned buffers exceed the link's
+    /// `unread` bytes by more than [`PIN_SLACK`].
+    fn must_copy(&mut self, unread: usize) -> bool {
+        let over = |b: &ReadBuffers| b.pinned.iter().map(|b| b.size).sum::<usize>() > PIN_SLACK + unread;
+        if over(self) {
             self.collect();
         }
-        self.pinned.len() >= MAX_PINNED
+        over(self)
     }
 
     /// Bytes held: the current, pinned and free buffers.
@@ -192,15 +225,15 @@ async fn read_while<R: AsyncRead + Unpin>(
             }
         };
         link.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        let copy = buffers.saturated();
+        let now = Instant::now();
+        buffers.trim(now);
         link.read_buffers.store(buffers.held(), Ordering::Relaxed);
         // Frames for other hosts leave as events and are queued on their next hop at
         // once, checked against flow control by the relay: a slow reader behind a relay
         // stalls only its own stream.
-        let buf = &mut buffers.current.bytes;
         let handled = link.with(|l, wakers| {
-            l.copy_payloads(copy);
-            l.handle_input(Instant::now(), buf, wakers).map(|()| l.queued())
+            l.copy_payloads(buffers.must_copy(l.unread()));
+            l.handle_input(now, &mut buffers.current.bytes, wakers).map(|()| l.queued())
         });
         let Ok(queued) = handled else { return false };
         // A next hop whose link is congested (see RELAY_BUFFER_HIGH) pauses this
@@ -221,5 +254,58 @@ async fn read_while<R: AsyncRead + Unpin>(
         if !go_on(link) {
             return true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// Fills the current buffer and retires it, keeping its bytes alive as a payload
+    /// slice would.
+    fn pin_one(b: &mut ReadBuffers) -> Bytes {
+        let room = b.current.bytes.capacity() - b.current.bytes.len();
+        b.current.bytes.extend_from_slice(&vec![7u8; room]);
+        let slice = b.current.bytes.split().freeze();
+        b.make_room();
+        slice
+    }
+
+    #[test]
+    fn free_buffers_outlive_a_burst_by_one_trim_then_go() {
+        let mut b = ReadBuffers::new();
+        let t0 = b.trimmed_at;
+        let slices: Vec<Bytes> = (0..10).map(|_| pin_one(&mut b)).collect();
+        assert_eq!(b.pinned.len(), 10);
+        drop(slices);
+        // Within the period, nothing is dropped; at its end the burst's buffers stay
+        // for the next one.
+        b.trim(t0 + TRIM_EVERY / 2);
+        b.trim(t0 + TRIM_EVERY);
+        assert_eq!(b.free.len() + b.pinned.len(), 10);
+        assert!(b.pinned.is_empty(), "consumed buffers are free again");
+        // A quiet period later, only the few always kept remain.
+        b.trim(t0 + 2 * TRIM_EVERY);
+        assert_eq!(b.free.len(), KEEP_FREE);
+        // A refill reuses them instead of allocating.
+        let _held = pin_one(&mut b);
+        assert_eq!(b.free.len(), KEEP_FREE - 1);
+    }
+
+    #[test]
+    fn only_buffers_pinned_beyond_the_unread_bytes_make_payloads_copied() {
+        let mut b = ReadBuffers::new();
+        let n = PIN_SLACK / READ_CHUNK + 2;
+        // Full buffers of unread data: they hold what flow control admitted.
+        let slices: Vec<Bytes> = (0..n).map(|_| pin_one(&mut b)).collect();
+        let unread: usize = slices.iter().map(Bytes::len).sum();
+        assert!(!b.must_copy(unread));
+        // The same buffers each pinned by one byte: copy.
+        let bytes: Vec<Bytes> = slices.iter().map(|s| s.slice(..1)).collect();
+        drop(slices);
+        assert!(b.must_copy(bytes.len()));
+        drop(bytes);
+        assert!(!b.must_copy(0), "consumed buffers are collected before deciding");
     }
 }

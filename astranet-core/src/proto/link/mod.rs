@@ -349,6 +349,12 @@ impl Link {
         self.copy_payloads = on;
     }
 
+    /// Received payload bytes not yet read, all streams together (with a small
+    /// per-payload overhead: what `max_link_buffer` counts).
+    pub fn unread(&self) -> usize {
+        self.buffered
+    }
+
     /// Queues a link-level or routed frame of the node's own (FOLLOW, DISCOVER).
     pub fn queue_frame(&mut self, h: Header, payload: &[u8]) {
         if self.is_open() && self.policy().can_send(h.cmd) {
