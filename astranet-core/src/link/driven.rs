@@ -17,7 +17,7 @@ use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -67,6 +67,8 @@ struct Entry {
     /// `None` while a thread polls it.
     reader: Option<Reader>,
     waker: Arc<EntryWaker>,
+    /// Shared with the reader's [`Driven`] socket.
+    edges: Arc<AtomicU64>,
     runtime: tokio::runtime::Handle,
     /// Woken while being polled: poll again.
     rewake: bool,
@@ -162,30 +164,48 @@ impl ReadDriver {
     /// runtime's reader handles them: streams become readable, events reach the node.
     /// Safe from any thread, also from several at once.
     pub fn run(&self) {
-        let mut drained: u64 = 0;
-        // SAFETY: 8 bytes from our non-blocking eventfd (resets it); before taking the
-        // woken list, so that a wake after this makes the fd readable again.
-        unsafe { libc::read(self.wake.as_raw_fd(), (&mut drained as *mut u64).cast(), 8) };
-        let mut tokens = std::mem::take(&mut *self.woken.lock());
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut readable = Vec::new();
+        let mut woken = false;
         loop {
             // SAFETY: valid epoll fd; `events` has room for its length.
             let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, 0) };
             let n = n.max(0) as usize;
-            tokens.extend(events[..n].iter().map(|e| e.u64).filter(|t| *t != WOKEN && *t != WATCHED));
+            for e in &events[..n] {
+                match e.u64 {
+                    WOKEN => woken = true,
+                    WATCHED => {}
+                    token => readable.push(token),
+                }
+            }
             if n < events.len() {
                 break;
             }
         }
-        for token in tokens {
-            self.poll(token);
+        if woken {
+            let mut drained: u64 = 0;
+            // SAFETY: 8 bytes from our non-blocking eventfd (resets it); before taking
+            // the woken list, so that a wake after this makes the fd readable again.
+            unsafe { libc::read(self.wake.as_raw_fd(), (&mut drained as *mut u64).cast(), 8) };
+            let tokens = std::mem::take(&mut *self.woken.lock());
+            for token in tokens {
+                self.poll(token, false);
+            }
+        }
+        for token in readable {
+            self.poll(token, true);
         }
     }
 
-    fn poll(&self, token: u64) {
+    /// Polls the reader of `token`; `edge`: its socket reported new bytes.
+    fn poll(&self, token: u64, edge: bool) {
         let (mut reader, waker, runtime) = {
             let mut entries = self.entries.lock();
             let Some(entry) = entries.by_token.get_mut(&token) else { return };
+            if edge {
+                // Before the reader runs (here or on the thread polling it now).
+                entry.edges.fetch_add(1, Ordering::AcqRel);
+            }
             let Some(reader) = entry.reader.take() else {
                 entry.rewake = true;
                 return;
@@ -236,11 +256,12 @@ impl ReadDriver {
             let token = entries.next;
             entries.next += 1;
             let waker = Arc::new(EntryWaker { token, queued: AtomicBool::new(false), driver: self.me.clone() });
-            let reader: Reader = Box::pin(super::reader::read(link, Driven(io), buffers, DRIVEN_BUSY_READS));
+            let edges = Arc::new(AtomicU64::new(0));
+            let io = Driven { io, edges: edges.clone(), drained_at: None };
+            let reader: Reader = Box::pin(super::reader::read(link, io, buffers, DRIVEN_BUSY_READS));
             let runtime = tokio::runtime::Handle::current();
-            entries
-                .by_token
-                .insert(token, Entry { fd, reader: Some(reader), waker, runtime, rewake: false, gone: false });
+            let entry = Entry { fd, reader: Some(reader), waker, edges, runtime, rewake: false, gone: false };
+            entries.by_token.insert(token, entry);
             token
         };
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
@@ -284,25 +305,43 @@ impl std::fmt::Debug for ReadDriver {
 
 /// A link socket read by `recv` itself: readiness comes from the driver's epoll, not
 /// from the runtime's reactor (which may not have seen it yet).
-struct Driven(TcpStream);
+struct Driven {
+    io: TcpStream,
+    /// Readiness edges the driver's epoll reported for the socket.
+    edges: Arc<AtomicU64>,
+    /// `edges` as it was before a read that emptied the socket: while it is unchanged,
+    /// nothing arrived since, and a read would only return `EAGAIN`.
+    drained_at: Option<u64>,
+}
 
 impl AsyncRead for Driven {
-    fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let socket = socket2::SockRef::from(&self.0);
+    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let edges = self.edges.load(Ordering::Acquire);
+        if self.drained_at == Some(edges) {
+            return Poll::Pending;
+        }
+        let socket = socket2::SockRef::from(&self.io);
         loop {
             // SAFETY: recv writes only initialised bytes, and we mark only those.
             let unfilled = unsafe { buf.unfilled_mut() };
+            let room = unfilled.len();
             match socket.recv(unfilled) {
                 Ok(n) => {
                     // SAFETY: recv initialised `n` bytes.
                     unsafe { buf.assume_init(n) };
                     buf.advance(n);
+                    // A TCP read that returns less than asked for emptied the socket:
+                    // the next bytes bring an edge (as tokio's reads assume).
+                    self.drained_at = (n > 0 && n < room).then_some(edges);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // The driver's epoll reports the next bytes (edge-triggered: this read
                 // emptied the socket).
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained_at = Some(edges);
+                    return Poll::Pending;
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
