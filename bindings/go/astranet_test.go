@@ -301,6 +301,43 @@ func TestDeadlines(t *testing.T) {
 	if took := time.Since(started); took > 3*time.Second {
 		t.Fatalf("write deadline fired after %v", took)
 	}
+	// Moving the deadline wakes a blocked Write.
+	c.SetWriteDeadline(time.Time{})
+	go func() { _, err := c.Write(make([]byte, 1<<20)); done <- err }()
+	time.Sleep(100 * time.Millisecond)
+	c.SetWriteDeadline(time.Now())
+	if err := <-done; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("moved write deadline: %v", err)
+	}
+}
+
+// A closed stream's slot goes to the next one; what still refers to the old one
+// (a late remove, a late event's id) cannot touch the new owner's registration.
+func TestWaiterSlotsAreReused(t *testing.T) {
+	var ws waiters
+	a, b := newWaiter(), newWaiter()
+	ida := ws.add(a)
+	ws.remove(ida, a)
+	idb := ws.add(b)
+	if idb != ida {
+		t.Fatalf("slot %d not reused (got %d)", ida, idb)
+	}
+	ws.remove(ida, a)
+	out := make([]*waiter, 3)
+	ws.lookup([]uintptr{idb, 0, 99}, out)
+	if out[0] != b || out[1] != nil || out[2] != nil {
+		t.Fatalf("lookup: %v", out)
+	}
+	if all := ws.all(); len(all) != 1 || all[0] != b {
+		t.Fatalf("all: %v", all)
+	}
+	// The write channel is made once, by whoever first needs it.
+	if _, made := b.writeChan(); !made {
+		t.Fatal("first writeChan did not make the channel")
+	}
+	if _, made := b.writeChan(); made {
+		t.Fatal("second writeChan made another channel")
+	}
 }
 
 func TestIdleTimeout(t *testing.T) {

@@ -50,8 +50,6 @@ type Conn struct {
 
 func newConn(n *Node, h *C.astranet_stream, id uintptr, w *waiter) *Conn {
 	c := &Conn{node: n, h: h, id: id, w: w}
-	c.rdl.init(w.read)
-	c.wdl.init(w.write)
 	var a C.astranet_addr
 	if C.astranet_stream_local_addr(h, &a, nil) == C.ASTRANET_OK {
 		c.local = addrOf(a)
@@ -170,7 +168,11 @@ func (c *Conn) Write(b []byte) (int, error) {
 		case C.ASTRANET_OK:
 			done += int(n)
 		case codeAgain:
-			if err := c.node.wait(c.w.write, &c.wdl); err != nil {
+			ch, made := c.w.writeChan()
+			if made {
+				continue // the event of this AGAIN may have come before the channel
+			}
+			if err := c.node.wait(ch, &c.wdl); err != nil {
 				return done, c.opErr("write", err)
 			}
 		default:
@@ -258,9 +260,9 @@ func (c *Conn) release(op string, free func(*C.astranet_stream)) error {
 func (c *Conn) forget() {
 	c.closed.Store(true)
 	runtime.SetFinalizer(c, nil)
-	c.node.unregister(c.id)
-	notify(c.w.read)
-	notify(c.w.write)
+	c.node.unregister(c.id, c.w)
+	c.w.wakeRead()
+	c.w.wakeWrite()
 }
 
 // ToSocket turns the stream into a real socket, the library's second tier: one end
@@ -311,16 +313,23 @@ func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // SetDeadline sets both deadlines.
 func (c *Conn) SetDeadline(t time.Time) error {
-	c.rdl.set(t)
-	c.wdl.set(t)
-	return nil
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
 }
 
 // SetReadDeadline bounds Read calls, also one already waiting; zero means none.
-func (c *Conn) SetReadDeadline(t time.Time) error { c.rdl.set(t); return nil }
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.rdl.set(t)
+	c.w.wakeRead()
+	return nil
+}
 
 // SetWriteDeadline bounds Write calls, also one already waiting; zero means none.
-func (c *Conn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.wdl.set(t)
+	c.w.wakeWrite()
+	return nil
+}
 
 // SetIdleTimeout resets the stream when no data moved on it either way for d, counted
 // from now (0: never; the default unless WithStreamIdleTimeout set one). Read and Write
@@ -339,13 +348,11 @@ func (c *Conn) SetIdleTimeout(d time.Duration) error {
 	return c.opErr("set idle timeout", c.streamErr(callErr("set idle timeout", r, e)))
 }
 
-// deadline is a time that a waiting call re-reads whenever it changes.
+// deadline is a time that a waiting call re-reads whenever it changes (whoever sets
+// it wakes the waiting call).
 type deadline struct {
-	at   atomic.Pointer[time.Time] // nil: none
-	wake chan struct{}             // the waiting call's channel
+	at atomic.Pointer[time.Time] // nil: none
 }
-
-func (d *deadline) init(wake chan struct{}) { d.wake = wake }
 
 func (d *deadline) get() time.Time {
 	if at := d.at.Load(); at != nil {
@@ -360,7 +367,6 @@ func (d *deadline) set(t time.Time) {
 	} else {
 		d.at.Store(&t)
 	}
-	notify(d.wake)
 }
 
 var _ net.Conn = (*Conn)(nil)

@@ -72,32 +72,36 @@ func (n *Node) DialConn(ctx context.Context, network, address string) (*Conn, er
 		ms = C.int32_t(clampMillis(time.Until(d)))
 	}
 	id, w := n.register()
+	// The dial's end is a WRITABLE event.
+	written, _ := w.writeChan()
 	var h *C.astranet_stream
 	var e *C.astranet_error
 	if err := callErr("dial", C.an_dial_start2(n.h, t, k, ms, C.uintptr_t(id), &h, &e), e); err != nil {
-		n.unregister(id)
+		n.unregister(id, w)
 		return fail(err)
 	}
 	for {
 		var a C.astranet_addr
 		r := C.astranet_stream_local_addr(h, &a, &e)
 		if r == C.ASTRANET_OK {
+			// Most streams never wait to write: they need no write channel.
+			w.write.Store(nil)
 			return newConn(n, h, id, w), nil
 		}
 		if r != codeAgain {
 			err := callErr("dial", r, e)
 			C.astranet_stream_close(h)
-			n.unregister(id)
+			n.unregister(id, w)
 			return fail(err)
 		}
 		select {
-		case <-w.write:
+		case <-written:
 		case <-w.read:
 		case <-n.done:
 		case <-ctx.Done():
 			// Closing the handle gives the dial up (the listener forgets it at once).
 			C.astranet_stream_close(h)
-			n.unregister(id)
+			n.unregister(id, w)
 			return fail(ctx.Err())
 		}
 	}

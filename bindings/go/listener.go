@@ -56,7 +56,6 @@ func (n *Node) BindListener(address string) (*Listener, error) {
 	id, w := n.register()
 	C.an_listener_set_id2(h, C.uintptr_t(id), nil)
 	l := &Listener{node: n, h: h, id: id, w: w}
-	l.dl.init(w.read)
 	var addr C.astranet_addr
 	if C.astranet_listener_addr(h, &addr, nil) == C.ASTRANET_OK {
 		l.addr = addrOf(addr)
@@ -106,7 +105,11 @@ func (l *Listener) opErr(err error) error {
 }
 
 // SetDeadline bounds Accept calls, also one already waiting; zero means none.
-func (l *Listener) SetDeadline(t time.Time) error { l.dl.set(t); return nil }
+func (l *Listener) SetDeadline(t time.Time) error {
+	l.dl.set(t)
+	l.w.wakeRead()
+	return nil
+}
 
 // Close unbinds the port and withdraws the name; a blocked Accept fails with
 // net.ErrClosed. Streams accepted earlier go on. Safe from any goroutine.
@@ -117,8 +120,8 @@ func (l *Listener) Close() error {
 		l.closed.Store(true)
 		runtime.SetFinalizer(l, nil)
 		C.astranet_listener_close(l.h)
-		l.node.unregister(l.id)
-		notify(l.w.read) // a waiting Accept wakes and sees closed
+		l.node.unregister(l.id, l.w)
+		l.w.wakeRead() // a waiting Accept wakes and sees closed
 	})
 	if !first {
 		return l.opErr(net.ErrClosed)

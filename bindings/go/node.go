@@ -37,8 +37,7 @@ type Node struct {
 	h        *C.astranet_node
 	file     *os.File // our duplicate of the node's readiness fd
 	closed   atomic.Bool
-	nextID   atomic.Uint64
-	waiters  sync.Map // id → *waiter
+	waiters  waiters
 	done     chan struct{}
 	closeMu  sync.Mutex
 }
@@ -251,26 +250,12 @@ func (n *Node) start() error {
 
 func errNodeClosed() error { return &Error{Op: "use", Code: CodeNodeClosed, Msg: "node closed"} }
 
-// waiter is what a goroutine blocked on a stream or listener waits on.
-type waiter struct {
-	read, write chan struct{}
-}
-
 func (n *Node) register() (uintptr, *waiter) {
-	id := uintptr(n.nextID.Add(1))
-	w := &waiter{read: make(chan struct{}, 1), write: make(chan struct{}, 1)}
-	n.waiters.Store(id, w)
-	return id, w
+	w := newWaiter()
+	return n.waiters.add(w), w
 }
 
-func (n *Node) unregister(id uintptr) { n.waiters.Delete(id) }
-
-func notify(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
+func (n *Node) unregister(id uintptr, w *waiter) { n.waiters.remove(id, w) }
 
 const eventBatch = 256
 
@@ -286,6 +271,8 @@ func (n *Node) poll() {
 	buf := (*C.astranet_event)(C.malloc(C.size_t(eventBatch) * C.size_t(unsafe.Sizeof(C.astranet_event{}))))
 	defer C.free(unsafe.Pointer(buf))
 	events := unsafe.Slice(buf, eventBatch)
+	var ids [eventBatch]uintptr
+	var ws [eventBatch]*waiter
 	stop := false
 	for !stop {
 		err := raw.Read(func(uintptr) bool {
@@ -301,18 +288,19 @@ func (n *Node) poll() {
 					return true
 				}
 				for i := 0; i < int(count); i++ {
-					id := uintptr(C.an_event_id2(&events[i]))
-					v, ok := n.waiters.Load(id)
-					if !ok {
+					ids[i] = uintptr(C.an_event_id2(&events[i]))
+				}
+				n.waiters.lookup(ids[:count], ws[:count])
+				for i, w := range ws[:count] {
+					if w == nil {
 						continue
 					}
-					w := v.(*waiter)
 					bits := events[i].events
 					if bits&(C.ASTRANET_EVENT_READABLE|C.ASTRANET_EVENT_ACCEPTABLE) != 0 {
-						notify(w.read)
+						w.wakeRead()
 					}
 					if bits&C.ASTRANET_EVENT_WRITABLE != 0 {
-						notify(w.write)
+						w.wakeWrite()
 					}
 				}
 				if count < eventBatch {
@@ -345,12 +333,10 @@ func (n *Node) Close() error {
 		<-n.done
 	}
 	// Whatever still waits learns that the node is gone.
-	n.waiters.Range(func(_, v any) bool {
-		w := v.(*waiter)
-		notify(w.read)
-		notify(w.write)
-		return true
-	})
+	for _, w := range n.waiters.all() {
+		w.wakeRead()
+		w.wakeWrite()
+	}
 	return nil
 }
 
