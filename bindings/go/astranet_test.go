@@ -74,6 +74,37 @@ func TestEcho(t *testing.T) {
 	}
 }
 
+// Both ends know both addresses, mirrored, and still after Close (as a TCPConn does).
+func TestAddresses(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, err := server.Bind("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		s, _ := l.Accept()
+		accepted <- s
+	}()
+	c, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	c.Close()
+	s.Close()
+	if c.LocalAddr().(Addr).Host != client.HostID() || s.LocalAddr().String() != l.Addr().String() {
+		t.Fatalf("local addresses %v, %v (client host %x, listener %v)", c.LocalAddr(), s.LocalAddr(), client.HostID(), l.Addr())
+	}
+	if c.LocalAddr().String() != s.RemoteAddr().String() || c.RemoteAddr().String() != s.LocalAddr().String() {
+		t.Fatalf("dialer %v -> %v, acceptor %v <- %v", c.LocalAddr(), c.RemoteAddr(), s.LocalAddr(), s.RemoteAddr())
+	}
+}
+
 func Test64MiBChecksummed(t *testing.T) {
 	server, client := pair(t, New(), New())
 	l, _ := server.Bind("", "")

@@ -48,15 +48,8 @@ type Conn struct {
 	handleMu      sync.Mutex // Close, Abort and ToSocket give the handle back once
 }
 
-func newConn(n *Node, h *C.astranet_stream, id uintptr, w *waiter) *Conn {
-	c := &Conn{node: n, h: h, id: id, w: w}
-	var a C.astranet_addr
-	if C.astranet_stream_local_addr(h, &a, nil) == C.ASTRANET_OK {
-		c.local = addrOf(a)
-	}
-	if C.astranet_stream_peer_addr(h, &a, nil) == C.ASTRANET_OK {
-		c.remote = addrOf(a)
-	}
+func newConn(n *Node, h *C.astranet_stream, id uintptr, w *waiter, local, remote C.astranet_addr) *Conn {
+	c := &Conn{node: n, h: h, id: id, w: w, local: addrOf(local), remote: addrOf(remote)}
 	// A stream nobody closed is closed when collected (gracefully: what was written
 	// is still delivered).
 	runtime.SetFinalizer(c, (*Conn).Close)

@@ -7,6 +7,15 @@ static astranet_result an_dial_start2(astranet_node *n, const char *target, cons
                                       uintptr_t id, astranet_stream **out, astranet_error **err) {
 	return astranet_dial_start(n, target, key, ms, (void *)id, out, err);
 }
+// The stream's addresses in one cgo call (which costs more than the library's work):
+// the local one's result, the peer's left as it was if unknown.
+static astranet_result an_stream_addrs(astranet_stream *s, astranet_addr *local, astranet_addr *peer,
+                                       astranet_error **err) {
+	astranet_result r = astranet_stream_local_addr(s, local, err);
+	if (r == ASTRANET_OK)
+		astranet_stream_peer_addr(s, peer, NULL);
+	return r;
+}
 */
 import "C"
 
@@ -81,12 +90,13 @@ func (n *Node) DialConn(ctx context.Context, network, address string) (*Conn, er
 		return fail(err)
 	}
 	for {
-		var a C.astranet_addr
-		r := C.astranet_stream_local_addr(h, &a, &e)
+		// The local address is known once the dial is answered.
+		var local, peer C.astranet_addr
+		r := C.an_stream_addrs(h, &local, &peer, &e)
 		if r == C.ASTRANET_OK {
 			// Most streams never wait to write: they need no write channel.
 			w.write.Store(nil)
-			return newConn(n, h, id, w), nil
+			return newConn(n, h, id, w, local, peer), nil
 		}
 		if r != codeAgain {
 			err := callErr("dial", r, e)

@@ -6,8 +6,17 @@ package astranet
 static astranet_result an_listener_set_id2(astranet_listener *l, uintptr_t id, astranet_error **err) {
 	return astranet_listener_set_userdata(l, (void *)id, err);
 }
-static astranet_result an_stream_set_id2(astranet_stream *s, uintptr_t id, astranet_error **err) {
-	return astranet_stream_set_userdata(s, (void *)id, err);
+// Accepts a stream, tags it with its waiter's id and reads its addresses: one cgo
+// call instead of four.
+static astranet_result an_accept2(astranet_listener *l, uintptr_t id, astranet_stream **out,
+                                  astranet_addr *local, astranet_addr *peer, astranet_error **err) {
+	astranet_result r = astranet_accept(l, out, err);
+	if (r != ASTRANET_OK)
+		return r;
+	astranet_stream_set_userdata(*out, (void *)id, NULL);
+	astranet_stream_local_addr(*out, local, NULL);
+	astranet_stream_peer_addr(*out, peer, NULL);
+	return r;
 }
 */
 import "C"
@@ -74,18 +83,26 @@ func (l *Listener) Accept() (net.Conn, error) { return l.AcceptConn() }
 
 // AcceptConn is Accept returning the *Conn.
 func (l *Listener) AcceptConn() (*Conn, error) {
+	// The next stream's registration, made before it is accepted.
+	id, w := l.node.register()
+	accepted := false
+	defer func() {
+		if !accepted {
+			l.node.unregister(id, w)
+		}
+	}()
 	for {
 		if l.closed.Load() {
 			return nil, l.opErr(net.ErrClosed)
 		}
 		var h *C.astranet_stream
+		var local, peer C.astranet_addr
 		var e *C.astranet_error
-		r := C.astranet_accept(l.h, &h, &e)
+		r := C.an_accept2(l.h, C.uintptr_t(id), &h, &local, &peer, &e)
 		switch r {
 		case C.ASTRANET_OK:
-			id, w := l.node.register()
-			C.an_stream_set_id2(h, C.uintptr_t(id), nil)
-			return newConn(l.node, h, id, w), nil
+			accepted = true
+			return newConn(l.node, h, id, w, local, peer), nil
 		case codeAgain:
 			if err := l.node.wait(l.w.read, &l.dl); err != nil {
 				return nil, l.opErr(err)
