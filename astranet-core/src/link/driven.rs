@@ -65,15 +65,23 @@ struct Entries {
 struct Entry {
     fd: RawFd,
     /// `None` while a thread polls it.
-    reader: Option<Reader>,
+    polling: Option<Polling>,
     waker: Arc<EntryWaker>,
     /// Shared with the reader's [`Driven`] socket.
     edges: Arc<AtomicU64>,
-    runtime: tokio::runtime::Handle,
     /// Woken while being polled: poll again.
     rewake: bool,
     /// The link closed while being polled: drop the reader afterwards.
     gone: bool,
+}
+
+/// What polling a link's reader takes: out of its entry while a thread polls it.
+struct Polling {
+    reader: Reader,
+    /// Made of the entry's waker once, not per poll.
+    waker: Waker,
+    /// The reader's timers and yields need the runtime's context.
+    runtime: tokio::runtime::Handle,
 }
 
 struct EntryWaker {
@@ -199,25 +207,23 @@ impl ReadDriver {
 
     /// Polls the reader of `token`; `edge`: its socket reported new bytes.
     fn poll(&self, token: u64, edge: bool) {
-        let (mut reader, waker, runtime) = {
+        let mut polling = {
             let mut entries = self.entries.lock();
             let Some(entry) = entries.by_token.get_mut(&token) else { return };
             if edge {
                 // Before the reader runs (here or on the thread polling it now).
                 entry.edges.fetch_add(1, Ordering::AcqRel);
             }
-            let Some(reader) = entry.reader.take() else {
+            let Some(polling) = entry.polling.take() else {
                 entry.rewake = true;
                 return;
             };
-            (reader, entry.waker.clone(), entry.runtime.clone())
+            entry.waker.queued.store(false, Ordering::Release);
+            polling
         };
-        waker.queued.store(false, Ordering::Release);
         let done = {
-            // The reader's timers and yields need the runtime's context.
-            let _runtime = runtime.enter();
-            let task_waker = Waker::from(waker.clone());
-            reader.as_mut().poll(&mut Context::from_waker(&task_waker)).is_ready()
+            let _runtime = polling.runtime.enter();
+            polling.reader.as_mut().poll(&mut Context::from_waker(&polling.waker)).is_ready()
         };
         let mut entries = self.entries.lock();
         let Some(entry) = entries.by_token.get_mut(&token) else { return };
@@ -227,8 +233,9 @@ impl ReadDriver {
             self.remove(entry);
             return;
         }
-        entry.reader = Some(reader);
+        entry.polling = Some(polling);
         if std::mem::take(&mut entry.rewake) {
+            let waker = entry.waker.clone();
             drop(entries);
             // Not `wake_by_ref`: the wake that queued the poll which found this one
             // running may have left `queued` set, and would make it a no-op.
@@ -260,7 +267,8 @@ impl ReadDriver {
             let io = Driven { io, edges: edges.clone(), drained_at: None };
             let reader: Reader = Box::pin(super::reader::read(link, io, buffers, DRIVEN_BUSY_READS));
             let runtime = tokio::runtime::Handle::current();
-            let entry = Entry { fd, reader: Some(reader), waker, edges, runtime, rewake: false, gone: false };
+            let polling = Polling { reader, waker: Waker::from(waker.clone()), runtime };
+            let entry = Entry { fd, polling: Some(polling), waker, edges, rewake: false, gone: false };
             entries.by_token.insert(token, entry);
             token
         };
@@ -282,7 +290,7 @@ impl ReadDriver {
     pub(super) fn forget(&self, token: u64) {
         let mut entries = self.entries.lock();
         let Some(entry) = entries.by_token.get_mut(&token) else { return };
-        if entry.reader.is_none() {
+        if entry.polling.is_none() {
             entry.gone = true;
             return;
         }
