@@ -65,6 +65,11 @@ pub(crate) struct Deadlines {
 }
 
 impl Deadlines {
+    /// Makes [`Link::take_timer_wakeup`] say yes: a timer outside the queue was set.
+    pub(super) fn rearm(&mut self) {
+        self.rearmed = true;
+    }
+
     fn entry(&mut self, id: StreamId, key: StreamKey, now: Instant) -> &mut Timeouts {
         let t = self.streams.entry(id).or_insert_with(|| Timeouts::new(key, now));
         if t.key != key {
@@ -170,8 +175,8 @@ impl Link {
         }
     }
 
-    /// Whether a stream deadline earlier than the driver's timer knew of was set since
-    /// the last call: the driver then recomputes [`Link::poll_timeout`].
+    /// Whether a timer earlier than the driver's timer knew of was set since the last
+    /// call: the driver then recomputes [`Link::poll_timeout`].
     pub fn take_timer_wakeup(&mut self) -> bool {
         std::mem::take(&mut self.deadlines.rearmed)
     }

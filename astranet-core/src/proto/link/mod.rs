@@ -127,6 +127,10 @@ impl Waiting {
         // Its place in `order` is skipped when it comes up.
         self.members.remove(&id);
     }
+
+    fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
 }
 
 /// The protocol state of one link. See the [module documentation](self).
@@ -284,10 +288,12 @@ impl Link {
             if matches!(self.phase, Phase::Closed(_)) {
                 return Transmit::Exit;
             }
-            // Writers that were woken for space but never wrote must not starve the
-            // rest: with the queue empty, let everyone try again.
-            self.wake_all_waiting_space(wakers);
+            // The queue is empty: wake the next round of writers waiting for space.
+            // Not all of them: a thousand woken for a queue that a dozen fill would
+            // find it full again and wait anew, each costing its thread a wake-up.
+            self.wake_waiting_space(self.cfg.write_queue, wakers);
             self.out.writer_idle = true;
+            self.recheck_space_later();
             return Transmit::Idle;
         }
         std::mem::swap(&mut out.partial, &mut batch.partial);

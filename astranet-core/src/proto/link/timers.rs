@@ -39,6 +39,9 @@ pub(crate) struct Timers {
     pub linger: VecDeque<(StreamId, StreamKey, Instant)>,
     /// Streams whose v1 peer closed, until it forgets them.
     pub close_windows: VecDeque<(StreamId, StreamKey, Instant)>,
+    /// When to wake the next round of writers waiting for space while the writer
+    /// idles (see [`Link::recheck_space_later`]).
+    pub space_recheck: Option<Instant>,
 }
 
 impl Timers {
@@ -55,6 +58,7 @@ impl Timers {
             linger_queued: VecDeque::new(),
             linger: VecDeque::new(),
             close_windows: VecDeque::new(),
+            space_recheck: None,
         }
     }
 
@@ -84,6 +88,7 @@ impl Link {
         consider(t.frame_started.map(|(at, _)| at + cfg.frame_stall_timeout));
         consider(t.linger.front().map(|l| l.2));
         consider(t.close_windows.front().map(|w| w.2));
+        consider(t.space_recheck);
         consider(self.deadlines.next());
         Some(next)
     }
@@ -137,6 +142,7 @@ impl Link {
             self.free(id);
         }
         self.handle_stream_deadlines(now, wakers);
+        self.recheck_space(now, wakers);
         while let Some(&(id, key, end)) = self.timers.close_windows.front() {
             if end > now {
                 break;
