@@ -80,6 +80,8 @@ impl Buffer {
 pub(super) struct ReadBuffers {
     current: Buffer,
     pinned: VecDeque<Buffer>,
+    /// The sizes of the pinned buffers, summed.
+    pinned_bytes: usize,
     free: Vec<Buffer>,
     /// The most buffers pinned at once since the last trim.
     peak: usize,
@@ -91,6 +93,7 @@ impl ReadBuffers {
         ReadBuffers {
             current: Buffer::new(READ_CHUNK),
             pinned: VecDeque::new(),
+            pinned_bytes: 0,
             free: Vec::new(),
             peak: 0,
             trimmed_at: Instant::now(),
@@ -117,6 +120,7 @@ impl ReadBuffers {
         let mut old = std::mem::replace(&mut self.current, next);
         self.current.bytes.extend_from_slice(&old.bytes);
         old.bytes.clear();
+        self.pinned_bytes += old.size;
         self.pinned.push_back(old);
         self.peak = self.peak.max(self.pinned.len());
     }
@@ -128,6 +132,7 @@ impl ReadBuffers {
             let Some(mut b) = self.pinned.pop_front() else { break };
             // Room for the whole allocation only if no slice of it is alive.
             if b.bytes.try_reclaim(b.size) {
+                self.pinned_bytes -= b.size;
                 self.free.push(b);
             } else {
                 self.pinned.push_back(b);
@@ -151,16 +156,15 @@ impl ReadBuffers {
     /// Whether payloads must be copied now: the pinned buffers exceed the link's
     /// `unread` bytes by more than [`PIN_SLACK`].
     fn must_copy(&mut self, unread: usize) -> bool {
-        let over = |b: &ReadBuffers| b.pinned.iter().map(|b| b.size).sum::<usize>() > PIN_SLACK + unread;
-        if over(self) {
+        if self.pinned_bytes > PIN_SLACK + unread {
             self.collect();
         }
-        over(self)
+        self.pinned_bytes > PIN_SLACK + unread
     }
 
     /// Bytes held: the current, pinned and free buffers.
     fn held(&self) -> usize {
-        self.current.size + self.pinned.iter().chain(&self.free).map(|b| b.size).sum::<usize>()
+        self.current.size + self.pinned_bytes + self.free.iter().map(|b| b.size).sum::<usize>()
     }
 }
 
@@ -307,5 +311,6 @@ mod tests {
         assert!(b.must_copy(bytes.len()));
         drop(bytes);
         assert!(!b.must_copy(0), "consumed buffers are collected before deciding");
+        assert_eq!(b.pinned_bytes, b.pinned.iter().map(|p| p.size).sum::<usize>());
     }
 }
