@@ -100,7 +100,9 @@ impl Default for KeepAlive {
 pub struct Limits {
     /// Streams (open, opening or lingering) per link; further dials are refused.
     pub max_streams_per_link: usize,
-    /// Dials waiting for `accept` per listener; further dials are refused.
+    /// Dials waiting for `accept` per listener; further dials are refused. When it is
+    /// full, a dial over a link with fewer waiting than another takes the place of
+    /// that one's newest, which is refused: one peer cannot fill it for everyone.
     pub listener_backlog: usize,
     /// Received bytes buffered but unread, per link; a peer that exceeds it is
     /// disconnected. Unread data may keep the link's read buffers alive: besides these
@@ -355,7 +357,8 @@ impl NodeBuilder {
     }
 
     /// Sets [`Limits::listener_backlog`]: dials waiting for `accept` per listener,
-    /// beyond which dials are refused (RST, or dropped for a v1 peer). Default: 65,536.
+    /// beyond which dials are refused (RST, or dropped for a v1 peer); see the field
+    /// for how a full backlog shares itself between links. Default: 65,536.
     pub fn listener_backlog(mut self, n: usize) -> Self {
         self.config.limits.listener_backlog = n;
         self

@@ -6,7 +6,7 @@ use crate::link::LinkHandle;
 use crate::proto::link::StreamKey;
 use crate::proto::RstReason;
 use crate::stream::Stream;
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::fmt;
@@ -32,8 +32,61 @@ struct ListenerState {
     /// (link, stream) of every DIAL in the backlog that still waits: the backlog's
     /// true length, and O(1) cancellation.
     queued: HashSet<(LinkId, StreamKey)>,
+    /// How many of `queued` each link sent (see [`ListenerShared::offer`]).
+    per_link: HashMap<LinkId, usize>,
     wakers: Vec<Waker>,
     closed: bool,
+}
+
+impl ListenerState {
+    fn link_share(&self, link: LinkId) -> usize {
+        self.per_link.get(&link).copied().unwrap_or(0)
+    }
+
+    fn insert(&mut self, link: LinkId, key: StreamKey) -> bool {
+        let new = self.queued.insert((link, key));
+        if new {
+            *self.per_link.entry(link).or_default() += 1;
+        }
+        new
+    }
+
+    fn remove(&mut self, link: LinkId, key: StreamKey) -> bool {
+        let was = self.queued.remove(&(link, key));
+        if was {
+            self.forget(link, 1);
+        }
+        was
+    }
+
+    /// Takes the newest waiting DIAL of the link that has the most waiting, if it has
+    /// more than `than` (its place in `backlog` is skipped when it comes up).
+    fn evict_from_biggest(&mut self, than: usize) -> Option<PendingDial> {
+        let (&holder, _) = self.per_link.iter().filter(|(_, n)| **n > than).max_by_key(|(_, n)| **n)?;
+        let at = self.backlog.iter().rposition(|p| p.link.id == holder && self.queued.contains(&(holder, p.key)))?;
+        let p = &self.backlog[at];
+        let evicted = PendingDial { link: p.link.clone(), key: p.key };
+        self.remove(holder, evicted.key);
+        Some(evicted)
+    }
+
+    /// Entries that no longer wait (given up, refused) are dropped from the front of
+    /// `backlog` as they come; compact when they are most of it.
+    fn compact(&mut self) {
+        if self.backlog.len() > 2 * self.queued.len() + 16 {
+            let ListenerState { backlog, queued, .. } = self;
+            backlog.retain(|p| queued.contains(&(p.link.id, p.key)));
+        }
+    }
+
+    fn forget(&mut self, link: LinkId, n: usize) {
+        if let Some(count) = self.per_link.get_mut(&link) {
+            *count -= n;
+            if *count == 0 {
+                self.per_link.remove(&link);
+            }
+        }
+    }
 }
 
 pub(crate) struct ListenerShared {
@@ -63,6 +116,7 @@ impl ListenerShared {
             state: Mutex::new(ListenerState {
                 backlog: VecDeque::new(),
                 queued: HashSet::new(),
+                per_link: HashMap::new(),
                 wakers: Vec::new(),
                 closed: false,
             }),
@@ -73,24 +127,39 @@ impl ListenerShared {
         self.name.as_deref()
     }
 
-    /// Queues a DIAL for `accept`, or says why it is refused.
+    /// Queues a DIAL for `accept`, or says why it is refused. A full backlog makes room
+    /// for a link that has fewer DIALs waiting than another: that one's newest is
+    /// refused instead. One peer's DIAL flood then cannot shut everyone else out
+    /// while the acceptor catches up, and a lone dialer still has the whole backlog.
     pub(crate) fn offer(&self, link: &LinkHandle, key: StreamKey) -> Result<(), RstReason> {
-        let wakers = {
+        let (wakers, evicted) = {
             let mut st = self.state.lock();
             if st.closed {
                 return Err(RstReason::NoListener);
             }
-            if st.queued.len() >= self.backlog_limit {
-                return Err(RstReason::BacklogFull);
-            }
-            if !st.queued.insert((link.id, key)) {
+            if st.queued.contains(&(link.id, key)) {
                 // The same DIAL twice: the first one stands.
                 return Ok(());
             }
+            let mut evicted = None;
+            if st.queued.len() >= self.backlog_limit {
+                // Only from a link that keeps more waiting than this one will.
+                let after = st.link_share(link.id) + 1;
+                evicted = st.evict_from_biggest(after);
+                if evicted.is_none() {
+                    return Err(RstReason::BacklogFull);
+                }
+                st.compact();
+            }
+            st.insert(link.id, key);
             link.pending_dials.fetch_add(1, Ordering::Relaxed);
             st.backlog.push_back(PendingDial { link: link.clone(), key });
-            std::mem::take(&mut st.wakers)
+            (std::mem::take(&mut st.wakers), evicted)
         };
+        if let Some(p) = evicted {
+            p.link.pending_dials.fetch_sub(1, Ordering::Relaxed);
+            p.link.with(|l, _| l.refuse_dial(&p.key, RstReason::BacklogFull));
+        }
         wakers.into_iter().for_each(Waker::wake);
         Ok(())
     }
@@ -99,14 +168,9 @@ impl ListenerShared {
     /// its share of the link's stream limit are free at once.
     pub(crate) fn cancel(&self, link: &LinkHandle, key: &StreamKey) {
         let mut st = self.state.lock();
-        if st.queued.remove(&(link.id, *key)) {
+        if st.remove(link.id, *key) {
             link.pending_dials.fetch_sub(1, Ordering::Relaxed);
-            // Entries whose dialer gave up are dropped from the front as they come;
-            // compact when they are most of the queue.
-            if st.backlog.len() > 2 * st.queued.len() + 16 {
-                let ListenerState { backlog, queued, .. } = &mut *st;
-                backlog.retain(|p| queued.contains(&(p.link.id, p.key)));
-            }
+            st.compact();
         }
     }
 
@@ -118,6 +182,7 @@ impl ListenerShared {
         st.queued.retain(|(id, key)| *id != link.id || key.remote_host != host);
         let dropped = before - st.queued.len();
         if dropped > 0 {
+            st.forget(link.id, dropped);
             link.pending_dials.fetch_sub(dropped, Ordering::Relaxed);
             let ListenerState { backlog, queued, .. } = &mut *st;
             backlog.retain(|p| queued.contains(&(p.link.id, p.key)));
@@ -130,7 +195,7 @@ impl ListenerShared {
                 let mut st = self.state.lock();
                 match st.backlog.pop_front() {
                     Some(p) => {
-                        if !st.queued.remove(&(p.link.id, p.key)) {
+                        if !st.remove(p.link.id, p.key) {
                             // Cancelled while it waited.
                             continue;
                         }
@@ -162,6 +227,7 @@ impl ListenerShared {
             }
             st.closed = true;
             let queued = std::mem::take(&mut st.queued);
+            st.per_link.clear();
             (std::mem::take(&mut st.backlog), std::mem::take(&mut st.wakers), queued)
         };
         for p in pending {

@@ -319,6 +319,45 @@ async fn a_timed_out_dial_frees_its_backlog_place_at_once() {
     assert_eq!(s.peer_addr(), c.local_addr());
 }
 
+/// A full backlog makes room for a link with fewer DIALs waiting: the newest of the
+/// link with most is refused instead. A lone dialer still fills the whole backlog.
+#[tokio::test]
+async fn a_full_backlog_makes_room_for_a_link_with_fewer_dials() {
+    let server = Node::builder().listener_backlog(4).build();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    let (flooder, other) = (Node::new(), Node::new());
+    within(10, flooder.join(addr)).await.unwrap();
+    within(10, other.join(addr)).await.unwrap();
+    let listener = server.bind(":11").unwrap();
+    let target = listener.local_addr();
+    let dial = |node: &Node| {
+        let node = node.clone();
+        tokio::spawn(async move { node.dial(target).await })
+    };
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        first.push(dial(&flooder));
+        let n = first.len();
+        eventually("the flooder's DIAL queueing", || server.stats().pending_dials == n).await;
+    }
+    let newest = dial(&flooder);
+    eventually("the backlog filling", || server.stats().pending_dials == 4).await;
+    // Full, and the flooder has the most waiting: its next DIAL is refused.
+    let err = within(5, flooder.dial(target)).await.unwrap_err();
+    assert!(matches!(err, Error::Refused { reason: astranet::proto::RstReason::BacklogFull, .. }), "{err}");
+    // The other node's DIAL takes the place of the flooder's newest.
+    let theirs = dial(&other);
+    let err = within(5, newest).await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Refused { reason: astranet::proto::RstReason::BacklogFull, .. }), "{err}");
+    for _ in 0..4 {
+        within(5, listener.accept()).await.unwrap();
+    }
+    within(5, theirs).await.unwrap().unwrap();
+    for d in first {
+        within(5, d).await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn cancelled_dials_give_back_their_share_of_the_stream_limit() {
     let (server, client) = tcp_pair_with(Node::builder().max_streams_per_link(5), Node::builder()).await;
