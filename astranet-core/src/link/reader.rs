@@ -83,6 +83,8 @@ pub(super) struct ReadBuffers {
     /// The sizes of the pinned buffers, summed.
     pinned_bytes: usize,
     free: Vec<Buffer>,
+    /// The sizes of the free buffers, summed.
+    free_bytes: usize,
     /// The most buffers pinned at once since the last trim.
     peak: usize,
     trimmed_at: Instant,
@@ -95,6 +97,7 @@ impl ReadBuffers {
             pinned: VecDeque::new(),
             pinned_bytes: 0,
             free: Vec::new(),
+            free_bytes: 0,
             peak: 0,
             trimmed_at: Instant::now(),
         }
@@ -114,7 +117,11 @@ impl ReadBuffers {
         let need = buf.len() + room;
         self.collect();
         let next = match self.free.iter().position(|b| b.size >= need) {
-            Some(i) => self.free.swap_remove(i),
+            Some(i) => {
+                let b = self.free.swap_remove(i);
+                self.free_bytes -= b.size;
+                b
+            }
             None => Buffer::new(READ_CHUNK.max(need)),
         };
         let mut old = std::mem::replace(&mut self.current, next);
@@ -133,6 +140,7 @@ impl ReadBuffers {
             // Room for the whole allocation only if no slice of it is alive.
             if b.bytes.try_reclaim(b.size) {
                 self.pinned_bytes -= b.size;
+                self.free_bytes += b.size;
                 self.free.push(b);
             } else {
                 self.pinned.push_back(b);
@@ -148,7 +156,9 @@ impl ReadBuffers {
         }
         self.collect();
         let keep = KEEP_FREE.max(self.peak.saturating_sub(self.pinned.len()));
-        self.free.truncate(keep);
+        for b in self.free.drain(keep.min(self.free.len())..) {
+            self.free_bytes -= b.size;
+        }
         self.peak = self.pinned.len();
         self.trimmed_at = now;
     }
@@ -164,7 +174,7 @@ impl ReadBuffers {
 
     /// Bytes held: the current, pinned and free buffers.
     fn held(&self) -> usize {
-        self.current.size + self.pinned_bytes + self.free.iter().map(|b| b.size).sum::<usize>()
+        self.current.size + self.pinned_bytes + self.free_bytes
     }
 }
 
@@ -295,6 +305,7 @@ mod tests {
         // A refill reuses them instead of allocating.
         let _held = pin_one(&mut b);
         assert_eq!(b.free.len(), KEEP_FREE - 1);
+        assert_eq!(b.free_bytes, b.free.iter().map(|p| p.size).sum::<usize>());
     }
 
     #[test]
@@ -312,5 +323,6 @@ mod tests {
         drop(bytes);
         assert!(!b.must_copy(0), "consumed buffers are collected before deciding");
         assert_eq!(b.pinned_bytes, b.pinned.iter().map(|p| p.size).sum::<usize>());
+        assert_eq!(b.free_bytes, b.free.iter().map(|p| p.size).sum::<usize>());
     }
 }
