@@ -2,6 +2,16 @@ package astranet
 
 /*
 #include <astranet.h>
+
+// Frees the chunk WriteTo wrote out (if any), then reads the next: one cgo call
+// instead of two between a chunk's write and the next.
+static astranet_result an_read_chunk_after(astranet_stream *s, astranet_chunk *done, size_t max,
+                                           astranet_chunk **chunk, const uint8_t **data, size_t *len,
+                                           astranet_error **err) {
+	if (done != NULL)
+		astranet_chunk_free(done);
+	return astranet_stream_read_chunk(s, max, chunk, data, len, err);
+}
 */
 import "C"
 
@@ -105,6 +115,14 @@ const chunkMax = 1 << 20
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	// The chunk last handed to w: freed by the next read, or here if w panics or the
+	// loop ends.
+	var done *C.astranet_chunk
+	defer func() {
+		if done != nil {
+			C.astranet_chunk_free(done)
+		}
+	}()
 	var total int64
 	for {
 		if c.closed.Load() {
@@ -114,13 +132,18 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 		var data *C.uint8_t
 		var n C.size_t
 		var e *C.astranet_error
-		r := C.astranet_stream_read_chunk(c.h, chunkMax, &chunk, &data, &n, &e)
+		r := C.an_read_chunk_after(c.h, done, chunkMax, &chunk, &data, &n, &e)
+		done = nil
 		switch {
 		case r == C.ASTRANET_OK && n == 0:
 			return total, nil
 		case r == C.ASTRANET_OK:
-			k, err := writeChunk(w, chunk, unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n)))
+			done = chunk
+			k, err := w.Write(unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n)))
 			total += int64(k)
+			if err == nil && k < int(n) {
+				err = io.ErrShortWrite
+			}
 			if err != nil {
 				return total, err
 			}
@@ -132,16 +155,6 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 			return total, c.opErr("read", c.streamErr(callErr("read", r, e)))
 		}
 	}
-}
-
-// writeChunk hands a chunk's bytes to w and frees the chunk, also if w panics.
-func writeChunk(w io.Writer, chunk *C.astranet_chunk, b []byte) (int, error) {
-	defer C.astranet_chunk_free(chunk)
-	k, err := w.Write(b)
-	if err == nil && k < len(b) {
-		err = io.ErrShortWrite
-	}
-	return k, err
 }
 
 // Write writes all of b, waiting while the peer's window is full.
