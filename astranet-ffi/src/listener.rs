@@ -31,7 +31,7 @@ pub(crate) struct ListenerH {
 impl ListenerH {
     pub(crate) fn new(l: astranet::Listener, n: &NodeH) -> Arc<ListenerH> {
         let reg = Reg::new(&n.ready, 0);
-        let waker = reg.waker(ASTRANET_EVENT_ACCEPTABLE);
+        let waker = reg.waker::<ASTRANET_EVENT_ACCEPTABLE>();
         Arc::new(ListenerH {
             l,
             reg,

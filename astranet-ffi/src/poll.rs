@@ -16,9 +16,10 @@ use astranet_embed::wait::Interrupt;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::ffi::c_void;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::{Wake, Waker};
+use std::task::{RawWaker, RawWakerVTable, Waker};
 
 /// Event bit: a read (`astranet_stream_read`) will not return `ASTRANET_AGAIN` (data,
 /// end of stream or an error is there).
@@ -183,23 +184,61 @@ impl Reg {
         }
     }
 
-    /// A waker that records `bits` for this registration.
-    pub(crate) fn waker(self: &Arc<Self>, bits: u32) -> Waker {
-        Waker::from(Arc::new(RegWaker { reg: self.clone(), bits }))
+    /// A waker that records the event bits `BITS` for this registration. It is the
+    /// registration's `Arc` itself (its vtable says which bits): a stream's two wakers
+    /// cost no allocation of their own, which with millions of streams is memory.
+    pub(crate) fn waker<const BITS: u32>(self: &Arc<Self>) -> Waker {
+        let data = Arc::into_raw(self.clone()).cast::<()>();
+        // SAFETY: `data` is a strong reference to a `Reg` from `Arc::into_raw`, which
+        // is what every function of the vtable takes it for.
+        unsafe { Waker::from_raw(RawWaker::new(data, RegWaker::<BITS>::vtable())) }
     }
 }
 
-struct RegWaker {
-    reg: Arc<Reg>,
-    bits: u32,
-}
+/// The vtable of the wakers of [`Reg::waker`]: the data pointer is an `Arc<Reg>`
+/// turned into a raw pointer, and each waker owns one strong reference.
+struct RegWaker<const BITS: u32>;
 
-impl Wake for RegWaker {
-    fn wake(self: Arc<Self>) {
-        self.reg.fire(self.bits);
+/// One static per kind of waker: a promoted constant could have one copy per codegen
+/// unit, and `Waker::will_wake` compares vtable addresses.
+static READABLE_VTABLE: RawWakerVTable = RegWaker::<ASTRANET_EVENT_READABLE>::VTABLE;
+static WRITABLE_VTABLE: RawWakerVTable = RegWaker::<ASTRANET_EVENT_WRITABLE>::VTABLE;
+static ACCEPTABLE_VTABLE: RawWakerVTable = RegWaker::<ASTRANET_EVENT_ACCEPTABLE>::VTABLE;
+
+impl<const BITS: u32> RegWaker<BITS> {
+    const VTABLE: RawWakerVTable = RawWakerVTable::new(Self::clone, Self::wake, Self::wake_by_ref, Self::drop);
+
+    fn vtable() -> &'static RawWakerVTable {
+        const { assert!(matches!(BITS, ASTRANET_EVENT_READABLE | ASTRANET_EVENT_WRITABLE | ASTRANET_EVENT_ACCEPTABLE)) };
+        match BITS {
+            ASTRANET_EVENT_READABLE => &READABLE_VTABLE,
+            ASTRANET_EVENT_WRITABLE => &WRITABLE_VTABLE,
+            _ => &ACCEPTABLE_VTABLE,
+        }
     }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.reg.fire(self.bits);
+
+    unsafe fn clone(data: *const ()) -> RawWaker {
+        // SAFETY (here and below): `data` came from `Arc::into_raw` of an `Arc<Reg>`,
+        // and the waker owns a strong reference, so the `Reg` is alive.
+        unsafe { Arc::increment_strong_count(data.cast::<Reg>()) };
+        RawWaker::new(data, Self::vtable())
+    }
+
+    unsafe fn wake(data: *const ()) {
+        // SAFETY: as in `clone`; this consumes the waker's reference.
+        let reg = unsafe { Arc::from_raw(data.cast::<Reg>()) };
+        reg.fire(BITS);
+    }
+
+    unsafe fn wake_by_ref(data: *const ()) {
+        // SAFETY: as in `clone`; this borrows the waker's reference (not dropped).
+        let reg = ManuallyDrop::new(unsafe { Arc::from_raw(data.cast::<Reg>()) });
+        reg.fire(BITS);
+    }
+
+    unsafe fn drop(data: *const ()) {
+        // SAFETY: as in `clone`; this gives the waker's reference back.
+        drop(unsafe { Arc::from_raw(data.cast::<Reg>()) });
     }
 }
 
@@ -317,8 +356,8 @@ mod tests {
         let ready = ReadySet::new(false).unwrap();
         let (a, b) = (Reg::new(&ready, 1), Reg::new(&ready, 2));
         assert!(!readable(ready.node_fd()));
-        a.waker(ASTRANET_EVENT_READABLE).wake_by_ref();
-        a.waker(ASTRANET_EVENT_WRITABLE).wake();
+        a.waker::<ASTRANET_EVENT_READABLE>().wake_by_ref();
+        a.waker::<ASTRANET_EVENT_WRITABLE>().wake();
         b.fire(ASTRANET_EVENT_ACCEPTABLE);
         assert!(readable(ready.node_fd()));
         // One event per registration with all its bits; a partial drain stays readable.
@@ -327,6 +366,26 @@ mod tests {
         assert_eq!(drain(&ready, 8), vec![(2, ASTRANET_EVENT_ACCEPTABLE)]);
         assert!(!readable(ready.node_fd()));
         assert!(drain(&ready, 8).is_empty());
+    }
+
+    #[test]
+    fn wakers_share_the_registration_and_count_its_references() {
+        let ready = ReadySet::new(false).unwrap();
+        let a = Reg::new(&ready, 7);
+        let read = a.waker::<ASTRANET_EVENT_READABLE>();
+        let write = a.waker::<ASTRANET_EVENT_WRITABLE>();
+        assert_eq!(Arc::strong_count(&a), 3);
+        let copy = read.clone();
+        assert!(copy.will_wake(&read));
+        assert!(!write.will_wake(&read), "one registration, two kinds of waker");
+        assert_eq!(Arc::strong_count(&a), 4);
+        copy.wake(); // consumes its reference
+        assert_eq!(Arc::strong_count(&a), 4, "the queued event holds one");
+        write.wake_by_ref();
+        assert_eq!(drain(&ready, 8), vec![(7, ASTRANET_EVENT_READABLE | ASTRANET_EVENT_WRITABLE)]);
+        assert_eq!(Arc::strong_count(&a), 3);
+        drop((read, write));
+        assert_eq!(Arc::strong_count(&a), 1);
     }
 
     #[test]

@@ -74,8 +74,9 @@ enum Io {
     /// `astranet_dial_start` is under way.
     Dialing,
     Open(astranet::Stream),
-    /// The dial started by `astranet_dial_start` failed.
-    Failed(Failure),
+    /// The dial started by `astranet_dial_start` failed (boxed: this rare case would
+    /// otherwise make every stream's handle larger).
+    Failed(Box<Failure>),
     Closed,
 }
 
@@ -97,8 +98,8 @@ impl StreamH {
         let reg = Reg::new(ready, userdata);
         Arc::new(StreamH {
             io: Mutex::new(io),
-            read_waker: reg.waker(ASTRANET_EVENT_READABLE),
-            write_waker: reg.waker(ASTRANET_EVENT_WRITABLE),
+            read_waker: reg.waker::<ASTRANET_EVENT_READABLE>(),
+            write_waker: reg.waker::<ASTRANET_EVENT_WRITABLE>(),
             reg,
             rt: rt.clone(),
             blocked: Blocker::new(ready),
@@ -128,7 +129,7 @@ impl StreamH {
             } else {
                 *io = match r {
                     Ok(s) => Io::Open(s),
-                    Err(f) => Io::Failed(f),
+                    Err(f) => Io::Failed(Box::new(f)),
                 };
                 None
             }
@@ -147,7 +148,7 @@ impl StreamH {
         match &mut *io {
             Io::Open(s) => op(Pin::new(s)).map_err(Failure::from),
             Io::Dialing => Poll::Pending,
-            Io::Failed(f) => Poll::Ready(Err(f.clone())),
+            Io::Failed(f) => Poll::Ready(Err((**f).clone())),
             Io::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -503,7 +504,7 @@ fn addr_of(
     let a = match &*s.io.lock() {
         Io::Open(st) => f(st),
         Io::Dialing => return Ok(astranet_result::ASTRANET_AGAIN),
-        Io::Failed(e) => return Err(e.clone()),
+        Io::Failed(e) => return Err((**e).clone()),
         Io::Closed => return Err(closed()),
     };
     o.set(a.into());
@@ -572,7 +573,7 @@ pub extern "C" fn astranet_stream_into_fd(
             match &*io {
                 Io::Open(_) => {}
                 Io::Dialing => return Ok(astranet_result::ASTRANET_AGAIN),
-                Io::Failed(e) => return Err(e.clone()),
+                Io::Failed(e) => return Err((**e).clone()),
                 Io::Closed => return Err(closed()),
             }
             match std::mem::replace(&mut *io, Io::Closed) {
