@@ -51,10 +51,17 @@ impl CpuClock {
         Some(CpuClock { total: cpu.iter().sum(), in_processes: cpu.get(..3)?.iter().sum(), own: own.iter().sum() })
     }
 
-    /// The share of all CPUs that other processes kept busy since `self`.
+    /// The share of all CPUs that other processes kept busy since `self`; `None` over a
+    /// span too short for /proc/stat's ticks (10 ms) to tell, where one tick of
+    /// anyone else's work would read as half the machine.
     pub fn others_busy_since(&self) -> Option<f64> {
-        let now = CpuClock::now()?;
-        let total = now.total.checked_sub(self.total).filter(|t| *t > 0)?;
+        self.others_busy_until(&CpuClock::now()?)
+    }
+
+    fn others_busy_until(&self, now: &CpuClock) -> Option<f64> {
+        /// Ticks of all CPUs together: half a second of a 2-CPU machine.
+        const MIN_SPAN: u64 = 100;
+        let total = now.total.checked_sub(self.total).filter(|t| *t >= MIN_SPAN)?;
         let in_processes = now.in_processes.saturating_sub(self.in_processes);
         let others = in_processes.saturating_sub(now.own.saturating_sub(self.own));
         Some(others as f64 / total as f64)
@@ -102,4 +109,19 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuClock;
+
+    #[test]
+    fn others_share_is_told_only_over_enough_ticks() {
+        let at = |total, in_processes, own| CpuClock { total, in_processes, own };
+        let start = at(1_000, 400, 100);
+        // Two CPUs for a second: others used 50 of the 200 ticks.
+        assert_eq!(start.others_busy_until(&at(1_200, 550, 200)), Some(0.25));
+        // One tick of someone else's within a few milliseconds says nothing.
+        assert_eq!(start.others_busy_until(&at(1_002, 401, 100)), None);
+    }
 }
