@@ -674,10 +674,13 @@ func TestUseAfterCloseAndConcurrentClose(t *testing.T) {
 	go func() { _, err := c2.Read(make([]byte, 1)); read <- err }()
 	l3, _ := server.Bind("", "")
 	go func() { _, err := l3.Accept(); accepted <- err }()
+	// And a Dial still waiting for a name to be announced (no context deadline).
+	dialed := make(chan error, 1)
+	go func() { _, err := client.Dial("", "nobody-serves-this"); dialed <- err }()
 	time.Sleep(50 * time.Millisecond)
 	client.Close()
 	server.Close()
-	for what, ch := range map[string]chan error{"read": read, "accept": accepted} {
+	for what, ch := range map[string]chan error{"read": read, "accept": accepted, "dial": dialed} {
 		select {
 		case err := <-ch:
 			if err == nil {

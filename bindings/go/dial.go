@@ -81,21 +81,18 @@ func (n *Node) DialConn(ctx context.Context, network, address string) (*Conn, er
 		ms = C.int32_t(clampMillis(time.Until(d)))
 	}
 	id, w := n.register()
-	// The dial's end is a WRITABLE event.
-	written, _ := w.writeChan()
 	var h *C.astranet_stream
 	var e *C.astranet_error
 	if err := callErr("dial", C.an_dial_start2(n.h, t, k, ms, C.uintptr_t(id), &h, &e), e); err != nil {
 		n.unregister(id, w)
 		return fail(err)
 	}
+	done := ctx.Done()
 	for {
 		// The local address is known once the dial is answered.
 		var local, peer C.astranet_addr
 		r := C.an_stream_addrs(h, &local, &peer, &e)
 		if r == C.ASTRANET_OK {
-			// Most streams never wait to write: they need no write channel.
-			w.write.Store(nil)
 			return newConn(n, h, id, w, local, peer), nil
 		}
 		if r != codeAgain {
@@ -104,11 +101,15 @@ func (n *Node) DialConn(ctx context.Context, network, address string) (*Conn, er
 			n.unregister(id, w)
 			return fail(err)
 		}
+		// The dial's end is an event with both bits (wakeRead suffices), and Close
+		// wakes every registered waiter: one channel, and the context's if it has one.
+		if done == nil {
+			<-w.read
+			continue
+		}
 		select {
-		case <-written:
 		case <-w.read:
-		case <-n.done:
-		case <-ctx.Done():
+		case <-done:
 			// Closing the handle gives the dial up (the listener forgets it at once).
 			C.astranet_stream_close(h)
 			n.unregister(id, w)
