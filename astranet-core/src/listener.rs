@@ -137,12 +137,8 @@ impl ListenerShared {
             if st.closed {
                 return Err(RstReason::NoListener);
             }
-            if st.queued.contains(&(link.id, key)) {
-                // The same DIAL twice: the first one stands.
-                return Ok(());
-            }
             let mut evicted = None;
-            if st.queued.len() >= self.backlog_limit {
+            if st.queued.len() >= self.backlog_limit && !st.queued.contains(&(link.id, key)) {
                 // Only from a link that keeps more waiting than this one will.
                 let after = st.link_share(link.id) + 1;
                 evicted = st.evict_from_biggest(after);
@@ -151,7 +147,10 @@ impl ListenerShared {
                 }
                 st.compact();
             }
-            st.insert(link.id, key);
+            if !st.insert(link.id, key) {
+                // The same DIAL twice: the first one stands.
+                return Ok(());
+            }
             link.pending_dials.fetch_add(1, Ordering::Relaxed);
             st.backlog.push_back(PendingDial { link: link.clone(), key });
             (std::mem::take(&mut st.wakers), evicted)
