@@ -122,8 +122,13 @@ impl Stream {
         read.map_err(|e| self.error(e).into())
     }
 
-    /// Completes once a dialed stream is established.
-    pub(crate) fn poll_established(&self, cx: &Context<'_>) -> Poll<Result<(), Error>> {
+    /// Completes once a dialed stream is established: `Ready(Ok(()))`, or the dial's
+    /// error ([`Error::Refused`], [`Error::TimedOut`], …, as [`Node::dial`]'s).
+    /// A stream of [`Node::start_dial`] waits in its reads and writes until then.
+    ///
+    /// [`Node::dial`]: crate::Node::dial
+    /// [`Node::start_dial`]: crate::Node::start_dial
+    pub fn poll_established(&self, cx: &Context<'_>) -> Poll<Result<(), Error>> {
         let id = self.id;
         self.link.with(|l, _| l.poll_established(id, cx.waker())).map_err(|e| self.error(e))
     }

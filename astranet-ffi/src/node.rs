@@ -569,13 +569,23 @@ pub extern "C" fn astranet_dial_start(
         let n = node_of(node)?;
         let target = parse_target(target, key)?;
         let limit = dial_limit(&n, timeout_ms);
-        let h = StreamH::dialing(&n.ready, n.rt.handle(), userdata as usize);
-        let core = n.node.clone();
-        let task_h = h.clone();
-        n.rt.handle().spawn(async move {
-            let r = core.dial_timeout(target, limit).await;
-            task_h.dialed(r.map_err(Failure::from));
-        });
+        let userdata = userdata as usize;
+        // The DIAL goes out from this thread; the link answers it or times it out. Only
+        // a name not announced yet needs a task, to wait for it.
+        let h = match n.node.start_dial(&target, limit) {
+            Ok(Some(s)) => StreamH::opening(s, &n.ready, n.rt.handle(), userdata),
+            Err(e) => StreamH::failed(Failure::from(e), &n.ready, n.rt.handle(), userdata),
+            Ok(None) => {
+                let h = StreamH::dialing(&n.ready, n.rt.handle(), userdata);
+                let core = n.node.clone();
+                let task_h = h.clone();
+                n.rt.handle().spawn(async move {
+                    let r = core.dial_timeout(target, limit).await;
+                    task_h.dialed(r.map_err(Failure::from));
+                });
+                h
+            }
+        };
         stream_out.set(handles::insert(Obj::Stream(h)) as *mut astranet_stream);
         Ok(astranet_result::ASTRANET_OK)
     })

@@ -13,7 +13,7 @@ use std::ffi::c_void;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -71,8 +71,10 @@ impl Blocker {
 }
 
 enum Io {
-    /// `astranet_dial_start` is under way.
+    /// `astranet_dial_start` waits for its name to be announced (on a runtime task).
     Dialing,
+    /// `astranet_dial_start`'s DIAL is out: the link answers it, or times it out.
+    Opening(astranet::Stream),
     Open(astranet::Stream),
     /// The dial started by `astranet_dial_start` failed (boxed: this rare case would
     /// otherwise make every stream's handle larger).
@@ -119,6 +121,46 @@ impl StreamH {
         Self::with(Io::Dialing, ready, rt, userdata)
     }
 
+    /// A stream of `astranet_dial_start` whose DIAL is out (see [`astranet::Node::start_dial`]).
+    pub(crate) fn opening(
+        s: astranet::Stream,
+        ready: &Arc<ReadySet>,
+        rt: &tokio::runtime::Handle,
+        userdata: usize,
+    ) -> Arc<StreamH> {
+        let h = Self::with(Io::Opening(s), ready, rt, userdata);
+        // Registers the dial waker, so that the dial's end is reported.
+        h.settle(&mut h.io.lock());
+        h
+    }
+
+    /// A stream of `astranet_dial_start` that failed at once: reported as when a dial
+    /// ends.
+    pub(crate) fn failed(
+        f: Failure,
+        ready: &Arc<ReadySet>,
+        rt: &tokio::runtime::Handle,
+        userdata: usize,
+    ) -> Arc<StreamH> {
+        let h = Self::with(Io::Failed(Box::new(f)), ready, rt, userdata);
+        h.reg.fire(ASTRANET_EVENT_READABLE | ASTRANET_EVENT_WRITABLE);
+        h
+    }
+
+    /// Moves an `Opening` stream on once its dial ended: to `Open`, or to `Failed` (the
+    /// stream dropped, which gives the dial up). While the dial waits, the handle
+    /// itself is the link's waker (see the `Wake` impl), whichever call asked.
+    fn settle(self: &Arc<Self>, io: &mut Io) {
+        let Io::Opening(s) = io else { return };
+        let waker = Waker::from(self.clone());
+        let Poll::Ready(r) = s.poll_established(&Context::from_waker(&waker)) else { return };
+        let Io::Opening(s) = std::mem::replace(io, Io::Closed) else { unreachable!("matched above") };
+        *io = match r {
+            Ok(()) => Io::Open(s),
+            Err(e) => Io::Failed(Box::new(Failure::from(e))),
+        };
+    }
+
     /// The dial of `astranet_dial_start` finished (on a runtime thread).
     pub(crate) fn dialed(&self, r: Result<astranet::Stream, Failure>) {
         let dropped = {
@@ -141,30 +183,31 @@ impl StreamH {
 
     /// Runs `op` on the open stream; `Pending` while a dial is under way.
     fn on<T>(
-        &self,
+        self: &Arc<Self>,
         op: impl FnOnce(Pin<&mut astranet::Stream>) -> Poll<std::io::Result<T>>,
     ) -> Poll<Result<T, Failure>> {
         let mut io = self.io.lock();
+        self.settle(&mut io);
         match &mut *io {
             Io::Open(s) => op(Pin::new(s)).map_err(Failure::from),
-            Io::Dialing => Poll::Pending,
+            Io::Dialing | Io::Opening(_) => Poll::Pending,
             Io::Failed(f) => Poll::Ready(Err((**f).clone())),
             Io::Closed => Poll::Ready(Err(closed())),
         }
     }
 
-    fn read(&self, buf: &mut [MaybeUninit<u8>], waker: &Waker) -> Poll<Result<usize, Failure>> {
+    fn read(self: &Arc<Self>, buf: &mut [MaybeUninit<u8>], waker: &Waker) -> Poll<Result<usize, Failure>> {
         self.on(|s| {
             let mut rb = ReadBuf::uninit(buf);
             s.poll_read(&mut Context::from_waker(waker), &mut rb).map_ok(|()| rb.filled().len())
         })
     }
 
-    fn read_chunk(&self, max: usize, waker: &Waker) -> Poll<Result<bytes::Bytes, Failure>> {
+    fn read_chunk(self: &Arc<Self>, max: usize, waker: &Waker) -> Poll<Result<bytes::Bytes, Failure>> {
         self.on(|s| s.get_mut().poll_read_chunk(&mut Context::from_waker(waker), max))
     }
 
-    fn write(&self, buf: &[u8], waker: &Waker) -> Poll<Result<usize, Failure>> {
+    fn write(self: &Arc<Self>, buf: &[u8], waker: &Waker) -> Poll<Result<usize, Failure>> {
         self.on(|s| s.poll_write(&mut Context::from_waker(waker), buf))
     }
 
@@ -174,9 +217,24 @@ impl StreamH {
         self.reg.kill();
         self.blocked.wake_all();
         match old {
-            Io::Open(s) => Some(s),
+            Io::Open(s) | Io::Opening(s) => Some(s),
             _ => None,
         }
+    }
+}
+
+/// A handle is the link's waker while its dial is under way (`Io::Opening`): the
+/// dial's end is reported with both event bits, as `astranet_dial_start` promises,
+/// and wakes the threads blocked on the handle. (The link holds the waker until then:
+/// closing the handle, or the link closing, lets it go.)
+impl Wake for StreamH {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.reg.fire(ASTRANET_EVENT_READABLE | ASTRANET_EVENT_WRITABLE);
+        self.blocked.wake_all();
     }
 }
 
@@ -501,9 +559,11 @@ fn addr_of(
 ) -> Result<astranet_result, Failure> {
     let o = out(addr_out, "addr_out")?;
     let s = stream_of(stream)?;
-    let a = match &*s.io.lock() {
+    let mut io = s.io.lock();
+    s.settle(&mut io);
+    let a = match &*io {
         Io::Open(st) => f(st),
-        Io::Dialing => return Ok(astranet_result::ASTRANET_AGAIN),
+        Io::Dialing | Io::Opening(_) => return Ok(astranet_result::ASTRANET_AGAIN),
         Io::Failed(e) => return Err((**e).clone()),
         Io::Closed => return Err(closed()),
     };
@@ -570,9 +630,10 @@ pub extern "C" fn astranet_stream_into_fd(
         let pair = astranet_embed::pump::socketpair(&s.rt)?;
         let st = {
             let mut io = s.io.lock();
+            s.settle(&mut io);
             match &*io {
                 Io::Open(_) => {}
-                Io::Dialing => return Ok(astranet_result::ASTRANET_AGAIN),
+                Io::Dialing | Io::Opening(_) => return Ok(astranet_result::ASTRANET_AGAIN),
                 Io::Failed(e) => return Err((**e).clone()),
                 Io::Closed => return Err(closed()),
             }

@@ -47,9 +47,47 @@ int main(void) {
   size_t n = 0;
   OK(astranet_poll(p.client, ev, 4, &n, &err));
   CHECK(n == 1 && ev[0].userdata == &tag);
+  CHECK(ev[0].events == (ASTRANET_EVENT_READABLE | ASTRANET_EVENT_WRITABLE));
   uint8_t buf[8];
   EXPECT(ASTRANET_ERR_REFUSED, astranet_stream_read(s, buf, sizeof buf, &n, &err));
   EXPECT(ASTRANET_ERR_REFUSED, astranet_stream_write(s, buf, sizeof buf, &n, &err));
+  OK(astranet_stream_close(s));
+
+  /* Tier 1 timed out: nobody accepts; the dial's end is reported after its timeout,
+   * with both bits, and every call gives its error. */
+  target_of(l, target);
+  t0 = now_s();
+  OK(astranet_dial_start(p.client, target, NULL, 300, &tag, &s, &err));
+  EXPECT(ASTRANET_AGAIN, astranet_stream_read(s, buf, sizeof buf, &n, &err));
+  astranet_addr local;
+  EXPECT(ASTRANET_AGAIN, astranet_stream_local_addr(s, &local, &err));
+  CHECK(poll(&pf, 1, 5000) == 1);
+  OK(astranet_poll(p.client, ev, 4, &n, &err));
+  took = now_s() - t0;
+  CHECK(n == 1 && ev[0].userdata == &tag);
+  CHECK(ev[0].events == (ASTRANET_EVENT_READABLE | ASTRANET_EVENT_WRITABLE));
+  CHECK(took >= 0.29 && took < 3);
+  EXPECT(ASTRANET_ERR_TIMED_OUT, astranet_stream_read(s, buf, sizeof buf, &n, &err));
+  EXPECT(ASTRANET_ERR_TIMED_OUT, astranet_stream_write(s, buf, sizeof buf, &n, &err));
+  EXPECT(ASTRANET_ERR_TIMED_OUT, astranet_stream_local_addr(s, &local, &err));
+  OK(astranet_stream_close(s));
+  /* The dial given up leaves the listener's backlog (before the next accept: else
+   * that accept could take it, and the stream would be reset by the dialer). */
+  astranet_stats st = {0};
+  for (int i = 0; i < 200; i++) {
+    OK(astranet_node_stats(p.server, &st, &err));
+    if (st.pending_dials == 0)
+      break;
+    usleep(10000);
+  }
+  CHECK(st.pending_dials == 0);
+
+  /* Tier 1 without a route: reported at once, as an event. */
+  OK(astranet_dial_start(p.client, "0000000000000001:80", NULL, 5000, &tag, &s, &err));
+  CHECK(poll(&pf, 1, 5000) == 1);
+  OK(astranet_poll(p.client, ev, 4, &n, &err));
+  CHECK(n == 1 && ev[0].userdata == &tag);
+  EXPECT(ASTRANET_ERR_NO_ROUTE, astranet_stream_read(s, buf, sizeof buf, &n, &err));
   OK(astranet_stream_close(s));
 
   /* Blocking calls with a timeout of their own. */

@@ -408,6 +408,7 @@ impl LinkHandle {
             StreamError::WriteClosed => Error::BrokenPipe,
             StreamError::IdleTimeout(after) => Error::TimedOut { what: "stream idle".into(), after },
             StreamError::WriteTimeout(after) => Error::TimedOut { what: "write".into(), after },
+            StreamError::DialTimeout(after) => Error::TimedOut { what: format!("dial to {}", key.remote()), after },
             StreamError::PeerNotReading(PeerReading::Forgot) => {
                 Error::PeerClosed("it closed the stream and forgot it (v1 close window over)")
             }

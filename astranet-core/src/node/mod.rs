@@ -27,7 +27,7 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use target::{BindTarget, TargetKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -506,40 +506,102 @@ impl Node {
     /// [`Node::dial`] with its own timeout.
     pub async fn dial_timeout(&self, target: impl IntoTarget, timeout: Duration) -> Result<Stream> {
         self.shared.check_open()?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let target = target.into_target()?;
         target.check()?;
-        let (addr, link, id) = loop {
+        let stream = match self.start_dial_until(&target, deadline, timeout)? {
+            Some(stream) => stream,
+            None => self.dial_when_announced(&target, deadline, timeout).await?,
+        };
+        // If the dial fails or is cancelled, dropping the handle gives the dial up.
+        poll_fn(|cx| stream.poll_established(cx)).await?;
+        Ok(stream)
+    }
+
+    /// Starts a dial without waiting for its answer: the stream is returned at once,
+    /// and established once [`Stream::poll_established`] says so (its reads and writes
+    /// wait until then). The link gives the dial up after `timeout`. `Ok(None)` when
+    /// `target` names a service nobody announced yet ([`Node::dial_timeout`] waits for
+    /// it). Fails at once as [`Node::dial`] would without a route, on a stream limit,
+    /// or with the node closed.
+    ///
+    /// ```
+    /// # async fn demo(node: astranet::Node) -> astranet::Result<()> {
+    /// use std::time::Duration;
+    /// if let Some(stream) = node.start_dial(&"db".parse()?, Duration::from_secs(5))? {
+    ///     std::future::poll_fn(|cx| stream.poll_established(cx)).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn start_dial(&self, target: &Target, timeout: Duration) -> Result<Option<Stream>> {
+        self.shared.check_open()?;
+        target.check()?;
+        self.start_dial_until(target, deadline_after(timeout), timeout)
+    }
+
+    /// Picks the route and opens the stream (its DIAL is queued, given up at
+    /// `deadline`); `None` for a name nobody announced yet.
+    fn start_dial_until(&self, target: &Target, deadline: Instant, timeout: Duration) -> Result<Option<Stream>> {
+        loop {
             let (addr, link) = match &target.0 {
                 TargetKind::Addr(addr) => (*addr, self.shared.route_any(addr.host).ok_or(Error::NoRoute(addr.host))?),
-                TargetKind::Name { name, selector, port } => {
-                    self.resolve(name, selector, *port, deadline, timeout).await?
-                }
+                TargetKind::Name { name, selector, port } => match self.pick(name, selector, *port)? {
+                    Some(pick) => pick,
+                    None => return Ok(None),
+                },
             };
-            match self.open(&link, addr) {
-                Ok(id) => break (addr, link, id),
+            match self.open(&link, addr, deadline, timeout) {
+                Ok(id) => return Ok(Some(Stream::new(link, id))),
                 // A link that closed under a name's feet: its services are being
                 // withdrawn, and another instance (or the re-joined link) may serve.
                 Err(Error::LinkClosed { .. }) if matches!(target.0, TargetKind::Name { .. }) => continue,
                 Err(e) => return Err(e),
             }
-        };
-        // If the dial fails or is cancelled, dropping the handle gives the dial up.
-        let stream = Stream::new(link, id);
-        let established = poll_fn(|cx| stream.poll_established(cx));
-        match tokio::time::timeout_at(deadline, established).await {
-            Ok(Ok(())) => Ok(stream),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::TimedOut { what: format!("dial to {addr}"), after: timeout }),
         }
     }
 
-    /// Creates a stream to `addr` on `link` (its DIAL is queued).
-    fn open(&self, link: &LinkHandle, addr: Addr) -> Result<crate::proto::link::StreamId> {
+    /// Waits until the service `target` names is announced (up to `deadline`), then
+    /// starts the dial.
+    async fn dial_when_announced(&self, target: &Target, deadline: Instant, timeout: Duration) -> Result<Stream> {
+        let TargetKind::Name { name, .. } = &target.0 else { unreachable!("an address is dialed at once or fails") };
+        let mut changes = self.shared.registry_state.subscribe();
+        loop {
+            if changes.borrow_and_update().closed {
+                return Err(Error::NodeClosed);
+            }
+            // After subscribing: an announcement since the first try is not missed.
+            if let Some(stream) = self.start_dial_until(target, deadline, timeout)? {
+                return Ok(stream);
+            }
+            match tokio::time::timeout_at(deadline.into(), changes.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Error::NodeClosed),
+                Err(_) => {
+                    let name = target::with_env(name, &self.shared.config.env)?;
+                    return Err(Error::NoSuchService { name, after: timeout });
+                }
+            }
+        }
+    }
+
+    /// Creates a stream to `addr` on `link` (its DIAL is queued, given up at
+    /// `deadline`).
+    fn open(
+        &self,
+        link: &LinkHandle,
+        addr: Addr,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<crate::proto::link::StreamId> {
         loop {
             let key =
                 StreamKey { local_port: self.shared.alloc_port(), remote_port: addr.port.0, remote_host: addr.host };
-            return match link.with(|l, _| l.open_stream(key, std::time::Instant::now())) {
+            let opened = link.with(|l, _| {
+                let id = l.open_stream(key, Instant::now())?;
+                l.set_dial_deadline(id, deadline, timeout);
+                Ok(id)
+            });
+            return match opened {
                 Ok(id) => Ok(id),
                 Err(OpenError::KeyInUse) => continue,
                 Err(OpenError::Limit(max)) => {
@@ -550,39 +612,17 @@ impl Node {
         }
     }
 
-    /// Waits until `name` (plus the environment suffix) is announced, then picks an
-    /// instance and the link that leads to it.
-    async fn resolve(
-        &self,
-        name: &str,
-        selector: &Selector,
-        port: Option<u32>,
-        deadline: tokio::time::Instant,
-        timeout: Duration,
-    ) -> Result<(Addr, LinkHandle)> {
+    /// An instance of the service `name` (plus the environment suffix) and the link
+    /// that leads to it, if one is announced.
+    fn pick(&self, name: &str, selector: &Selector, port: Option<u32>) -> Result<Option<(Addr, LinkHandle)>> {
         let full = target::with_env(name, &self.shared.config.env)?;
-        let mut changes = self.shared.registry_state.subscribe();
-        loop {
-            if changes.borrow_and_update().closed {
-                return Err(Error::NodeClosed);
-            }
-            let pick = self.shared.registry.lock().pick(&full, selector, port);
-            if let Some(pick) = pick {
-                // Through a relay, always the same link to it (the one routes use): a
-                // Go relay routes answers by host pair, so a host's streams must not be
-                // spread over several links to the same relay.
-                let relayed = pick.addr.host != pick.via;
-                let link = if relayed { self.shared.route(pick.via) } else { None };
-                if let Some(link) = link.or_else(|| self.shared.link(pick.link)).filter(|l| !l.is_closed()) {
-                    return Ok((pick.addr, link));
-                }
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(Error::NodeClosed),
-                Err(_) => return Err(Error::NoSuchService { name: full, after: timeout }),
-            }
-        }
+        let Some(pick) = self.shared.registry.lock().pick(&full, selector, port) else { return Ok(None) };
+        // Through a relay, always the same link to it (the one routes use): a Go relay
+        // routes answers by host pair, so a host's streams must not be spread over
+        // several links to the same relay.
+        let relayed = pick.addr.host != pick.via;
+        let link = if relayed { self.shared.route(pick.via) } else { None };
+        Ok(link.or_else(|| self.shared.link(pick.link)).filter(|l| !l.is_closed()).map(|link| (pick.addr, link)))
     }
 
     /// The hosts this node reaches: its neighbours (direct), and hosts whose services
@@ -764,4 +804,10 @@ pub(crate) async fn connect<A: ToSocketAddrs>(node: &NodeShared, addr: A) -> Res
     }
     let peer = socket.peer_addr()?;
     Ok(start_tcp_link(node, socket, peer))
+}
+
+/// `timeout` from now; a timeout too long to represent waits for about a century.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }

@@ -84,6 +84,8 @@ pub enum Fault {
     RouteLost,
     /// No data moved for the stream's idle timeout: it was reset.
     TimedOut,
+    /// The dial was not answered within its timeout: it was given up.
+    DialTimedOut,
 }
 
 /// A protocol rule broken by the peer on one stream.
@@ -480,6 +482,18 @@ impl StreamState {
             self.fault = Some(Fault::TimedOut);
         }
         send
+    }
+
+    /// The dial ran out of time: its calls fail with [`Fault::DialTimedOut`]. It is
+    /// given up (RST) when the application lets go of it, as a dial still waiting is.
+    pub fn dial_timed_out(&mut self) {
+        debug_assert!(self.is_dialing());
+        self.fault = Some(Fault::DialTimedOut);
+    }
+
+    /// A dial not answered: still waiting, or timed out (and not given up yet).
+    pub fn dial_unanswered(&self) -> bool {
+        self.is_dialing() || self.fault == Some(Fault::DialTimedOut)
     }
 
     /// The application aborts: returns true if RST must be sent (the caller falls back

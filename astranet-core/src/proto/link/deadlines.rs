@@ -4,6 +4,10 @@
 //! usable, as after a deadline of Go's `net.Conn`). Both are off by default and cost
 //! nothing until set: they live beside the stream table, for the streams that have one,
 //! with one queue of deadlines that is checked lazily (activity only moves a time stamp).
+//!
+//! And the deadline of a dial: a Go node never refuses a dial (to a port nobody listens
+//! on, or with its backlog full), so the dialer gives up at its deadline. The link's
+//! timer does that, so that a dial needs no timer (nor task) of its own.
 
 use super::table::{StreamId, StreamKey};
 use super::{Link, StreamError};
@@ -54,11 +58,26 @@ impl Timeouts {
     }
 }
 
+/// When a dial is given up, and the timeout to name in its error.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct DialDeadline {
+    at: Instant,
+    id: StreamId,
+    timeout: Duration,
+    /// The slot may be reused by another dial once this one ended.
+    local_port: u32,
+}
+
 /// The timeouts of a link's streams.
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
     streams: HashMap<StreamId, Timeouts>,
     queue: BinaryHeap<Reverse<(Instant, StreamId)>>,
+    /// Dials with a deadline, earliest first. One that ended stays queued until its
+    /// deadline, when it is skipped: cheaper than finding it on every SYN_ACK.
+    dials: BinaryHeap<Reverse<DialDeadline>>,
+    /// The timeout of each dial that ran out, to name it in the stream's errors.
+    dials_timed_out: HashMap<StreamId, Duration>,
     /// A deadline earlier than all queued before was queued: the driver's timer must
     /// look again (see [`Link::take_timer_wakeup`]).
     rearmed: bool,
@@ -93,7 +112,12 @@ impl Deadlines {
 
     /// The earliest deadline queued.
     pub fn next(&self) -> Option<Instant> {
-        self.queue.peek().map(|Reverse((at, _))| *at)
+        let stream = self.queue.peek().map(|Reverse((at, _))| *at);
+        let dial = self.dials.peek().map(|Reverse(d)| d.at);
+        match (stream, dial) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The stream `id`'s timeouts, if it set any. Every read and write asks: without
@@ -117,16 +141,26 @@ impl Deadlines {
         self.streams.get(&id).and_then(|t| t.idle).unwrap_or_default()
     }
 
+    /// The timeout of stream `id`'s dial, if it ran out (zero otherwise).
+    pub fn dial_timeout(&self, id: StreamId) -> Duration {
+        self.dials_timed_out.get(&id).copied().unwrap_or_default()
+    }
+
     /// The stream is forgotten.
     pub fn remove(&mut self, id: StreamId) {
         if !self.streams.is_empty() {
             self.streams.remove(&id);
+        }
+        if !self.dials_timed_out.is_empty() {
+            self.dials_timed_out.remove(&id);
         }
     }
 
     pub fn clear(&mut self) {
         self.streams.clear();
         self.queue.clear();
+        self.dials.clear();
+        self.dials_timed_out.clear();
     }
 }
 
@@ -175,6 +209,29 @@ impl Link {
         }
     }
 
+    /// Ends the dial of stream `id` if it is not answered by `at`: its calls then fail
+    /// with [`StreamError::DialTimeout`] naming `timeout`, and releasing the handle
+    /// gives the dial up (the peer is told, as of any dial given up).
+    pub fn set_dial_deadline(&mut self, id: StreamId, at: Instant, timeout: Duration) {
+        let local_port = self.stream_key(id).local_port;
+        let d = &mut self.deadlines;
+        d.rearmed |= d.next().is_none_or(|next| at < next);
+        d.dials.push(Reverse(DialDeadline { at, id, timeout, local_port }));
+    }
+
+    /// Gives up the dials whose deadline passed at `now` and that are still waiting.
+    fn handle_dial_deadlines(&mut self, now: Instant, wakers: &mut Vec<Waker>) {
+        while self.deadlines.dials.peek().is_some_and(|Reverse(d)| d.at <= now) {
+            let Some(Reverse(d)) = self.deadlines.dials.pop() else { break };
+            let dialing =
+                self.streams.get(d.id).is_some_and(|s| s.key.local_port == d.local_port && s.state.is_dialing());
+            if dialing {
+                self.deadlines.dials_timed_out.insert(d.id, d.timeout);
+                self.dial_timed_out(d.id, wakers);
+            }
+        }
+    }
+
     /// Whether a timer earlier than the driver's timer knew of was set since the last
     /// call: the driver then recomputes [`Link::poll_timeout`].
     pub fn take_timer_wakeup(&mut self) -> bool {
@@ -195,6 +252,7 @@ impl Link {
 
     /// Acts on the stream deadlines that passed at `now`.
     pub(super) fn handle_stream_deadlines(&mut self, now: Instant, wakers: &mut Vec<Waker>) {
+        self.handle_dial_deadlines(now, wakers);
         while let Some(&Reverse((at, id))) = self.deadlines.queue.peek() {
             if at > now {
                 break;

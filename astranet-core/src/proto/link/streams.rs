@@ -43,6 +43,8 @@ pub enum StreamError {
     IdleTimeout(Duration),
     /// A write waited this long for room (its write timeout); the stream is intact.
     WriteTimeout(Duration),
+    /// The dial was not answered within this timeout: it was given up.
+    DialTimeout(Duration),
     /// The peer stopped reading: it said so (FIN1), or it is a v1 node that forgot the
     /// stream once its close window was over.
     PeerNotReading(PeerReading),
@@ -86,6 +88,7 @@ fn fault_error(fault: Fault, deadlines: &super::deadlines::Deadlines, id: Stream
         Fault::Aborted => StreamError::Aborted,
         Fault::RouteLost => StreamError::RouteLost,
         Fault::TimedOut => StreamError::IdleTimeout(deadlines.idle(id)),
+        Fault::DialTimedOut => StreamError::DialTimeout(deadlines.dial_timeout(id)),
     }
 }
 
@@ -375,7 +378,7 @@ impl Link {
         slot.write_waker = None;
         let before = slot.state.recv.charge();
         let key = slot.key;
-        let was_dialing = slot.state.is_dialing();
+        let was_dialing = slot.state.dial_unanswered();
         // Once our ACK went out, the server counts the stream as open.
         let peer_has_stream = !was_dialing || slot.state.ack_sent();
         let mut frames: &[Command] = &[];
@@ -417,6 +420,14 @@ impl Link {
         } else {
             self.linger(id, key, now);
         }
+    }
+
+    /// The dial of stream `id` ran out of time: its calls fail with the timeout, and
+    /// it is given up once its handle is released.
+    pub(super) fn dial_timed_out(&mut self, id: StreamId, wakers: &mut Vec<Waker>) {
+        let slot = self.slot(id);
+        slot.take_wakers(wakers);
+        slot.state.dial_timed_out();
     }
 
     /// The stream's idle timeout expired: it is reset (RST, or FIN2 + FIN1 to a v1
@@ -501,12 +512,12 @@ impl Link {
 mod tests {
     use super::super::testing::{linked, pump};
     use super::super::{Batch, Event, LinkConfig, StreamKey, Transmit};
-    use super::{MAX_PAYLOAD, SPACE_RECHECK};
+    use super::{StreamError, MAX_PAYLOAD, SPACE_RECHECK};
     use crate::addr::HostId;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::task::{Poll, Wake, Waker};
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     #[derive(Default)]
     struct Flag(AtomicBool);
@@ -601,5 +612,63 @@ mod tests {
             })
             .collect();
         assert_eq!(events, [("dial", 10), ("cancel", 10), ("dial", 11)]);
+    }
+
+    /// The link's timer ends a dial nobody answered (as a Go peer never does): its
+    /// waiter is woken, it fails with the timeout, and releasing it tells the peer. A
+    /// dial answered in time is left alone, also when its slot is reused.
+    #[test]
+    fn a_dial_unanswered_at_its_deadline_times_out() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = linked(LinkConfig::default(), t0);
+        let key = |port| StreamKey { local_port: port, remote_port: 80, remote_host: HostId(2) };
+        let timeout = Duration::from_millis(300);
+        let unanswered = a.open_stream(key(10), t0).unwrap();
+        a.set_dial_deadline(unanswered, t0 + timeout, timeout);
+        assert!(a.take_timer_wakeup(), "an earlier deadline wakes the timer");
+        let flag = Arc::new(Flag::default());
+        assert!(a.poll_established(unanswered, &Waker::from(flag.clone())).is_pending());
+        pump(&mut a, &mut b, t0);
+        let dial = |b: &mut super::Link| {
+            std::iter::from_fn(|| b.poll_event()).find_map(|e| match e {
+                Event::Dial(k) => Some(k),
+                _ => None,
+            })
+        };
+        assert_eq!(dial(&mut b).map(|k| k.remote_port), Some(10));
+
+        // Not yet due: nothing happens.
+        let mut wakers = Vec::new();
+        assert_eq!(a.poll_timeout().map(|due| due <= t0 + timeout), Some(true));
+        a.handle_timeout(t0 + timeout / 2, &mut wakers);
+        assert!(wakers.is_empty());
+        a.handle_timeout(t0 + timeout, &mut wakers);
+        wakers.into_iter().for_each(Waker::wake);
+        assert!(flag.woken());
+        let err = a.poll_established(unanswered, Waker::noop());
+        assert_eq!(err, Poll::Ready(Err(StreamError::DialTimeout(timeout))));
+        let read = a.poll_read(unanswered, Waker::noop(), 10, |_| {}, t0 + timeout);
+        assert_eq!(read, Poll::Ready(Err(StreamError::DialTimeout(timeout))));
+        a.release(unanswered, t0 + timeout);
+        pump(&mut a, &mut b, t0 + timeout);
+        let cancelled = std::iter::from_fn(|| b.poll_event()).any(|e| matches!(e, Event::CancelDial(_)));
+        assert!(cancelled, "the peer hears that the dial was given up");
+
+        // A dial answered in time, in the slot the first one left, is not ended by the
+        // first one's deadline (still queued) nor by its own.
+        let answered = a.open_stream(key(11), t0).unwrap();
+        a.set_dial_deadline(answered, t0 + timeout, timeout);
+        pump(&mut a, &mut b, t0);
+        let second = dial(&mut b).expect("the second DIAL arrives");
+        let id = b.accept_stream(second, t0).unwrap();
+        for _ in 0..3 {
+            pump(&mut b, &mut a, t0);
+            pump(&mut a, &mut b, t0);
+        }
+        assert_eq!(a.poll_established(answered, Waker::noop()), Poll::Ready(Ok(())));
+        assert!(b.poll_established(id, Waker::noop()).is_ready());
+        a.handle_timeout(t0 + 2 * timeout, &mut Vec::new());
+        let write = a.poll_write(answered, Waker::noop(), b"still open", None, t0 + 2 * timeout);
+        assert_eq!(write, Poll::Ready(Ok(10)));
     }
 }
