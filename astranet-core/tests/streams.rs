@@ -646,3 +646,23 @@ async fn chunks_carry_every_byte_in_order_and_end_empty() {
     // The end stays the end.
     assert!(s.read_chunk(10).await.unwrap().is_empty());
 }
+
+/// A stream reset by its idle timeout keeps its handle's slot when the link goes down
+/// afterwards: its calls then report the timeout or the closed link, and dropping it
+/// is fine (the slot used to be taken for one without a handle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_stream_outlives_its_link_closing() {
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":7").unwrap();
+    let (mut c, _s) = connected(&client, &listener).await;
+    c.set_idle_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 8];
+    let err = within(5, c.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    server.close();
+    eventually("the link closing", || client.links().is_empty()).await;
+    let err = within(5, c.read(&mut buf)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    assert!(c.write_all(b"late").await.is_err());
+    drop(c);
+}

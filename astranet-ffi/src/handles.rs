@@ -1,6 +1,6 @@
 //! The handle table: C holds tokens, never pointers to Rust objects.
 //!
-//! A token encodes (generation << 32) | (index + 1) of a slot in one process-wide
+//! A token encodes (generation << 32) | (index + 1) of a slot in the process-wide
 //! table. Closing a handle empties its slot and bumps the generation, so a second close,
 //! a use after close (from any thread) or a token of the wrong kind is found out by a
 //! lookup and answered with `ASTRANET_ERR_BAD_HANDLE`. Calls clone the object's `Arc`
@@ -63,7 +63,6 @@ fn decode(token: usize) -> Option<(usize, usize, u32)> {
 
 fn encode(shard: usize, local: usize, generation: u32) -> usize {
     let index = (local * SHARDS + shard) as u64;
-    assert!(index < u32::MAX as u64, "more than 4 billion handles open");
     ((generation as u64) << 32 | (index + 1)) as usize
 }
 
@@ -74,6 +73,8 @@ pub(crate) fn insert(obj: Obj) -> usize {
         shard
     });
     let mut t = TABLE[shard].0.write();
+    // An index must fit the token's 32 bits (with room for the + 1).
+    assert!((t.slots.len() + 1) * SHARDS < u32::MAX as usize || !t.free.is_empty(), "too many handles open");
     let local = match t.free.pop() {
         Some(i) => {
             t.slots[i as usize].obj = Some(obj);

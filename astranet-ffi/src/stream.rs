@@ -129,8 +129,11 @@ impl StreamH {
         userdata: usize,
     ) -> Arc<StreamH> {
         let h = Self::with(Io::Opening(s), ready, rt, userdata);
-        // Registers the dial waker, so that the dial's end is reported.
-        h.settle(&mut h.io.lock());
+        // Registers the handle as the dial's waker. A dial that ended already (refused
+        // at once, a link that closed) woke nobody: its end is reported here.
+        if h.settle(&mut h.io.lock()) {
+            h.wake_by_ref();
+        }
         h
     }
 
@@ -148,17 +151,19 @@ impl StreamH {
     }
 
     /// Moves an `Opening` stream on once its dial ended: to `Open`, or to `Failed` (the
-    /// stream dropped, which gives the dial up). While the dial waits, the handle
-    /// itself is the link's waker (see the `Wake` impl), whichever call asked.
-    fn settle(self: &Arc<Self>, io: &mut Io) {
-        let Io::Opening(s) = io else { return };
+    /// stream dropped, which gives the dial up); says whether it did. While the dial
+    /// waits, the handle itself is the link's waker (see the `Wake` impl), whichever
+    /// call asked.
+    fn settle(self: &Arc<Self>, io: &mut Io) -> bool {
+        let Io::Opening(s) = io else { return false };
         let waker = Waker::from(self.clone());
-        let Poll::Ready(r) = s.poll_established(&Context::from_waker(&waker)) else { return };
+        let Poll::Ready(r) = s.poll_established(&Context::from_waker(&waker)) else { return false };
         let Io::Opening(s) = std::mem::replace(io, Io::Closed) else { unreachable!("matched above") };
         *io = match r {
             Ok(()) => Io::Open(s),
             Err(e) => Io::Failed(Box::new(Failure::from(e))),
         };
+        true
     }
 
     /// The dial of `astranet_dial_start` finished (on a runtime thread).

@@ -71,6 +71,14 @@ int main(void) {
   EXPECT(ASTRANET_ERR_TIMED_OUT, astranet_stream_write(s, buf, sizeof buf, &n, &err));
   EXPECT(ASTRANET_ERR_TIMED_OUT, astranet_stream_local_addr(s, &local, &err));
   OK(astranet_stream_close(s));
+  /* A timeout of 0 may end the dial before astranet_dial_start returns: still one
+   * event. */
+  OK(astranet_dial_start(p.client, target, NULL, 0, &tag, &s, &err));
+  CHECK(poll(&pf, 1, 5000) == 1);
+  OK(astranet_poll(p.client, ev, 4, &n, &err));
+  CHECK(n == 1 && ev[0].userdata == &tag);
+  EXPECT(ASTRANET_ERR_TIMED_OUT, astranet_stream_read(s, buf, sizeof buf, &n, &err));
+  OK(astranet_stream_close(s));
   /* The dial given up leaves the listener's backlog (before the next accept: else
    * that accept could take it, and the stream would be reset by the dialer). */
   astranet_stats st = {0};

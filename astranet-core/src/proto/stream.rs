@@ -152,6 +152,9 @@ pub struct StreamState {
     /// The peer may be a v1 node: it never sends FIN1 and stops reading
     /// [`V1_CLOSE_WINDOW`] after its FIN2.
     v1: bool,
+    /// The application let go of the stream (its handle was released). Not the
+    /// reading half: a stream reset by a timeout has both halves closed, and a handle.
+    released: bool,
     /// Why the stream failed; `Aborted` also means we sent RST (or its v1 form).
     fault: Option<Fault>,
     /// Flow control of the data we send.
@@ -179,6 +182,7 @@ impl StreamState {
             peer_done_writing: false,
             peer_reading: PeerReading::Open,
             v1,
+            released: false,
             fault: None,
             send: SendWindow::default(),
             recv: Recv::default(),
@@ -194,9 +198,19 @@ impl StreamState {
         }
     }
 
-    /// We sent RST (or its v1 form): the application aborted.
-    fn reset_sent(&self) -> bool {
-        matches!(self.fault, Some(Fault::Aborted | Fault::TimedOut))
+    /// We sent RST (or its v1 form): the application aborted, or a timeout did.
+    pub fn reset_sent(&self) -> bool {
+        matches!(self.fault, Some(Fault::Aborted | Fault::TimedOut | Fault::DialTimedOut))
+    }
+
+    /// The application still holds the stream.
+    pub fn has_handle(&self) -> bool {
+        !self.released
+    }
+
+    /// The application let go of the stream.
+    pub fn release_handle(&mut self) {
+        self.released = true;
     }
 
     /// Where the opening handshake stands.
@@ -301,6 +315,9 @@ impl StreamState {
                     fx.wake_read = true;
                     Ok(fx)
                 }
+                // A dialer that gave up (RST) answers the SYN that crossed its RST
+                // with another.
+                Command::Rst if self.opening == Opening::SynSent => Ok(fx),
                 _ => Err(self.unexpected(cmd)),
             };
         }
@@ -484,16 +501,14 @@ impl StreamState {
         send
     }
 
-    /// The dial ran out of time: its calls fail with [`Fault::DialTimedOut`]. It is
-    /// given up (RST) when the application lets go of it, as a dial still waiting is.
-    pub fn dial_timed_out(&mut self) {
+    /// The dial ran out of time: it is given up as when aborted, and fails with
+    /// [`Fault::DialTimedOut`]. Returns true if RST must be sent (see
+    /// [`StreamState::abort`]).
+    pub fn dial_timed_out(&mut self) -> bool {
         debug_assert!(self.is_dialing());
+        let send = self.abort();
         self.fault = Some(Fault::DialTimedOut);
-    }
-
-    /// A dial not answered: still waiting, or timed out (and not given up yet).
-    pub fn dial_unanswered(&self) -> bool {
-        self.is_dialing() || self.fault == Some(Fault::DialTimedOut)
+        send
     }
 
     /// The application aborts: returns true if RST must be sent (the caller falls back
@@ -626,6 +641,42 @@ mod tests {
         let fx = c.on_frame(Command::Syn, 0).unwrap();
         assert_eq!((fx.reply, fx.fin2, fx.fin1), (Some(Command::Ack), true, true));
         assert!(c.we_are_gone());
+    }
+
+    /// A dial that timed out keeps failing with the timeout, and keeps its handle,
+    /// whatever answer arrives late: a Go server's SYN is completed and closed, its
+    /// SYN_ACK does not revive the dial; a peer of this project's SYN is refused.
+    #[test]
+    fn a_timed_out_dial_stays_timed_out_and_held() {
+        let mut c = StreamState::dialing(true);
+        // Whether a v1 peer is told anything is the link policy's choice (nothing, while
+        // it has no stream).
+        assert!(c.dial_timed_out());
+        let fx = c.on_frame(Command::Syn, 0).unwrap();
+        assert_eq!((fx.reply, fx.fin2, fx.fin1), (Some(Command::Ack), true, true));
+        c.on_frame(Command::SynAck, 0).unwrap();
+        assert_eq!(c.fault(), Some(Fault::DialTimedOut));
+        assert!(c.has_handle() && c.reset_sent());
+        assert!(!c.abort(), "nothing more to send when the handle goes");
+
+        let mut c = StreamState::dialing(false);
+        assert!(c.dial_timed_out(), "a peer of this project gets RST");
+        assert_eq!(c.on_frame(Command::Syn, 0).unwrap().reply, Some(Command::Rst));
+        assert!(c.has_handle());
+    }
+
+    /// The RST of a dial given up and the server's SYN cross: the dialer answers the
+    /// SYN with a second RST, which the server takes as a matter of course.
+    #[test]
+    fn a_second_rst_for_a_dial_given_up_is_no_violation() {
+        let mut s = StreamState::accepted(false);
+        s.on_frame(Command::Rst, RstReason::Aborted as u32).unwrap();
+        s.on_frame(Command::Rst, RstReason::Aborted as u32).unwrap();
+        assert_eq!(s.fault(), Some(Fault::Reset(RstReason::Aborted)));
+        // Once established, the peer has nothing to answer: a second RST is a violation.
+        let (mut c, _) = established_pair();
+        c.on_frame(Command::Rst, RstReason::Aborted as u32).unwrap();
+        assert!(c.on_frame(Command::Rst, RstReason::Aborted as u32).is_err());
     }
 
     #[test]

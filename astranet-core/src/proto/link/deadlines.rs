@@ -9,7 +9,7 @@
 //! on, or with its backlog full), so the dialer gives up at its deadline. The link's
 //! timer does that, so that a dial needs no timer (nor task) of its own.
 
-use super::table::{StreamId, StreamKey};
+use super::table::{StreamId, StreamKey, StreamTable};
 use super::{Link, StreamError};
 use hashbrown::HashMap;
 use std::cmp::Reverse;
@@ -68,14 +68,21 @@ struct DialDeadline {
     local_port: u32,
 }
 
+/// Dials queued beyond twice those under way before the queue is pruned.
+const PRUNE_SLACK: usize = 64;
+
 /// The timeouts of a link's streams.
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
     streams: HashMap<StreamId, Timeouts>,
     queue: BinaryHeap<Reverse<(Instant, StreamId)>>,
-    /// Dials with a deadline, earliest first. One that ended stays queued until its
-    /// deadline, when it is skipped: cheaper than finding it on every SYN_ACK.
+    /// Dials with a deadline, earliest first. One that ended stays queued (cheaper
+    /// than finding it on every SYN_ACK) until its deadline, when it is skipped, or
+    /// until the queue reaches `prune_at` and drops every dial that ended.
     dials: BinaryHeap<Reverse<DialDeadline>>,
+    /// Twice the dials left by the last pruning, plus [`PRUNE_SLACK`]: the queue holds
+    /// at most about twice the dials under way, and pruning costs O(1) per dial.
+    prune_at: usize,
     /// The timeout of each dial that ran out, to name it in the stream's errors.
     dials_timed_out: HashMap<StreamId, Duration>,
     /// A deadline earlier than all queued before was queued: the driver's timer must
@@ -141,6 +148,12 @@ impl Deadlines {
         self.streams.get(&id).and_then(|t| t.idle).unwrap_or_default()
     }
 
+    /// Dial deadlines queued, those of dials that ended included.
+    #[cfg(test)]
+    pub fn dials_queued(&self) -> usize {
+        self.dials.len()
+    }
+
     /// The timeout of stream `id`'s dial, if it ran out (zero otherwise).
     pub fn dial_timeout(&self, id: StreamId) -> Duration {
         self.dials_timed_out.get(&id).copied().unwrap_or_default()
@@ -156,12 +169,19 @@ impl Deadlines {
         }
     }
 
+    /// Forgets every deadline (the link closed). The timeouts of dials that ran out
+    /// stay, to name them in errors (their streams' handles may remain).
     pub fn clear(&mut self) {
         self.streams.clear();
         self.queue.clear();
         self.dials.clear();
-        self.dials_timed_out.clear();
     }
+}
+
+/// Whether the dial `d` names still waits for its answer (its slot may have been
+/// freed, or reused by another stream).
+fn dial_waits(streams: &StreamTable, d: &DialDeadline) -> bool {
+    streams.get(d.id).is_some_and(|s| s.key.local_port == d.local_port && s.state.is_dialing())
 }
 
 /// What a deadline that passed does.
@@ -215,6 +235,11 @@ impl Link {
     pub fn set_dial_deadline(&mut self, id: StreamId, at: Instant, timeout: Duration) {
         let local_port = self.stream_key(id).local_port;
         let d = &mut self.deadlines;
+        if d.dials.len() >= d.prune_at {
+            let streams = &self.streams;
+            d.dials.retain(|Reverse(d)| dial_waits(streams, d));
+            d.prune_at = 2 * d.dials.len() + PRUNE_SLACK;
+        }
         d.rearmed |= d.next().is_none_or(|next| at < next);
         d.dials.push(Reverse(DialDeadline { at, id, timeout, local_port }));
     }
@@ -223,9 +248,7 @@ impl Link {
     fn handle_dial_deadlines(&mut self, now: Instant, wakers: &mut Vec<Waker>) {
         while self.deadlines.dials.peek().is_some_and(|Reverse(d)| d.at <= now) {
             let Some(Reverse(d)) = self.deadlines.dials.pop() else { break };
-            let dialing =
-                self.streams.get(d.id).is_some_and(|s| s.key.local_port == d.local_port && s.state.is_dialing());
-            if dialing {
+            if dial_waits(&self.streams, &d) {
                 self.deadlines.dials_timed_out.insert(d.id, d.timeout);
                 self.dial_timed_out(d.id, wakers);
             }

@@ -147,11 +147,13 @@ impl Link {
         Ok(id)
     }
 
-    /// Completes when a dialed stream is established (SYN_ACK received).
+    /// Completes when a dialed stream is established (SYN_ACK received). The waker
+    /// shares its place with a reader's: wait for one or the other, not both at once.
     pub fn poll_established(&mut self, id: StreamId, waker: &Waker) -> Poll<Result<(), StreamError>> {
         let closed = self.closed_error();
         let slot = self.slot(id);
-        if slot.state.is_established() {
+        // A SYN_ACK late for a dial given up does not make it a connection.
+        if slot.state.is_established() && slot.state.fault() != Some(Fault::DialTimedOut) {
             return Poll::Ready(Ok(()));
         }
         if let Some(fault) = slot.state.fault() {
@@ -376,9 +378,12 @@ impl Link {
         let slot = self.slot(id);
         slot.read_waker = None;
         slot.write_waker = None;
+        slot.state.release_handle();
         let before = slot.state.recv.charge();
         let key = slot.key;
-        let was_dialing = slot.state.dial_unanswered();
+        let was_dialing = slot.state.is_dialing();
+        // A timeout sent RST already (to a peer of this project: not a v1 one).
+        let reset_before = slot.state.reset_sent() && !slot.state.is_v1();
         // Once our ACK went out, the server counts the stream as open.
         let peer_has_stream = !was_dialing || slot.state.ack_sent();
         let mut frames: &[Command] = &[];
@@ -395,7 +400,8 @@ impl Link {
         // frames for an unknown stream are dropped, a late SYN is refused. So a reset
         // stream (an abandoned dial above all) gives back its place in the stream limit
         // at once. A v1 peer is told by FINs, and the slot lingers to answer its SYN.
-        let forget_now = slot.state.peer_gone() || (frames.contains(&Command::Rst) && !slot.state.is_v1());
+        let forget_now =
+            slot.state.peer_gone() || ((reset_before || frames.contains(&Command::Rst)) && !slot.state.is_v1());
         self.buffered -= before - slot.state.recv.charge();
         for &cmd in frames {
             let payload: &[u8] = if cmd == Command::Rst { &[RstReason::Aborted as u8] } else { &[] };
@@ -422,12 +428,26 @@ impl Link {
         }
     }
 
-    /// The dial of stream `id` ran out of time: its calls fail with the timeout, and
-    /// it is given up once its handle is released.
+    /// The dial of stream `id` ran out of time: it is given up at once, as when its
+    /// handle is released (RST ahead of the next DIALs; a v1 peer is told nothing), and
+    /// its calls fail with the timeout. The handle stays the application's.
     pub(super) fn dial_timed_out(&mut self, id: StreamId, wakers: &mut Vec<Waker>) {
+        let policy = self.policy();
         let slot = self.slot(id);
         slot.take_wakers(wakers);
-        slot.state.dial_timed_out();
+        let key = slot.key;
+        let peer_has_stream = slot.state.ack_sent();
+        if slot.state.dial_timed_out() && self.is_open() {
+            for &cmd in policy.abort_frames(peer_has_stream) {
+                let payload: &[u8] = if cmd == Command::Rst { &[RstReason::Aborted as u8] } else { &[] };
+                if cmd == Command::Rst {
+                    let h = self.stream_header(&key, cmd, payload.len());
+                    self.out.push_ahead_of_data(h, payload);
+                } else {
+                    self.push_stream_frame(&key, cmd, payload);
+                }
+            }
+        }
     }
 
     /// The stream's idle timeout expired: it is reset (RST, or FIN2 + FIN1 to a v1
@@ -649,10 +669,14 @@ mod tests {
         assert_eq!(err, Poll::Ready(Err(StreamError::DialTimeout(timeout))));
         let read = a.poll_read(unanswered, Waker::noop(), 10, |_| {}, t0 + timeout);
         assert_eq!(read, Poll::Ready(Err(StreamError::DialTimeout(timeout))));
+        // The peer hears at once that the dial was given up, and only once.
+        let cancels = |a: &mut super::Link, b: &mut super::Link| {
+            pump(a, b, t0 + timeout);
+            std::iter::from_fn(|| b.poll_event()).filter(|e| matches!(e, Event::CancelDial(_))).count()
+        };
+        assert_eq!(cancels(&mut a, &mut b), 1);
         a.release(unanswered, t0 + timeout);
-        pump(&mut a, &mut b, t0 + timeout);
-        let cancelled = std::iter::from_fn(|| b.poll_event()).any(|e| matches!(e, Event::CancelDial(_)));
-        assert!(cancelled, "the peer hears that the dial was given up");
+        assert_eq!(cancels(&mut a, &mut b), 0);
 
         // A dial answered in time, in the slot the first one left, is not ended by the
         // first one's deadline (still queued) nor by its own.
@@ -670,5 +694,35 @@ mod tests {
         a.handle_timeout(t0 + 2 * timeout, &mut Vec::new());
         let write = a.poll_write(answered, Waker::noop(), b"still open", None, t0 + 2 * timeout);
         assert_eq!(write, Poll::Ready(Ok(10)));
+    }
+
+    /// The queue of dial deadlines keeps about twice the dials under way, however many
+    /// dials were answered before their deadline.
+    #[test]
+    fn answered_dials_do_not_pile_up_in_the_deadline_queue() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = linked(LinkConfig::default(), t0);
+        let timeout = Duration::from_secs(30);
+        for port in 0..2_000 {
+            let key = StreamKey { local_port: port, remote_port: 80, remote_host: HostId(2) };
+            let id = a.open_stream(key, t0).unwrap();
+            a.set_dial_deadline(id, t0 + timeout, timeout);
+            pump(&mut a, &mut b, t0);
+            let dial = std::iter::from_fn(|| b.poll_event()).find_map(|e| match e {
+                Event::Dial(k) => Some(k),
+                _ => None,
+            });
+            let accepted = b.accept_stream(dial.expect("the DIAL arrives"), t0).unwrap();
+            for _ in 0..2 {
+                pump(&mut b, &mut a, t0);
+                pump(&mut a, &mut b, t0);
+            }
+            assert_eq!(a.poll_established(id, Waker::noop()), Poll::Ready(Ok(())));
+            a.release(id, t0);
+            b.release(accepted, t0);
+            pump(&mut a, &mut b, t0);
+            pump(&mut b, &mut a, t0);
+        }
+        assert!(a.deadlines.dials_queued() <= 2 + 64, "{} deadlines queued", a.deadlines.dials_queued());
     }
 }

@@ -44,9 +44,9 @@ impl Slot {
         Slot { key, state, read_waker: None, write_waker: None }
     }
 
-    /// A user handle exists: the reading half closes only when the handle goes.
+    /// A user handle exists.
     pub fn has_handle(&self) -> bool {
-        !self.state.read_closed()
+        self.state.has_handle()
     }
 
     pub fn take_wakers(&mut self, out: &mut Vec<Waker>) {
