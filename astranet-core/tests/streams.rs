@@ -666,3 +666,34 @@ async fn a_timed_out_stream_outlives_its_link_closing() {
     assert!(c.write_all(b"late").await.is_err());
     drop(c);
 }
+
+/// `start_dial` returns the stream at once: established once the listener accepts,
+/// failing with the dial's error otherwise; `None` for a name nobody announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_dial_returns_at_once_and_the_stream_says_when_it_is_answered() {
+    use std::future::poll_fn;
+    let (server, client) = tcp_pair().await;
+    let listener = server.bind(":12").unwrap();
+    let target: astranet::Target = listener.local_addr().to_string().parse().unwrap();
+    let mut c = client.start_dial(&target, Duration::from_secs(5)).unwrap().expect("an address is dialed at once");
+    let mut s = within(5, listener.accept()).await.unwrap();
+    within(5, poll_fn(|cx| c.poll_established(cx))).await.unwrap();
+    c.write_all(b"hello").await.unwrap();
+    let mut buf = [0u8; 5];
+    within(5, s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"hello");
+
+    // Nobody accepts: the link gives the dial up at its deadline.
+    let started = std::time::Instant::now();
+    let late = client.start_dial(&target, Duration::from_millis(200)).unwrap().unwrap();
+    let err = within(5, poll_fn(|cx| late.poll_established(cx))).await.unwrap_err();
+    assert!(matches!(err, Error::TimedOut { .. }) && err.to_string().contains("dial to"), "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(190), "{:?}", started.elapsed());
+    drop(late);
+    eventually("the backlog emptying", || server.stats().pending_dials == 0).await;
+
+    // Not announced: nothing to dial yet. No route: an error at once.
+    assert!(client.start_dial(&"nobody".parse().unwrap(), Duration::from_secs(1)).unwrap().is_none());
+    let unknown: astranet::Target = "0000000000000001:80".parse().unwrap();
+    assert!(matches!(client.start_dial(&unknown, Duration::from_secs(1)), Err(Error::NoRoute(_))));
+}
