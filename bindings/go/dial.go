@@ -89,6 +89,22 @@ func (n *Node) DialConn(ctx context.Context, network, address string) (*Conn, er
 	}
 	done := ctx.Done()
 	for {
+		// The dial's end is an event with both bits (wakeRead suffices), and Close
+		// wakes every registered waiter: one channel, and the context's if it has one.
+		// No dial is answered before its DIAL's round trip: wait first, then ask (an
+		// event that came meanwhile waits in the channel).
+		if done == nil {
+			<-w.read
+		} else {
+			select {
+			case <-w.read:
+			case <-done:
+				// Closing the handle gives the dial up (the listener forgets it at once).
+				C.astranet_stream_close(h)
+				n.unregister(id, w)
+				return fail(ctx.Err())
+			}
+		}
 		// The local address is known once the dial is answered.
 		var local, peer C.astranet_addr
 		r := C.an_stream_addrs(h, &local, &peer, &e)
@@ -100,20 +116,6 @@ func (n *Node) DialConn(ctx context.Context, network, address string) (*Conn, er
 			C.astranet_stream_close(h)
 			n.unregister(id, w)
 			return fail(err)
-		}
-		// The dial's end is an event with both bits (wakeRead suffices), and Close
-		// wakes every registered waiter: one channel, and the context's if it has one.
-		if done == nil {
-			<-w.read
-			continue
-		}
-		select {
-		case <-w.read:
-		case <-done:
-			// Closing the handle gives the dial up (the listener forgets it at once).
-			C.astranet_stream_close(h)
-			n.unregister(id, w)
-			return fail(ctx.Err())
 		}
 	}
 }
