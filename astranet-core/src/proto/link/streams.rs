@@ -403,18 +403,7 @@ impl Link {
         let forget_now =
             slot.state.peer_gone() || ((reset_before || frames.contains(&Command::Rst)) && !slot.state.is_v1());
         self.buffered -= before - slot.state.recv.charge();
-        for &cmd in frames {
-            let payload: &[u8] = if cmd == Command::Rst { &[RstReason::Aborted as u8] } else { &[] };
-            if was_dialing && cmd == Command::Rst {
-                // A dial given up has no data queued. Its RST goes with the DIALs, so a
-                // DIAL queued next (a retry) cannot overtake it and find the listener's
-                // backlog still holding the one given up.
-                let h = self.stream_header(&key, cmd, payload.len());
-                self.out.push_ahead_of_data(h, payload);
-            } else {
-                self.push_stream_frame(&key, cmd, payload);
-            }
-        }
+        self.push_abort(&key, frames, was_dialing);
         if fin2 {
             self.push_stream_frame(&key, Command::Fin2, &[]);
         }
@@ -438,14 +427,22 @@ impl Link {
         let key = slot.key;
         let peer_has_stream = slot.state.ack_sent();
         if slot.state.dial_timed_out() && self.is_open() {
-            for &cmd in policy.abort_frames(peer_has_stream) {
-                let payload: &[u8] = if cmd == Command::Rst { &[RstReason::Aborted as u8] } else { &[] };
-                if cmd == Command::Rst {
-                    let h = self.stream_header(&key, cmd, payload.len());
-                    self.out.push_ahead_of_data(h, payload);
-                } else {
-                    self.push_stream_frame(&key, cmd, payload);
-                }
+            self.push_abort(&key, policy.abort_frames(peer_has_stream), true);
+        }
+    }
+
+    /// Queues the abort `frames` (RST, or FIN2 + FIN1 to a v1 peer) of stream `key`.
+    /// A dial given up has no data queued: its RST goes with the DIALs, so that a DIAL
+    /// queued next (a retry) cannot overtake it and find the listener's backlog still
+    /// holding the one given up.
+    fn push_abort(&mut self, key: &StreamKey, frames: &[Command], dialing: bool) {
+        for &cmd in frames {
+            let payload: &[u8] = if cmd == Command::Rst { &[RstReason::Aborted as u8] } else { &[] };
+            if dialing && cmd == Command::Rst {
+                let h = self.stream_header(key, cmd, payload.len());
+                self.out.push_ahead_of_data(h, payload);
+            } else {
+                self.push_stream_frame(key, cmd, payload);
             }
         }
     }
@@ -462,10 +459,7 @@ impl Link {
         slot.take_wakers(wakers);
         self.buffered -= before - slot.state.recv.charge();
         if send {
-            for &cmd in policy.abort_frames(peer_has_stream) {
-                let payload: &[u8] = if cmd == Command::Rst { &[RstReason::Aborted as u8] } else { &[] };
-                self.push_stream_frame(&key, cmd, payload);
-            }
+            self.push_abort(&key, policy.abort_frames(peer_has_stream), false);
         }
     }
 
