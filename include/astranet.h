@@ -423,14 +423,25 @@ typedef struct astranet_node_config {
    * caller's thread, once their handshake is done; the node fd is then also
    * readable while a link has bytes to read, and `astranet_poll` may return no
    * event (the bytes held none). This saves a thread wake-up per message for
-   * programs that poll on a thread of their own (the Go package sets it); they must
-   * call `astranet_poll` whenever the fd is readable, or the links go unread and
-   * their peers close them. Several threads may call it at once. Blocking calls
-   * (`astranet_dial`, `astranet_stream_read_timeout`, …) also read the links while
-   * they wait, every millisecond, so a program without an event loop still works. Handshakes (so
-   * `astranet_join`) and TLS links are read by the node's worker threads either
+   * programs that poll on a thread of their own; they must call `astranet_poll`
+   * whenever the fd is readable, or the links go unread and their peers close them.
+   * Several threads may call it at once. Blocking calls (`astranet_dial`,
+   * `astranet_stream_read_timeout`, …) also read the links while they wait, every
+   * millisecond, so a program without an event loop still works. Handshakes (so
+   * `astranet_join`) and TLS links are served by the node's worker threads either
    * way. Each link read this way holds one more descriptor (its sending side's
-   * own). 0 (the default): worker threads read every link.
+   * own).
+   *
+   * 2: as 1, and the links are also written inside `astranet_poll` (the node fd is
+   * also readable while a link has frames to write): the node's worker threads then
+   * take no part in moving a link's bytes, which suits a program whose own
+   * scheduler runs its threads (the Go package sets it). What a stream writes then
+   * leaves only while a thread calls `astranet_poll` on its node (or a blocking
+   * call on the node waits), so this mode needs an event loop that serves the node
+   * fd for as long as the node has streams. `astranet_node_free` still flushes what
+   * was queued: the worker threads write it.
+   *
+   * 0 (the default): worker threads read and write every link.
    */
   uint32_t read_links_in_poll;
 } astranet_node_config;
@@ -668,7 +679,7 @@ astranet_result astranet_node_free(struct astranet_node *node);
 /**
  * The node's readiness fd: readable exactly while `astranet_poll` has events to
  * return (an eventfd), or, with `read_links_in_poll`, also while a link has bytes for
- * it to read (an epoll fd). Add it to `epoll`/`poll`/`select` for reading
+ * it to read or (with 2) frames for it to write (an epoll fd). Add it to `epoll`/`poll`/`select` for reading
  * (level-triggered); never read, write or close it yourself. It is owned by the node and valid until
  * `astranet_node_free`. One fd per node, whatever the number of streams.
  *
@@ -871,6 +882,8 @@ astranet_result astranet_routes(struct astranet_node *node,
  * any event is pending, so a level-triggered `epoll` loop that calls `astranet_poll`
  * with a full buffer until it returns fewer than `capacity` events never misses one.
  * Events of a handle closed before the call are withdrawn; a call may then return 0.
+ * With `read_links_in_poll`, it first reads (and with 2 writes) the node's links as
+ * far as they go without blocking.
  *
  * Returns `ASTRANET_OK`; `ASTRANET_ERR_INVALID_ARGUMENT` when `events` (with a non-zero
  * `capacity`) or `count` is NULL; `ASTRANET_ERR_BAD_HANDLE` for a node that is not

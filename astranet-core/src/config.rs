@@ -207,9 +207,9 @@ pub struct Config {
     /// Who may join, announce and dial (see [`crate::access`]); needs `tls`. `None`:
     /// every peer the mesh CA certified may do everything.
     pub access: Option<crate::access::AccessPolicy>,
-    /// Who reads the plaintext TCP links once their handshake is done (see
-    /// [`ReadDriver`](crate::ReadDriver)). `None` (the default): the runtime.
-    pub read_driver: Option<std::sync::Arc<crate::ReadDriver>>,
+    /// Who reads (and maybe writes) the plaintext TCP links once their handshake is
+    /// done (see [`LinkDriver`](crate::LinkDriver)). `None` (the default): the runtime.
+    pub link_driver: Option<std::sync::Arc<crate::LinkDriver>>,
 }
 
 impl Default for Config {
@@ -230,7 +230,7 @@ impl Default for Config {
             resolve_interval: Duration::from_secs(10),
             tls: None,
             access: None,
-            read_driver: None,
+            link_driver: None,
         }
     }
 }
@@ -267,11 +267,12 @@ impl NodeBuilder {
         self
     }
 
-    /// Plaintext TCP links are read by `driver` once their handshake is done, on the
-    /// threads that call [`ReadDriver::run`](crate::ReadDriver::run), instead of by
-    /// the runtime (see [`ReadDriver`](crate::ReadDriver)).
-    pub fn read_driver(mut self, driver: std::sync::Arc<crate::ReadDriver>) -> Self {
-        self.config.read_driver = Some(driver);
+    /// Plaintext TCP links are read (and, as its [`Drive`](crate::Drive) says,
+    /// written) by `driver` once their handshake is done, on the threads that call
+    /// [`LinkDriver::run`](crate::LinkDriver::run), instead of by the runtime (see
+    /// [`LinkDriver`](crate::LinkDriver)).
+    pub fn link_driver(mut self, driver: std::sync::Arc<crate::LinkDriver>) -> Self {
+        self.config.link_driver = Some(driver);
         self
     }
 

@@ -57,7 +57,7 @@ pub use access::{AccessPolicy, AccessRule};
 pub use addr::{Addr, HostId, LinkId, ParseAddrError, Port};
 pub use config::{Config, KeepAlive, Limits, NodeBuilder, Role, Windows};
 pub use error::{Error, Result};
-pub use link::driven::ReadDriver;
+pub use link::driven::{Drive, LinkDriver};
 pub use listener::Listener;
 pub use node::{IntoTarget, Node, ServiceWatch, Target};
 pub use proto::link::{CloseReason, LinkTimeout};

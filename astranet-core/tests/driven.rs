@@ -1,10 +1,10 @@
-//! Links read by a `ReadDriver` on a thread of the test's own (as an embedder's event
-//! loop would), not by the runtime: handshakes, data both ways, many streams, relaying,
-//! and links closing from either end.
+//! Links read and written by a `LinkDriver` on a thread of the test's own (as an
+//! embedder's event loop would), not by the runtime: handshakes, data both ways, many
+//! streams, relaying, links closing from either end, and a driver that reads alone.
 
 mod common;
 
-use astranet::{Addr, Node, ReadDriver, Role};
+use astranet::{Addr, Drive, LinkDriver, Node, Role};
 use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,23 +15,41 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// it, until dropped.
 struct EventLoop {
     stop: Arc<AtomicBool>,
+    /// Set: the loop runs nothing (an embedder busy elsewhere).
+    paused: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EventLoop {
-    fn start(driver: Arc<ReadDriver>) -> EventLoop {
+    fn start(driver: Arc<LinkDriver>) -> EventLoop {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let paused = Arc::new(AtomicBool::new(false));
+        let (flag, pause) = (stop.clone(), paused.clone());
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Acquire) {
+                if pause.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
                 let mut pfd = libc::pollfd { fd: driver.fd(), events: libc::POLLIN, revents: 0 };
                 // SAFETY: one valid pollfd.
-                if unsafe { libc::poll(&mut pfd, 1, 20) } > 0 {
+                if unsafe { libc::poll(&mut pfd, 1, 20) } > 0 && !pause.load(Ordering::Acquire) {
                     driver.run();
                 }
             }
         });
-        EventLoop { stop, thread: Some(thread) }
+        EventLoop { stop, paused, thread: Some(thread) }
+    }
+
+    /// Stops running the driver (after the run in progress, if any).
+    async fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+        // Longer than a poll's wait and a run.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    fn resume(&self) {
+        self.paused.store(false, Ordering::Release);
     }
 }
 
@@ -48,16 +66,20 @@ impl Drop for EventLoop {
 /// hides a read the driver failed to continue (it would be read with the PING).
 const KEEPALIVE: Duration = Duration::from_secs(600);
 
-fn driven(role: Role) -> (Node, Arc<ReadDriver>, EventLoop) {
-    let driver = ReadDriver::new().unwrap();
-    let node = Node::builder().role(role).keepalive(KEEPALIVE).read_driver(driver.clone()).build();
+fn driven(role: Role) -> (Node, Arc<LinkDriver>, EventLoop) {
+    driven_for(role, Drive::ReadsAndWrites)
+}
+
+fn driven_for(role: Role, drive: Drive) -> (Node, Arc<LinkDriver>, EventLoop) {
+    let driver = LinkDriver::new(drive).unwrap();
+    let node = Node::builder().role(role).keepalive(KEEPALIVE).link_driver(driver.clone()).build();
     let event_loop = EventLoop::start(driver.clone());
     (node, driver, event_loop)
 }
 
 /// A driven server joined by a client whose runtime reads its link; returns once the
 /// server's driver reads the link.
-async fn driven_server_and_client() -> (Node, Arc<ReadDriver>, EventLoop, Node) {
+async fn driven_server_and_client() -> (Node, Arc<LinkDriver>, EventLoop, Node) {
     let (server, reads, event_loop) = driven(Role::Peer);
     let client = Node::builder().keepalive(KEEPALIVE).build();
     let addr = server.listen("127.0.0.1:0").await.unwrap();
@@ -71,7 +93,7 @@ async fn driven_server_and_client() -> (Node, Arc<ReadDriver>, EventLoop, Node) 
 /// reads both links.
 async fn driven_router<F>(
     route: impl FnOnce(std::net::SocketAddr) -> F,
-) -> (Node, Arc<ReadDriver>, EventLoop, Node, Node)
+) -> (Node, Arc<LinkDriver>, EventLoop, Node, Node)
 where
     F: std::future::Future<Output = std::net::SocketAddr>,
 {
@@ -122,9 +144,18 @@ fn pattern(i: usize) -> u8 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_mib_each_way_between_driven_nodes() {
+    sixty_four_mib_each_way(Drive::ReadsAndWrites).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_mib_each_way_between_nodes_driven_for_reads_alone() {
+    sixty_four_mib_each_way(Drive::Reads).await;
+}
+
+async fn sixty_four_mib_each_way(drive: Drive) {
     const TOTAL: usize = 64 << 20;
-    let (server, server_reads, _l1) = driven(Role::Peer);
-    let (client, client_reads, _l2) = driven(Role::Peer);
+    let (server, server_reads, _l1) = driven_for(Role::Peer, drive);
+    let (client, client_reads, _l2) = driven_for(Role::Peer, drive);
     let addr = server.listen("127.0.0.1:0").await.unwrap();
     within(10, client.join(addr)).await.unwrap();
     eventually("both links driven", || server_reads.links() == 1 && client_reads.links() == 1).await;
@@ -217,9 +248,9 @@ async fn a_thousand_streams_against_a_runtime_read_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_completes_before_anyone_runs_the_driver() {
-    // The handshake is read by the runtime: nobody calls `run` here.
-    let driver = ReadDriver::new().unwrap();
-    let client = Node::builder().read_driver(driver.clone()).build();
+    // The handshake is read and written by the runtime: nobody calls `run` here.
+    let driver = LinkDriver::new(Drive::ReadsAndWrites).unwrap();
+    let client = Node::builder().link_driver(driver.clone()).build();
     let server = Node::new();
     let addr = server.listen("127.0.0.1:0").await.unwrap();
     assert_eq!(within(10, client.join(addr)).await.unwrap(), server.host_id());
@@ -341,4 +372,50 @@ async fn a_driven_router_pauses_for_a_congested_hop_and_resumes() {
     }
     let intact = |all: &Vec<u8>| all.len() == EACH && all.iter().enumerate().all(|(j, b)| *b == pattern(j));
     assert!(within(60, received).await.unwrap().iter().all(intact), "a stream lost or changed bytes");
+}
+
+/// 60 KiB: more than a stream writes straight to the socket (so it is queued for the
+/// link's writer), less than a stream's initial window (so it is all sent at once).
+const QUEUED: usize = 60 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driven_writer_writes_only_when_the_driver_runs() {
+    let (client, driver, event_loop) = driven(Role::Peer);
+    let server = Node::builder().keepalive(KEEPALIVE).build();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    within(10, client.join(addr)).await.unwrap();
+    let listener = server.bind(":2").unwrap();
+    let (mut c, mut s) = connected(&client, &listener).await;
+    eventually("the writer handed over", || driver.writers() == 1).await;
+
+    event_loop.pause().await;
+    c.write_all(&[5u8; QUEUED]).await.unwrap();
+    let mut got = vec![0u8; QUEUED];
+    let early = tokio::time::timeout(Duration::from_millis(300), s.read(&mut got)).await;
+    assert!(early.is_err(), "bytes left while nobody ran the driver");
+    event_loop.resume();
+    within(10, s.read_exact(&mut got)).await.unwrap();
+    assert!(got.iter().all(|b| *b == 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_close_flushes_what_a_driven_writer_had_queued() {
+    let (client, driver, event_loop) = driven(Role::Peer);
+    let server = Node::builder().keepalive(KEEPALIVE).build();
+    let addr = server.listen("127.0.0.1:0").await.unwrap();
+    within(10, client.join(addr)).await.unwrap();
+    let listener = server.bind(":2").unwrap();
+    let (mut c, mut s) = connected(&client, &listener).await;
+    eventually("the writer handed over", || driver.writers() == 1).await;
+
+    // Queued while nobody runs the driver, which nobody will run again: the close
+    // hands the writer back to the runtime, which writes it all before the end.
+    event_loop.pause().await;
+    c.write_all(&[9u8; QUEUED]).await.unwrap();
+    client.close();
+    let mut got = vec![0u8; QUEUED];
+    within(10, s.read_exact(&mut got)).await.unwrap();
+    assert!(got.iter().all(|b| *b == 9));
+    eventually("the writer let go", || driver.writers() == 0).await;
+    drop(event_loop);
 }

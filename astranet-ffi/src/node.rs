@@ -3,9 +3,10 @@
 use crate::error::{astranet_error, astranet_result, Failure};
 use crate::handles::{self, Obj};
 use crate::listener::{astranet_listener, ListenerH};
-use crate::poll::{ReadLinks, ReadySet};
+use crate::poll::{DriveLinks, ReadySet};
 use crate::stream::{astranet_stream, StreamH};
 use crate::{c_str, ffi, fill_array, out};
+use astranet::Drive;
 use astranet_embed::config::{FlatConfig, TlsPem};
 use astranet_embed::runtime::Runtime;
 use astranet_embed::wait::Wait;
@@ -125,14 +126,25 @@ pub struct astranet_node_config {
     /// caller's thread, once their handshake is done; the node fd is then also
     /// readable while a link has bytes to read, and `astranet_poll` may return no
     /// event (the bytes held none). This saves a thread wake-up per message for
-    /// programs that poll on a thread of their own (the Go package sets it); they must
-    /// call `astranet_poll` whenever the fd is readable, or the links go unread and
-    /// their peers close them. Several threads may call it at once. Blocking calls
-    /// (`astranet_dial`, `astranet_stream_read_timeout`, …) also read the links while
-    /// they wait, every millisecond, so a program without an event loop still works. Handshakes (so
-    /// `astranet_join`) and TLS links are read by the node's worker threads either
+    /// programs that poll on a thread of their own; they must call `astranet_poll`
+    /// whenever the fd is readable, or the links go unread and their peers close them.
+    /// Several threads may call it at once. Blocking calls (`astranet_dial`,
+    /// `astranet_stream_read_timeout`, …) also read the links while they wait, every
+    /// millisecond, so a program without an event loop still works. Handshakes (so
+    /// `astranet_join`) and TLS links are served by the node's worker threads either
     /// way. Each link read this way holds one more descriptor (its sending side's
-    /// own). 0 (the default): worker threads read every link.
+    /// own).
+    ///
+    /// 2: as 1, and the links are also written inside `astranet_poll` (the node fd is
+    /// also readable while a link has frames to write): the node's worker threads then
+    /// take no part in moving a link's bytes, which suits a program whose own
+    /// scheduler runs its threads (the Go package sets it). What a stream writes then
+    /// leaves only while a thread calls `astranet_poll` on its node (or a blocking
+    /// call on the node waits), so this mode needs an event loop that serves the node
+    /// fd for as long as the node has streams. `astranet_node_free` still flushes what
+    /// was queued: the worker threads write it.
+    ///
+    /// 0 (the default): worker threads read and write every link.
     pub read_links_in_poll: u32,
 }
 
@@ -261,8 +273,8 @@ impl NodeH {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let reads = ReadLinks(self.ready.reads.as_deref());
-        self.rt.run(Wait::Forever, reads, fut).map_err(|stopped| stopped.failure("astranet call", None))
+        let links = DriveLinks(self.ready.links.as_deref());
+        self.rt.run(Wait::Forever, links, fut).map_err(|stopped| stopped.failure("astranet call", None))
     }
 }
 
@@ -313,12 +325,15 @@ pub extern "C" fn astranet_node_new(
             };
         }
         let mut builder = flat(&c)?.builder()?;
-        let ready = match c.read_links_in_poll {
-            0 | 1 => ReadySet::new(c.read_links_in_poll == 1)?,
-            v => return Err(Failure::invalid(format!("read_links_in_poll is {v}, expected 0 or 1"))),
+        let drive = match c.read_links_in_poll {
+            0 => None,
+            1 => Some(Drive::Reads),
+            2 => Some(Drive::ReadsAndWrites),
+            v => return Err(Failure::invalid(format!("read_links_in_poll is {v}, expected 0, 1 or 2"))),
         };
-        if let Some(reads) = &ready.reads {
-            builder = builder.read_driver(reads.clone());
+        let ready = ReadySet::new(drive)?;
+        if let Some(links) = &ready.links {
+            builder = builder.link_driver(links.clone());
         }
         let node = builder.try_build()?;
         let rt = Runtime::new(c.worker_threads)?;
@@ -351,7 +366,7 @@ pub extern "C" fn astranet_node_free(node: *mut astranet_node) -> astranet_resul
 
 /// The node's readiness fd: readable exactly while `astranet_poll` has events to
 /// return (an eventfd), or, with `read_links_in_poll`, also while a link has bytes for
-/// it to read (an epoll fd). Add it to `epoll`/`poll`/`select` for reading
+/// it to read or (with 2) frames for it to write (an epoll fd). Add it to `epoll`/`poll`/`select` for reading
 /// (level-triggered); never read, write or close it yourself. It is owned by the node and valid until
 /// `astranet_node_free`. One fd per node, whatever the number of streams.
 ///

@@ -11,7 +11,7 @@
 use crate::error::{astranet_error, astranet_result, Failure};
 use crate::handles;
 use crate::{ffi, out};
-use astranet::ReadDriver;
+use astranet::{Drive, LinkDriver};
 use astranet_embed::wait::Interrupt;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -43,34 +43,35 @@ pub struct astranet_event {
 }
 
 /// The queue of registrations with pending events, the node's eventfd, and the driver
-/// of its link reads when `astranet_poll` reads them (`read_links_in_poll`).
+/// of its links when `astranet_poll` reads (and writes) them (`read_links_in_poll`).
 pub(crate) struct ReadySet {
     fd: i32,
     queue: Mutex<VecDeque<Arc<Reg>>>,
-    pub(crate) reads: Option<Arc<ReadDriver>>,
+    pub(crate) links: Option<Arc<LinkDriver>>,
 }
 
 impl ReadySet {
-    /// `read_links`: `astranet_poll` reads the links (see [`ReadySet::node_fd`]).
-    pub(crate) fn new(read_links: bool) -> Result<Arc<ReadySet>, Failure> {
+    /// `drive`: what `astranet_poll` does for the links, if anything (see
+    /// [`ReadySet::node_fd`]).
+    pub(crate) fn new(drive: Option<Drive>) -> Result<Arc<ReadySet>, Failure> {
         // SAFETY: plain syscall.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error().into());
         }
         // Owns the fd from here: an error below closes it.
-        let mut ready = ReadySet { fd, queue: Mutex::new(VecDeque::new()), reads: None };
-        if read_links {
-            let reads = ReadDriver::new()?;
-            reads.watch(fd)?;
-            ready.reads = Some(reads);
+        let mut ready = ReadySet { fd, queue: Mutex::new(VecDeque::new()), links: None };
+        if let Some(drive) = drive {
+            let links = LinkDriver::new(drive)?;
+            links.watch(fd)?;
+            ready.links = Some(links);
         }
         Ok(Arc::new(ready))
     }
 
-    /// The node fd: the eventfd, or the epoll fd of the link reads that watches it too.
+    /// The node fd: the eventfd, or the epoll fd of the link driver that watches it too.
     pub(crate) fn node_fd(&self) -> i32 {
-        self.reads.as_ref().map_or(self.fd, |r| r.fd())
+        self.links.as_ref().map_or(self.fd, |l| l.fd())
     }
 
     fn push(&self, reg: Arc<Reg>) {
@@ -122,11 +123,11 @@ impl Drop for ReadySet {
     }
 }
 
-/// What a blocking call checks while it waits: with `read_links_in_poll`, it reads the
+/// What a blocking call checks while it waits: with `read_links_in_poll`, it drives the
 /// node's links every millisecond, since no other thread need be polling.
-pub(crate) struct ReadLinks<'a>(pub Option<&'a ReadDriver>);
+pub(crate) struct DriveLinks<'a>(pub Option<&'a LinkDriver>);
 
-impl Interrupt for ReadLinks<'_> {
+impl Interrupt for DriveLinks<'_> {
     type Error = std::convert::Infallible;
 
     fn tick(&self) -> Option<std::time::Duration> {
@@ -134,8 +135,8 @@ impl Interrupt for ReadLinks<'_> {
     }
 
     fn check(&mut self) -> Result<(), Self::Error> {
-        if let Some(reads) = self.0 {
-            reads.run();
+        if let Some(links) = self.0 {
+            links.run();
         }
         Ok(())
     }
@@ -252,6 +253,8 @@ impl<const BITS: u32> RegWaker<BITS> {
 /// any event is pending, so a level-triggered `epoll` loop that calls `astranet_poll`
 /// with a full buffer until it returns fewer than `capacity` events never misses one.
 /// Events of a handle closed before the call are withdrawn; a call may then return 0.
+/// With `read_links_in_poll`, it first reads (and with 2 writes) the node's links as
+/// far as they go without blocking.
 ///
 /// Returns `ASTRANET_OK`; `ASTRANET_ERR_INVALID_ARGUMENT` when `events` (with a non-zero
 /// `capacity`) or `count` is NULL; `ASTRANET_ERR_BAD_HANDLE` for a node that is not
@@ -277,8 +280,8 @@ pub extern "C" fn astranet_poll(
             // element written is fully initialised; none is read.
             unsafe { std::slice::from_raw_parts_mut(events, capacity) }
         };
-        if let Some(reads) = &node.ready.reads {
-            reads.run();
+        if let Some(links) = &node.ready.links {
+            links.run();
         }
         count.set(node.ready.drain(slice));
         Ok(astranet_result::ASTRANET_OK)
@@ -353,7 +356,7 @@ mod tests {
 
     #[test]
     fn fd_is_readable_exactly_while_events_are_pending() {
-        let ready = ReadySet::new(false).unwrap();
+        let ready = ReadySet::new(None).unwrap();
         let (a, b) = (Reg::new(&ready, 1), Reg::new(&ready, 2));
         assert!(!readable(ready.node_fd()));
         a.waker::<ASTRANET_EVENT_READABLE>().wake_by_ref();
@@ -370,7 +373,7 @@ mod tests {
 
     #[test]
     fn wakers_share_the_registration_and_count_its_references() {
-        let ready = ReadySet::new(false).unwrap();
+        let ready = ReadySet::new(None).unwrap();
         let a = Reg::new(&ready, 7);
         let read = a.waker::<ASTRANET_EVENT_READABLE>();
         let write = a.waker::<ASTRANET_EVENT_WRITABLE>();
@@ -390,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_killed_registration_reports_nothing() {
-        let ready = ReadySet::new(false).unwrap();
+        let ready = ReadySet::new(None).unwrap();
         let a = Reg::new(&ready, 1);
         a.fire(ASTRANET_EVENT_READABLE);
         a.kill();
@@ -401,7 +404,7 @@ mod tests {
 
     #[test]
     fn wakes_after_the_node_is_gone_are_dropped() {
-        let ready = ReadySet::new(false).unwrap();
+        let ready = ReadySet::new(None).unwrap();
         let a = Reg::new(&ready, 1);
         drop(ready);
         a.fire(ASTRANET_EVENT_READABLE);

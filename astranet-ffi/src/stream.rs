@@ -4,9 +4,9 @@
 use crate::error::{astranet_error, astranet_result, Failure};
 use crate::handles::{self, Obj};
 use crate::node::astranet_addr;
-use crate::poll::{ReadLinks, ReadySet, Reg, ASTRANET_EVENT_READABLE, ASTRANET_EVENT_WRITABLE};
+use crate::poll::{DriveLinks, ReadySet, Reg, ASTRANET_EVENT_READABLE, ASTRANET_EVENT_WRITABLE};
 use crate::{ffi, out};
-use astranet::ReadDriver;
+use astranet::LinkDriver;
 use astranet_embed::wait::{self, Wait};
 use parking_lot::Mutex;
 use std::ffi::c_void;
@@ -30,15 +30,15 @@ pub struct astranet_stream {
 }
 
 /// The wakers of the threads blocked on a handle, woken when it is closed, and the
-/// driver of the node's link reads, run while they wait (see [`ReadLinks`]).
+/// driver of the node's links, run while they wait (see [`DriveLinks`]).
 pub(crate) struct Blocker {
     waiting: Mutex<Vec<Waker>>,
-    reads: Option<Arc<ReadDriver>>,
+    links: Option<Arc<LinkDriver>>,
 }
 
 impl Blocker {
     pub(crate) fn new(ready: &ReadySet) -> Blocker {
-        Blocker { waiting: Mutex::new(Vec::new()), reads: ready.reads.clone() }
+        Blocker { waiting: Mutex::new(Vec::new()), links: ready.links.clone() }
     }
 
     /// Wakes every blocked caller (each removes its own waker when it returns).
@@ -56,7 +56,7 @@ impl Blocker {
         mut op: impl FnMut(&Waker) -> Poll<Result<T, Failure>>,
     ) -> Result<T, Failure> {
         let mut registered: Option<Waker> = None;
-        let result = wait::block_on(None, Wait::timeout(limit), ReadLinks(self.reads.as_deref()), |cx| {
+        let result = wait::block_on(None, Wait::timeout(limit), DriveLinks(self.links.as_deref()), |cx| {
             if registered.is_none() {
                 self.waiting.lock().push(cx.waker().clone());
                 registered = Some(cx.waker().clone());

@@ -184,8 +184,9 @@ func (n *Node) start() error {
 			return
 		}
 		cfg.role = C.uint32_t(n.cfg.role)
-		// The poll goroutine reads the links itself (see "How it waits" in README.md).
-		cfg.read_links_in_poll = 1
+		// The poll goroutine reads and writes the links itself (see "How it waits" in
+		// README.md).
+		cfg.read_links_in_poll = 2
 		cfg.host_id = C.uint64_t(n.cfg.hostID)
 		if n.cfg.keepalive > 0 {
 			cfg.keepalive_ms = C.uint32_t(n.cfg.keepalive / time.Millisecond)

@@ -4,6 +4,7 @@
  * With --read-links-in-poll, both nodes read their links inside astranet_poll (the
  * node fd is then also readable for link bytes, and a poll may return no event). */
 #include "common.h"
+#include <stdbool.h>
 #include <sys/epoll.h>
 
 #define N 10000
@@ -89,12 +90,14 @@ int main(int argc, char **argv) {
   watchdog(120);
   astranet_node_config cfg;
   OK(astranet_node_config_init(&cfg));
-  if (argc > 1 && strcmp(argv[1], "--read-links-in-poll") == 0) {
+  bool reads = argc > 1 && strcmp(argv[1], "--read-links-in-poll") == 0;
+  bool reads_and_writes = argc > 1 && strcmp(argv[1], "--links-in-poll") == 0;
+  if (reads || reads_and_writes) {
     astranet_node *bad = NULL;
-    cfg.read_links_in_poll = 2;
+    cfg.read_links_in_poll = 3;
     EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_node_new(&cfg, &bad, &err));
     CHECK(bad == NULL);
-    cfg.read_links_in_poll = 1;
+    cfg.read_links_in_poll = reads ? 1 : 2;
   }
   pair_t p = make_pair(&cfg);
   int sfd, cfd;

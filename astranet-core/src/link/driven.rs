@@ -1,15 +1,23 @@
-//! Link reads driven by the embedder's thread instead of the runtime's workers.
+//! Link reads (and writes) driven by the embedder's thread instead of the runtime's
+//! workers.
 //!
 //! A runtime thread that reads a link's socket must then wake the thread that consumes
 //! the stream: two thread wake-ups per message where a program with its own event loop
 //! (Go's netpoller, a C program's `epoll`) would pay one if it read the socket itself.
-//! A [`ReadDriver`] lets it: the node hands it each plaintext TCP link once its
-//! handshake is done, and the embedder watches one descriptor ([`ReadDriver::fd`], an
-//! epoll instance holding the link sockets) and calls [`ReadDriver::run`] whenever it
+//! A [`LinkDriver`] lets it: the node hands it each plaintext TCP link once its
+//! handshake is done, and the embedder watches one descriptor ([`LinkDriver::fd`], an
+//! epoll instance holding the link sockets) and calls [`LinkDriver::run`] whenever it
 //! is readable. The reading itself is the link's usual reader, polled there.
+//!
+//! With [`Drive::ReadsAndWrites`] the link's writer is polled there too. The runtime's
+//! threads then take no part in moving a link's bytes, and an embedder whose own
+//! scheduler runs its threads (Go's) keeps the work on them: with many streams, the
+//! runtime's writer thread and the embedder's threads took turns at two cores, each
+//! turn a sleep and a wake-up.
 
 use super::reader::{ReadBuffers, DRIVEN_BUSY_READS};
 use super::LinkHandle;
+use crate::proto::link::CloseReason;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,39 +30,56 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// epoll data of the driver's own eventfd (a reader asked to be polled again).
+/// epoll data of the driver's own eventfd (a reader or writer asked to be polled).
 const WOKEN: u64 = 0;
-/// epoll data of descriptors watched for the embedder ([`ReadDriver::watch`]).
+/// epoll data of descriptors watched for the embedder ([`LinkDriver::watch`]).
 const WATCHED: u64 = u64::MAX;
 
-type Reader = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A link's reader or writer, as the driver polls it.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Reads a node's links on the threads that call [`ReadDriver::run`].
+/// What a [`LinkDriver`] does for the links the node gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drive {
+    /// Reads them; the runtime writes them.
+    Reads,
+    /// Reads and writes them (writes once the link's handshake is done, as reads).
+    /// Frames queued on a link leave only when someone calls [`LinkDriver::run`], or
+    /// once the link is closed locally (its writer then returns to the runtime to
+    /// flush them).
+    ReadsAndWrites,
+}
+
+/// Reads (and, with [`Drive::ReadsAndWrites`], writes) a node's links on the threads
+/// that call [`LinkDriver::run`].
 ///
-/// Give it to [`NodeBuilder::read_driver`](crate::NodeBuilder::read_driver). Each
-/// plaintext TCP link is read by the runtime until its handshake is done (so that
-/// [`Node::join`](crate::Node::join) completes without help), then by `run`. TLS links
-/// and links over other byte pipes are always read by the runtime.
+/// Give it to [`NodeBuilder::link_driver`](crate::NodeBuilder::link_driver). Each
+/// plaintext TCP link is read and written by the runtime until its handshake is done
+/// (so that [`Node::join`](crate::Node::join) completes without help), then by `run`.
+/// TLS links and links over other byte pipes are always served by the runtime.
 ///
-/// The embedder must call `run` whenever [`fd`](ReadDriver::fd) is readable: an
+/// The embedder must call `run` whenever [`fd`](LinkDriver::fd) is readable: an
 /// unread link answers no keep-alive and is closed by its peer.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-/// let reads = astranet::ReadDriver::new()?;
-/// let node = astranet::Node::builder().read_driver(reads.clone()).build();
-/// // In the embedder's event loop: when `reads.fd()` is readable,
-/// reads.run();
+/// use astranet::{Drive, LinkDriver};
+/// let driver = LinkDriver::new(Drive::ReadsAndWrites)?;
+/// let node = astranet::Node::builder().link_driver(driver.clone()).build();
+/// // In the embedder's event loop: when `driver.fd()` is readable,
+/// driver.run();
 /// # drop(node); Ok(()) }
 /// ```
-pub struct ReadDriver {
+pub struct LinkDriver {
     epoll: OwnedFd,
     /// Written when a reader asks to be polled again (it yielded, or waits for a
-    /// congested next hop to drain); makes `epoll` readable.
+    /// congested next hop to drain) or a writer has frames to write; makes `epoll`
+    /// readable.
     wake: OwnedFd,
     entries: Mutex<Entries>,
     woken: Mutex<Vec<u64>>,
-    me: Weak<ReadDriver>,
+    drive: Drive,
+    me: Weak<LinkDriver>,
 }
 
 struct Entries {
@@ -63,7 +88,8 @@ struct Entries {
 }
 
 struct Entry {
-    fd: RawFd,
+    /// The socket a reader reads (`None`: a writer, woken by its link alone).
+    fd: Option<RawFd>,
     /// `None` while a thread polls it.
     polling: Option<Polling>,
     waker: Arc<EntryWaker>,
@@ -71,23 +97,27 @@ struct Entry {
     edges: Arc<AtomicU64>,
     /// Woken while being polled: poll again.
     rewake: bool,
-    /// The link closed while being polled: drop the reader afterwards.
+    /// The link closed while being polled: drop the task afterwards.
     gone: bool,
+    /// The link closed locally while being polled: hand the writer back to the
+    /// runtime afterwards, to flush what was queued.
+    release: bool,
 }
 
-/// What polling a link's reader takes: out of its entry while a thread polls it.
+/// What polling a link's reader or writer takes: out of its entry while a thread
+/// polls it.
 struct Polling {
-    reader: Reader,
+    task: Task,
     /// Made of the entry's waker once, not per poll.
     waker: Waker,
-    /// The reader's timers and yields need the runtime's context.
+    /// The task's timers, yields and writability waits need the runtime's context.
     runtime: tokio::runtime::Handle,
 }
 
 struct EntryWaker {
     token: u64,
     queued: AtomicBool,
-    driver: Weak<ReadDriver>,
+    driver: Weak<LinkDriver>,
 }
 
 impl Wake for EntryWaker {
@@ -120,33 +150,39 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-impl ReadDriver {
+impl LinkDriver {
     /// A driver with no links yet: an epoll instance and an eventfd.
-    pub fn new() -> io::Result<Arc<ReadDriver>> {
+    pub fn new(drive: Drive) -> io::Result<Arc<LinkDriver>> {
         // SAFETY: plain syscalls; each fd is owned at once.
         let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
         let wake = unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?) };
         // Non-blocking, so that event loops that insist (Go's) can watch it.
         unsafe { cvt(libc::fcntl(epoll.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK))? };
-        let driver = Arc::new_cyclic(|me| ReadDriver {
+        let driver = Arc::new_cyclic(|me| LinkDriver {
             epoll,
             wake,
             entries: Mutex::new(Entries { next: WOKEN + 1, by_token: HashMap::new() }),
             woken: Mutex::new(Vec::new()),
+            drive,
             me: me.clone(),
         });
         driver.add(driver.wake.as_raw_fd(), WOKEN, libc::EPOLLIN as u32)?;
         Ok(driver)
     }
 
+    /// What the driver does for its links.
+    pub fn drive(&self) -> Drive {
+        self.drive
+    }
+
     /// The descriptor to watch for reading (level-triggered): readable while a link
-    /// has bytes to read, a read asked to be continued, or a watched descriptor is
-    /// readable. Valid as long as the driver.
+    /// has bytes to read, a read asked to be continued, a writer has frames to write
+    /// or a watched descriptor is readable. Valid as long as the driver.
     pub fn fd(&self) -> RawFd {
         self.epoll.as_raw_fd()
     }
 
-    /// Makes [`fd`](ReadDriver::fd) readable also while `fd` is: an embedder with a
+    /// Makes [`fd`](LinkDriver::fd) readable also while `fd` is: an embedder with a
     /// readiness descriptor of its own then watches one. `fd` must stay open as long
     /// as the driver.
     pub fn watch(&self, fd: RawFd) -> io::Result<()> {
@@ -166,11 +202,12 @@ impl ReadDriver {
         unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 
-    /// Reads every link that has bytes waiting, and continues the reads that asked to
-    /// be, as far as each goes without blocking (a link that keeps its socket busy
-    /// yields after a few reads and asks to be continued). Frames are handled as the
-    /// runtime's reader handles them: streams become readable, events reach the node.
-    /// Safe from any thread, also from several at once.
+    /// Reads every link that has bytes waiting, continues the reads that asked to be,
+    /// and runs the writers that have frames to write, as far as each goes without
+    /// blocking (a link that keeps its socket busy yields after a few reads and asks to
+    /// be continued). Frames are handled as the runtime's reader handles them: streams
+    /// become readable, events reach the node. Safe from any thread, also from several
+    /// at once.
     pub fn run(&self) {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         let mut readable = Vec::new();
@@ -205,7 +242,7 @@ impl ReadDriver {
         }
     }
 
-    /// Polls the reader of `token`; `edge`: its socket reported new bytes.
+    /// Polls the reader or writer of `token`; `edge`: its socket reported new bytes.
     fn poll(&self, token: u64, edge: bool) {
         let mut polling = {
             let mut entries = self.entries.lock();
@@ -223,14 +260,18 @@ impl ReadDriver {
         };
         let done = {
             let _runtime = polling.runtime.enter();
-            polling.reader.as_mut().poll(&mut Context::from_waker(&polling.waker)).is_ready()
+            polling.task.as_mut().poll(&mut Context::from_waker(&polling.waker)).is_ready()
         };
         let mut entries = self.entries.lock();
         let Some(entry) = entries.by_token.get_mut(&token) else { return };
         if done || entry.gone {
+            let release = entry.release && !done;
             let entry = entries.by_token.remove(&token);
             drop(entries);
             self.remove(entry);
+            if release {
+                polling.runtime.spawn(polling.task);
+            }
             return;
         }
         entry.polling = Some(polling);
@@ -246,32 +287,24 @@ impl ReadDriver {
 
     fn remove(&self, entry: Option<Entry>) {
         if let Some(entry) = entry {
-            // Before the reader (and with it the socket) is dropped.
-            // SAFETY: valid epoll fd; `entry.fd` is still open (the reader owns it).
-            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, entry.fd, std::ptr::null_mut()) };
+            if let Some(fd) = entry.fd {
+                // Before the reader (and with it the socket) is dropped.
+                // SAFETY: valid epoll fd; `fd` is still open (the reader owns it).
+                unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+            }
             drop(entry);
         }
     }
 
     /// Takes over the reading of `link` from the runtime's reader, with the bytes it
-    /// read and not yet handled. Returns the token [`forget`](ReadDriver::forget)
+    /// read and not yet handled. Returns the token [`forget`](LinkDriver::forget)
     /// takes.
     pub(super) fn adopt(&self, link: LinkHandle, io: TcpStream, buffers: ReadBuffers) -> io::Result<u64> {
         let fd = io.as_raw_fd();
-        let token = {
-            let mut entries = self.entries.lock();
-            let token = entries.next;
-            entries.next += 1;
-            let waker = Arc::new(EntryWaker { token, queued: AtomicBool::new(false), driver: self.me.clone() });
-            let edges = Arc::new(AtomicU64::new(0));
-            let io = Driven { io, edges: edges.clone(), drained_at: None };
-            let reader: Reader = Box::pin(super::reader::read(link, io, buffers, DRIVEN_BUSY_READS));
-            let runtime = tokio::runtime::Handle::current();
-            let polling = Polling { reader, waker: Waker::from(waker.clone()), runtime };
-            let entry = Entry { fd, polling: Some(polling), waker, edges, rewake: false, gone: false };
-            entries.by_token.insert(token, entry);
-            token
-        };
+        let edges = Arc::new(AtomicU64::new(0));
+        let io = Driven { io, edges: edges.clone(), drained_at: None };
+        let reader = Box::pin(super::reader::read(link, io, buffers, DRIVEN_BUSY_READS));
+        let token = self.insert(reader, Some(fd), edges);
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
         if let Err(e) = self.add(fd, token, events) {
             let entry = self.entries.lock().by_token.remove(&token);
@@ -279,35 +312,90 @@ impl ReadDriver {
             return Err(e);
         }
         // The first poll reads what arrived before the socket was watched.
-        if let Some(waker) = self.entries.lock().by_token.get(&token).map(|e| e.waker.clone()) {
-            waker.wake_by_ref();
-        }
+        self.wake(token);
         Ok(token)
     }
 
-    /// The link of `token` closed: its reader is dropped (now, or when the thread
-    /// polling it is done).
+    /// Takes over the writing of a link from the runtime's writer task (see
+    /// [`Drive::ReadsAndWrites`]): `writer` is the link's writer, which the runtime's
+    /// task stopped between two batches. Returns the token that
+    /// [`let_writer_go`](LinkDriver::let_writer_go) takes.
+    pub(super) fn adopt_writer(&self, writer: Task) -> u64 {
+        let token = self.insert(writer, None, Arc::new(AtomicU64::new(0)));
+        // The first poll writes what was queued meanwhile.
+        self.wake(token);
+        token
+    }
+
+    /// Adds an entry for `task`, polled from now on when woken.
+    fn insert(&self, task: Task, fd: Option<RawFd>, edges: Arc<AtomicU64>) -> u64 {
+        let mut entries = self.entries.lock();
+        let token = entries.next;
+        entries.next += 1;
+        let waker = Arc::new(EntryWaker { token, queued: AtomicBool::new(false), driver: self.me.clone() });
+        let runtime = tokio::runtime::Handle::current();
+        let polling = Polling { task, waker: Waker::from(waker.clone()), runtime };
+        let entry = Entry { fd, polling: Some(polling), waker, edges, rewake: false, gone: false, release: false };
+        entries.by_token.insert(token, entry);
+        token
+    }
+
+    fn wake(&self, token: u64) {
+        if let Some(waker) = self.entries.lock().by_token.get(&token).map(|e| e.waker.clone()) {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// The link of the reader `token` closed: the reader is dropped (now, or when the
+    /// thread polling it is done).
     pub(super) fn forget(&self, token: u64) {
+        self.let_go(token, false);
+    }
+
+    /// The link of the writer `token` closed for `reason`. After a local close the
+    /// writer goes back to the runtime (now, or when the thread polling it is done) to
+    /// write what was queued before the close, whether or not anyone calls `run` any
+    /// more; after any other, nothing more is written and it is dropped.
+    pub(super) fn let_writer_go(&self, token: u64, reason: &CloseReason) {
+        self.let_go(token, *reason == CloseReason::Local);
+    }
+
+    fn let_go(&self, token: u64, release: bool) {
         let mut entries = self.entries.lock();
         let Some(entry) = entries.by_token.get_mut(&token) else { return };
         if entry.polling.is_none() {
             entry.gone = true;
+            entry.release = release;
             return;
         }
-        let entry = entries.by_token.remove(&token);
+        let mut entry = entries.by_token.remove(&token);
         drop(entries);
+        let polling = entry.as_mut().and_then(|e| e.polling.take()).filter(|_| release);
         self.remove(entry);
+        if let Some(polling) = polling {
+            polling.runtime.spawn(polling.task);
+        }
     }
 
     /// Links read by the driver.
     pub fn links(&self) -> usize {
-        self.entries.lock().by_token.len()
+        self.entries.lock().by_token.values().filter(|e| e.fd.is_some()).count()
+    }
+
+    /// Links written by the driver.
+    pub fn writers(&self) -> usize {
+        self.entries.lock().by_token.values().filter(|e| e.fd.is_none()).count()
     }
 }
 
-impl std::fmt::Debug for ReadDriver {
+impl std::fmt::Debug for LinkDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadDriver").field("fd", &self.fd()).field("links", &self.links()).finish()
+        f.debug_struct("LinkDriver")
+            .field("fd", &self.fd())
+            .field("drive", &self.drive)
+            .field("links", &self.links())
+            .field("writers", &self.writers())
+            .finish()
     }
 }
 

@@ -56,8 +56,8 @@ const MAX_HOP_PAUSE: Duration = Duration::from_millis(500);
 pub(crate) enum Reading<R> {
     /// A task of the runtime, from start to end.
     Runtime(R),
-    /// A task of the runtime until the handshake is done, then a [`driven::ReadDriver`].
-    HandOver(tokio::net::TcpStream, Arc<driven::ReadDriver>),
+    /// A task of the runtime until the handshake is done, then a [`driven::LinkDriver`].
+    HandOver(tokio::net::TcpStream, Arc<driven::LinkDriver>),
 }
 
 /// A link's life cycle as `attach` and `join` wait for it.
@@ -91,7 +91,9 @@ pub(crate) struct Shared {
     /// this one to drain (see [`LinkHandle::congested_by`]).
     drained: Notify,
     /// The driver that reads the link since its handshake, and the link's token there.
-    read_by: Mutex<Option<(Weak<driven::ReadDriver>, u64)>>,
+    read_by: Mutex<Option<(Weak<driven::LinkDriver>, u64)>>,
+    /// The driver that writes the link since its handshake, and the writer's token.
+    written_by: Mutex<Option<(Weak<driven::LinkDriver>, u64)>>,
     /// A next hop this link's frames were relayed to that holds too much: the reader
     /// waits for it to drain before reading on.
     congested_hop: Mutex<Option<Weak<Shared>>>,
@@ -164,16 +166,24 @@ impl LinkHandle {
             drained: Notify::new(),
             congested_hop: Mutex::new(None),
             read_by: Mutex::new(None),
+            written_by: Mutex::new(None),
         }));
-        let reader = match reading {
-            Reading::Runtime(io) => tokio::spawn(reader::run(link.clone(), io)),
-            Reading::HandOver(io, driver) => tokio::spawn(reader::run_then_hand_over(link.clone(), io, driver)),
+        let (reader, writer) = match reading {
+            Reading::Runtime(io) => {
+                (tokio::spawn(reader::run(link.clone(), io)), tokio::spawn(writer::run(link.clone(), sink)))
+            }
+            Reading::HandOver(io, driver) => {
+                let writer = match driver.drive() {
+                    driven::Drive::ReadsAndWrites => {
+                        tokio::spawn(writer::run_then_hand_over(link.clone(), sink, driver.clone()))
+                    }
+                    driven::Drive::Reads => tokio::spawn(writer::run(link.clone(), sink)),
+                };
+                (tokio::spawn(reader::run_then_hand_over(link.clone(), io, driver)), writer)
+            }
         };
-        let tasks = [
-            tokio::spawn(writer::run(link.clone(), sink)).abort_handle(),
-            reader.abort_handle(),
-            tokio::spawn(timer::run(link.clone())).abort_handle(),
-        ];
+        let tasks =
+            [writer.abort_handle(), reader.abort_handle(), tokio::spawn(timer::run(link.clone())).abort_handle()];
         link.tasks.lock().extend(tasks.iter().cloned());
         if matches!(*link.state.borrow(), LinkState::Closed(_)) {
             // Closed before the handles were stored: nothing aborted the reader.
@@ -269,6 +279,11 @@ impl LinkHandle {
                 driver.forget(token);
             }
         }
+        if let Some((driver, token)) = self.written_by.lock().take() {
+            if let Some(driver) = driver.upgrade() {
+                driver.let_writer_go(token, &reason);
+            }
+        }
         let tasks = std::mem::take(&mut *self.tasks.lock());
         if let Some(reader) = tasks.get(1) {
             reader.abort();
@@ -285,12 +300,23 @@ impl LinkHandle {
     }
 
     /// `driver` reads the link from now on (see [`reader::run_then_hand_over`]).
-    pub(crate) fn read_by(&self, driver: &Arc<driven::ReadDriver>, token: u64) {
+    pub(crate) fn read_by(&self, driver: &Arc<driven::LinkDriver>, token: u64) {
         *self.read_by.lock() = Some((Arc::downgrade(driver), token));
         // A close before the line above did not see the token.
         if self.is_closed() {
             self.read_by.lock().take();
             driver.forget(token);
+        }
+    }
+
+    /// `driver` writes the link from now on (see [`writer::run_then_hand_over`]).
+    pub(crate) fn written_by(&self, driver: &Arc<driven::LinkDriver>, token: u64) {
+        *self.written_by.lock() = Some((Arc::downgrade(driver), token));
+        // A close before the line above did not see the token.
+        if let LinkState::Closed(reason) = &*self.state.borrow() {
+            if self.written_by.lock().take().is_some() {
+                driver.let_writer_go(token, reason);
+            }
         }
     }
 

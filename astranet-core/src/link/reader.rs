@@ -2,7 +2,7 @@
 //! machine, which handles every complete frame in it under one lock acquisition. DATA
 //! payloads stay slices of the read buffer until they are read.
 
-use super::driven::ReadDriver;
+use super::driven::LinkDriver;
 use super::LinkHandle;
 use crate::proto::frame::{incomplete_frame_len, HEADER_LEN, MAX_PAYLOAD, RESERVE_AHEAD};
 use crate::proto::link::CloseReason;
@@ -33,7 +33,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Reads in a row without waiting after which the reader lets other tasks run.
 const BUSY_READS: u32 = 8;
 
-/// The same for a reader a [`ReadDriver`] polls: the events of what it read reach the
+/// The same for a reader a [`LinkDriver`] polls: the events of what it read reach the
 /// embedder only when its poll returns, so it returns after every read that filled
 /// a buffer, as a runtime reader's wakers would have fired by then.
 pub(super) const DRIVEN_BUSY_READS: u32 = 1;
@@ -184,8 +184,8 @@ pub(super) async fn run<R: AsyncRead + Unpin>(link: LinkHandle, io: R) {
 }
 
 /// Reads a TCP link until its handshake is done, then hands it, with the bytes read
-/// and not yet handled, to `driver` (see [`ReadDriver`]).
-pub(super) async fn run_then_hand_over(link: LinkHandle, mut io: TcpStream, driver: Arc<ReadDriver>) {
+/// and not yet handled, to `driver` (see [`LinkDriver`]).
+pub(super) async fn run_then_hand_over(link: LinkHandle, mut io: TcpStream, driver: Arc<LinkDriver>) {
     let mut buffers = ReadBuffers::new();
     if !read_while(&link, &mut io, &mut buffers, BUSY_READS, |link| link.peer().is_none()).await {
         return;

@@ -23,7 +23,7 @@ pub(crate) enum TcpOut {
     /// The write half of a socket the runtime reads.
     Half(OwnedWriteHalf),
     /// A descriptor of its own, registered with the runtime for writability alone: the
-    /// socket of a link a [`ReadDriver`](super::driven::ReadDriver) reads, whose
+    /// socket of a link a [`LinkDriver`](super::driven::LinkDriver) reads, whose
     /// incoming bytes must not wake the runtime's reactor.
     Own(AsyncFd<std::net::TcpStream>),
 }

@@ -782,7 +782,7 @@ impl NodeBuilder {
 fn start_tcp_link(node: &NodeShared, socket: TcpStream, peer: SocketAddr) -> LinkHandle {
     // Frames are batched by the writer already; Nagle would only add latency.
     let _ = socket.set_nodelay(true);
-    if let Some(driver) = &node.config.read_driver {
+    if let Some(driver) = &node.config.link_driver {
         // A descriptor of its own for sending, so that incoming bytes wake the driver's
         // epoll alone once it reads the link.
         match TcpOut::own(&socket) {
