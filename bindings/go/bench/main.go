@@ -4,14 +4,17 @@
 // its own second tier ("socketpair": each stream turned into a socket, the mechanism
 // Conn does not use).
 //
-//	go run . [-bulk-mib 512] [-max-open 100000] [-pings 10000] [-only astranet,yamux]
-//	         [-sections bulk,parallel,opens,latency]
+//	go run . [-bulk-mib 512] [-max-open 100000] [-pings 10000] [-rounds 3]
+//	         [-only astranet,yamux] [-sections bulk,parallel,opens,latency]
 //
 // Rows: one stream's bulk throughput; 1,000 streams × 1 MiB at once; opens per second
 // with 10k and 100k streams open (a stream counts once a byte went each way) and the
 // memory each open stream holds (process RSS growth ÷ streams); the 64-byte round
-// trip's median. Each row ends with this package's ratio to each peer (> 1 is better
-// for MiB/s and opens/s, < 1 for µs and B/stream). Figures only: nothing is asserted.
+// trip's median. Each row is measured `rounds` times per transport, the transports
+// taking turns, and shows the medians (memory: the first round's, since a later round
+// may reuse what an earlier one freed); it ends with this package's ratio to each peer
+// (> 1 is better for MiB/s and opens/s, < 1 for µs and B/stream). Figures only:
+// nothing is asserted.
 package main
 
 import (
@@ -391,14 +394,35 @@ func roundTrip(p *pair, pings int) (float64, error) {
 type row struct {
 	metric string
 	unit   string
-	higher bool // higher is better
 	values map[string]float64
+	// Every measurement of the row, by transport: values holds their medians (for a
+	// memory row, the first round's: a later round may reuse memory an earlier one
+	// freed and not given back to the system).
+	samples map[string][]float64
+}
+
+func (r *row) add(transport string, v float64) {
+	r.samples[transport] = append(r.samples[transport], v)
+}
+
+// settle sets each transport's value to the median of its samples, or to the first
+// for a memory row.
+func (r *row) settle() {
+	for t, vs := range r.samples {
+		if r.unit == "B/stream" {
+			r.values[t] = vs[0]
+			continue
+		}
+		sort.Float64s(vs)
+		r.values[t] = vs[len(vs)/2]
+	}
 }
 
 func main() {
 	bulkMiB := flag.Int("bulk-mib", 512, "bytes on the single bulk stream, MiB")
 	maxOpen := flag.Int("max-open", 100000, "highest open-stream level (10k steps)")
 	pings := flag.Int("pings", 10000, "timed round trips")
+	rounds := flag.Int("rounds", 3, "measurements of each row per transport (the median is shown)")
 	only := flag.String("only", "astranet,socketpair,original,yamux,smux", "transports to measure")
 	sections := flag.String("sections", "bulk,parallel,opens,latency", "what to measure")
 	budget := flag.Duration("level-budget", 60*time.Second, "time allowed per 10k-stream batch")
@@ -416,21 +440,22 @@ func main() {
 		levels = append(levels, 100000)
 	}
 	rows := []*row{
-		{metric: fmt.Sprintf("1 stream × %d MiB", *bulkMiB), unit: "MiB/s", higher: true},
-		{metric: "1,000 streams × 1 MiB", unit: "MiB/s", higher: true},
+		{metric: fmt.Sprintf("1 stream × %d MiB", *bulkMiB), unit: "MiB/s"},
+		{metric: "1,000 streams × 1 MiB", unit: "MiB/s"},
 	}
 	for _, l := range levels {
-		rows = append(rows, &row{metric: fmt.Sprintf("opens/s with %dk open", l/1000), unit: "opens/s", higher: true})
+		rows = append(rows, &row{metric: fmt.Sprintf("opens/s with %dk open", l/1000), unit: "opens/s"})
 		rows = append(rows, &row{metric: fmt.Sprintf("memory per stream, %dk open", l/1000), unit: "B/stream"})
 	}
 	rows = append(rows, &row{metric: "64 B round trip p50", unit: "µs"})
 	for _, r := range rows {
 		r.values = map[string]float64{}
+		r.samples = map[string][]float64{}
 	}
-	run := func(t transport, what string, f func(*pair) error) {
-		if !strings.Contains(","+*sections+",", ","+what+",") {
-			return
-		}
+	// Each measurement on a fresh pair, the transports in turns within each round: on
+	// a shared machine whose speed drifts over minutes, no transport gets all of a
+	// slow patch.
+	measure := func(t transport, what string, f func(*pair) error) {
 		p, err := t.make()
 		if err == nil {
 			err = f(p)
@@ -439,38 +464,73 @@ func main() {
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "[%s] %s: %v\n", t.name, what, err)
 		}
+		runtime.GC()
 	}
-	for _, t := range chosen {
-		run(t, "bulk", func(p *pair) (err error) {
-			rows[0].values[t.name], err = transfer(p, 1, int64(*bulkMiB)<<20)
+	section := func(what string, f func(t transport) func(*pair) error) {
+		if !strings.Contains(","+*sections+",", ","+what+",") {
 			return
-		})
-		run(t, "parallel", func(p *pair) (err error) {
-			rows[1].values[t.name], err = transfer(p, 1000, 1<<20)
-			return
-		})
-		run(t, "opens", func(p *pair) error {
-			if need := t.fdsPerStream * levels[0]; need > 0 && need > fdLimit() {
-				return fmt.Errorf("skipped: %d streams hold %d descriptors here, the limit is %d",
-					levels[0], need, fdLimit())
+		}
+		for round := 0; round < max(*rounds, 1); round++ {
+			for _, t := range chosen {
+				if g := f(t); g != nil {
+					measure(t, what, g)
+				}
 			}
+		}
+		fmt.Fprintf(os.Stderr, "[%s] done\n", what)
+	}
+	section("bulk", func(t transport) func(*pair) error {
+		return func(p *pair) error {
+			v, err := transfer(p, 1, int64(*bulkMiB)<<20)
+			if err == nil {
+				rows[0].add(t.name, v)
+			}
+			return err
+		}
+	})
+	section("parallel", func(t transport) func(*pair) error {
+		return func(p *pair) error {
+			v, err := transfer(p, 1000, 1<<20)
+			if err == nil {
+				rows[1].add(t.name, v)
+			}
+			return err
+		}
+	})
+	skipped := map[string]bool{}
+	section("opens", func(t transport) func(*pair) error {
+		if need := t.fdsPerStream * levels[0]; need > 0 && need > fdLimit() {
+			if !skipped[t.name] {
+				fmt.Fprintf(os.Stderr, "[%s] opens: skipped: %d streams hold %d descriptors here, the limit is %d\n",
+					t.name, levels[0], need, fdLimit())
+				skipped[t.name] = true
+			}
+			return nil
+		}
+		return func(p *pair) error {
 			res, err := opens(p, levels, *budget)
 			for i, l := range levels {
 				if v, ok := res[l]; ok {
-					rows[2+2*i].values[t.name] = v[0]
-					rows[3+2*i].values[t.name] = v[1]
+					rows[2+2*i].add(t.name, v[0])
+					rows[3+2*i].add(t.name, v[1])
 				}
 			}
 			return err
-		})
-		run(t, "latency", func(p *pair) (err error) {
-			rows[len(rows)-1].values[t.name], err = roundTrip(p, *pings)
-			return
-		})
-		fmt.Fprintf(os.Stderr, "[%s] done\n", t.name)
-		runtime.GC()
+		}
+	})
+	section("latency", func(t transport) func(*pair) error {
+		return func(p *pair) error {
+			v, err := roundTrip(p, *pings)
+			if err == nil {
+				rows[len(rows)-1].add(t.name, v)
+			}
+			return err
+		}
+	})
+	for _, r := range rows {
+		r.settle()
 	}
-	print(rows, chosen)
+	print(rows, chosen, *rounds)
 }
 
 // fdLimit is the process's descriptor limit (RLIMIT_NOFILE).
@@ -482,8 +542,8 @@ func fdLimit() int {
 	return int(l.Cur)
 }
 
-func print(rows []*row, ts []transport) {
-	fmt := func(v float64, ok bool) string {
+func print(rows []*row, ts []transport, rounds int) {
+	cell := func(v float64, ok bool) string {
 		if !ok {
 			return "-"
 		}
@@ -509,7 +569,7 @@ func print(rows []*row, ts []transport) {
 		line := "| " + r.metric + " | " + r.unit + " |"
 		for _, t := range ts {
 			v, ok := r.values[t.name]
-			line += " " + fmt(v, ok) + " |"
+			line += " " + cell(v, ok) + " |"
 		}
 		if ts[0].name == "astranet" {
 			ours, ok := r.values["astranet"]
@@ -524,7 +584,9 @@ func print(rows []*row, ts []transport) {
 		}
 		os.Stdout.WriteString(line + "\n")
 	}
-	os.Stdout.WriteString("\nRatios are astranet ÷ other: above 1 is better for MiB/s and opens/s, below 1 for B/stream and µs.\n")
+	os.Stdout.WriteString(fmt.Sprintf("\nEach figure is the median of %d measurements, the transports taking turns "+
+		"(memory: the first). ", max(rounds, 1)) +
+		"Ratios are astranet ÷ other: above 1 is better for MiB/s and opens/s, below 1 for B/stream and µs.\n")
 }
 
 func commas(n int64) string {
