@@ -479,24 +479,8 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "[%s] done\n", what)
 	}
-	section("bulk", func(t transport) func(*pair) error {
-		return func(p *pair) error {
-			v, err := transfer(p, 1, int64(*bulkMiB)<<20)
-			if err == nil {
-				rows[0].add(t.name, v)
-			}
-			return err
-		}
-	})
-	section("parallel", func(t transport) func(*pair) error {
-		return func(p *pair) error {
-			v, err := transfer(p, 1000, 1<<20)
-			if err == nil {
-				rows[1].add(t.name, v)
-			}
-			return err
-		}
-	})
+	// Opens first: the memory rows measure what holding streams costs a process that
+	// did not free memory of that kind before (see row.settle).
 	skipped := map[string]bool{}
 	section("opens", func(t transport) func(*pair) error {
 		if need := t.fdsPerStream * levels[0]; need > 0 && need > fdLimit() {
@@ -514,6 +498,24 @@ func main() {
 					rows[2+2*i].add(t.name, v[0])
 					rows[3+2*i].add(t.name, v[1])
 				}
+			}
+			return err
+		}
+	})
+	section("bulk", func(t transport) func(*pair) error {
+		return func(p *pair) error {
+			v, err := transfer(p, 1, int64(*bulkMiB)<<20)
+			if err == nil {
+				rows[0].add(t.name, v)
+			}
+			return err
+		}
+	})
+	section("parallel", func(t transport) func(*pair) error {
+		return func(p *pair) error {
+			v, err := transfer(p, 1000, 1<<20)
+			if err == nil {
+				rows[1].add(t.name, v)
 			}
 			return err
 		}
