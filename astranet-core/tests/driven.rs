@@ -378,16 +378,32 @@ async fn a_driven_router_pauses_for_a_congested_hop_and_resumes() {
 /// link's writer), less than a stream's initial window (so it is all sent at once).
 const QUEUED: usize = 60 * 1024;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_driven_writer_writes_only_when_the_driver_runs() {
+/// A driven client joined to a runtime-served server, a stream between them, and the
+/// client's link writer handed over to its driver.
+struct DrivenWriter {
+    client: Node,
+    driver: Arc<LinkDriver>,
+    event_loop: EventLoop,
+    _server: Node,
+    c: astranet::Stream,
+    s: astranet::Stream,
+}
+
+async fn driven_writer() -> DrivenWriter {
     let (client, driver, event_loop) = driven(Role::Peer);
     let server = Node::builder().keepalive(KEEPALIVE).build();
     let addr = server.listen("127.0.0.1:0").await.unwrap();
     within(10, client.join(addr)).await.unwrap();
     let listener = server.bind(":2").unwrap();
-    let (mut c, mut s) = connected(&client, &listener).await;
+    let (c, s) = connected(&client, &listener).await;
     eventually("the writer handed over", || driver.writers() == 1).await;
+    DrivenWriter { client, driver, event_loop, _server: server, c, s }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driven_writer_writes_only_when_the_driver_runs() {
+    // Every node bound to a name: one dropped here would close the link.
+    let DrivenWriter { client: _client, driver: _driver, event_loop, _server, mut c, mut s } = driven_writer().await;
     event_loop.pause().await;
     c.write_all(&[5u8; QUEUED]).await.unwrap();
     let mut got = vec![0u8; QUEUED];
@@ -400,14 +416,7 @@ async fn a_driven_writer_writes_only_when_the_driver_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_close_flushes_what_a_driven_writer_had_queued() {
-    let (client, driver, event_loop) = driven(Role::Peer);
-    let server = Node::builder().keepalive(KEEPALIVE).build();
-    let addr = server.listen("127.0.0.1:0").await.unwrap();
-    within(10, client.join(addr)).await.unwrap();
-    let listener = server.bind(":2").unwrap();
-    let (mut c, mut s) = connected(&client, &listener).await;
-    eventually("the writer handed over", || driver.writers() == 1).await;
-
+    let DrivenWriter { client, driver, event_loop, _server, mut c, mut s } = driven_writer().await;
     // Queued while nobody runs the driver, which nobody will run again: the close
     // hands the writer back to the runtime, which writes it all before the end.
     event_loop.pause().await;
