@@ -111,12 +111,18 @@ func (n *Node) DialConn(ctx context.Context, network, address string) (*Conn, er
 		if r == C.ASTRANET_OK {
 			return newConn(n, h, id, w, local, peer), nil
 		}
-		if r != codeAgain {
-			err := callErr("dial", r, e)
-			C.astranet_stream_close(h)
-			n.unregister(id, w)
-			return fail(err)
+		// Close wakes every waiter once, after marking the node closed: a dial it woke
+		// that is still unanswered (its name never announced, say) must not wait again.
+		if r == codeAgain && !n.closed.Load() {
+			continue
 		}
+		err := errNodeClosed()
+		if r != codeAgain {
+			err = callErr("dial", r, e)
+		}
+		C.astranet_stream_close(h)
+		n.unregister(id, w)
+		return fail(err)
 	}
 }
 
