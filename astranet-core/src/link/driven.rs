@@ -89,12 +89,10 @@ struct Entries {
 
 struct Entry {
     /// The socket a reader reads (`None`: a writer, woken by its link alone).
-    fd: Option<RawFd>,
+    socket: Option<Socket>,
     /// `None` while a thread polls it.
     polling: Option<Polling>,
     waker: Arc<EntryWaker>,
-    /// Shared with the reader's [`Driven`] socket.
-    edges: Arc<AtomicU64>,
     /// Woken while being polled: poll again.
     rewake: bool,
     /// The link closed while being polled: drop the task afterwards.
@@ -102,6 +100,13 @@ struct Entry {
     /// The link closed locally while being polled: hand the writer back to the
     /// runtime afterwards, to flush what was queued.
     release: bool,
+}
+
+/// A reader's socket as the driver's epoll watches it.
+struct Socket {
+    fd: RawFd,
+    /// Readiness edges the epoll reported, shared with the reader's [`Driven`] socket.
+    edges: Arc<AtomicU64>,
 }
 
 /// What polling a link's reader or writer takes: out of its entry while a thread
@@ -249,7 +254,9 @@ impl LinkDriver {
             let Some(entry) = entries.by_token.get_mut(&token) else { return };
             if edge {
                 // Before the reader runs (here or on the thread polling it now).
-                entry.edges.fetch_add(1, Ordering::AcqRel);
+                if let Some(socket) = &entry.socket {
+                    socket.edges.fetch_add(1, Ordering::AcqRel);
+                }
             }
             let Some(polling) = entry.polling.take() else {
                 entry.rewake = true;
@@ -287,10 +294,12 @@ impl LinkDriver {
 
     fn remove(&self, entry: Option<Entry>) {
         if let Some(entry) = entry {
-            if let Some(fd) = entry.fd {
+            if let Some(socket) = &entry.socket {
                 // Before the reader (and with it the socket) is dropped.
-                // SAFETY: valid epoll fd; `fd` is still open (the reader owns it).
-                unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+                // SAFETY: valid epoll fd; the fd is still open (the reader owns it).
+                unsafe {
+                    libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, socket.fd, std::ptr::null_mut())
+                };
             }
             drop(entry);
         }
@@ -304,7 +313,7 @@ impl LinkDriver {
         let edges = Arc::new(AtomicU64::new(0));
         let io = Driven { io, edges: edges.clone(), drained_at: None };
         let reader = Box::pin(super::reader::read(link, io, buffers, DRIVEN_BUSY_READS));
-        let token = self.insert(reader, Some(fd), edges);
+        let token = self.insert(reader, Some(Socket { fd, edges }));
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
         if let Err(e) = self.add(fd, token, events) {
             let entry = self.entries.lock().by_token.remove(&token);
@@ -321,21 +330,21 @@ impl LinkDriver {
     /// task stopped between two batches. Returns the token that
     /// [`let_writer_go`](LinkDriver::let_writer_go) takes.
     pub(super) fn adopt_writer(&self, writer: Task) -> u64 {
-        let token = self.insert(writer, None, Arc::new(AtomicU64::new(0)));
+        let token = self.insert(writer, None);
         // The first poll writes what was queued meanwhile.
         self.wake(token);
         token
     }
 
     /// Adds an entry for `task`, polled from now on when woken.
-    fn insert(&self, task: Task, fd: Option<RawFd>, edges: Arc<AtomicU64>) -> u64 {
+    fn insert(&self, task: Task, socket: Option<Socket>) -> u64 {
         let mut entries = self.entries.lock();
         let token = entries.next;
         entries.next += 1;
         let waker = Arc::new(EntryWaker { token, queued: AtomicBool::new(false), driver: self.me.clone() });
         let runtime = tokio::runtime::Handle::current();
         let polling = Polling { task, waker: Waker::from(waker.clone()), runtime };
-        let entry = Entry { fd, polling: Some(polling), waker, edges, rewake: false, gone: false, release: false };
+        let entry = Entry { socket, polling: Some(polling), waker, rewake: false, gone: false, release: false };
         entries.by_token.insert(token, entry);
         token
     }
@@ -379,12 +388,12 @@ impl LinkDriver {
 
     /// Links read by the driver.
     pub fn links(&self) -> usize {
-        self.entries.lock().by_token.values().filter(|e| e.fd.is_some()).count()
+        self.entries.lock().by_token.values().filter(|e| e.socket.is_some()).count()
     }
 
     /// Links written by the driver.
     pub fn writers(&self) -> usize {
-        self.entries.lock().by_token.values().filter(|e| e.fd.is_none()).count()
+        self.entries.lock().by_token.values().filter(|e| e.socket.is_none()).count()
     }
 }
 

@@ -312,10 +312,15 @@ impl LinkHandle {
     /// `driver` writes the link from now on (see [`writer::run_then_hand_over`]).
     pub(crate) fn written_by(&self, driver: &Arc<driven::LinkDriver>, token: u64) {
         *self.written_by.lock() = Some((Arc::downgrade(driver), token));
-        // A close before the line above did not see the token.
-        if let LinkState::Closed(reason) = &*self.state.borrow() {
+        // A close before the line above did not see the token. (The reason is copied
+        // out: the state's lock is not held while the writer is let go.)
+        let closed = match &*self.state.borrow() {
+            LinkState::Closed(reason) => Some(reason.clone()),
+            _ => None,
+        };
+        if let Some(reason) = closed {
             if self.written_by.lock().take().is_some() {
-                driver.let_writer_go(token, reason);
+                driver.let_writer_go(token, &reason);
             }
         }
     }
