@@ -817,3 +817,70 @@ func TestAccessPolicy(t *testing.T) {
 	}
 	bad.Close()
 }
+
+// windowGranted returns the window that the streams of receiver end up granting a
+// sender: a stream is read fast for 8 MiB, then not at all, and what the sender can
+// still write is what the window lets it have in flight.
+func windowGranted(t *testing.T, receiver *Node) int {
+	t.Helper()
+	server, client := pair(t, receiver, New())
+	l, err := server.Bind("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const fast = 8 << 20
+	read, hold := make(chan error, 1), make(chan struct{})
+	defer close(hold)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			defer c.Close()
+			_, err = io.CopyN(io.Discard, c, fast)
+		}
+		read <- err
+		<-hold
+	}()
+	c, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64<<10)
+	for sent := 0; sent < fast; sent += len(buf) {
+		if _, err := c.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	// Everything sent was read: from here the sender writes as far as its window goes.
+	c.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+	granted := 0
+	for {
+		n, err := c.Write(buf)
+		granted += n
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return granted
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestWindowOptions(t *testing.T) {
+	const initial = 64 << 10
+	got := windowGranted(t, New())
+	t.Logf("default: %d bytes granted", got)
+	if got <= 128<<10 {
+		t.Errorf("default: a stream read fast was granted %d bytes, want its window grown past 128 KiB", got)
+	}
+	if got := windowGranted(t, New(WithMaxStreamWindow(128<<10))); got <= initial || got > 128<<10 {
+		t.Errorf("WithMaxStreamWindow(128 KiB): granted %d bytes, want its window grown to 128 KiB", got)
+	}
+	if got := windowGranted(t, New(WithLinkWindowBudget(0))); got > initial {
+		t.Errorf("WithLinkWindowBudget(0): granted %d bytes, want the initial 64 KiB at most", got)
+	}
+}

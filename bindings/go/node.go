@@ -49,8 +49,11 @@ type config struct {
 	keepalive   time.Duration
 	dialTimeout time.Duration
 	streamIdle  time.Duration
-	tls         *tlsPEM
-	access      []AccessRule
+	// Receive-window auto-tuning; nil: the library's default.
+	maxWindow    *uint32
+	windowBudget *uint64
+	tls          *tlsPEM
+	access       []AccessRule
 }
 
 // AccessRule says what the peers whose certificate common name matches Peers may do
@@ -85,6 +88,23 @@ func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTi
 // WithStreamIdleTimeout gives every stream an idle timeout: a stream on which no data
 // moved either way for d is reset (see Conn.SetIdleTimeout). None by default.
 func WithStreamIdleTimeout(d time.Duration) Option { return func(c *config) { c.streamIdle = d } }
+
+// WithMaxStreamWindow caps the receive window a stream of this node may be granted
+// (default 16 MiB; values below the initial 64 KiB count as 64 KiB). Every stream
+// starts at 64 KiB, and a stream that is read fast has its window doubled up to this
+// cap, so that one stream can fill a link whose round trip is long: a stream moves at
+// most one window per round trip (16 MiB over 50 ms: 320 MiB/s). On links with short
+// round trips a smaller cap keeps less data in flight.
+func WithMaxStreamWindow(bytes uint32) Option {
+	return func(c *config) { c.maxWindow = &bytes }
+}
+
+// WithLinkWindowBudget bounds the window growth (beyond 64 KiB per stream) that the
+// streams of one link may be granted in all, which bounds the memory a link's unread
+// data may take (default 256 MiB; 0 turns window growth off).
+func WithLinkWindowBudget(bytes uint64) Option {
+	return func(c *config) { c.windowBudget = &bytes }
+}
 
 // WithAccess sets the node's access policy (it needs WithTLS: peers are named by their
 // certificates): the first rule whose Peers pattern matches a peer applies to it, and
@@ -196,6 +216,12 @@ func (n *Node) start() error {
 		}
 		if n.cfg.streamIdle > 0 {
 			cfg.stream_idle_timeout_ms = C.uint32_t(max(n.cfg.streamIdle/time.Millisecond, 1))
+		}
+		if w := n.cfg.maxWindow; w != nil {
+			cfg.max_stream_window = C.uint32_t(*w)
+		}
+		if b := n.cfg.windowBudget; b != nil {
+			cfg.link_window_budget = C.uint64_t(*b)
 		}
 		if n.cfg.access != nil {
 			policy := C.CString(accessTOML(n.cfg.access))
