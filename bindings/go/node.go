@@ -91,10 +91,10 @@ func WithStreamIdleTimeout(d time.Duration) Option { return func(c *config) { c.
 
 // WithMaxStreamWindow caps the receive window a stream of this node may be granted
 // (default 16 MiB; values below the initial 64 KiB count as 64 KiB). Every stream
-// starts at 64 KiB, and a stream that is read fast has its window doubled up to this
-// cap, so that one stream can fill a link whose round trip is long: a stream moves at
-// most one window per round trip (16 MiB over 50 ms: 320 MiB/s). On links with short
-// round trips a smaller cap keeps less data in flight.
+// starts at 64 KiB, and a stream that is read fast has its window doubled until it
+// holds about twice what the stream moves per credit loop (from a window update to
+// the data it lets through), up to this cap: a stream moves at most one window per
+// loop (16 MiB over a 50 ms link: 320 MiB/s).
 func WithMaxStreamWindow(bytes uint32) Option {
 	return func(c *config) { c.maxWindow = &bytes }
 }

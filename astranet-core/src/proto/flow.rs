@@ -3,6 +3,12 @@
 //! A sender may have at most `window` unacknowledged bytes in flight. The receiver hands
 //! credit back with REWIND(n) once the application consumed n bytes, and may change the
 //! window itself with WND_SIZE(w). Both directions start at [`INITIAL_WINDOW`].
+//!
+//! Auto-tuning grows a stream's receive window to about twice what the stream moves
+//! in one credit loop (REWIND out, the DATA it allowed back in), as TCP's receive
+//! buffer auto-tuning does per round trip: enough that the window does not hold back
+//! a sender on a clear path, and no more, since a larger window only queues bytes on
+//! the way, ahead of the link's other streams.
 
 /// The v1 initial window of every stream, in each direction.
 pub const INITIAL_WINDOW: u32 = 65_536;
@@ -88,9 +94,9 @@ impl SendWindow {
 pub struct Tuning {
     /// Largest window a stream may be granted.
     pub max_window: u32,
-    /// A window grows when half of it is consumed within this many microseconds
-    /// (about two round trips of the link, with a floor).
-    pub horizon_us: u32,
+    /// The link's shortest recent credit loop, µs ([`CreditLoop::min_us`]; 0: none
+    /// measured yet, and no window grows: no sender has waited for credit).
+    pub loop_us: u32,
     /// Hand back every consumed byte at once (REWIND after every read), as a Go reader
     /// does, instead of after a quarter of the window: towards a v1 peer, whose close
     /// waits for it (see [`super::StreamState::shutdown_write`]).
@@ -106,6 +112,37 @@ pub struct WindowBudget {
     pub limit: u64,
 }
 
+/// The shortest credit loop recently measured on a link: from a REWIND that let a
+/// stalled sender go on to the first DATA it sent (see [`RecvWindow::loop_sample`]).
+/// The minimum, as the loop without queueing on the way; it is renewed by the next
+/// sample once it is [`CreditLoop::KEPT_US`] old, so that a path that became slower
+/// is seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CreditLoop {
+    min_us: u32,
+    /// When `min_us` was measured (link clock, µs, wrapping).
+    at_us: u32,
+}
+
+impl CreditLoop {
+    /// How long a minimum stands before any sample replaces it, µs.
+    pub const KEPT_US: u32 = 10_000_000;
+
+    /// Takes a loop of `sample_us` measured at `now_us`.
+    pub fn observe(&mut self, sample_us: u32, now_us: u32) {
+        let stale = now_us.wrapping_sub(self.at_us) > Self::KEPT_US;
+        if self.min_us == 0 || sample_us < self.min_us || stale {
+            self.min_us = sample_us.max(1);
+            self.at_us = now_us;
+        }
+    }
+
+    /// The shortest loop, µs (0: none measured).
+    pub fn min_us(&self) -> u32 {
+        self.min_us
+    }
+}
+
 /// What the receiver should send after the application consumed bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Credit {
@@ -117,6 +154,12 @@ pub struct Credit {
 
 /// `epoch_consumed` before the first measurement epoch.
 const NO_EPOCH: u32 = u32::MAX;
+
+/// `rewound_at` when no credit loop is being timed.
+const NOT_TIMING: u32 = u32::MAX;
+
+/// Shortest measurement epoch, µs: it should span several reads of the application.
+const MIN_EPOCH_US: u32 = 100;
 
 /// The receiving half's view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,11 +174,21 @@ pub struct RecvWindow {
     epoch_start: u32,
     /// Bytes consumed since `epoch_start` ([`NO_EPOCH`] before the first REWIND).
     epoch_consumed: u32,
+    /// When a REWIND went to a sender that had no credit left (link clock, µs;
+    /// [`NOT_TIMING`]: none since the last DATA).
+    rewound_at: u32,
 }
 
 impl Default for RecvWindow {
     fn default() -> Self {
-        RecvWindow { window: INITIAL_WINDOW, inflight: 0, buffered: 0, epoch_start: 0, epoch_consumed: NO_EPOCH }
+        RecvWindow {
+            window: INITIAL_WINDOW,
+            inflight: 0,
+            buffered: 0,
+            epoch_start: 0,
+            epoch_consumed: NO_EPOCH,
+            rewound_at: NOT_TIMING,
+        }
     }
 }
 
@@ -182,7 +235,8 @@ impl RecvWindow {
     /// only when a REWIND is due. Returns the credit to send:
     /// REWIND once a quarter of the window is consumed (no stall is possible: a sender
     /// without credit means at least three quarters are buffered or in transit), and a
-    /// doubled window when half the window was consumed within the tuning horizon.
+    /// doubled window when the stream moved more than a window per two credit loops,
+    /// measured over an epoch of two loops or more.
     pub fn on_consume(
         &mut self,
         n: u32,
@@ -198,18 +252,31 @@ impl RecvWindow {
             return credit;
         }
         credit.rewind = Some(unacked);
+        // Everything the sender could send arrived: it waits for this REWIND.
+        let sender_stalled = self.inflight == self.window;
         self.inflight -= unacked;
         let now_us = now_us();
+        if sender_stalled {
+            self.rewound_at = now_us;
+        }
 
-        let elapsed = now_us.wrapping_sub(self.epoch_start);
-        if self.epoch_consumed == NO_EPOCH || elapsed > tuning.horizon_us {
-            // This REWIND opens a measurement epoch; consumption after it counts.
+        if self.epoch_consumed == NO_EPOCH {
+            // This REWIND opens the first measurement epoch; consumption after it counts.
             self.epoch_start = now_us;
             self.epoch_consumed = 0;
             return credit;
         }
         self.epoch_consumed = self.epoch_consumed.saturating_add(unacked);
-        if self.epoch_consumed >= self.window / 2 && self.window < tuning.max_window {
+        let two_loops = tuning.loop_us.saturating_mul(2);
+        let elapsed = now_us.wrapping_sub(self.epoch_start);
+        if two_loops == 0 || elapsed < two_loops.max(MIN_EPOCH_US) {
+            return credit;
+        }
+        // What the stream moves per two loops, measured over the whole epoch: a reader
+        // that takes a window's worth at once is not mistaken for a fast stream.
+        let wanted = u64::from(self.epoch_consumed) * u64::from(two_loops) / u64::from(elapsed);
+        // The window doubles while below that, within the cap and the link's budget.
+        if wanted > u64::from(self.window) && self.window < tuning.max_window {
             let grown = self.window.saturating_mul(2).min(tuning.max_window);
             let delta = u64::from(grown - self.window);
             if budget.used + delta <= budget.limit {
@@ -217,10 +284,23 @@ impl RecvWindow {
                 self.window = grown;
                 credit.window = Some(grown);
             }
-            self.epoch_start = now_us;
-            self.epoch_consumed = 0;
         }
+        self.epoch_start = now_us;
+        self.epoch_consumed = 0;
         credit
+    }
+
+    /// Called for each DATA that arrives: if it is the first since a REWIND that let a
+    /// stalled sender go on, the credit loop it took, µs (`now_us` reads the link
+    /// clock, only then). The sender had no credit, so this DATA left after the REWIND
+    /// arrived.
+    pub fn loop_sample(&mut self, now_us: impl FnOnce() -> u32) -> Option<u32> {
+        if self.rewound_at == NOT_TIMING {
+            return None;
+        }
+        let sample = now_us().wrapping_sub(self.rewound_at);
+        self.rewound_at = NOT_TIMING;
+        Some(sample)
     }
 }
 
@@ -228,7 +308,8 @@ impl RecvWindow {
 mod tests {
     use super::*;
 
-    const TUNE: Tuning = Tuning { max_window: 1 << 20, horizon_us: 1000, eager: false };
+    /// Loops of 100 µs: at 1 GB/s (1,024 bytes per µs), 100 KiB in flight.
+    const TUNE: Tuning = Tuning { max_window: 1 << 20, loop_us: 100, eager: false };
 
     #[test]
     fn send_credit() {
@@ -274,30 +355,110 @@ mod tests {
         assert_eq!(r.on_consume(0, || 0, eager, &mut b).rewind, None);
     }
 
-    #[test]
-    fn fast_reader_grows_within_budget_slow_reader_does_not() {
-        let mut b = WindowBudget { used: 0, limit: 1 << 20 };
-        let mut fast = RecvWindow::default();
+    /// A stream whose sender sends as the window allows and whose reader consumes
+    /// `step` bytes every `step / rate` µs (no faster than the data arrives), for
+    /// `for_us`; returns the window it ends with.
+    fn run(r: &mut RecvWindow, rate: u32, step: u32, for_us: u32, tuning: Tuning, b: &mut WindowBudget) -> u32 {
         let mut t = 0;
-        let mut windows = vec![];
-        for _ in 0..64 {
-            let w = fast.window();
-            fast.on_data(w / 2).unwrap();
-            t += 10;
-            if let Some(w) = fast.on_consume(w / 2, || t, TUNE, &mut b).window {
-                windows.push(w);
+        while t < for_us {
+            let fits = step.min(r.window - r.inflight);
+            r.on_data(fits).unwrap();
+            r.on_consume(fits, || t, tuning, b);
+            t += step / rate;
+        }
+        r.window()
+    }
+
+    #[test]
+    fn a_window_grows_to_about_twice_what_moves_in_a_loop() {
+        // 1,024 bytes per µs over 100 µs loops: 100 KiB per loop, twice that is
+        // 200 KiB: 128 KiB is too little, 256 KiB enough.
+        let mut b = WindowBudget { used: 0, limit: 1 << 30 };
+        let mut r = RecvWindow::default();
+        assert_eq!(run(&mut r, 1024, 16 << 10, 100_000, TUNE, &mut b), 256 << 10);
+        assert_eq!(b.used, u64::from((256 << 10) - INITIAL_WINDOW));
+        // Loops ten times as long need ten times the window: the cap stops it.
+        let mut r = RecvWindow::default();
+        let long = Tuning { loop_us: 1000, ..TUNE };
+        assert_eq!(run(&mut r, 1024, 16 << 10, 100_000, long, &mut b), 1 << 20);
+    }
+
+    #[test]
+    fn a_stream_held_by_its_window_doubles_it_every_two_loops() {
+        let mut b = WindowBudget { used: 0, limit: 1 << 30 };
+        let big = Tuning { max_window: 16 << 20, ..TUNE };
+        let mut r = RecvWindow::default();
+        // Every 100 µs loop brings the whole window, read a quarter at a time.
+        let mut loops = 0;
+        while r.window() < 16 << 20 {
+            let n = r.window() - r.inflight;
+            r.on_data(n).unwrap();
+            for q in 0..4 {
+                r.on_consume(n / 4, || loops * 100 + q * 25, big, &mut b);
+            }
+            loops += 1;
+            assert!(loops <= 17, "64 KiB to 16 MiB is 8 doublings; {loops} loops gave {}", r.window());
+        }
+    }
+
+    #[test]
+    fn a_slow_reader_a_spent_budget_or_no_measured_loop_keep_the_window() {
+        let mut b = WindowBudget { used: 0, limit: 1 << 30 };
+        // 32 KiB every 5 ms.
+        let mut slow = RecvWindow::default();
+        assert_eq!(run(&mut slow, 1, 32 << 10, 1_000_000, TUNE, &mut b), INITIAL_WINDOW);
+        let mut unmeasured = RecvWindow::default();
+        let no_loop = Tuning { loop_us: 0, ..TUNE };
+        assert_eq!(run(&mut unmeasured, 1024, 16 << 10, 100_000, no_loop, &mut b), INITIAL_WINDOW);
+        let mut spent = WindowBudget { used: 0, limit: 100 << 10 };
+        let mut fast = RecvWindow::default();
+        assert_eq!(run(&mut fast, 1024, 16 << 10, 100_000, TUNE, &mut spent), 128 << 10, "one doubling fits");
+        assert_eq!(fast.extra(), 64 << 10);
+    }
+
+    #[test]
+    fn a_reader_that_consumes_in_bursts_is_measured_over_the_epoch() {
+        // A window's worth every 4 ms, read in four quick reads: 16 bytes per µs, 1.6 KB
+        // per 100 µs loop. The reads alone would look like an endless rate.
+        let mut b = WindowBudget { used: 0, limit: 1 << 30 };
+        let mut r = RecvWindow::default();
+        for i in 0..100u32 {
+            r.on_data(r.window - r.inflight).unwrap();
+            for k in 0..4 {
+                r.on_consume(INITIAL_WINDOW / 4, || i * 4000 + k, TUNE, &mut b);
             }
         }
-        assert_eq!(windows.first(), Some(&131_072));
-        assert_eq!(fast.window(), 1 << 20);
-        assert_eq!(b.used, u64::from((1u32 << 20) - INITIAL_WINDOW));
+        assert_eq!(r.window(), INITIAL_WINDOW);
+    }
 
-        let mut slow = RecvWindow::default();
-        for i in 0..64 {
-            slow.on_data(32_768).unwrap();
-            let c = slow.on_consume(32_768, || i * 5000, TUNE, &mut b);
-            assert_eq!(c.window, None);
-        }
+    #[test]
+    fn a_rewind_to_a_stalled_sender_times_the_loop() {
+        let mut b = WindowBudget::default();
+        let mut r = RecvWindow::default();
+        // The sender sent its whole window: the REWIND lets it go on.
+        r.on_data(65_536).unwrap();
+        assert_eq!(r.on_consume(65_536, || 1000, TUNE, &mut b).rewind, Some(65_536));
+        assert_eq!(r.loop_sample(|| 1300), Some(300));
+        assert_eq!(r.loop_sample(|| 1400), None, "one sample per REWIND");
+        // A sender with credit left was not waiting for it.
+        r.on_data(30_000).unwrap();
+        assert!(r.on_consume(30_000, || 2000, TUNE, &mut b).rewind.is_some());
+        assert_eq!(r.loop_sample(|| 2100), None);
+    }
+
+    #[test]
+    fn the_credit_loop_is_the_shortest_recent_one() {
+        let mut l = CreditLoop::default();
+        assert_eq!(l.min_us(), 0);
+        l.observe(300, 0);
+        l.observe(80, 10);
+        l.observe(500, 20);
+        assert_eq!(l.min_us(), 80);
+        // Once old, the next sample stands, whatever it is.
+        l.observe(500, 10 + CreditLoop::KEPT_US + 1);
+        assert_eq!(l.min_us(), 500);
+        l.observe(0, 0);
+        assert_eq!(l.min_us(), 1, "never 0: 0 means none");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use super::events::Event;
 use super::policy::Unknown;
 use super::table::StreamKey;
+use super::timers::clock_us;
 use super::{CloseReason, Link, Phase, Policy};
 use crate::addr::{Addr, HostId};
 use crate::proto::frame::{Command, Frame, Header, RstReason};
@@ -188,7 +189,8 @@ impl Link {
         tracing::debug!(%peer, ?policy, raddr = %hs.raddr, "handshake");
         self.phase = Phase::Up { peer, policy };
         self.timers.last_ping = now;
-        // Measure the round trip from the start: window growth depends on it.
+        // Measure the round trip from the start (the link's info reports it; the close
+        // window of v1 streams allows for it).
         self.ping(now);
         self.events.push_back(Event::Up { peer, seen_as: hs.raddr });
         Ok(())
@@ -244,6 +246,12 @@ impl Link {
             }
             Err(v) => return Err(CloseReason::Protocol(format!("stream {}: {v}", key.remote()))),
         };
+        if h.cmd == Command::Data {
+            let epoch = self.timers.epoch;
+            if let Some(sample) = slot.state.recv.window.loop_sample(|| clock_us(epoch, now)) {
+                self.credit_loop.observe(sample, clock_us(epoch, now));
+            }
+        }
         if fx.keep_data && len > 0 {
             // A small payload is copied unless its reader already waits on an empty
             // queue and takes it at once.

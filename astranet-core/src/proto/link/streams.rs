@@ -3,6 +3,7 @@
 //! bytes go straight between the caller's buffer and the link's queues.
 
 use super::table::{Slot, StreamId, StreamKey};
+use super::timers::clock_us;
 use super::{CloseReason, Link, Phase, Policy};
 use crate::proto::flow::{Credit, Tuning, WindowBudget, INITIAL_WINDOW};
 use crate::proto::frame::{Command, RstReason, HEADER_LEN, MAX_PAYLOAD};
@@ -64,9 +65,6 @@ const WAKE_SHARE: usize = 4 * MAX_PAYLOAD;
 /// How long an idle writer lets a round of writers woken for space go without writing
 /// before it wakes the next (see [`Link::recheck_space_later`]).
 const SPACE_RECHECK: Duration = Duration::from_millis(1);
-
-/// Shortest auto-tuning horizon: below this, timer and scheduling noise dominates.
-const TUNING_FLOOR_US: u32 = 2_000;
 
 /// Writes up to this size go straight to the socket when nothing is queued and the
 /// writer sleeps; larger ones are better pipelined (the stream copies into the queue
@@ -178,13 +176,9 @@ impl Link {
         let through_v1_relay = policy == Policy::V1 && self.peer() != Some(key.remote_host);
         let eager = policy.streams_are_v1();
         if through_v1_relay {
-            return Tuning { max_window: INITIAL_WINDOW, horizon_us: 0, eager };
+            return Tuning { max_window: INITIAL_WINDOW, loop_us: 0, eager };
         }
-        Tuning {
-            max_window: self.cfg.max_stream_window,
-            horizon_us: self.timers.rtt_us.saturating_mul(2).max(TUNING_FLOOR_US),
-            eager,
-        }
+        Tuning { max_window: self.cfg.max_stream_window, loop_us: self.credit_loop.min_us(), eager }
     }
 
     /// Reads up to `max` bytes, handing them to `put`: `Ready(Ok(0))` is the end of the
@@ -239,7 +233,7 @@ impl Link {
         let slot = streams.get_mut(id).expect("a handle's slot exists");
         if !slot.state.recv.is_empty() {
             let before = slot.state.recv.charge();
-            let now_us = || now.saturating_duration_since(epoch).as_micros() as u32;
+            let now_us = || clock_us(epoch, now);
             let (n, credit) = take(&mut slot.state.recv, &now_us, tuning, budget);
             *buffered -= before - slot.state.recv.charge();
             // A peer that finished writing needs no credit.
