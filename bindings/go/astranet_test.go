@@ -873,11 +873,16 @@ func windowGranted(t *testing.T, receiver *Node) int {
 func TestWindowOptions(t *testing.T) {
 	const initial = 64 << 10
 	// A window grows to about twice what the stream moves per credit loop: a few
-	// hundred KiB over loopback here.
-	got := windowGranted(t, New())
-	t.Logf("default: %d bytes granted", got)
-	if got <= initial {
-		t.Errorf("default: a stream read fast was granted %d bytes, want its window grown", got)
+	// hundred KiB over loopback here, one doubling at least (tried three times: on a
+	// busy machine a run may move too little).
+	grown := false
+	for try := 0; try < 3 && !grown; try++ {
+		got := windowGranted(t, New())
+		t.Logf("default: %d bytes granted", got)
+		grown = got > initial
+	}
+	if !grown {
+		t.Errorf("default: a stream read fast kept its initial window, want it grown")
 	}
 	// Each option alone keeps the window where it starts.
 	if got := windowGranted(t, New(WithMaxStreamWindow(initial))); got > initial {

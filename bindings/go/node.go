@@ -93,7 +93,7 @@ func WithStreamIdleTimeout(d time.Duration) Option { return func(c *config) { c.
 // (default 16 MiB; values below the initial 64 KiB count as 64 KiB). Every stream
 // starts at 64 KiB, and a stream that is read fast has its window doubled until it
 // holds about twice what the stream moves per credit loop (from a window update to
-// the data it lets through), up to this cap: a stream moves at most one window per
+// the next, once the data it let through was read), up to this cap: a stream moves at most one window per
 // loop (16 MiB over a 50 ms link: 320 MiB/s).
 func WithMaxStreamWindow(bytes uint32) Option {
 	return func(c *config) { c.maxWindow = &bytes }

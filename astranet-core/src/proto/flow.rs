@@ -5,7 +5,7 @@
 //! window itself with WND_SIZE(w). Both directions start at [`INITIAL_WINDOW`].
 //!
 //! Auto-tuning grows a stream's receive window to about twice what the stream moves
-//! in one credit loop (REWIND out, the DATA it allowed back in), as TCP's receive
+//! in one credit loop (REWIND out, the DATA it allowed back in and read), as TCP's receive
 //! buffer auto-tuning does per round trip: enough that the window does not hold back
 //! a sender on a clear path, and no more, since a larger window only queues bytes on
 //! the way, ahead of the link's other streams.
@@ -94,9 +94,6 @@ impl SendWindow {
 pub struct Tuning {
     /// Largest window a stream may be granted.
     pub max_window: u32,
-    /// The link's shortest recent credit loop, µs ([`CreditLoop::min_us`]; 0: none
-    /// measured yet, and no window grows: no sender has waited for credit).
-    pub loop_us: u32,
     /// Hand back every consumed byte at once (REWIND after every read), as a Go reader
     /// does, instead of after a quarter of the window: towards a v1 peer, whose close
     /// waits for it (see [`super::StreamState::shutdown_write`]).
@@ -112,37 +109,6 @@ pub struct WindowBudget {
     pub limit: u64,
 }
 
-/// The shortest credit loop recently measured on a link: from a REWIND that let a
-/// stalled sender go on to the first DATA it sent (see [`RecvWindow::loop_sample`]).
-/// The minimum, as the loop without queueing on the way; it is renewed by the next
-/// sample once it is [`CreditLoop::KEPT_US`] old, so that a path that became slower
-/// is seen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CreditLoop {
-    min_us: u32,
-    /// When `min_us` was measured (link clock, µs, wrapping).
-    at_us: u32,
-}
-
-impl CreditLoop {
-    /// How long a minimum stands before any sample replaces it, µs.
-    pub const KEPT_US: u32 = 10_000_000;
-
-    /// Takes a loop of `sample_us` measured at `now_us`.
-    pub fn observe(&mut self, sample_us: u32, now_us: u32) {
-        let stale = now_us.wrapping_sub(self.at_us) > Self::KEPT_US;
-        if self.min_us == 0 || sample_us < self.min_us || stale {
-            self.min_us = sample_us.max(1);
-            self.at_us = now_us;
-        }
-    }
-
-    /// The shortest loop, µs (0: none measured).
-    pub fn min_us(&self) -> u32 {
-        self.min_us
-    }
-}
-
 /// What the receiver should send after the application consumed bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Credit {
@@ -155,11 +121,46 @@ pub struct Credit {
 /// `epoch_consumed` before the first measurement epoch.
 const NO_EPOCH: u32 = u32::MAX;
 
-/// `rewound_at` when no credit loop is being timed.
-const NOT_TIMING: u32 = u32::MAX;
+/// `timing` when no credit loop is being timed.
+const NOT_TIMING: i16 = i16::MIN;
 
-/// Shortest measurement epoch, µs: it should span several reads of the application.
-const MIN_EPOCH_US: u32 = 100;
+/// `timing` of a loop whose REWIND went `since_start` µs after the epoch's start
+/// (negative: before), in 4 µs steps; the low bit says whether DATA came since.
+/// [`NOT_TIMING`] beyond ±65 ms.
+fn timing(since_start: i64, arrived: bool) -> i16 {
+    i16::try_from(since_start.div_euclid(4))
+        .ok()
+        .filter(|steps| (-(1 << 14) + 1..1 << 14).contains(steps))
+        .map_or(NOT_TIMING, |steps| steps << 1 | i16::from(arrived))
+}
+
+/// When the REWIND of a `timing` went, µs from the epoch's start.
+fn rewound_since_start(timing: i16) -> i64 {
+    i64::from(timing >> 1) * 4
+}
+
+/// A duration of µs in 16 bits, rounded down: a 12-bit mantissa shifted left by a
+/// 4-bit exponent (exact below 4,096 µs, within 1/2,048 of the value up to 134 s, and
+/// 134 s beyond).
+fn pack_us(us: u32) -> u16 {
+    let shift = (u32::BITS - us.leading_zeros()).saturating_sub(12);
+    if shift > 15 {
+        return u16::MAX;
+    }
+    ((shift as u16) << 12) | (us >> shift) as u16
+}
+
+/// The µs that [`pack_us`] packed.
+fn unpack_us(packed: u16) -> u32 {
+    u32::from(packed & 0xfff) << (packed >> 12)
+}
+
+/// A measurement epoch lasts at least this long, µs: on a short path, what a reader
+/// takes in one go (a window's worth it found waiting) is then averaged with the rest.
+/// On a long path it lasts three quarters of a loop at least: the REWINDs of a stream
+/// held back by its window come in a burst per loop, and each burst ends an epoch, so
+/// that its window doubles about once a loop, as in TCP's slow start.
+const MIN_EPOCH_US: u32 = 2_000;
 
 /// The receiving half's view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,9 +175,15 @@ pub struct RecvWindow {
     epoch_start: u32,
     /// Bytes consumed since `epoch_start` ([`NO_EPOCH`] before the first REWIND).
     epoch_consumed: u32,
-    /// When a REWIND went to a sender that had no credit left (link clock, µs;
-    /// [`NOT_TIMING`]: none since the last DATA).
-    rewound_at: u32,
+    /// A credit loop being timed ([`timing`]; [`NOT_TIMING`]: none): a REWIND went to
+    /// a sender that had no credit left; the loop ends with the first REWIND after its
+    /// DATA arrived. 16 bits, as `shortest_loop`: an idle stream's slot stays small.
+    timing: i16,
+    /// The stream's shortest credit loop so far ([`pack_us`]; 0: none measured, and the
+    /// window does not grow: its sender never waited for credit). Per stream: a stream
+    /// keeps its path, and the streams of one link may be relayed over paths of any
+    /// length.
+    shortest_loop: u16,
 }
 
 impl Default for RecvWindow {
@@ -187,7 +194,8 @@ impl Default for RecvWindow {
             buffered: 0,
             epoch_start: 0,
             epoch_consumed: NO_EPOCH,
-            rewound_at: NOT_TIMING,
+            timing: NOT_TIMING,
+            shortest_loop: 0,
         }
     }
 }
@@ -236,7 +244,7 @@ impl RecvWindow {
     /// REWIND once a quarter of the window is consumed (no stall is possible: a sender
     /// without credit means at least three quarters are buffered or in transit), and a
     /// doubled window when the stream moved more than a window per two credit loops,
-    /// measured over an epoch of two loops or more.
+    /// measured over an epoch of 2 ms or three quarters of a loop, whichever is longer.
     pub fn on_consume(
         &mut self,
         n: u32,
@@ -256,51 +264,84 @@ impl RecvWindow {
         let sender_stalled = self.inflight == self.window;
         self.inflight -= unacked;
         let now_us = now_us();
+        self.end_loop(now_us);
+        credit.window = self.tune(unacked, now_us, tuning, budget);
         if sender_stalled {
-            self.rewound_at = now_us;
+            // Timed from the epoch's start, in 16 bits: a REWIND more than 65 ms into a
+            // long epoch is not timed (there are others).
+            self.timing = timing(i64::from(now_us.wrapping_sub(self.epoch_start)), false);
         }
-
-        if self.epoch_consumed == NO_EPOCH {
-            // This REWIND opens the first measurement epoch; consumption after it counts.
-            self.epoch_start = now_us;
-            self.epoch_consumed = 0;
-            return credit;
-        }
-        self.epoch_consumed = self.epoch_consumed.saturating_add(unacked);
-        let two_loops = tuning.loop_us.saturating_mul(2);
-        let elapsed = now_us.wrapping_sub(self.epoch_start);
-        if two_loops == 0 || elapsed < two_loops.max(MIN_EPOCH_US) {
-            return credit;
-        }
-        // What the stream moves per two loops, measured over the whole epoch: a reader
-        // that takes a window's worth at once is not mistaken for a fast stream.
-        let wanted = u64::from(self.epoch_consumed) * u64::from(two_loops) / u64::from(elapsed);
-        // The window doubles while below that, within the cap and the link's budget.
-        if wanted > u64::from(self.window) && self.window < tuning.max_window {
-            let grown = self.window.saturating_mul(2).min(tuning.max_window);
-            let delta = u64::from(grown - self.window);
-            if budget.used + delta <= budget.limit {
-                budget.used += delta;
-                self.window = grown;
-                credit.window = Some(grown);
-            }
-        }
-        self.epoch_start = now_us;
-        self.epoch_consumed = 0;
         credit
     }
 
-    /// Called for each DATA that arrives: if it is the first since a REWIND that let a
-    /// stalled sender go on, the credit loop it took, µs (`now_us` reads the link
-    /// clock, only then). The sender had no credit, so this DATA left after the REWIND
-    /// arrived.
-    pub fn loop_sample(&mut self, now_us: impl FnOnce() -> u32) -> Option<u32> {
-        if self.rewound_at == NOT_TIMING {
+    /// A REWIND at `now_us` ends the loop being timed if its DATA arrived: the loop
+    /// took the sender's turn and the reader's, the time both need a window to cover.
+    fn end_loop(&mut self, now_us: u32) {
+        if self.timing == NOT_TIMING || self.timing & 1 == 0 {
+            return;
+        }
+        let rewound_at = self.epoch_start.wrapping_add_signed(rewound_since_start(self.timing) as i32);
+        let sample = pack_us(now_us.wrapping_sub(rewound_at).max(1));
+        self.timing = NOT_TIMING;
+        if self.shortest_loop == 0 || unpack_us(sample) < self.loop_us() {
+            self.shortest_loop = sample;
+        }
+    }
+
+    /// Counts `consumed` bytes towards the measurement epoch; at its end, the window
+    /// to grant if the stream moved more than a window per two credit loops.
+    fn tune(&mut self, consumed: u32, now_us: u32, tuning: Tuning, budget: &mut WindowBudget) -> Option<u32> {
+        if self.epoch_consumed == NO_EPOCH {
+            // This REWIND opens the first measurement epoch; consumption after it counts.
+            self.begin_epoch(now_us);
             return None;
         }
-        let sample = now_us().wrapping_sub(self.rewound_at);
-        self.rewound_at = NOT_TIMING;
-        Some(sample)
+        self.epoch_consumed = self.epoch_consumed.saturating_add(consumed);
+        let loop_us = self.loop_us();
+        let elapsed = now_us.wrapping_sub(self.epoch_start);
+        if loop_us == 0 || elapsed < (loop_us / 4 * 3).max(MIN_EPOCH_US) {
+            return None;
+        }
+        // What the stream moves per two loops, measured over the whole epoch.
+        let two_loops = loop_us.saturating_mul(2);
+        let wanted = u64::from(self.epoch_consumed) * u64::from(two_loops) / u64::from(elapsed);
+        self.begin_epoch(now_us);
+        // The window doubles while below that, within the cap and the link's budget.
+        if wanted <= u64::from(self.window) || self.window >= tuning.max_window {
+            return None;
+        }
+        let grown = self.window.saturating_mul(2).min(tuning.max_window);
+        let delta = u64::from(grown - self.window);
+        if budget.used + delta > budget.limit {
+            return None;
+        }
+        budget.used += delta;
+        self.window = grown;
+        Some(grown)
+    }
+
+    fn begin_epoch(&mut self, now_us: u32) {
+        if self.timing != NOT_TIMING {
+            // A loop being timed: from the new start, its REWIND lies in the past.
+            let moved = i64::from(now_us.wrapping_sub(self.epoch_start));
+            self.timing = timing(rewound_since_start(self.timing) - moved, self.timing & 1 == 1);
+        }
+        self.epoch_start = now_us;
+        self.epoch_consumed = 0;
+    }
+
+    /// Called for each DATA that arrives: the first since a REWIND that let a stalled
+    /// sender go on marks the loop being timed (the sender had no credit, so this DATA
+    /// left after the REWIND arrived); the next REWIND ends it.
+    pub fn on_arrival(&mut self) {
+        if self.timing != NOT_TIMING {
+            self.timing |= 1;
+        }
+    }
+
+    /// The stream's shortest credit loop so far, µs (0: none measured).
+    pub fn loop_us(&self) -> u32 {
+        unpack_us(self.shortest_loop)
     }
 }
 
@@ -308,8 +349,12 @@ impl RecvWindow {
 mod tests {
     use super::*;
 
-    /// Loops of 100 µs: at 1 GB/s (1,024 bytes per µs), 100 KiB in flight.
-    const TUNE: Tuning = Tuning { max_window: 1 << 20, loop_us: 100, eager: false };
+    const TUNE: Tuning = Tuning { max_window: 1 << 20, eager: false };
+
+    /// A stream whose credit loop measured `loop_us`.
+    fn measured(loop_us: u32) -> RecvWindow {
+        RecvWindow { shortest_loop: pack_us(loop_us), ..RecvWindow::default() }
+    }
 
     #[test]
     fn send_credit() {
@@ -374,30 +419,29 @@ mod tests {
         // 1,024 bytes per µs over 100 µs loops: 100 KiB per loop, twice that is
         // 200 KiB: 128 KiB is too little, 256 KiB enough.
         let mut b = WindowBudget { used: 0, limit: 1 << 30 };
-        let mut r = RecvWindow::default();
+        let mut r = measured(100);
         assert_eq!(run(&mut r, 1024, 16 << 10, 100_000, TUNE, &mut b), 256 << 10);
         assert_eq!(b.used, u64::from((256 << 10) - INITIAL_WINDOW));
         // Loops ten times as long need ten times the window: the cap stops it.
-        let mut r = RecvWindow::default();
-        let long = Tuning { loop_us: 1000, ..TUNE };
-        assert_eq!(run(&mut r, 1024, 16 << 10, 100_000, long, &mut b), 1 << 20);
+        let mut r = measured(1000);
+        assert_eq!(run(&mut r, 1024, 16 << 10, 100_000, TUNE, &mut b), 1 << 20);
     }
 
     #[test]
-    fn a_stream_held_by_its_window_doubles_it_every_two_loops() {
+    fn a_stream_held_by_its_window_on_a_long_path_doubles_it_about_once_a_loop() {
         let mut b = WindowBudget { used: 0, limit: 1 << 30 };
         let big = Tuning { max_window: 16 << 20, ..TUNE };
-        let mut r = RecvWindow::default();
-        // Every 100 µs loop brings the whole window, read a quarter at a time.
+        let mut r = measured(40_000);
+        // Every 40 ms loop brings the whole window, read a quarter at a time.
         let mut loops = 0;
         while r.window() < 16 << 20 {
             let n = r.window() - r.inflight;
             r.on_data(n).unwrap();
             for q in 0..4 {
-                r.on_consume(n / 4, || loops * 100 + q * 25, big, &mut b);
+                r.on_consume(n / 4, || loops * 40_000 + q * 10_000, big, &mut b);
             }
             loops += 1;
-            assert!(loops <= 17, "64 KiB to 16 MiB is 8 doublings; {loops} loops gave {}", r.window());
+            assert!(loops <= 9, "64 KiB to 16 MiB is 8 doublings; {loops} loops gave {}", r.window());
         }
     }
 
@@ -405,13 +449,12 @@ mod tests {
     fn a_slow_reader_a_spent_budget_or_no_measured_loop_keep_the_window() {
         let mut b = WindowBudget { used: 0, limit: 1 << 30 };
         // 32 KiB every 5 ms.
-        let mut slow = RecvWindow::default();
+        let mut slow = measured(100);
         assert_eq!(run(&mut slow, 1, 32 << 10, 1_000_000, TUNE, &mut b), INITIAL_WINDOW);
         let mut unmeasured = RecvWindow::default();
-        let no_loop = Tuning { loop_us: 0, ..TUNE };
-        assert_eq!(run(&mut unmeasured, 1024, 16 << 10, 100_000, no_loop, &mut b), INITIAL_WINDOW);
+        assert_eq!(run(&mut unmeasured, 1024, 16 << 10, 100_000, TUNE, &mut b), INITIAL_WINDOW);
         let mut spent = WindowBudget { used: 0, limit: 100 << 10 };
-        let mut fast = RecvWindow::default();
+        let mut fast = measured(100);
         assert_eq!(run(&mut fast, 1024, 16 << 10, 100_000, TUNE, &mut spent), 128 << 10, "one doubling fits");
         assert_eq!(fast.extra(), 64 << 10);
     }
@@ -421,7 +464,7 @@ mod tests {
         // A window's worth every 4 ms, read in four quick reads: 16 bytes per µs, 1.6 KB
         // per 100 µs loop. The reads alone would look like an endless rate.
         let mut b = WindowBudget { used: 0, limit: 1 << 30 };
-        let mut r = RecvWindow::default();
+        let mut r = measured(100);
         for i in 0..100u32 {
             r.on_data(r.window - r.inflight).unwrap();
             for k in 0..4 {
@@ -432,33 +475,79 @@ mod tests {
     }
 
     #[test]
-    fn a_rewind_to_a_stalled_sender_times_the_loop() {
-        let mut b = WindowBudget::default();
-        let mut r = RecvWindow::default();
-        // The sender sent its whole window: the REWIND lets it go on.
-        r.on_data(65_536).unwrap();
-        assert_eq!(r.on_consume(65_536, || 1000, TUNE, &mut b).rewind, Some(65_536));
-        assert_eq!(r.loop_sample(|| 1300), Some(300));
-        assert_eq!(r.loop_sample(|| 1400), None, "one sample per REWIND");
-        // A sender with credit left was not waiting for it.
-        r.on_data(30_000).unwrap();
-        assert!(r.on_consume(30_000, || 2000, TUNE, &mut b).rewind.is_some());
-        assert_eq!(r.loop_sample(|| 2100), None);
+    fn loops_pack_into_16_bits() {
+        for us in [0, 1, 70, 4095] {
+            assert_eq!(unpack_us(pack_us(us)), us, "exact below 4,096 µs");
+        }
+        for us in [4096, 4097, 150_000, 600_000, 9_999_999, 134_000_000] {
+            let back = unpack_us(pack_us(us));
+            assert!(back <= us && us - back <= us / 2048, "{us} µs came back as {back}");
+        }
+        assert_eq!(unpack_us(pack_us(u32::MAX)), 4095 << 15);
     }
 
     #[test]
-    fn the_credit_loop_is_the_shortest_recent_one() {
-        let mut l = CreditLoop::default();
-        assert_eq!(l.min_us(), 0);
-        l.observe(300, 0);
-        l.observe(80, 10);
-        l.observe(500, 20);
-        assert_eq!(l.min_us(), 80);
-        // Once old, the next sample stands, whatever it is.
-        l.observe(500, 10 + CreditLoop::KEPT_US + 1);
-        assert_eq!(l.min_us(), 500);
-        l.observe(0, 0);
-        assert_eq!(l.min_us(), 1, "never 0: 0 means none");
+    fn a_loop_runs_from_a_rewind_to_a_stalled_sender_to_the_rewind_after_its_data() {
+        let mut b = WindowBudget::default();
+        let mut r = RecvWindow::default();
+        // The sender sent its whole window: the REWIND at 1 ms lets it go on.
+        r.on_data(65_536).unwrap();
+        assert_eq!(r.on_consume(65_536, || 1000, TUNE, &mut b).rewind, Some(65_536));
+        // Its DATA arrives, the reader takes a quarter: REWIND at 1.3 ms.
+        r.on_data(65_536).unwrap();
+        r.on_arrival();
+        r.on_consume(16_384, || 1300, TUNE, &mut b);
+        assert_eq!(r.loop_us(), 300);
+        // That REWIND found the sender stalled again: the next loop takes 100 µs.
+        r.on_data(16_384).unwrap();
+        r.on_arrival();
+        r.on_consume(16_384, || 1400, TUNE, &mut b);
+        assert_eq!(r.loop_us(), 100);
+        // A REWIND before any DATA came does not end a loop; a longer loop leaves the
+        // shortest.
+        r.on_consume(16_384, || 1500, TUNE, &mut b);
+        r.on_data(16_384).unwrap();
+        r.on_arrival();
+        r.on_consume(16_384, || 2000, TUNE, &mut b);
+        assert_eq!(r.loop_us(), 100);
+        // A sender with credit left was not waiting for the REWIND: nothing is timed.
+        let mut r = RecvWindow::default();
+        r.on_data(30_000).unwrap();
+        assert!(r.on_consume(30_000, || 0, TUNE, &mut b).rewind.is_some());
+        r.on_data(30_000).unwrap();
+        r.on_arrival();
+        r.on_consume(30_000, || 10, TUNE, &mut b);
+        assert_eq!(r.loop_us(), 0);
+    }
+
+    #[test]
+    fn a_long_loop_is_timed_exactly_and_across_epochs() {
+        let mut b = WindowBudget::default();
+        let mut r = RecvWindow::default();
+        // The first epoch opens with a REWIND to a sender that still had credit.
+        r.on_data(32_768).unwrap();
+        r.on_consume(16_384, || 0, TUNE, &mut b);
+        // 60 ms later, one to a stalled sender; the REWIND after its DATA 290 ms later.
+        r.on_data(49_152).unwrap();
+        r.on_consume(65_536, || 60_000, TUNE, &mut b);
+        r.on_data(16_384).unwrap();
+        r.on_arrival();
+        r.on_consume(16_384, || 350_000, TUNE, &mut b);
+        let loop_us = r.loop_us();
+        assert!(loop_us <= 290_000 && 290_000 - loop_us <= 290_000 / 2048, "{loop_us}");
+
+        // A stalled sender's REWIND, then an epoch that begins before its DATA comes.
+        let mut r = measured(10_000);
+        r.on_data(32_768).unwrap();
+        r.on_consume(16_384, || 0, TUNE, &mut b);
+        r.on_data(49_152).unwrap();
+        r.on_consume(16_384, || 7_000, TUNE, &mut b);
+        r.on_consume(16_384, || 8_000, TUNE, &mut b);
+        assert_eq!(r.epoch_start, 8_000, "a new epoch");
+        r.on_data(16_384).unwrap();
+        r.on_arrival();
+        r.on_consume(16_384, || 9_000, TUNE, &mut b);
+        assert_eq!(r.loop_us(), 2_000, "timed from the REWIND at 7 ms");
     }
 
     #[test]

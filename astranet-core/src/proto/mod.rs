@@ -12,7 +12,7 @@ pub mod recv;
 pub mod relay;
 pub mod stream;
 
-pub use flow::{Credit, CreditLoop, FlowError, RecvWindow, SendWindow, Tuning, WindowBudget, INITIAL_WINDOW};
+pub use flow::{Credit, FlowError, RecvWindow, SendWindow, Tuning, WindowBudget, INITIAL_WINDOW};
 pub use frame::{Command, Decoder, Frame, FrameError, Header, RstReason, HEADER_LEN, MAX_PAYLOAD};
 pub use handshake::Handshake;
 pub use stream::{Effects, Fault, Half, Opening, PeerReading, Role, StreamState, StreamViolation, V1_CLOSE_WINDOW};

@@ -5,7 +5,6 @@
 use super::events::Event;
 use super::policy::Unknown;
 use super::table::StreamKey;
-use super::timers::clock_us;
 use super::{CloseReason, Link, Phase, Policy};
 use crate::addr::{Addr, HostId};
 use crate::proto::frame::{Command, Frame, Header, RstReason};
@@ -247,10 +246,7 @@ impl Link {
             Err(v) => return Err(CloseReason::Protocol(format!("stream {}: {v}", key.remote()))),
         };
         if h.cmd == Command::Data {
-            let epoch = self.timers.epoch;
-            if let Some(sample) = slot.state.recv.window.loop_sample(|| clock_us(epoch, now)) {
-                self.credit_loop.observe(sample, clock_us(epoch, now));
-            }
+            slot.state.recv.window.on_arrival();
         }
         if fx.keep_data && len > 0 {
             // A small payload is copied unless its reader already waits on an empty

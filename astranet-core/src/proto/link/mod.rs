@@ -57,7 +57,7 @@ pub use streams::{DirectWrite, OpenError, StreamError};
 pub use table::{StreamId, StreamKey};
 
 use crate::addr::HostId;
-use crate::proto::flow::{CreditLoop, WindowBudget};
+use crate::proto::flow::WindowBudget;
 use crate::proto::frame::{Command, Decoder, Frame, Header, MAX_PAYLOAD};
 use crate::proto::handshake::Handshake;
 use crate::proto::relay::Queue;
@@ -145,8 +145,6 @@ pub struct Link {
     waiting_space: Waiting,
     /// Growth of receive windows granted so far, and the limit.
     budget: WindowBudget,
-    /// The shortest recent credit loop of the link's streams: how far windows grow.
-    credit_loop: CreditLoop,
     /// Received data not yet read, all streams together (their `Recv::charge`).
     buffered: usize,
     /// Copy every DATA payload out of the input buffer (see [`Link::copy_payloads`]).
@@ -172,7 +170,6 @@ impl Link {
         let mut link = Link {
             local,
             budget: WindowBudget { used: 0, limit: cfg.window_budget },
-            credit_loop: CreditLoop::default(),
             cfg,
             phase: Phase::Handshaking,
             // The driver keeps room in its read buffers (and counts them).

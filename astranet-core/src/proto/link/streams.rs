@@ -176,9 +176,9 @@ impl Link {
         let through_v1_relay = policy == Policy::V1 && self.peer() != Some(key.remote_host);
         let eager = policy.streams_are_v1();
         if through_v1_relay {
-            return Tuning { max_window: INITIAL_WINDOW, loop_us: 0, eager };
+            return Tuning { max_window: INITIAL_WINDOW, eager };
         }
-        Tuning { max_window: self.cfg.max_stream_window, loop_us: self.credit_loop.min_us(), eager }
+        Tuning { max_window: self.cfg.max_stream_window, eager }
     }
 
     /// Reads up to `max` bytes, handing them to `put`: `Ready(Ok(0))` is the end of the
