@@ -3,7 +3,6 @@
 //! bytes go straight between the caller's buffer and the link's queues.
 
 use super::table::{Slot, StreamId, StreamKey};
-use super::timers::clock_us;
 use super::{CloseReason, Link, Phase, Policy};
 use crate::proto::flow::{Credit, Tuning, WindowBudget, INITIAL_WINDOW};
 use crate::proto::frame::{Command, RstReason, HEADER_LEN, MAX_PAYLOAD};
@@ -233,7 +232,7 @@ impl Link {
         let slot = streams.get_mut(id).expect("a handle's slot exists");
         if !slot.state.recv.is_empty() {
             let before = slot.state.recv.charge();
-            let now_us = || clock_us(epoch, now);
+            let now_us = || now.saturating_duration_since(epoch).as_micros() as u32;
             let (n, credit) = take(&mut slot.state.recv, &now_us, tuning, budget);
             *buffered -= before - slot.state.recv.charge();
             // A peer that finished writing needs no credit.

@@ -12,11 +12,6 @@ use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::Instant;
 
-/// The clock of window auto-tuning: µs since the link started (`epoch`), wrapping.
-pub(super) fn clock_us(epoch: Instant, now: Instant) -> u32 {
-    now.saturating_duration_since(epoch).as_micros() as u32
-}
-
 #[derive(Debug)]
 pub(crate) struct Timers {
     /// When the link started: the clock of auto-tuning, and of the handshake timeout.
