@@ -6,7 +6,8 @@
 //! registration and the registration is queued in its node's [`ReadySet`]. The node's
 //! eventfd is readable exactly while that queue is not empty (it is written when the
 //! queue becomes non-empty and read when `astranet_poll` empties it, both under the
-//! queue's lock). No task, thread or fd per stream.
+//! queue's lock), except during an `astranet_poll`, whose events those are. No task,
+//! thread or fd per stream.
 
 use crate::error::{astranet_error, astranet_result, Failure};
 use crate::handles;
@@ -46,8 +47,42 @@ pub struct astranet_event {
 /// of its links when `astranet_poll` reads (and writes) them (`read_links_in_poll`).
 pub(crate) struct ReadySet {
     fd: i32,
-    queue: Mutex<VecDeque<Arc<Reg>>>,
+    pending: Mutex<Pending>,
     pub(crate) links: Option<Arc<LinkDriver>>,
+}
+
+/// What the queue's lock guards.
+struct Pending {
+    regs: VecDeque<Arc<Reg>>,
+    /// The eventfd holds 1 (it is readable).
+    signalled: bool,
+    /// `astranet_poll` calls between their start and their drain. While one runs, a
+    /// registration queued by its own link reads (or by any thread) needs no eventfd
+    /// write: the drain that ends it takes the registration, or signals what it left.
+    /// Without this, every message read in `astranet_poll` wrote the eventfd and read
+    /// it back, and the write woke the embedder's event loop once more for nothing.
+    polls: u32,
+}
+
+impl Pending {
+    /// Makes the eventfd's state match the queue's (readable exactly while it is not
+    /// empty), with a syscall only where they differ.
+    fn sync(&mut self, fd: i32) {
+        if self.signalled == self.regs.is_empty() {
+            let mut v: u64 = 1;
+            // SAFETY: 8 bytes to or from our non-blocking eventfd. Its counter stays
+            // at 0 or 1: it is written only when `signalled` is false, and the read
+            // resets it to 0.
+            unsafe {
+                if self.signalled {
+                    libc::read(fd, (&mut v as *mut u64).cast(), 8);
+                } else {
+                    libc::write(fd, (&v as *const u64).cast(), 8);
+                }
+            }
+            self.signalled = !self.signalled;
+        }
+    }
 }
 
 impl ReadySet {
@@ -60,7 +95,8 @@ impl ReadySet {
             return Err(std::io::Error::last_os_error().into());
         }
         // Owns the fd from here: an error below closes it.
-        let mut ready = ReadySet { fd, queue: Mutex::new(VecDeque::new()), links: None };
+        let pending = Pending { regs: VecDeque::new(), signalled: false, polls: 0 };
+        let mut ready = ReadySet { fd, pending: Mutex::new(pending), links: None };
         if let Some(drive) = drive {
             let links = LinkDriver::new(drive)?;
             links.watch(fd)?;
@@ -75,49 +111,76 @@ impl ReadySet {
     }
 
     fn push(&self, reg: Arc<Reg>) {
-        let mut q = self.queue.lock();
-        if q.is_empty() {
-            let one: u64 = 1;
-            // SAFETY: writes 8 bytes to our eventfd. It cannot overflow: it is read
-            // back to 0 whenever the queue empties, so its counter stays at 0 or 1.
-            unsafe { libc::write(self.fd, (&one as *const u64).cast(), 8) };
+        let mut p = self.pending.lock();
+        p.regs.push_back(reg);
+        if p.polls == 0 {
+            p.sync(self.fd);
         }
-        q.push_back(reg);
     }
 
-    /// Moves up to `events.len()` pending events out; returns how many.
-    fn drain(&self, events: &mut [astranet_event]) -> usize {
-        let mut n = 0;
-        let mut again = Vec::new();
-        let mut q = self.queue.lock();
-        while n < events.len() {
-            let Some(reg) = q.pop_front() else { break };
-            let bits = reg.pending.swap(0, Ordering::AcqRel);
-            reg.queued.store(false, Ordering::Release);
-            // A wake between the swap and the store did not queue it: do it here, after
-            // this call's events (a handle appears at most once per call).
-            if reg.pending.load(Ordering::Acquire) != 0 && !reg.queued.swap(true, Ordering::AcqRel) {
-                again.push(reg.clone());
-            }
-            if bits == 0 || reg.dead.load(Ordering::Acquire) {
-                continue;
-            }
-            events[n] = astranet_event { userdata: reg.userdata.load(Ordering::Acquire) as *mut c_void, events: bits };
-            n += 1;
-        }
-        q.extend(again);
-        if q.is_empty() {
-            let mut v: u64 = 0;
-            // SAFETY: reads 8 bytes from our non-blocking eventfd (resets it to 0).
-            unsafe { libc::read(self.fd, (&mut v as *mut u64).cast(), 8) };
-        }
+    /// Starts an `astranet_poll`: until the [`Poll`] it returns drains, registrations
+    /// are queued without an eventfd write.
+    fn begin(&self) -> Poll<'_> {
+        self.pending.lock().polls += 1;
+        Poll { ready: self, drained: false }
+    }
+}
+
+/// An `astranet_poll` in progress (see [`ReadySet::begin`]).
+struct Poll<'a> {
+    ready: &'a ReadySet,
+    drained: bool,
+}
+
+impl Poll<'_> {
+    /// Ends the call with its events: up to `events.len()`; returns how many.
+    fn drain(mut self, events: &mut [astranet_event]) -> usize {
+        let mut p = self.ready.pending.lock();
+        p.polls -= 1;
+        self.drained = true;
+        let n = take_events(&mut p.regs, events);
+        p.sync(self.ready.fd);
         n
     }
 }
 
+impl Drop for Poll<'_> {
+    /// A call that did not get to its drain (a panic) leaves the fd as it should be.
+    fn drop(&mut self) {
+        if !self.drained {
+            let mut p = self.ready.pending.lock();
+            p.polls -= 1;
+            p.sync(self.ready.fd);
+        }
+    }
+}
+
+/// Moves up to `events.len()` events of `regs` out; returns how many.
+fn take_events(regs: &mut VecDeque<Arc<Reg>>, events: &mut [astranet_event]) -> usize {
+    let mut n = 0;
+    let mut again = Vec::new();
+    while n < events.len() {
+        let Some(reg) = regs.pop_front() else { break };
+        let bits = reg.pending.swap(0, Ordering::AcqRel);
+        reg.queued.store(false, Ordering::Release);
+        // A wake between the swap and the store did not queue it: do it here, after
+        // this call's events (a handle appears at most once per call).
+        if reg.pending.load(Ordering::Acquire) != 0 && !reg.queued.swap(true, Ordering::AcqRel) {
+            again.push(reg.clone());
+        }
+        if bits == 0 || reg.dead.load(Ordering::Acquire) {
+            continue;
+        }
+        events[n] = astranet_event { userdata: reg.userdata.load(Ordering::Acquire) as *mut c_void, events: bits };
+        n += 1;
+    }
+    regs.extend(again);
+    n
+}
+
 impl Drop for ReadySet {
     fn drop(&mut self) {
-        self.queue.get_mut().clear();
+        self.pending.get_mut().regs.clear();
         // SAFETY: our fd, closed once.
         unsafe { libc::close(self.fd) };
     }
@@ -280,10 +343,11 @@ pub extern "C" fn astranet_poll(
             // element written is fully initialised; none is read.
             unsafe { std::slice::from_raw_parts_mut(events, capacity) }
         };
+        let poll = node.ready.begin();
         if let Some(links) = &node.ready.links {
             links.run();
         }
-        count.set(node.ready.drain(slice));
+        count.set(poll.drain(slice));
         Ok(astranet_result::ASTRANET_OK)
     })
 }
@@ -350,7 +414,7 @@ mod tests {
 
     fn drain(ready: &ReadySet, cap: usize) -> Vec<(usize, u32)> {
         let mut ev = vec![astranet_event { userdata: std::ptr::null_mut(), events: 0 }; cap];
-        let n = ready.drain(&mut ev);
+        let n = ready.begin().drain(&mut ev);
         ev[..n].iter().map(|e| (e.userdata as usize, e.events)).collect()
     }
 
@@ -369,6 +433,30 @@ mod tests {
         assert_eq!(drain(&ready, 8), vec![(2, ASTRANET_EVENT_ACCEPTABLE)]);
         assert!(!readable(ready.node_fd()));
         assert!(drain(&ready, 8).is_empty());
+    }
+
+    #[test]
+    fn wakes_during_a_poll_are_left_to_its_drain() {
+        let ready = ReadySet::new(None).unwrap();
+        let (a, b) = (Reg::new(&ready, 1), Reg::new(&ready, 2));
+        let poll = ready.begin();
+        a.fire(ASTRANET_EVENT_READABLE);
+        b.fire(ASTRANET_EVENT_WRITABLE);
+        assert!(!readable(ready.node_fd()), "no eventfd write while the poll runs");
+        let mut ev = [astranet_event { userdata: std::ptr::null_mut(), events: 0 }; 1];
+        assert_eq!(poll.drain(&mut ev), 1);
+        assert!(readable(ready.node_fd()), "what the drain left is signalled");
+        assert_eq!(drain(&ready, 8), vec![(2, ASTRANET_EVENT_WRITABLE)]);
+        assert!(!readable(ready.node_fd()));
+        // A poll that never drains (a panic) leaves the fd as the queue says.
+        let poll = ready.begin();
+        a.fire(ASTRANET_EVENT_READABLE);
+        drop(poll);
+        assert!(readable(ready.node_fd()));
+        assert_eq!(drain(&ready, 8), vec![(1, ASTRANET_EVENT_READABLE)]);
+        // With no poll running, a wake writes the eventfd at once.
+        b.fire(ASTRANET_EVENT_WRITABLE);
+        assert!(readable(ready.node_fd()));
     }
 
     #[test]
