@@ -154,8 +154,11 @@ fn a_stream_open_flood_is_refused_beyond_the_stream_limit() {
             let flat = target.usage().rss.saturating_sub(at_limit.expect("the limit was reached").rss);
             // Refusals cost nothing that stays: what grew since the limit was reached
             // is the answers' queue and batches, and the link's read buffers (the
-            // same after 3 s as after 9 s of flood).
-            assert!(flat <= 4 * MIB, "memory grew by {:.1} MiB after the limit", mib(flat));
+            // same after 3 s as after 9 s of flood; up to 4.3 MiB on a loaded machine).
+            // A refusal that kept even one allocation (32 bytes with malloc's header)
+            // would hold 15 MiB after the half million DIALs the slowest run sends.
+            assert!(sent >= 500_000, "only {sent} DIALs sent");
+            assert!(flat <= 8 * MIB, "memory grew by {:.1} MiB after the limit", mib(flat));
         });
         s.assert_memory_within(STREAMS * PER_STREAM + SLACK);
     });
