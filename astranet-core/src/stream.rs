@@ -118,8 +118,43 @@ impl Stream {
     /// while nothing arrived.
     pub fn poll_read_chunk(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<io::Result<bytes::Bytes>> {
         let id = self.id;
-        let read = self.link.with(|l, _| l.poll_read_chunk(id, cx.waker(), max, Instant::now()));
+        let read = self.link.with(|l, _| l.poll_read_chunk(id, cx.waker(), max, 0, Instant::now()));
         read.map_err(|e| self.error(e).into())
+    }
+
+    /// [`AsyncRead::poll_read`] for a reader that passes what it reads on in bursts
+    /// (into a socket, a pipe) rather than as it arrives: the stream's receive window
+    /// is raised to `min_window` bytes with the first credit it returns, within
+    /// [`Windows::max_stream_window`](crate::Windows::max_stream_window) and the link's
+    /// window budget. Otherwise a window starts at 64 KiB and grows only while the
+    /// stream moves more than a window per two of its shortest credit loops; a reader
+    /// held up by whatever it writes to waits through loops much longer than that, and
+    /// its sender with it.
+    ///
+    /// ```
+    /// use std::pin::Pin;
+    /// use std::task::{Context, Poll};
+    /// use tokio::io::{AsyncRead, ReadBuf};
+    ///
+    /// /// A stream read into a pipe whose buffer holds 1 MiB.
+    /// struct Piped(astranet::Stream);
+    ///
+    /// impl AsyncRead for Piped {
+    ///     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    ///         self.0.poll_read_with_window(cx, buf, 1 << 20)
+    ///     }
+    /// }
+    /// ```
+    pub fn poll_read_with_window(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        min_window: u32,
+    ) -> Poll<io::Result<()>> {
+        let (id, max) = (self.id, buf.remaining());
+        let put = |chunk: &[u8]| buf.put_slice(chunk);
+        let read = self.link.with(|l, _| l.poll_read(id, cx.waker(), max, min_window, put, Instant::now()));
+        read.map(|r| r.map(|_| ()).map_err(|e| self.error(e).into()))
     }
 
     /// Completes once a dialed stream is established: `Ready(Ok(()))`, or the dial's
@@ -146,11 +181,7 @@ impl Stream {
 
 impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let id = self.id;
-        let max = buf.remaining();
-        let read =
-            self.link.with(|l, _| l.poll_read(id, cx.waker(), max, |chunk| buf.put_slice(chunk), Instant::now()));
-        read.map(|r| r.map(|_| ()).map_err(|e| self.error(e).into()))
+        self.get_mut().poll_read_with_window(cx, buf, 0)
     }
 }
 

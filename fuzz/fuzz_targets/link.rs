@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         // Every stream echoes what it can.
         for &id in &streams {
             let mut echo = Vec::new();
-            if let Poll::Ready(Ok(n)) = link.poll_read(id, waker, 4096, |c| echo.extend_from_slice(c), now) {
+            if let Poll::Ready(Ok(n)) = link.poll_read(id, waker, 4096, 0, |c| echo.extend_from_slice(c), now) {
                 if n > 0 {
                     let _ = link.poll_write(id, waker, &echo, None, now);
                 }

@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     let mut s =
         if first & 1 == 0 { StreamState::dialing(first & 2 == 0) } else { StreamState::accepted(first & 2 == 0) };
     let mut budget = WindowBudget { used: 0, limit: 1 << 24 };
-    let tuning = Tuning { max_window: 1 << 22, eager: first & 4 == 0 };
+    let min_window = if first & 8 == 0 { 0 } else { 1 << 20 };
+    let tuning = Tuning { max_window: 1 << 22, min_window, eager: first & 4 == 0 };
     let mut now = 0u32;
     for op in ops.chunks_exact(5) {
         let arg = u32::from_be_bytes([op[1], op[2], op[3], op[4]]);

@@ -89,11 +89,16 @@ impl SendWindow {
     }
 }
 
-/// Auto-tuning parameters, shared by all streams of a link.
+/// Auto-tuning parameters: the link's, and what the reading call asks for.
 #[derive(Clone, Copy, Debug)]
 pub struct Tuning {
     /// Largest window a stream may be granted.
     pub max_window: u32,
+    /// A window the reader asks for whatever its credit loop says (0: none), within
+    /// `max_window` and the link's budget: a reader that passes what it reads on in
+    /// bursts (into a socket whose buffer holds that much) waits through loops much
+    /// longer than the shortest, which alone sizes a window.
+    pub min_window: u32,
     /// Hand back every consumed byte at once (REWIND after every read), as a Go reader
     /// does, instead of after a quarter of the window: towards a v1 peer, whose close
     /// waits for it (see [`super::StreamState::shutdown_write`]).
@@ -265,7 +270,7 @@ impl RecvWindow {
         self.inflight -= unacked;
         let now_us = now_us();
         self.end_loop(now_us);
-        credit.window = self.tune(unacked, now_us, tuning, budget);
+        credit.window = self.tune(unacked, now_us, tuning, budget).or_else(|| self.raise(tuning, budget));
         if sender_stalled {
             // Timed from the epoch's start, in 16 bits: a REWIND more than 65 ms into a
             // long epoch is not timed (there are others).
@@ -320,6 +325,19 @@ impl RecvWindow {
         Some(grown)
     }
 
+    /// The window to grant if it is below what the reader asked for
+    /// ([`Tuning::min_window`]): all of it at once, within the cap and the budget.
+    fn raise(&mut self, tuning: Tuning, budget: &mut WindowBudget) -> Option<u32> {
+        let wanted = tuning.min_window.min(tuning.max_window);
+        let delta = u64::from(wanted.checked_sub(self.window).filter(|d| *d > 0)?);
+        if budget.used + delta > budget.limit {
+            return None;
+        }
+        budget.used += delta;
+        self.window = wanted;
+        Some(wanted)
+    }
+
     fn begin_epoch(&mut self, now_us: u32) {
         if self.timing != NOT_TIMING {
             // A loop being timed: from the new start, its REWIND lies in the past.
@@ -349,7 +367,7 @@ impl RecvWindow {
 mod tests {
     use super::*;
 
-    const TUNE: Tuning = Tuning { max_window: 1 << 20, eager: false };
+    const TUNE: Tuning = Tuning { max_window: 1 << 20, min_window: 0, eager: false };
 
     /// A stream whose credit loop measured `loop_us`.
     fn measured(loop_us: u32) -> RecvWindow {
@@ -387,6 +405,29 @@ mod tests {
         assert_eq!(c.window, None, "no budget, no growth");
         r.on_data(55_536).unwrap();
         assert!(r.on_data(1).is_err());
+    }
+
+    #[test]
+    fn a_reader_that_asks_for_a_window_gets_it_within_the_limits() {
+        let mut b = WindowBudget { used: 0, limit: 2 << 20 };
+        let ask = |min_window| Tuning { min_window, ..TUNE };
+        let mut r = RecvWindow::default();
+        r.on_data(20_000).unwrap();
+        let c = r.on_consume(20_000, || 0, ask(512 << 10), &mut b);
+        assert_eq!(c.window, Some(512 << 10), "with the first credit, no loop measured");
+        assert_eq!(b.used, (512 << 10) - 65_536);
+        r.on_data(200_000).unwrap();
+        assert_eq!(r.on_consume(200_000, || 10, ask(512 << 10), &mut b).window, None, "granted once");
+        // At most `max_window` (1 MiB here)…
+        let mut capped = RecvWindow::default();
+        capped.on_data(20_000).unwrap();
+        assert_eq!(capped.on_consume(20_000, || 0, ask(4 << 20), &mut b).window, Some(1 << 20));
+        // …and within the link's budget.
+        let mut refused = RecvWindow::default();
+        refused.on_data(20_000).unwrap();
+        assert_eq!(refused.on_consume(20_000, || 0, ask(1 << 20), &mut b).window, None);
+        assert_eq!(refused.window(), INITIAL_WINDOW);
+        assert_eq!(b.used, (512 << 10) - 65_536 + (1 << 20) - 65_536);
     }
 
     #[test]

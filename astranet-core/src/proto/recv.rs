@@ -142,7 +142,7 @@ mod tests {
             r.push(Bytes::copy_from_slice(chunk));
         }
         assert_eq!(r.charge(), 12 + 3 * PAYLOAD_OVERHEAD);
-        let tune = Tuning { max_window: 1 << 16, eager: false };
+        let tune = Tuning { max_window: 1 << 16, min_window: 0, eager: false };
         let mut budget = WindowBudget::default();
         let mut out = Vec::new();
         let (n, _) = r.read(7, |c| out.extend_from_slice(c), || 0, tune, &mut budget);
@@ -161,7 +161,7 @@ mod tests {
             r.window.on_data(chunk.len() as u32).unwrap();
             r.push(Bytes::copy_from_slice(chunk));
         }
-        let tune = Tuning { max_window: 1 << 16, eager: false };
+        let tune = Tuning { max_window: 1 << 16, min_window: 0, eager: false };
         let mut budget = WindowBudget::default();
         let mut read = |r: &mut Recv, max| r.read_chunk(max, || 0, tune, &mut budget).0;
         assert_eq!(read(&mut r, 3), &b"hel"[..]);

@@ -167,44 +167,49 @@ impl Link {
         Poll::Pending
     }
 
-    /// Flow-control tuning of a stream. A window grown past 64 KiB makes a Go sender
-    /// send frames that large, which a Go relay cannot carry: streams through a v1 relay
-    /// keep the v1 window.
-    fn tuning(&self, key: &StreamKey) -> Tuning {
+    /// Flow-control tuning of a stream, whose reader asks for `min_window` (see
+    /// [`Tuning::min_window`]). A window grown past 64 KiB makes a Go sender send frames
+    /// that large, which a Go relay cannot carry: streams through a v1 relay keep the v1
+    /// window.
+    fn tuning(&self, key: &StreamKey, min_window: u32) -> Tuning {
         let policy = self.policy();
         let through_v1_relay = policy == Policy::V1 && self.peer() != Some(key.remote_host);
         let eager = policy.streams_are_v1();
-        if through_v1_relay {
-            return Tuning { max_window: INITIAL_WINDOW, eager };
-        }
-        Tuning { max_window: self.cfg.max_stream_window, eager }
+        let max_window = if through_v1_relay { INITIAL_WINDOW } else { self.cfg.max_stream_window };
+        Tuning { max_window, min_window, eager }
     }
 
     /// Reads up to `max` bytes, handing them to `put`: `Ready(Ok(0))` is the end of the
-    /// stream (or `max` 0). Credit for what was read is queued for the peer.
+    /// stream (or `max` 0). Credit for what was read is queued for the peer; a reader
+    /// that asks for a window of `min_window` bytes (0: none) gets it with the credit,
+    /// within the link's limits (see [`Tuning::min_window`]).
     pub fn poll_read(
         &mut self,
         id: StreamId,
         waker: &Waker,
         max: usize,
+        min_window: u32,
         put: impl FnMut(&[u8]),
         now: Instant,
     ) -> Poll<Result<usize, StreamError>> {
-        self.poll_take(id, waker, max, now, |recv, now_us, tuning, budget| recv.read(max, put, now_us, tuning, budget))
+        self.poll_take(id, waker, max, min_window, now, |recv, now_us, tuning, budget| {
+            recv.read(max, put, now_us, tuning, budget)
+        })
     }
 
     /// Reads up to `max` bytes of the next payload as they are, without copying: an
-    /// empty chunk is the end of the stream (or `max` 0). Credit as for
-    /// [`Link::poll_read`].
+    /// empty chunk is the end of the stream (or `max` 0). Credit and `min_window` as
+    /// for [`Link::poll_read`].
     pub fn poll_read_chunk(
         &mut self,
         id: StreamId,
         waker: &Waker,
         max: usize,
+        min_window: u32,
         now: Instant,
     ) -> Poll<Result<Bytes, StreamError>> {
         let mut chunk = Bytes::new();
-        let taken = self.poll_take(id, waker, max, now, |recv, now_us, tuning, budget| {
+        let taken = self.poll_take(id, waker, max, min_window, now, |recv, now_us, tuning, budget| {
             let (bytes, credit) = recv.read_chunk(max, now_us, tuning, budget);
             let n = bytes.len();
             chunk = bytes;
@@ -221,11 +226,12 @@ impl Link {
         id: StreamId,
         waker: &Waker,
         max: usize,
+        min_window: u32,
         now: Instant,
         take: impl FnOnce(&mut Recv, &dyn Fn() -> u32, Tuning, &mut WindowBudget) -> (usize, Credit),
     ) -> Poll<Result<usize, StreamError>> {
         let key = self.stream_key(id);
-        let tuning = self.tuning(&key);
+        let tuning = self.tuning(&key, min_window);
         let epoch = self.timers.epoch;
         let open = self.is_open();
         let Link { streams, budget, buffered, .. } = self;
@@ -654,7 +660,7 @@ mod tests {
         assert!(flag.woken());
         let err = a.poll_established(unanswered, Waker::noop());
         assert_eq!(err, Poll::Ready(Err(StreamError::DialTimeout(timeout))));
-        let read = a.poll_read(unanswered, Waker::noop(), 10, |_| {}, t0 + timeout);
+        let read = a.poll_read(unanswered, Waker::noop(), 10, 0, |_| {}, t0 + timeout);
         assert_eq!(read, Poll::Ready(Err(StreamError::DialTimeout(timeout))));
         // The peer hears at once that the dial was given up, and only once.
         let cancels = |a: &mut super::Link, b: &mut super::Link| {
