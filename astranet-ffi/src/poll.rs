@@ -118,21 +118,21 @@ impl ReadySet {
         }
     }
 
-    /// Starts an `astranet_poll`: until the [`Poll`] it returns drains, registrations
-    /// are queued without an eventfd write.
-    fn begin(&self) -> Poll<'_> {
+    /// Starts an `astranet_poll`: until the [`PollCall`] it returns drains,
+    /// registrations are queued without an eventfd write.
+    fn begin(&self) -> PollCall<'_> {
         self.pending.lock().polls += 1;
-        Poll { ready: self, drained: false }
+        PollCall { ready: self, drained: false }
     }
 }
 
 /// An `astranet_poll` in progress (see [`ReadySet::begin`]).
-struct Poll<'a> {
+struct PollCall<'a> {
     ready: &'a ReadySet,
     drained: bool,
 }
 
-impl Poll<'_> {
+impl PollCall<'_> {
     /// Ends the call with its events: up to `events.len()`; returns how many.
     fn drain(mut self, events: &mut [astranet_event]) -> usize {
         let mut p = self.ready.pending.lock();
@@ -144,7 +144,7 @@ impl Poll<'_> {
     }
 }
 
-impl Drop for Poll<'_> {
+impl Drop for PollCall<'_> {
     /// A call that did not get to its drain (a panic) leaves the fd as it should be.
     fn drop(&mut self) {
         if !self.drained {

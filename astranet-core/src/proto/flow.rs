@@ -144,6 +144,11 @@ fn rewound_since_start(timing: i16) -> i64 {
     i64::from(timing >> 1) * 4
 }
 
+/// Whether DATA arrived since the REWIND of a `timing`.
+fn data_arrived(timing: i16) -> bool {
+    timing & 1 == 1
+}
+
 /// A duration of µs in 16 bits, rounded down: a 12-bit mantissa shifted left by a
 /// 4-bit exponent (exact below 4,096 µs, within 1/2,048 of the value up to 134 s, and
 /// 134 s beyond).
@@ -282,7 +287,7 @@ impl RecvWindow {
     /// A REWIND at `now_us` ends the loop being timed if its DATA arrived: the loop
     /// took the sender's turn and the reader's, the time both need a window to cover.
     fn end_loop(&mut self, now_us: u32) {
-        if self.timing == NOT_TIMING || self.timing & 1 == 0 {
+        if self.timing == NOT_TIMING || !data_arrived(self.timing) {
             return;
         }
         let rewound_at = self.epoch_start.wrapping_add_signed(rewound_since_start(self.timing) as i32);
@@ -342,7 +347,7 @@ impl RecvWindow {
         if self.timing != NOT_TIMING {
             // A loop being timed: from the new start, its REWIND lies in the past.
             let moved = i64::from(now_us.wrapping_sub(self.epoch_start));
-            self.timing = timing(rewound_since_start(self.timing) - moved, self.timing & 1 == 1);
+            self.timing = timing(rewound_since_start(self.timing) - moved, data_arrived(self.timing));
         }
         self.epoch_start = now_us;
         self.epoch_consumed = 0;
@@ -353,7 +358,7 @@ impl RecvWindow {
     /// left after the REWIND arrived); the next REWIND ends it.
     pub fn on_arrival(&mut self) {
         if self.timing != NOT_TIMING {
-            self.timing |= 1;
+            self.timing |= 1; // see `data_arrived`
         }
     }
 
