@@ -444,6 +444,13 @@ typedef struct astranet_node_config {
    * 0 (the default): worker threads read and write every link.
    */
   uint32_t read_links_in_poll;
+  /**
+   * A receive window every stream is granted with its first credit, whatever its
+   * credit loop says (at most `max_stream_window`, within `link_window_budget`):
+   * throughput rather than room for the link's other streams. 0 (the default):
+   * windows start at 64 KiB and grow to about twice what a stream moves per loop.
+   */
+  uint32_t min_stream_window;
 } astranet_node_config;
 
 /**

@@ -461,6 +461,30 @@ async fn fast_reader_grows_a_v1_senders_window() {
     assert_eq!(within(10, reader).await.unwrap(), sent);
 }
 
+/// A node with `min_stream_window` grants it with the first credit it returns (a
+/// WND_SIZE beside that REWIND), whatever the stream's loop.
+#[tokio::test]
+async fn min_stream_window_is_granted_with_the_first_credit() {
+    let node = Node::builder().min_stream_window(1 << 20).build();
+    let addr = listening(&node).await;
+    let listener = node.bind(":1").unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
+    let n = node.host_id();
+    peer.dial(n, 1, 9).await;
+    let mut s = within(5, listener.accept()).await.unwrap();
+    peer.complete(n, 1, 9).await;
+    peer.send(peer.stream_header(Command::Data, n, 1, 9, 20_000), &[3u8; 20_000]).await;
+    let mut got = vec![0u8; 20_000];
+    within(5, s.read_exact(&mut got)).await.unwrap();
+    let mut credit = Vec::new();
+    while credit.len() < 2 {
+        let f = within(5, peer.recv_skip_ping()).await.expect("link stays up");
+        credit.push((f.header.cmd, u32::from_be_bytes(f.payload[..].try_into().unwrap())));
+    }
+    credit.sort_by_key(|(cmd, _)| *cmd == Command::Rewind);
+    assert_eq!(credit, [(Command::WndSize, 1 << 20), (Command::Rewind, 20_000)]);
+}
+
 #[tokio::test]
 async fn a_v1_frame_over_64_kib_without_a_grant_closes_the_link_at_once() {
     // Only the header: the link must not wait for the payload to refuse it.

@@ -45,6 +45,8 @@ pub struct FlatConfig {
     pub max_stream_window: Option<u32>,
     /// Total receive-window growth per link.
     pub link_window_budget: Option<u64>,
+    /// A receive window every stream is granted with its first credit.
+    pub min_stream_window: Option<u32>,
     /// TLS links (see the core's `tls` module): the PEM text of the mesh CA's
     /// certificate, of this node's certificate chain and of its private key.
     pub tls: Option<TlsPem>,
@@ -130,7 +132,7 @@ impl FlatConfig {
         }
         set!(keepalive, dial_timeout, handshake_timeout, frame_stall_timeout, linger, max_reconnect_delay);
         set!(stream_idle_timeout);
-        set!(max_stream_window, link_window_budget);
+        set!(max_stream_window, link_window_budget, min_stream_window);
         set_size!(max_streams_per_link, listener_backlog, max_link_buffer, link_write_queue, max_control_queue);
         Ok(b)
     }

@@ -146,6 +146,11 @@ pub struct astranet_node_config {
     ///
     /// 0 (the default): worker threads read and write every link.
     pub read_links_in_poll: u32,
+    /// A receive window every stream is granted with its first credit, whatever its
+    /// credit loop says (at most `max_stream_window`, within `link_window_budget`):
+    /// throughput rather than room for the link's other streams. 0 (the default):
+    /// windows start at 64 KiB and grow to about twice what a stream moves per loop.
+    pub min_stream_window: u32,
 }
 
 /// Role: announces its services and links directly to hosts it reaches through a
@@ -191,6 +196,7 @@ fn defaults() -> astranet_node_config {
         stream_idle_timeout_ms: c.stream_idle_timeout.map_or(0, ms),
         access_toml: std::ptr::null(),
         read_links_in_poll: 0,
+        min_stream_window: c.windows.min_stream_window,
     }
 }
 
@@ -250,6 +256,7 @@ fn flat(c: &astranet_node_config) -> Result<FlatConfig, Failure> {
         max_control_queue: Some(c.max_control_queue),
         max_stream_window: Some(c.max_stream_window),
         link_window_budget: Some(c.link_window_budget),
+        min_stream_window: Some(c.min_stream_window),
         stream_idle_timeout: (c.stream_idle_timeout_ms != 0)
             .then(|| Duration::from_millis(c.stream_idle_timeout_ms.into())),
         tls,

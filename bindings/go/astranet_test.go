@@ -891,4 +891,9 @@ func TestWindowOptions(t *testing.T) {
 	if got := windowGranted(t, New(WithLinkWindowBudget(0))); got > initial {
 		t.Errorf("WithLinkWindowBudget(0): granted %d bytes, want the initial 64 KiB at most", got)
 	}
+	// A minimum is granted whatever the loop says.
+	const min = 4 << 20
+	if got := windowGranted(t, New(WithMinStreamWindow(min))); got < min {
+		t.Errorf("WithMinStreamWindow(4 MiB): granted %d bytes, want 4 MiB at least", got)
+	}
 }

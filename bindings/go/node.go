@@ -52,6 +52,7 @@ type config struct {
 	// Receive-window auto-tuning; nil: the library's default.
 	maxWindow    *uint32
 	windowBudget *uint64
+	minWindow    uint32 // 0: none, the library's default
 	tls          *tlsPEM
 	access       []AccessRule
 }
@@ -104,6 +105,16 @@ func WithMaxStreamWindow(bytes uint32) Option {
 // data may take (default 256 MiB; 0 turns window growth off).
 func WithLinkWindowBudget(bytes uint64) Option {
 	return func(c *config) { c.windowBudget = &bytes }
+}
+
+// WithMinStreamWindow grants every stream of this node a receive window of this many
+// bytes with its first window update, whatever its credit loop says (at most the
+// WithMaxStreamWindow cap, within the WithLinkWindowBudget budget; 0, the default:
+// none). Throughput rather than room for a link's other streams: a fast stream's
+// sender then waits for credit less often, and more of its data may be in flight
+// ahead of a small message on another stream of the same link.
+func WithMinStreamWindow(bytes uint32) Option {
+	return func(c *config) { c.minWindow = bytes }
 }
 
 // WithAccess sets the node's access policy (it needs WithTLS: peers are named by their
@@ -223,6 +234,7 @@ func (n *Node) start() error {
 		if b := n.cfg.windowBudget; b != nil {
 			cfg.link_window_budget = C.uint64_t(*b)
 		}
+		cfg.min_stream_window = C.uint32_t(n.cfg.minWindow)
 		if n.cfg.access != nil {
 			policy := C.CString(accessTOML(n.cfg.access))
 			defer free(policy)

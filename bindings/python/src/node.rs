@@ -229,7 +229,9 @@ fn node_closed() -> PyErr {
 /// arrives for ten times it), ``dial_timeout`` (30 s), ``handshake_timeout`` (10 s),
 /// ``linger`` (10 s), ``max_reconnect_delay`` (60 s), ``max_streams_per_link``,
 /// ``listener_backlog``, ``max_link_buffer``, ``link_write_queue``,
-/// ``max_control_queue``, ``max_stream_window``, ``link_window_budget``.
+/// ``max_control_queue``, ``max_stream_window``, ``link_window_budget``,
+/// ``min_stream_window`` (bytes every stream's window is raised to with its first
+/// credit, 0 by default: throughput rather than room for a link's other streams).
 ///
 /// TLS links: ``tls_ca``, ``tls_cert`` and ``tls_key`` (all three: the mesh CA's
 /// certificate, this node's certificate chain and its private key, each a path or
@@ -262,7 +264,7 @@ impl Node {
     #[pyo3(signature = (*, role = None, env = None, host_id = None, keepalive = None, dial_timeout = None, handshake_timeout = None,
         frame_stall_timeout = None, linger = None, max_reconnect_delay = None, max_streams_per_link = None,
         listener_backlog = None, max_link_buffer = None, link_write_queue = None, max_control_queue = None,
-        max_stream_window = None, link_window_budget = None, tls_ca = None, tls_cert = None, tls_key = None,
+        max_stream_window = None, link_window_budget = None, min_stream_window = None, tls_ca = None, tls_cert = None, tls_key = None,
         tls_allow_plaintext = false, stream_idle_timeout = None, access = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -282,6 +284,7 @@ impl Node {
         max_control_queue: Option<u64>,
         max_stream_window: Option<u32>,
         link_window_budget: Option<u64>,
+        min_stream_window: Option<u32>,
         tls_ca: Option<&Bound<'_, PyAny>>,
         tls_cert: Option<&Bound<'_, PyAny>>,
         tls_key: Option<&Bound<'_, PyAny>>,
@@ -309,6 +312,7 @@ impl Node {
             max_control_queue,
             max_stream_window,
             link_window_budget,
+            min_stream_window,
             tls: tls_pem(tls_ca, tls_cert, tls_key, tls_allow_plaintext)?,
             access: access.map(access_policy).transpose()?,
         };

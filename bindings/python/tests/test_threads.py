@@ -327,6 +327,36 @@ def test_node_settings_and_stats() -> None:
         astranet.Node(host_id=0)
 
 
+def test_min_stream_window_is_granted_with_the_first_credit() -> None:
+    """A receiver with ``min_stream_window`` lets a sender have that much in flight
+    once it has read a little (without it: 64 KiB and what it read)."""
+    window = 4 << 20
+    with astranet.Node(min_stream_window=window) as server, astranet.Node() as client:
+        client.join(server.listen(("127.0.0.1", 0)), timeout=10)
+        with server.bind() as listener:
+            accepted: List[astranet.Stream] = []
+            acceptor = threading.Thread(target=lambda: accepted.append(listener.accept()))
+            acceptor.start()
+            s = client.dial(listener.getsockname(), timeout=10)
+            acceptor.join(10)
+            with s, accepted[0] as peer:
+                s.sendall(bytes(32 << 10))
+                peer.settimeout(5)
+                got = 0
+                while got < 32 << 10:
+                    got += len(peer.recv(32 << 10))
+                # Only the credit for what was read is back: the sender may have the
+                # granted window in flight, then blocks.
+                s.settimeout(1)
+                sent = 0
+                with pytest.raises(TimeoutError):
+                    while sent < 2 * window:
+                        sent += s.send(bytes(64 << 10))
+                assert sent >= window, f"sent {sent} bytes"
+    with pytest.raises(ValueError):
+        astranet.Node(max_stream_window=1 << 20, min_stream_window=2 << 20)
+
+
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_child_gets_a_clear_error(nodes: Nodes) -> None:
     _, client = nodes

@@ -28,6 +28,9 @@ pub struct LinkConfig {
     pub max_control_queue: usize,
     /// Largest auto-tuned receive window per stream.
     pub max_stream_window: u32,
+    /// A window every stream is granted with its first credit (0: none; see
+    /// [`Tuning::min_window`](crate::proto::Tuning::min_window)).
+    pub min_stream_window: u32,
     /// Total receive-window growth (beyond the initial windows) on the link.
     pub window_budget: u64,
     /// Streams and DIALs the peer may reset per second, on average (a burst of as many
@@ -53,6 +56,7 @@ impl Default for LinkConfig {
             write_queue: 1 << 20,
             max_control_queue: 64 << 20,
             max_stream_window: 16 << 20,
+            min_stream_window: 0,
             window_budget: 256 << 20,
             max_resets_per_second: 10_000,
             stream_idle_timeout: None,

@@ -168,15 +168,15 @@ impl Link {
     }
 
     /// Flow-control tuning of a stream, whose reader asks for `min_window` (see
-    /// [`Tuning::min_window`]). A window grown past 64 KiB makes a Go sender send frames
-    /// that large, which a Go relay cannot carry: streams through a v1 relay keep the v1
-    /// window.
+    /// [`Tuning::min_window`]; the link's `min_stream_window` if larger). A window grown
+    /// past 64 KiB makes a Go sender send frames that large, which a Go relay cannot
+    /// carry: streams through a v1 relay keep the v1 window.
     fn tuning(&self, key: &StreamKey, min_window: u32) -> Tuning {
         let policy = self.policy();
         let through_v1_relay = policy == Policy::V1 && self.peer() != Some(key.remote_host);
         let eager = policy.streams_are_v1();
         let max_window = if through_v1_relay { INITIAL_WINDOW } else { self.cfg.max_stream_window };
-        Tuning { max_window, min_window, eager }
+        Tuning { max_window, min_window: min_window.max(self.cfg.min_stream_window), eager }
     }
 
     /// Reads up to `max` bytes, handing them to `put`: `Ready(Ok(0))` is the end of the

@@ -228,6 +228,7 @@ class Node:
         max_control_queue: Optional[int] = None,
         max_stream_window: Optional[int] = None,
         link_window_budget: Optional[int] = None,
+        min_stream_window: Optional[int] = None,
         tls_ca: Union[str, "os.PathLike[str]", bytes, None] = None,
         tls_cert: Union[str, "os.PathLike[str]", bytes, None] = None,
         tls_key: Union[str, "os.PathLike[str]", bytes, None] = None,
