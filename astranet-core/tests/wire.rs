@@ -4,7 +4,7 @@
 mod common;
 
 use astranet::proto::{Command, Handshake, Header, RstReason, HEADER_LEN};
-use astranet::{Addr, Error, HostId, KeepAlive, Node};
+use astranet::{Addr, Error, HostId, KeepAlive, Listener, Node, Stream};
 use common::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -411,18 +411,26 @@ async fn unread_bytes_over_the_link_budget_disconnect_the_peer() {
     .await;
 }
 
+/// A raw peer (`ext`: one that speaks this project's extensions) linked to `node`,
+/// with a stream open from its port `my_port` to the node's port 1: the peer, the
+/// node's host id, the node's end of the stream and the listener on port 1.
+async fn raw_stream(node: &Node, ext: bool, my_port: u32) -> (RawPeer, HostId, Stream, Listener) {
+    let addr = listening(node).await;
+    let listener = node.bind(":1").unwrap();
+    let (mut peer, _) = within(5, RawPeer::connect(addr, ext)).await;
+    let n = node.host_id();
+    peer.dial(n, 1, my_port).await;
+    let s = within(5, listener.accept()).await.unwrap();
+    peer.complete(n, 1, my_port).await;
+    (peer, n, s, listener)
+}
+
 /// A Go-style sender (whole window in one DATA frame) towards a fast reader: the node
 /// grows the window with WND_SIZE and accepts the larger frames that follow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_reader_grows_a_v1_senders_window() {
     let node = Node::new();
-    let addr = listening(&node).await;
-    let listener = node.bind(":1").unwrap();
-    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
-    let n = node.host_id();
-    peer.dial(n, 1, 9).await;
-    let mut s = within(5, listener.accept()).await.unwrap();
-    peer.complete(n, 1, 9).await;
+    let (mut peer, n, mut s, _listener) = raw_stream(&node, false, 9).await;
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0usize;
@@ -466,13 +474,7 @@ async fn fast_reader_grows_a_v1_senders_window() {
 #[tokio::test]
 async fn min_stream_window_is_granted_with_the_first_credit() {
     let node = Node::builder().min_stream_window(1 << 20).build();
-    let addr = listening(&node).await;
-    let listener = node.bind(":1").unwrap();
-    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
-    let n = node.host_id();
-    peer.dial(n, 1, 9).await;
-    let mut s = within(5, listener.accept()).await.unwrap();
-    peer.complete(n, 1, 9).await;
+    let (mut peer, n, mut s, _listener) = raw_stream(&node, false, 9).await;
     peer.send(peer.stream_header(Command::Data, n, 1, 9, 20_000), &[3u8; 20_000]).await;
     let mut got = vec![0u8; 20_000];
     within(5, s.read_exact(&mut got)).await.unwrap();
@@ -496,13 +498,7 @@ async fn a_v1_frame_over_64_kib_without_a_grant_closes_the_link_at_once() {
 #[tokio::test]
 async fn a_frame_that_stalls_after_its_header_closes_the_link() {
     let node = Node::builder().frame_stall_timeout(Duration::from_millis(300)).build();
-    let addr = listening(&node).await;
-    let listener = node.bind(":1").unwrap();
-    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
-    let n = node.host_id();
-    peer.dial(n, 1, 5).await;
-    let _s = within(5, listener.accept()).await.unwrap();
-    peer.complete(n, 1, 5).await;
+    let (mut peer, n, _s, _listener) = raw_stream(&node, false, 5).await;
     // A header and half its payload, then nothing: closed long before the idle timeout.
     let started = std::time::Instant::now();
     peer.send(peer.stream_header(Command::Data, n, 1, 5, 1000), &[7u8; 500]).await;
@@ -513,13 +509,7 @@ async fn a_frame_that_stalls_after_its_header_closes_the_link() {
 #[tokio::test]
 async fn a_v1_close_still_gets_the_reply_then_our_fin2() {
     let node = Node::new();
-    let addr = listening(&node).await;
-    let listener = node.bind(":1").unwrap();
-    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
-    let n = node.host_id();
-    peer.dial(n, 1, 6).await;
-    let mut s = within(5, listener.accept()).await.unwrap();
-    peer.complete(n, 1, 6).await;
+    let (mut peer, n, mut s, _listener) = raw_stream(&node, false, 6).await;
     // The Go idiom: write, Close() (FIN2), then read until EOF.
     peer.send(peer.stream_header(Command::Data, n, 1, 6, 4), b"ping").await;
     peer.send(peer.stream_header(Command::Fin2, n, 1, 6, 0), &[]).await;
@@ -552,13 +542,7 @@ async fn a_v1_close_still_gets_the_reply_then_our_fin2() {
 #[tokio::test]
 async fn a_v1_peer_gets_credit_after_every_read() {
     let node = Node::new();
-    let addr = listening(&node).await;
-    let listener = node.bind(":1").unwrap();
-    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
-    let n = node.host_id();
-    peer.dial(n, 1, 6).await;
-    let mut s = within(5, listener.accept()).await.unwrap();
-    peer.complete(n, 1, 6).await;
+    let (mut peer, n, mut s, _listener) = raw_stream(&node, false, 6).await;
     peer.send(peer.stream_header(Command::Data, n, 1, 6, 100), &[3u8; 100]).await;
     let mut got = [0u8; 100];
     within(5, s.read_exact(&mut got)).await.unwrap();
@@ -569,13 +553,7 @@ async fn a_v1_peer_gets_credit_after_every_read() {
 #[tokio::test]
 async fn fins_owed_to_a_v1_reader_that_never_reads_go_out_after_the_linger() {
     let node = Node::builder().linger(Duration::from_millis(300)).build();
-    let addr = listening(&node).await;
-    let listener = node.bind(":1").unwrap();
-    let (mut peer, _) = within(5, RawPeer::connect(addr, false)).await;
-    let n = node.host_id();
-    peer.dial(n, 1, 6).await;
-    let mut s = within(5, listener.accept()).await.unwrap();
-    peer.complete(n, 1, 6).await;
+    let (mut peer, _, mut s, _listener) = raw_stream(&node, false, 6).await;
     s.write_all(b"unread").await.unwrap();
     drop(s);
     let mut cmds = Vec::new();
@@ -613,13 +591,7 @@ async fn a_go_server_answering_a_dial_given_up_is_closed_cleanly() {
 #[tokio::test]
 async fn rst_after_unread_data_fails_reads_without_panicking() {
     let node = Node::new();
-    let addr = listening(&node).await;
-    let listener = node.bind(":1").unwrap();
-    let (mut peer, _) = within(5, RawPeer::connect(addr, true)).await;
-    let n = node.host_id();
-    peer.dial(n, 1, 3).await;
-    let mut s = within(5, listener.accept()).await.unwrap();
-    peer.complete(n, 1, 3).await;
+    let (mut peer, n, mut s, listener) = raw_stream(&node, true, 3).await;
     peer.send(peer.stream_header(Command::Data, n, 1, 3, 100), &[1u8; 100]).await;
     peer.send(peer.stream_header(Command::Rst, n, 1, 3, 1), &[0]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
