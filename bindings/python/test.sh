@@ -26,10 +26,10 @@ step "Python: pip install ./bindings/python (maturin builds the abi3 wheel)"
 "$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps --no-build-isolation "$here"
 
 step "Python: cargo fmt and clippy on the extension crate"
-(cd "$here" && cargo fmt --check && cargo clippy --quiet --all-targets -- -D warnings)
+(cd "$here" && cargo fmt --check && cargo clippy --quiet --locked --all-targets -- -D warnings)
 
 step "Python: the Rust peer for the cross-process test"
-(cd "$here" && cargo build --quiet --example rust_peer)
+(cd "$here" && cargo build --quiet --locked --example rust_peer)
 export ASTRANET_RUST_PEER="$here/target/debug/examples/rust_peer"
 
 step "Python: the original Go package as a peer (tests/interop/gopeer)"
