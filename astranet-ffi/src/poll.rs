@@ -83,6 +83,12 @@ impl Pending {
             self.signalled = !self.signalled;
         }
     }
+
+    /// An `astranet_poll` ended: the eventfd signals what it left, if anything.
+    fn end_poll(&mut self, fd: i32) {
+        self.polls -= 1;
+        self.sync(fd);
+    }
 }
 
 impl ReadySet {
@@ -135,11 +141,10 @@ struct PollCall<'a> {
 impl PollCall<'_> {
     /// Ends the call with its events: up to `events.len()`; returns how many.
     fn drain(mut self, events: &mut [astranet_event]) -> usize {
-        let mut p = self.ready.pending.lock();
-        p.polls -= 1;
         self.drained = true;
+        let mut p = self.ready.pending.lock();
         let n = take_events(&mut p.regs, events);
-        p.sync(self.ready.fd);
+        p.end_poll(self.ready.fd);
         n
     }
 }
@@ -148,9 +153,7 @@ impl Drop for PollCall<'_> {
     /// A call that did not get to its drain (a panic) leaves the fd as it should be.
     fn drop(&mut self) {
         if !self.drained {
-            let mut p = self.ready.pending.lock();
-            p.polls -= 1;
-            p.sync(self.ready.fd);
+            self.ready.pending.lock().end_poll(self.ready.fd);
         }
     }
 }

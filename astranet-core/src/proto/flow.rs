@@ -334,7 +334,10 @@ impl RecvWindow {
     /// ([`Tuning::min_window`]): all of it at once, within the cap and the budget.
     fn raise(&mut self, tuning: Tuning, budget: &mut WindowBudget) -> Option<u32> {
         let wanted = tuning.min_window.min(tuning.max_window);
-        let delta = u64::from(wanted.checked_sub(self.window).filter(|d| *d > 0)?);
+        if wanted <= self.window {
+            return None;
+        }
+        let delta = u64::from(wanted - self.window);
         if budget.used + delta > budget.limit {
             return None;
         }
