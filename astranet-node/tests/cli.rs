@@ -259,8 +259,25 @@ fn tls_args(keys: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn tmp_socket(tag: &str) -> String {
-    format!("{}/astranet-test-{}-{tag}.sock", std::env::temp_dir().display(), std::process::id())
+/// A control socket path in the temporary directory, removed when dropped: the tests
+/// kill their nodes, which then cannot remove it themselves.
+struct TmpSocket(String);
+
+impl std::ops::Deref for TmpSocket {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for TmpSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn tmp_socket(tag: &str) -> TmpSocket {
+    TmpSocket(format!("{}/astranet-test-{}-{tag}.sock", std::env::temp_dir().display(), std::process::id()))
 }
 
 #[test]
@@ -311,7 +328,7 @@ fn http_check_withdraws_and_republishes() {
         "--check-interval",
         "0.1",
     ]);
-    let control = control.as_str();
+    let control: &str = &control;
     let has_web =
         |want: bool| move || (service_names(&status_json(control)).contains(&"web".to_string()) == want).then_some(());
     eventually("web published", has_web(true));
