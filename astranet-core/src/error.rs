@@ -33,11 +33,14 @@ pub enum Error {
         /// The timeout that expired.
         after: Duration,
     },
-    /// Nobody announced the service within the dial timeout.
-    #[error("no such service {name:?} (nobody announced it within {after:?})")]
+    /// Nobody announced the service (on the port asked for, if any) within the dial
+    /// timeout.
+    #[error("no such service {name:?}{} (nobody announced it within {after:?})", on_port(*.port))]
     NoSuchService {
         /// The full name looked up, environment suffix included.
         name: String,
+        /// The port the dial asked for (`"name:port"`), if any.
+        port: Option<u32>,
         /// How long the dial waited for it to appear.
         after: Duration,
     },
@@ -136,6 +139,11 @@ impl Error {
             Error::Io(e) => e.kind(),
         }
     }
+}
+
+/// `" on port 80"` in a message, or nothing.
+fn on_port(port: Option<u32>) -> String {
+    port.map(|p| format!(" on port {p}")).unwrap_or_default()
 }
 
 impl From<Error> for io::Error {

@@ -123,6 +123,10 @@ async fn environments_isolate_names() {
     echo_once(&mut s, b"prod").await;
     let err = within(5, dev_client.dial_timeout("db", Duration::from_millis(200))).await.unwrap_err();
     assert!(matches!(&err, Error::NoSuchService { name, .. } if name == "db.dev"), "{err}");
+    // A name announced on another port than the one asked for.
+    let err = within(5, prod_client.dial_timeout("db:80", Duration::from_millis(200))).await.unwrap_err();
+    assert!(matches!(&err, Error::NoSuchService { name, port: Some(80), .. } if name == "db.prod"), "{err}");
+    assert!(err.to_string().starts_with("no such service \"db.prod\" on port 80 ("), "{err}");
 }
 
 #[tokio::test]

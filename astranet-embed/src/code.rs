@@ -284,7 +284,7 @@ mod tests {
             astranet::Error::Aborted,
             astranet::Error::BrokenPipe,
             astranet::Error::AddrInUse(1),
-            astranet::Error::NoSuchService { name: "x".into(), after: Default::default() },
+            astranet::Error::NoSuchService { name: "x".into(), port: None, after: Default::default() },
         ];
         for e in cases {
             let kind = e.kind();

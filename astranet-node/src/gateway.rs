@@ -175,7 +175,7 @@ impl Gateway {
         let stream = if self.node.services().iter().any(|s| s.name == full) {
             self.node.dial(astranet::Target::name(name)).await
         } else {
-            Err(astranet::Error::NoSuchService { name: full, after: std::time::Duration::ZERO })
+            Err(astranet::Error::NoSuchService { name: full, port: None, after: std::time::Duration::ZERO })
         };
         if let Err(e) = &stream {
             self.metrics.dial_failed(e);

@@ -563,7 +563,9 @@ impl Node {
     /// Waits until the service `target` names is announced (up to `deadline`), then
     /// starts the dial.
     async fn dial_when_announced(&self, target: &Target, deadline: Instant, timeout: Duration) -> Result<Stream> {
-        let TargetKind::Name { name, .. } = &target.0 else { unreachable!("an address is dialed at once or fails") };
+        let TargetKind::Name { name, port, .. } = &target.0 else {
+            unreachable!("an address is dialed at once or fails")
+        };
         let mut changes = self.shared.registry_state.subscribe();
         loop {
             if changes.borrow_and_update().closed {
@@ -578,7 +580,7 @@ impl Node {
                 Ok(Err(_)) => return Err(Error::NodeClosed),
                 Err(_) => {
                     let name = target::with_env(name, &self.shared.config.env)?;
-                    return Err(Error::NoSuchService { name, after: timeout });
+                    return Err(Error::NoSuchService { name, port: *port, after: timeout });
                 }
             }
         }
