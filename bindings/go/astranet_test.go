@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -339,6 +340,124 @@ func TestDeadlines(t *testing.T) {
 	c.SetWriteDeadline(time.Now())
 	if err := <-done; !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("moved write deadline: %v", err)
+	}
+}
+
+// As with TCP, a deadline already passed fails the call even when it could complete
+// at once: a Read with bytes waiting, a Write with window, an Accept with a dial queued.
+func TestPassedDeadlines(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, _ := server.Bind("", "")
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	c, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer := <-accepted
+	defer peer.Close()
+	peer.Write([]byte("ab"))
+	one := make([]byte, 1)
+	if _, err := io.ReadFull(c, one); err != nil { // "b" is there now
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(-time.Second))
+	if n, err := c.Read(one); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past its deadline: %d, %v", n, err)
+	}
+	c.SetWriteDeadline(time.Now().Add(-time.Second))
+	if n, err := c.Write(one); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write past its deadline: %d, %v", n, err)
+	}
+	c.SetDeadline(time.Time{})
+	if n, err := c.Read(one); n != 1 || err != nil || one[0] != 'b' {
+		t.Fatalf("read without a deadline: %d %q, %v", n, one, err)
+	}
+
+	// A dial queued in the backlog, with Accept's deadline passed.
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := client.DialTimeout("", l.Addr().String(), 5*time.Second)
+		if err == nil {
+			defer c.Close()
+			_, err = c.Read(one) // ends when the listener closes
+			if err == io.EOF {
+				err = nil
+			}
+		}
+		dialed <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	l.(*Listener).SetDeadline(time.Now().Add(-time.Second))
+	if _, err := l.Accept(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("accept past its deadline: %v", err)
+	}
+	l.(*Listener).SetDeadline(time.Time{})
+	s, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := <-dialed; err != nil {
+		t.Fatalf("the dial accepted later: %v", err)
+	}
+}
+
+// Setting a deadline on a closed stream or listener fails as TCP's do, and so does
+// closing a listener twice.
+func TestClosedErrorsNameTheirOperation(t *testing.T) {
+	server, client := pair(t, New(), New())
+	l, _ := server.Bind("", "")
+	echoServer(t, l)
+	c, err := client.Dial("", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	l.Close()
+	check := func(what, op string, err error) {
+		t.Helper()
+		var oe *net.OpError
+		if !errors.Is(err, net.ErrClosed) || !errors.As(err, &oe) || oe.Op != op {
+			t.Fatalf("%s: %v (want a %q error wrapping net.ErrClosed)", what, err, op)
+		}
+	}
+	check("stream SetDeadline", "set", c.SetDeadline(time.Now()))
+	check("stream SetReadDeadline", "set", c.SetReadDeadline(time.Now()))
+	check("stream SetWriteDeadline", "set", c.SetWriteDeadline(time.Now()))
+	check("listener SetDeadline", "set", l.(*Listener).SetDeadline(time.Now()))
+	check("listener Close", "close", l.Close())
+	check("listener Accept", "accept", func() error { _, err := l.Accept(); return err }())
+}
+
+// A dial that runs out of time fails as a timeout, whether it waited for an answer or
+// for a name to be announced, and whichever timer (the library's, the context's)
+// fires first.
+func TestDialTimeoutsAreTimeouts(t *testing.T) {
+	_, client := pair(t, New(), New(WithDialTimeout(25*time.Millisecond)))
+	check := func(what string, err error) {
+		t.Helper()
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, context.DeadlineExceeded) ||
+			!strings.Contains(err.Error(), `no such service "nobody-serves-this"`) &&
+				!strings.Contains(err.Error(), "deadline exceeded") {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	for i := 0; i < 30; i++ {
+		timeout := time.Duration(20+i%7) * time.Millisecond
+		_, err := client.DialTimeout("", "nobody-serves-this", timeout)
+		check(fmt.Sprintf("dial %d (%v)", i, timeout), err)
+	}
+	// Without a timeout of its own: the node's.
+	for i := 0; i < 5; i++ {
+		_, err := client.Dial("", "nobody-serves-this")
+		check(fmt.Sprintf("dial %d with the node's timeout", i), err)
 	}
 }
 

@@ -83,6 +83,9 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	if err := c.passedErr("read", &c.rdl); err != nil {
+		return 0, err
+	}
 	for {
 		if c.closed.Load() {
 			return 0, c.closedErr("read")
@@ -124,6 +127,9 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 		}
 	}()
 	var total int64
+	if err := c.passedErr("read", &c.rdl); err != nil {
+		return 0, err
+	}
 	for {
 		if c.closed.Load() {
 			return total, c.closedErr("read")
@@ -162,6 +168,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	done := 0
+	if err := c.passedErr("write", &c.wdl); err != nil {
+		return 0, err
+	}
 	for done < len(b) {
 		if c.closed.Load() {
 			return done, c.closedErr("write")
@@ -186,6 +195,15 @@ func (c *Conn) Write(b []byte) (int, error) {
 		}
 	}
 	return done, nil
+}
+
+// passedErr fails a call made once its deadline passed (on an open stream): TCP does,
+// even when the call could complete at once.
+func (c *Conn) passedErr(op string, dl *deadline) error {
+	if dl.passed() && !c.closed.Load() {
+		return c.opErr(op, os.ErrDeadlineExceeded)
+	}
+	return nil
 }
 
 // streamErr: a handle closed by another goroutine reads as net.ErrClosed.
@@ -319,19 +337,29 @@ func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // SetDeadline sets both deadlines.
 func (c *Conn) SetDeadline(t time.Time) error {
-	c.SetReadDeadline(t)
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
 	return c.SetWriteDeadline(t)
 }
 
-// SetReadDeadline bounds Read calls, also one already waiting; zero means none.
+// SetReadDeadline bounds Read calls, also one already waiting; zero means none. As
+// with TCP, a deadline already passed fails a Read even when bytes are there.
 func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.closed.Load() {
+		return c.closedErr("set")
+	}
 	c.rdl.set(t)
 	c.w.wakeRead()
 	return nil
 }
 
-// SetWriteDeadline bounds Write calls, also one already waiting; zero means none.
+// SetWriteDeadline bounds Write calls, also one already waiting; zero means none. As
+// with TCP, a deadline already passed fails a Write even when the window has room.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.closed.Load() {
+		return c.closedErr("set")
+	}
 	c.wdl.set(t)
 	c.w.wakeWrite()
 	return nil
@@ -365,6 +393,12 @@ func (d *deadline) get() time.Time {
 		return *at
 	}
 	return time.Time{}
+}
+
+// passed reports whether the deadline is set and has passed.
+func (d *deadline) passed() bool {
+	at := d.at.Load()
+	return at != nil && !time.Now().Before(*at)
 }
 
 func (d *deadline) set(t time.Time) {

@@ -30,11 +30,12 @@ import (
 //   - address "name" or "name:port": an instance of the service (the node's
 //     environment appended), picked at random; "<16 hex digits>:<port>": that address;
 //   - network "registry://…": the instance is picked by consistent hashing on the
-//     network string (every node maps it to the same instance);
+//     network string (every node maps it to the same instance, except a node that
+//     hosts one: a node does not dial its own services);
 //   - network "vport2registry": address is "name:key", hashed on key.
 //
 // Any other network is ignored. It waits up to the node's dial timeout (also for a
-// name nobody announced yet).
+// name nobody announced yet), and returns once the listener accepted the stream.
 func (n *Node) Dial(network, address string) (net.Conn, error) {
 	return n.DialContext(context.Background(), network, address)
 }
@@ -76,10 +77,11 @@ func (n *Node) DialConn(ctx context.Context, network, address string) (*Conn, er
 		k = cstring(key)
 		defer free(k)
 	}
-	ms := C.int32_t(-1)
-	if d, ok := ctx.Deadline(); ok {
-		ms = C.int32_t(clampMillis(time.Until(d)))
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(n.cfg.dialTimeoutOrDefault())
 	}
+	ms := C.int32_t(clampMillis(time.Until(deadline)))
 	id, w := n.register()
 	var h *C.astranet_stream
 	var e *C.astranet_error
@@ -119,12 +121,31 @@ func (n *Node) DialConn(ctx context.Context, network, address string) (*Conn, er
 		err := errNodeClosed()
 		if r != codeAgain {
 			err = callErr("dial", r, e)
+			// The library gives up at the deadline too (its timeout, rounded up), maybe
+			// before the context's timer has run: whichever of the two comes first, a
+			// dial that ran out of time fails as one, also when it waited for a name
+			// nobody announced.
+			if !time.Now().Before(deadline) && !isCode(err, CodeTimedOut) {
+				err = &dialTimeout{err}
+			}
 		}
 		C.astranet_stream_close(h)
 		n.unregister(id, w)
 		return fail(err)
 	}
 }
+
+// dialTimeout is a dial failure that came at the dial's deadline: a timeout
+// (errors.Is(err, context.DeadlineExceeded) holds, as for a context that expired
+// first) that keeps the library's account of it.
+type dialTimeout struct{ err error }
+
+func (e *dialTimeout) Error() string   { return e.err.Error() }
+func (e *dialTimeout) Unwrap() error   { return e.err }
+func (e *dialTimeout) Timeout() bool   { return true }
+func (e *dialTimeout) Temporary() bool { return false }
+
+func (e *dialTimeout) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // HttpDial is the original's dialer for http.Transport: "name:80" dials the service
 // "name", "name:8080" the service "name:8080" (a name with its port).

@@ -23,6 +23,7 @@ import "C"
 
 import (
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -91,6 +92,9 @@ func (l *Listener) AcceptConn() (*Conn, error) {
 			l.node.unregister(id, w)
 		}
 	}()
+	if l.dl.passed() && !l.closed.Load() {
+		return nil, l.opErr(os.ErrDeadlineExceeded) // as TCP, even with a stream waiting
+	}
 	for {
 		if l.closed.Load() {
 			return nil, l.opErr(net.ErrClosed)
@@ -117,12 +121,18 @@ func (l *Listener) AcceptConn() (*Conn, error) {
 	}
 }
 
-func (l *Listener) opErr(err error) error {
-	return &net.OpError{Op: "accept", Net: "astranet", Addr: l.addr, Err: err}
+func (l *Listener) opErr(err error) error { return l.opErrAs("accept", err) }
+
+func (l *Listener) opErrAs(op string, err error) error {
+	return &net.OpError{Op: op, Net: "astranet", Addr: l.addr, Err: err}
 }
 
-// SetDeadline bounds Accept calls, also one already waiting; zero means none.
+// SetDeadline bounds Accept calls, also one already waiting; zero means none. A
+// deadline already passed fails Accept even with a stream waiting, as with TCP.
 func (l *Listener) SetDeadline(t time.Time) error {
+	if l.closed.Load() {
+		return l.opErrAs("set", net.ErrClosed)
+	}
 	l.dl.set(t)
 	l.w.wakeRead()
 	return nil
@@ -141,7 +151,7 @@ func (l *Listener) Close() error {
 		l.w.wakeRead() // a waiting Accept wakes and sees closed
 	})
 	if !first {
-		return l.opErr(net.ErrClosed)
+		return l.opErrAs("close", net.ErrClosed)
 	}
 	return nil
 }

@@ -42,6 +42,9 @@ type Node struct {
 	closeMu  sync.Mutex
 }
 
+// defaultDialTimeout is the original's: Dial and DialTimeout(…, 0) wait this long.
+const defaultDialTimeout = 10 * time.Second
+
 type config struct {
 	role        uint32
 	env         string
@@ -55,6 +58,13 @@ type config struct {
 	minWindow    uint32 // 0: none, the library's default
 	tls          *tlsPEM
 	access       []AccessRule
+}
+
+func (c *config) dialTimeoutOrDefault() time.Duration {
+	if c.dialTimeout > 0 {
+		return c.dialTimeout
+	}
+	return defaultDialTimeout
 }
 
 // AccessRule says what the peers whose certificate common name matches Peers may do
@@ -83,7 +93,8 @@ func WithHostID(id uint64) Option { return func(c *config) { c.hostID = id } }
 // ten times it is dead).
 func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepalive = d } }
 
-// WithDialTimeout sets how long Dial waits by default (also for a name to be announced).
+// WithDialTimeout sets how long Dial waits by default (also for a name to be
+// announced): 10 s unless set, as in the original.
 func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
 
 // WithStreamIdleTimeout gives every stream an idle timeout: a stream on which no data
@@ -222,9 +233,7 @@ func (n *Node) start() error {
 		if n.cfg.keepalive > 0 {
 			cfg.keepalive_ms = C.uint32_t(n.cfg.keepalive / time.Millisecond)
 		}
-		if n.cfg.dialTimeout > 0 {
-			cfg.dial_timeout_ms = C.uint32_t(n.cfg.dialTimeout / time.Millisecond)
-		}
+		cfg.dial_timeout_ms = C.uint32_t(clampMillis(n.cfg.dialTimeoutOrDefault()))
 		if n.cfg.streamIdle > 0 {
 			cfg.stream_idle_timeout_ms = C.uint32_t(max(n.cfg.streamIdle/time.Millisecond, 1))
 		}
@@ -457,14 +466,12 @@ func tcpNetwork(network string) error {
 }
 
 func clampMillis(d time.Duration) int64 {
-	ms := d.Milliseconds()
-	if ms < 1 {
-		return 1
+	const most = 1<<31 - 1
+	if d >= most*time.Millisecond {
+		return most
 	}
-	if ms > 1<<31-1 {
-		return 1<<31 - 1
-	}
-	return ms
+	// Rounded up: a timeout never fires before the deadline it stands for.
+	return max(int64((d+time.Millisecond-1)/time.Millisecond), 1)
 }
 
 // ServiceInfo is one instance of a named service the node knows.
