@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Python suite from scratch: venv, pinned tools, the wheel built by pip through
 # maturin, the Rust peer for the cross-process test, pytest with timeouts (mypy --strict
-# on the examples is one of the tests). No --locked: this crate's Cargo.lock also pins
-# the core's dependencies, which change in the core's own commits; cargo refreshes it.
+# on the examples is one of the tests). Everything builds --locked: this crate's
+# Cargo.lock also pins the core's dependencies, so a change of those updates it too.
 #   bindings/python/test.sh            # from anywhere
 #   VENV=/path/to/venv bindings/python/test.sh
 set -euo pipefail
