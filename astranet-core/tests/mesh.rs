@@ -337,6 +337,43 @@ async fn join_keeps_one_link_per_address() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 }
 
+/// A join given up (its future dropped: a timeout) leaves nothing behind: joining the
+/// address again tries again, and succeeds once something answers there.
+#[tokio::test]
+async fn a_join_given_up_can_be_joined_again() {
+    // A TCP listener that accepts and never answers the handshake.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+            if held.len() == 2 {
+                return held; // closes the listener: the address is free again
+            }
+        }
+        held
+    });
+    let client = Node::new();
+    for _ in 0..2 {
+        let given_up = tokio::time::timeout(Duration::from_millis(200), client.join_all([addr])).await;
+        assert!(given_up.is_err(), "the join should still be trying: {given_up:?}");
+    }
+    drop(within(5, held).await.unwrap());
+    // A node now listens there: the address joins.
+    let server = Node::new();
+    let mut bound = server.listen(addr).await;
+    for _ in 0..50 {
+        if bound.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        bound = server.listen(addr).await;
+    }
+    bound.unwrap();
+    assert_eq!(within(5, client.join_all([addr])).await.unwrap(), server.host_id());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relayed_host_is_joined_directly_and_new_streams_go_direct() {
     let router = Node::builder().role(Role::Router).build();

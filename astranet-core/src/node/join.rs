@@ -34,14 +34,17 @@ impl NodeShared {
         let mut host = None;
         let mut first_err = None;
         let mut failed = Vec::new();
+        let mut claims = Claims { shared: self, addrs: Vec::new() };
         for addr in addrs {
             if !self.joined.lock().insert(addr) {
                 host = host.or_else(|| self.peer_at(addr));
                 continue;
             }
+            claims.addrs.push(addr);
             match connect_up(self, addr).await {
                 Ok((link, peer)) => {
                     host.get_or_insert(peer);
+                    claims.keep(addr);
                     self.spawn_background(keep_joined(Arc::downgrade(self), addr, Some(link), keep));
                 }
                 Err(e) => {
@@ -52,14 +55,11 @@ impl NodeShared {
         }
         if host.is_none() {
             if let Some(e) = first_err {
-                let mut joined = self.joined.lock();
-                for addr in &failed {
-                    joined.remove(addr);
-                }
-                return Err(e);
+                return Err(e); // the claims go: joining these again tries again
             }
         }
         for addr in failed {
+            claims.keep(addr);
             self.spawn_background(keep_joined(Arc::downgrade(self), addr, None, keep));
         }
         Ok(host)
@@ -68,6 +68,31 @@ impl NodeShared {
     /// The host at the other end of a link to `addr`, if one is up.
     fn peer_at(&self, addr: SocketAddr) -> Option<HostId> {
         self.up_links().into_iter().find(|l| l.remote_addr == Some(addr)).and_then(|l| l.peer())
+    }
+}
+
+/// The addresses a join marked as joined and has not handed to a task that keeps them
+/// up yet. Released when the join fails, or is given up (its future dropped: a
+/// timeout, a cancelled context), so that joining them again tries again rather than
+/// finding them "joined" with nothing trying.
+struct Claims<'a> {
+    shared: &'a NodeShared,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Claims<'_> {
+    /// `addr` stays joined: a task keeps it up from now on.
+    fn keep(&mut self, addr: SocketAddr) {
+        self.addrs.retain(|a| *a != addr);
+    }
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        let mut joined = self.shared.joined.lock();
+        for addr in &self.addrs {
+            joined.remove(addr);
+        }
     }
 }
 
