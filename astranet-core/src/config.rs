@@ -541,11 +541,16 @@ impl Config {
         check(self.windows.min_stream_window <= self.windows.max_stream_window, || {
             format!("min_stream_window must not exceed max_stream_window ({})", self.windows.max_stream_window)
         })?;
-        // `env(["a", "b"])` stores ".a.b": no part may be empty.
+        // `env(["a", "b"])` stores ".a.b": no part may be empty, and since it ends every
+        // service name, it may hold nothing a name may not.
+        let shown = self.env.strip_prefix('.').unwrap_or(&self.env);
         check(
             self.env.is_empty() || self.env.split('.').skip(1).all(|p| !p.is_empty()) && self.env.starts_with('.'),
-            || format!("the environment {:?} has an empty part", self.env.trim_start_matches('.')),
+            || format!("the environment {shown:?} has an empty part"),
         )?;
+        check(!self.env.contains(|c: char| c == ':' || c.is_whitespace() || c.is_control()), || {
+            format!("the environment {shown:?} holds ':', whitespace or a control character, as no service name may")
+        })?;
         Ok(())
     }
 
@@ -593,7 +598,9 @@ mod tests {
         rejected(Node::builder().frame_stall_timeout(Duration::ZERO), "frame_stall_timeout");
         rejected(Node::builder().max_link_buffer(1000), "max_link_buffer");
         rejected(Node::builder().max_control_queue(0), "max_control_queue");
-        rejected(Node::builder().env(["prod", ""]), "environment");
+        rejected(Node::builder().env(["prod", ""]), "environment \"prod.\" has an empty part");
+        rejected(Node::builder().env(["has space"]), "environment \"has space\" holds");
+        rejected(Node::builder().env(["a:b"]), "environment \"a:b\" holds");
         rejected(Node::builder().max_stream_window(1 << 20).min_stream_window(2 << 20), "min_stream_window");
         let k = KeepAlive {
             ping_after: Duration::from_secs(5),
