@@ -41,7 +41,15 @@ pub fn check_fork() -> Result<(), Failure> {
     }
 }
 
-fn build(workers: usize) -> Result<tokio::runtime::Runtime, Failure> {
+/// Worker threads a runtime may have. More is a mistake (a unit mixed up, a typo), and
+/// starting them could take the machine's thread limit with it.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+/// `what`: where the number came from, for the error.
+fn build(workers: usize, what: &str) -> Result<tokio::runtime::Runtime, Failure> {
+    if workers > MAX_WORKER_THREADS {
+        return Err(Failure::invalid(format!("{what} is {workers}, at most {MAX_WORKER_THREADS}")));
+    }
     ATFORK.call_once(|| {
         // SAFETY: registers a handler that only touches atomics (async-signal-safe).
         unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
@@ -61,7 +69,7 @@ fn shared() -> Result<&'static tokio::runtime::Runtime, Failure> {
         return Ok(rt);
     }
     let workers = std::env::var("ASTRANET_WORKER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let rt = build(workers)?;
+    let rt = build(workers, "$ASTRANET_WORKER_THREADS")?;
     // A racing thread may have won: its runtime is used and ours dropped (on a thread
     // of the host language, where dropping a runtime is allowed).
     Ok(SHARED.get_or_init(|| rt))
@@ -81,7 +89,7 @@ impl Runtime {
         if workers == 0 {
             Ok(Runtime { handle: shared()?.handle().clone(), own: None })
         } else {
-            let rt = build(workers as usize)?;
+            let rt = build(workers as usize, "worker_threads")?;
             Ok(Runtime { handle: rt.handle().clone(), own: Some(rt) })
         }
     }
@@ -115,5 +123,19 @@ impl Drop for Runtime {
             // Never blocks, also when dropped from a runtime thread.
             rt.shutdown_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::astranet_result;
+
+    #[test]
+    fn too_many_worker_threads_are_refused_before_any_starts() {
+        let Err(e) = Runtime::new(MAX_WORKER_THREADS as u32 + 1) else { panic!("a runtime of 1025 threads") };
+        assert_eq!(e.code, astranet_result::ASTRANET_ERR_INVALID_ARGUMENT);
+        assert_eq!(e.message, "worker_threads is 1025, at most 1024");
+        assert!(Runtime::new(2).is_ok());
     }
 }
