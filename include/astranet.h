@@ -7,7 +7,8 @@
  * - Every function returns an astranet_result (ASTRANET_OK is 0). Functions with an
  *   `astranet_error **err` parameter also hand out an owned error object (code and
  *   message) through it when they fail, if `err` is not NULL; free it with
- *   astranet_error_free. There is no thread-local "last error".
+ *   astranet_error_free. `*err` is overwritten, not freed: pass the address of a NULL
+ *   pointer. There is no thread-local "last error".
  * - Out-parameters are written only on success (one documented exception:
  *   astranet_stream_write_all's byte count).
  * - Handles (astranet_node, astranet_listener, astranet_stream) are opaque tokens: a
@@ -15,21 +16,19 @@
  *   ASTRANET_ERR_INVALID_ARGUMENT for NULL), never a crash. Free/close functions accept
  *   NULL.
  * - Every function catches Rust panics (ASTRANET_ERR_PANIC).
- * - After fork(), the child gets ASTRANET_ERR_FORKED from every call on the state of
- *   its parent (exec, or start astranet only after forking).
+ * - After fork(), a child of a process that had started astranet gets
+ *   ASTRANET_ERR_FORKED from every call (exec, or start astranet only after forking).
  * - Strings are NUL-terminated UTF-8. Timeouts are in milliseconds; negative means no
- *   limit.
+ *   limit (for a dial: the node's dial_timeout_ms).
  * - Linux only (eventfd, epoll-friendly), 64-bit.
  */
 
 #ifndef ASTRANET_H
 #define ASTRANET_H
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 /**
  * Major version of the library (equals `astranet_version()`'s).
@@ -341,7 +340,8 @@ typedef struct astranet_node_config {
    */
   uint64_t max_link_buffer;
   /**
-   * Bytes of data frames queued per link before writers wait (at least 1). Default 1 MiB.
+   * Bytes of data frames queued per link before writers wait (0 counts as 1). Default
+   * 1 MiB.
    */
   uint64_t link_write_queue;
   /**
@@ -350,7 +350,8 @@ typedef struct astranet_node_config {
    */
   uint64_t max_control_queue;
   /**
-   * Largest auto-tuned receive window per stream (at least 65536). Default 16 MiB.
+   * Largest auto-tuned receive window per stream (smaller values count as 65536, the
+   * initial window). Default 16 MiB.
    */
   uint32_t max_stream_window;
   /**
@@ -360,7 +361,8 @@ typedef struct astranet_node_config {
   /**
    * 0 (the default): the node runs on the process-wide runtime, started on first use
    * with one worker thread per CPU (or `$ASTRANET_WORKER_THREADS`). N > 0: the node
-   * gets a runtime of its own with N worker threads, stopped when the node is freed.
+   * gets a runtime of its own with N worker threads (at most 1024), stopped when the
+   * node is freed.
    */
   uint32_t worker_threads;
   /**
@@ -427,7 +429,9 @@ typedef struct astranet_node_config {
    * whenever the fd is readable, or the links go unread and their peers close them.
    * Several threads may call it at once. Blocking calls (`astranet_dial`,
    * `astranet_stream_read_timeout`, …) also read the links while they wait, every
-   * millisecond, so a program without an event loop still works. Handshakes (so
+   * millisecond, so a program without an event loop works while one of its threads
+   * waits in such a call; between calls nothing reads the links (a stream this node
+   * accepted is then not established at its dialer, whose dial may time out). Handshakes (so
    * `astranet_join`) and TLS links are served by the node's worker threads either
    * way. Each link read this way holds one more descriptor (its sending side's
    * own).
@@ -729,12 +733,17 @@ astranet_result astranet_listen(struct astranet_node *node,
  * Opens a TCP link to a node listening at `addr` ("127.0.0.1:7000") and keeps it up:
  * when it drops it is re-dialed with exponential back-off until the node is freed.
  * Blocks until the handshake is done or `timeout_ms` ran out (negative: no limit). On
- * success writes the peer's host id to `*peer_host_id` if that is not NULL.
+ * success writes the peer's host id to `*peer_host_id` if that is not NULL. A join
+ * that fails or times out is given up: nothing keeps trying, and joining the address
+ * again tries again. Joining an address already joined returns its peer at once.
  *
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_RESOLVE` (malformed, or the
  * name did not resolve), `ASTRANET_ERR_TIMED_OUT` (also when the peer never completes
- * the handshake), `ASTRANET_ERR_IO` (connection refused and other socket errors), `ASTRANET_ERR_LINK_CLOSED` (the
- * handshake failed), `ASTRANET_ERR_PROTOCOL`, `ASTRANET_ERR_NODE_CLOSED`,
+ * the handshake), `ASTRANET_ERR_REFUSED` (nobody listens there), `ASTRANET_ERR_IO`
+ * (other socket errors), `ASTRANET_ERR_LINK_CLOSED` (the handshake failed),
+ * `ASTRANET_ERR_PROTOCOL`,
+ * `ASTRANET_ERR_INVALID_TARGET` (already joining the address, no link up yet: another
+ * thread's join of it is in progress), `ASTRANET_ERR_NODE_CLOSED`,
  * `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
 astranet_result astranet_join(struct astranet_node *node,
@@ -769,6 +778,12 @@ astranet_result astranet_bind(struct astranet_node *node,
  * ignored for an address). A name nobody announced yet is waited for up to the
  * timeout. On success writes an owned handle to `*stream_out` (close it with
  * `astranet_stream_close`).
+ *
+ * Unlike TCP's `connect`, a dial is established when the listener's program accepts
+ * it (the protocol answers a dial on accept): a thread cannot dial and then accept
+ * its own dial. A node does not dial its own listeners (as the Go package without
+ * its loop-back link): its own host id is `ASTRANET_ERR_NO_ROUTE`, and its own
+ * services are not among the instances a name picks from.
  *
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_INVALID_TARGET`,
  * `ASTRANET_ERR_NO_SUCH_SERVICE` (nobody announced the name within the timeout),
@@ -903,11 +918,13 @@ astranet_result astranet_poll(struct astranet_node *node,
                               struct astranet_error **err);
 
 /**
- * `astranet_poll` that first waits up to `timeout_ms` (negative: no limit) for the
- * node fd to become readable, with `poll(2)`. For simple programs that have no event
- * loop of their own. Returns `ASTRANET_OK` with `*count` 0 when the time ran out.
- * Errors as `astranet_poll`, plus `ASTRANET_ERR_IO` if `poll(2)` fails (not EINTR,
- * which is retried). Thread-safety: any thread.
+ * `astranet_poll` that first waits up to `timeout_ms` (negative: no limit) for an
+ * event, with `poll(2)` on the node fd. For simple programs that have no event loop
+ * of their own. Returns `ASTRANET_OK` with `*count` 0 when the time ran out.
+ * `ASTRANET_ERR_BAD_HANDLE` once the node is freed, also in a call that was waiting
+ * when another thread freed it. Errors as `astranet_poll`, checked before waiting
+ * (`capacity` must be at least 1 here), plus `ASTRANET_ERR_IO` if `poll(2)` fails (not
+ * EINTR, which is retried). Thread-safety: any thread.
  */
 astranet_result astranet_poll_wait(struct astranet_node *node,
                                    struct astranet_event *events,
@@ -965,8 +982,8 @@ astranet_result astranet_chunk_free(struct astranet_chunk *chunk);
 
 /**
  * Writes up to `len` bytes from `buf` without waiting (tier 1). On `ASTRANET_OK` writes
- * the number of bytes taken (1 to `len`; they will be delivered even if the stream is
- * closed right after) to `*nwritten`. Returns `ASTRANET_AGAIN` when the peer's window
+ * the number of bytes taken (1 to `len`, or 0 when `len` is 0; they will be delivered
+ * even if the stream is closed right after) to `*nwritten`. Returns `ASTRANET_AGAIN` when the peer's window
  * or the link's queue is full: `ASTRANET_EVENT_WRITABLE` comes when there is room.
  *
  * Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_BROKEN_PIPE` (after
@@ -1089,7 +1106,9 @@ astranet_result astranet_stream_peer_addr(struct astranet_stream *stream,
  * the stream; end of stream reads as end of file; `close(fd)` after reading everything
  * closes the stream gracefully, with data still unread it aborts the stream (as TCP
  * sends RST); a reset or a lost link reads as end of file (writes then fail with
- * `EPIPE`). The library never raises `SIGPIPE`. The same rules hold for Python's
+ * `EPIPE`). The library's own writes never raise `SIGPIPE`; the caller's `write` to
+ * the fd does as on any socket (use `send` with `MSG_NOSIGNAL`, or ignore the signal).
+ * The same rules hold for Python's
  * `Stream.to_socket()`.
  *
  * Cost: two fds, a pump task, 16 KiB to 512 KiB of buffers (they grow with the

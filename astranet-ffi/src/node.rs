@@ -72,18 +72,21 @@ pub struct astranet_node_config {
     pub listener_backlog: u64,
     /// Bytes received but unread per link; a peer exceeding it is disconnected. Default 1 GiB.
     pub max_link_buffer: u64,
-    /// Bytes of data frames queued per link before writers wait (at least 1). Default 1 MiB.
+    /// Bytes of data frames queued per link before writers wait (0 counts as 1). Default
+    /// 1 MiB.
     pub link_write_queue: u64,
     /// Bytes of control frames queued per link; a peer that makes it grow past this is
     /// disconnected. Default 64 MiB.
     pub max_control_queue: u64,
-    /// Largest auto-tuned receive window per stream (at least 65536). Default 16 MiB.
+    /// Largest auto-tuned receive window per stream (smaller values count as 65536, the
+    /// initial window). Default 16 MiB.
     pub max_stream_window: u32,
     /// Total receive-window growth per link (0 disables auto-tuning). Default 256 MiB.
     pub link_window_budget: u64,
     /// 0 (the default): the node runs on the process-wide runtime, started on first use
     /// with one worker thread per CPU (or `$ASTRANET_WORKER_THREADS`). N > 0: the node
-    /// gets a runtime of its own with N worker threads, stopped when the node is freed.
+    /// gets a runtime of its own with N worker threads (at most 1024), stopped when the
+    /// node is freed.
     pub worker_threads: u32,
     /// What the node does in the mesh: `ASTRANET_ROLE_PEER` (the default),
     /// `ASTRANET_ROLE_CLIENT`, `ASTRANET_ROLE_SERVER` or `ASTRANET_ROLE_ROUTER`, with the
@@ -130,7 +133,9 @@ pub struct astranet_node_config {
     /// whenever the fd is readable, or the links go unread and their peers close them.
     /// Several threads may call it at once. Blocking calls (`astranet_dial`,
     /// `astranet_stream_read_timeout`, …) also read the links while they wait, every
-    /// millisecond, so a program without an event loop still works. Handshakes (so
+    /// millisecond, so a program without an event loop works while one of its threads
+    /// waits in such a call; between calls nothing reads the links (a stream this node
+    /// accepted is then not established at its dialer, whose dial may time out). Handshakes (so
     /// `astranet_join`) and TLS links are served by the node's worker threads either
     /// way. Each link read this way holds one more descriptor (its sending side's
     /// own).
@@ -366,6 +371,7 @@ pub extern "C" fn astranet_node_free(node: *mut astranet_node) -> astranet_resul
         }
         let h = handles::remove(node as usize, "node", handles::node)?;
         h.node.close();
+        h.ready.close();
         drop(h);
         Ok(astranet_result::ASTRANET_OK)
     })
@@ -455,12 +461,17 @@ pub extern "C" fn astranet_listen(
 /// Opens a TCP link to a node listening at `addr` ("127.0.0.1:7000") and keeps it up:
 /// when it drops it is re-dialed with exponential back-off until the node is freed.
 /// Blocks until the handshake is done or `timeout_ms` ran out (negative: no limit). On
-/// success writes the peer's host id to `*peer_host_id` if that is not NULL.
+/// success writes the peer's host id to `*peer_host_id` if that is not NULL. A join
+/// that fails or times out is given up: nothing keeps trying, and joining the address
+/// again tries again. Joining an address already joined returns its peer at once.
 ///
 /// Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_RESOLVE` (malformed, or the
 /// name did not resolve), `ASTRANET_ERR_TIMED_OUT` (also when the peer never completes
-/// the handshake), `ASTRANET_ERR_IO` (connection refused and other socket errors), `ASTRANET_ERR_LINK_CLOSED` (the
-/// handshake failed), `ASTRANET_ERR_PROTOCOL`, `ASTRANET_ERR_NODE_CLOSED`,
+/// the handshake), `ASTRANET_ERR_REFUSED` (nobody listens there), `ASTRANET_ERR_IO`
+/// (other socket errors), `ASTRANET_ERR_LINK_CLOSED` (the handshake failed),
+/// `ASTRANET_ERR_PROTOCOL`,
+/// `ASTRANET_ERR_INVALID_TARGET` (already joining the address, no link up yet: another
+/// thread's join of it is in progress), `ASTRANET_ERR_NODE_CLOSED`,
 /// `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
 #[no_mangle]
 pub extern "C" fn astranet_join(
@@ -537,6 +548,12 @@ fn dial_limit(n: &NodeH, timeout_ms: i32) -> Duration {
 /// ignored for an address). A name nobody announced yet is waited for up to the
 /// timeout. On success writes an owned handle to `*stream_out` (close it with
 /// `astranet_stream_close`).
+///
+/// Unlike TCP's `connect`, a dial is established when the listener's program accepts
+/// it (the protocol answers a dial on accept): a thread cannot dial and then accept
+/// its own dial. A node does not dial its own listeners (as the Go package without
+/// its loop-back link): its own host id is `ASTRANET_ERR_NO_ROUTE`, and its own
+/// services are not among the instances a name picks from.
 ///
 /// Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_INVALID_TARGET`,
 /// `ASTRANET_ERR_NO_SUCH_SERVICE` (nobody announced the name within the timeout),

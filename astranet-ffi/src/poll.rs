@@ -62,13 +62,17 @@ struct Pending {
     /// Without this, every message read in `astranet_poll` wrote the eventfd and read
     /// it back, and the write woke the embedder's event loop once more for nothing.
     polls: u32,
+    /// The node was freed: the eventfd stays readable, so that `astranet_poll_wait`
+    /// calls blocked in other threads wake up (and find the node gone).
+    closed: bool,
 }
 
 impl Pending {
     /// Makes the eventfd's state match the queue's (readable exactly while it is not
-    /// empty), with a syscall only where they differ.
+    /// empty, or for good once the node is freed), with a syscall only where they
+    /// differ.
     fn sync(&mut self, fd: i32) {
-        if self.signalled == self.regs.is_empty() {
+        if self.signalled != (self.closed || !self.regs.is_empty()) {
             let mut v: u64 = 1;
             // SAFETY: 8 bytes to or from our non-blocking eventfd. Its counter stays
             // at 0 or 1: it is written only when `signalled` is false, and the read
@@ -101,7 +105,7 @@ impl ReadySet {
             return Err(std::io::Error::last_os_error().into());
         }
         // Owns the fd from here: an error below closes it.
-        let pending = Pending { regs: VecDeque::new(), signalled: false, polls: 0 };
+        let pending = Pending { regs: VecDeque::new(), signalled: false, polls: 0, closed: false };
         let mut ready = ReadySet { fd, pending: Mutex::new(pending), links: None };
         if let Some(drive) = drive {
             let links = LinkDriver::new(drive)?;
@@ -114,6 +118,13 @@ impl ReadySet {
     /// The node fd: the eventfd, or the epoll fd of the link driver that watches it too.
     pub(crate) fn node_fd(&self) -> i32 {
         self.links.as_ref().map_or(self.fd, |l| l.fd())
+    }
+
+    /// The node was freed: wakes whoever waits for its fd, for good.
+    pub(crate) fn close(&self) {
+        let mut p = self.pending.lock();
+        p.closed = true;
+        p.sync(self.fd);
     }
 
     fn push(&self, reg: Arc<Reg>) {
@@ -355,11 +366,13 @@ pub extern "C" fn astranet_poll(
     })
 }
 
-/// `astranet_poll` that first waits up to `timeout_ms` (negative: no limit) for the
-/// node fd to become readable, with `poll(2)`. For simple programs that have no event
-/// loop of their own. Returns `ASTRANET_OK` with `*count` 0 when the time ran out.
-/// Errors as `astranet_poll`, plus `ASTRANET_ERR_IO` if `poll(2)` fails (not EINTR,
-/// which is retried). Thread-safety: any thread.
+/// `astranet_poll` that first waits up to `timeout_ms` (negative: no limit) for an
+/// event, with `poll(2)` on the node fd. For simple programs that have no event loop
+/// of their own. Returns `ASTRANET_OK` with `*count` 0 when the time ran out.
+/// `ASTRANET_ERR_BAD_HANDLE` once the node is freed, also in a call that was waiting
+/// when another thread freed it. Errors as `astranet_poll`, checked before waiting
+/// (`capacity` must be at least 1 here), plus `ASTRANET_ERR_IO` if `poll(2)` fails (not
+/// EINTR, which is retried). Thread-safety: any thread.
 #[no_mangle]
 pub extern "C" fn astranet_poll_wait(
     node: *mut crate::node::astranet_node,
@@ -372,6 +385,12 @@ pub extern "C" fn astranet_poll_wait(
     ffi!(err, {
         if count.is_null() {
             return Err(crate::error::null("count"));
+        }
+        if capacity == 0 {
+            return Err(Failure::invalid("capacity is 0: no event could be returned"));
+        }
+        if events.is_null() {
+            return Err(crate::error::null("events"));
         }
         let n = handles::get(node as usize, "node", handles::node)?;
         let deadline = astranet_embed::wait::millis(timeout_ms).map(|t| std::time::Instant::now() + t);

@@ -360,8 +360,8 @@ pub extern "C" fn astranet_chunk_free(chunk: *mut astranet_chunk) -> astranet_re
 }
 
 /// Writes up to `len` bytes from `buf` without waiting (tier 1). On `ASTRANET_OK` writes
-/// the number of bytes taken (1 to `len`; they will be delivered even if the stream is
-/// closed right after) to `*nwritten`. Returns `ASTRANET_AGAIN` when the peer's window
+/// the number of bytes taken (1 to `len`, or 0 when `len` is 0; they will be delivered
+/// even if the stream is closed right after) to `*nwritten`. Returns `ASTRANET_AGAIN` when the peer's window
 /// or the link's queue is full: `ASTRANET_EVENT_WRITABLE` comes when there is room.
 ///
 /// Errors: `ASTRANET_ERR_INVALID_ARGUMENT`, `ASTRANET_ERR_BROKEN_PIPE` (after
@@ -608,7 +608,9 @@ pub extern "C" fn astranet_stream_peer_addr(
 /// the stream; end of stream reads as end of file; `close(fd)` after reading everything
 /// closes the stream gracefully, with data still unread it aborts the stream (as TCP
 /// sends RST); a reset or a lost link reads as end of file (writes then fail with
-/// `EPIPE`). The library never raises `SIGPIPE`. The same rules hold for Python's
+/// `EPIPE`). The library's own writes never raise `SIGPIPE`; the caller's `write` to
+/// the fd does as on any socket (use `send` with `MSG_NOSIGNAL`, or ignore the signal).
+/// The same rules hold for Python's
 /// `Stream.to_socket()`.
 ///
 /// Cost: two fds, a pump task, 16 KiB to 512 KiB of buffers (they grow with the

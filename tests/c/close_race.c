@@ -1,5 +1,5 @@
-/* Close from another thread while a read, a write or an accept blocks: the blocked
- * call returns an error code (never a crash, never a hang). */
+/* Close from another thread while a read, a write, an accept or a poll blocks: the
+ * blocked call returns an error code (never a crash, never a hang). */
 #include "common.h"
 
 typedef struct {
@@ -42,6 +42,19 @@ static void close_stream(job *j) { OK(astranet_stream_close(j->s)); }
 static void abort_stream(job *j) { OK(astranet_stream_abort(j->s)); }
 static void close_listener(job *j) { OK(astranet_listener_close(j->l)); }
 
+typedef struct {
+  astranet_node *node;
+  astranet_result r;
+} poll_job;
+
+static void *blocked_poll(void *arg) {
+  poll_job *j = arg;
+  astranet_event ev[4];
+  size_t n;
+  j->r = astranet_poll_wait(j->node, ev, 4, -1, &n, NULL);
+  return NULL;
+}
+
 static void *free_nodes(void *arg) {
   free_pair(arg);
   return NULL;
@@ -73,6 +86,26 @@ int main(void) {
   job j = {NULL, l, ASTRANET_OK, 0};
   run(blocked_accept, &j, close_listener);
   if (j.r != ASTRANET_ERR_LISTENER_CLOSED) FAIL("accept: %s", astranet_result_name(j.r));
+
+  /* astranet_poll_wait checks its arguments before it waits. */
+  astranet_event ev[4];
+  size_t n;
+  double t0 = now_s();
+  EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_poll_wait(p.client, ev, 0, 3000, &n, &err));
+  EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_poll_wait(p.client, NULL, 4, 3000, &n, &err));
+  CHECK(now_s() - t0 < 1);
+
+  /* A node freed while another thread waits in astranet_poll_wait without a limit. */
+  poll_job pj = {NULL, ASTRANET_OK};
+  OK(astranet_node_new(NULL, &pj.node, &err));
+  pthread_t waiter;
+  CHECK(pthread_create(&waiter, NULL, blocked_poll, &pj) == 0);
+  usleep(200 * 1000); /* let it block */
+  t0 = now_s();
+  OK(astranet_node_free(pj.node));
+  CHECK(pthread_join(waiter, NULL) == 0);
+  if (pj.r != ASTRANET_ERR_BAD_HANDLE) FAIL("poll_wait on a freed node: %s", astranet_result_name(pj.r));
+  CHECK(now_s() - t0 < 5);
 
   /* Freeing the nodes from another thread than the one that made them. */
   pthread_t t;
