@@ -26,7 +26,7 @@ pub enum Error {
         reason: RstReason,
     },
     /// The operation did not complete within its timeout.
-    #[error("{what} timed out after {after:?}")]
+    #[error("{what} timed out after {}", human(*.after))]
     TimedOut {
         /// The operation that timed out, e.g. `"dial to <addr>"`.
         what: String,
@@ -35,7 +35,7 @@ pub enum Error {
     },
     /// Nobody announced the service (on the port asked for, if any) within the dial
     /// timeout.
-    #[error("no such service {name:?}{} (nobody announced it within {after:?})", on_port(*.port))]
+    #[error("no such service {name:?}{} (nobody announced it within {})", on_port(*.port), human(*.after))]
     NoSuchService {
         /// The full name looked up, environment suffix included.
         name: String,
@@ -141,6 +141,17 @@ impl Error {
     }
 }
 
+/// A duration as a message says it: "250 ms", "10 s", "1.5 s" (a timeout computed
+/// from a deadline is a few microseconds short; nobody wants "249.818392ms").
+fn human(d: Duration) -> String {
+    let ms = (d.as_micros() + 500) / 1000;
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        _ if ms % 1000 == 0 => format!("{} s", ms / 1000),
+        _ => format!("{:.1} s", ms as f64 / 1000.0),
+    }
+}
+
 /// `" on port 80"` in a message, or nothing.
 fn on_port(port: Option<u32>) -> String {
     port.map(|p| format!(" on port {p}")).unwrap_or_default()
@@ -152,5 +163,20 @@ impl From<Error> for io::Error {
             Error::Io(e) => e,
             e => io::Error::new(e.kind(), e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_durations_as_people_do() {
+        let e = Error::NoSuchService { name: "db.prod".into(), port: None, after: Duration::from_micros(249_818) };
+        assert_eq!(e.to_string(), "no such service \"db.prod\" (nobody announced it within 250 ms)");
+        let e = Error::TimedOut { what: "dial to x".into(), after: Duration::from_secs(10) };
+        assert_eq!(e.to_string(), "dial to x timed out after 10 s");
+        assert_eq!(human(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(human(Duration::ZERO), "0 ms");
     }
 }

@@ -178,7 +178,8 @@ impl Failure {
 
     /// `ASTRANET_ERR_TIMED_OUT` for an operation that waited `after`.
     pub fn timed_out(what: &str, after: Option<std::time::Duration>) -> Failure {
-        let after = after.map(|d| format!(" after {d:?}")).unwrap_or_default();
+        // The caller gave it in milliseconds.
+        let after = after.map(|d| format!(" after {} ms", d.as_millis())).unwrap_or_default();
         Failure::new(R::ASTRANET_ERR_TIMED_OUT, format!("{what} timed out{after}"))
     }
 
