@@ -402,6 +402,15 @@ async fn lost_link_is_distinct_from_timeout() {
 }
 
 #[tokio::test]
+async fn listening_on_a_taken_tcp_port_names_it() {
+    let node = Node::new();
+    let addr = node.listen("127.0.0.1:0").await.unwrap();
+    let err = Node::new().listen(addr).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err}");
+    assert!(err.to_string().starts_with(&format!("listening on {addr}: ")), "{err}");
+}
+
+#[tokio::test]
 async fn bind_rejects_taken_ports_and_bad_targets() {
     let node = Node::new();
     let a = node.bind(":100").unwrap();

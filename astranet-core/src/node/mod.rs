@@ -370,7 +370,11 @@ impl Node {
     pub async fn listen(&self, addr: impl ToSocketAddrs) -> Result<SocketAddr> {
         self.shared.check_open()?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await.map_err(Error::Resolve)?.collect();
-        let listener = TcpListener::bind(&addrs[..]).await?;
+        let listener = TcpListener::bind(&addrs[..]).await.map_err(|e| {
+            // io::Error's message names no address ("Address already in use").
+            let tried: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+            Error::Io(std::io::Error::new(e.kind(), format!("listening on {}: {e}", tried.join(", "))))
+        })?;
         let local = listener.local_addr()?;
         self.shared.listening_at(local);
         let node = Arc::downgrade(&self.shared);
