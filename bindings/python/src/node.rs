@@ -122,7 +122,11 @@ where
             return;
         }
         Python::attach(|py| {
-            crate::runtime::gil_gate_passed();
+            // Passed at the end of this scope, not before: the callback may release the
+            // GIL (call_soon_threadsafe writes to the loop's socket), and taking it back
+            // while the interpreter finalizes would abort the process. The exit hook
+            // waits until then.
+            let _passed = crate::runtime::GatePassed;
             let args = match res.and_then(|v| convert(py, v)) {
                 Ok(v) => (v, py.None()),
                 Err(e) => (py.None(), e.into_value(py).into_any()),

@@ -56,6 +56,16 @@ pub fn gil_gate_passed() {
     RETURNING.fetch_sub(1, Ordering::SeqCst);
 }
 
+/// Calls [`gil_gate_passed`] when dropped: at the end of the scope that holds the GIL,
+/// however it ends.
+pub struct GatePassed;
+
+impl Drop for GatePassed {
+    fn drop(&mut self) {
+        gil_gate_passed();
+    }
+}
+
 /// Never returns: for threads that must not touch Python any more.
 pub fn sleep_forever() -> ! {
     loop {
