@@ -12,7 +12,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 thread_local! {
@@ -47,9 +47,28 @@ pub struct Stream {
     state: Mutex<State>,
     timeout: Mutex<Option<f64>>,
     read_shut: std::sync::atomic::AtomicBool,
+    /// The threads blocked reading ([`READ`]) and writing ([`WRITE`]). The core keeps
+    /// one waker per direction, the last one registered: with two threads waiting on
+    /// one direction it wakes one of them, and `close` from another thread wakes none.
+    /// So each waiting thread is also listed here, and whatever ends a wait (its
+    /// result, `close`, `abort`, `shutdown`) wakes the others, which poll again.
+    waiters: [Mutex<Vec<Waker>>; 2],
+    /// Files of `makefile` not closed yet: as with a socket, `close` closes the stream
+    /// once the last of them is closed (`close_pending` until then).
+    io_refs: std::sync::atomic::AtomicUsize,
+    close_pending: std::sync::atomic::AtomicBool,
     local: (u64, u32),
     peer: (u64, u32),
 }
+
+/// Index of [`Stream::waiters`].
+const READ: usize = 0;
+/// Index of [`Stream::waiters`].
+const WRITE: usize = 1;
+
+/// The wakers one blocking call registered (one per wait of [`wait`]).
+#[derive(Default)]
+struct Own(Mutex<Vec<Waker>>);
 
 fn closed_err() -> PyErr {
     PyOSError::new_err((libc::EBADF, "Bad file descriptor (the stream is closed)"))
@@ -69,6 +88,9 @@ impl Stream {
             state: Mutex::new(State::Native(s)),
             timeout: Mutex::new(None),
             read_shut: Default::default(),
+            waiters: Default::default(),
+            io_refs: Default::default(),
+            close_pending: Default::default(),
             local: (l.host.0, l.port.0),
             peer: (p.host.0, p.port.0),
         }
@@ -76,6 +98,61 @@ impl Stream {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A poll of direction `dir` is pending: lists its waker (and notes it in `own`).
+    fn park(&self, dir: usize, own: &Own, cx: &Context<'_>) {
+        let waker = cx.waker();
+        let mut listed = self.waiters[dir].lock().unwrap_or_else(|p| p.into_inner());
+        if !listed.iter().any(|w| w.will_wake(waker)) {
+            listed.push(waker.clone());
+            own.0.lock().unwrap_or_else(|p| p.into_inner()).push(waker.clone());
+        }
+    }
+
+    /// A blocking call of direction `dir` ended: withdraws its wakers and wakes the
+    /// other waiting threads (see [`Stream::waiters`]).
+    fn end_wait(&self, dir: usize, own: Own) {
+        let own = own.0.into_inner().unwrap_or_else(|p| p.into_inner());
+        let others = {
+            let mut listed = self.waiters[dir].lock().unwrap_or_else(|p| p.into_inner());
+            if listed.is_empty() {
+                return;
+            }
+            listed.retain(|w| !own.iter().any(|o| o.will_wake(w)));
+            std::mem::take(&mut *listed)
+        };
+        others.into_iter().for_each(Waker::wake);
+    }
+
+    /// Wakes every blocked call, to find the stream closed or shut down.
+    fn wake_all(&self) {
+        self.end_wait(READ, Own::default());
+        self.end_wait(WRITE, Own::default());
+    }
+
+    /// Closes now (see `close`).
+    fn close_now(&self, py: Python<'_>) -> PyResult<()> {
+        if forked() {
+            return Ok(());
+        }
+        let old = {
+            let mut st = self.lock();
+            std::mem::replace(&mut *st, State::Closed)
+        };
+        match old {
+            State::Fd(sock, _) => {
+                sock.bind(py).call_method0("close")?;
+            }
+            State::Native(s) => {
+                let _rt = rt().enter();
+                drop(s);
+            }
+            State::Closed => {}
+        }
+        // Calls blocked in other threads fail with EBADF, as on a socket.
+        self.wake_all();
+        Ok(())
     }
 
     fn wait_mode(&self) -> Wait {
@@ -93,48 +170,67 @@ impl Stream {
 
     /// Reads into `buf` (raw memory that stays valid for the call).
     fn read_raw(&self, py: Python<'_>, ptr: usize, len: usize) -> PyResult<usize> {
-        if len == 0 || self.read_shut.load(std::sync::atomic::Ordering::Relaxed) {
+        if len == 0 {
             return Ok(0);
         }
         let how = self.wait_mode();
+        let own = Own::default();
         let res = wait(
             py,
             how,
-            poll_fn(move |cx| {
+            poll_fn(|cx| {
+                if self.read_shut.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Poll::Ready(Ok(0));
+                }
                 // SAFETY: the caller holds the buffer (bytes it owns or a Python buffer
                 // export) for the whole call; only this closure writes to it.
                 let buf = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, len) };
                 let mut rb = ReadBuf::new(buf);
                 let mut st = self.lock();
-                match &mut *st {
+                let polled = match &mut *st {
                     State::Native(s) => match Pin::new(s).poll_read(cx, &mut rb) {
                         Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
                         Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                         Poll::Pending => Poll::Pending,
                     },
                     _ => Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF))),
+                };
+                if polled.is_pending() {
+                    self.park(READ, &own, cx);
                 }
+                polled
             }),
-        )?;
-        res.map_err(io_err)
+        );
+        self.end_wait(READ, own);
+        res?.map_err(io_err)
     }
 
     /// Writes some of `data`; returns how much.
     fn write_raw(&self, py: Python<'_>, how: Wait, ptr: usize, len: usize) -> PyResult<usize> {
+        let own = Own::default();
         let res = wait(
             py,
             how,
-            poll_fn(move |cx| {
+            poll_fn(|cx| {
                 // SAFETY: as in `read_raw`; the memory is only read.
                 let buf = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
-                let mut st = self.lock();
-                match &mut *st {
-                    State::Native(s) => Pin::new(s).poll_write(cx, buf),
-                    _ => Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF))),
-                }
+                self.poll_write(cx, &own, buf)
             }),
-        )?;
-        res.map_err(io_err)
+        );
+        self.end_wait(WRITE, own);
+        res?.map_err(io_err)
+    }
+
+    /// Writes some of `buf` on the native stream; lists the waker when it must wait.
+    fn poll_write(&self, cx: &mut Context<'_>, own: &Own, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = match &mut *self.lock() {
+            State::Native(s) => Pin::new(s).poll_write(cx, buf),
+            _ => Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF))),
+        };
+        if polled.is_pending() {
+            self.park(WRITE, own, cx);
+        }
+        polled
     }
 
     /// Takes the core stream out (for the fd tier), leaving `Closed`.
@@ -224,28 +320,23 @@ impl Stream {
         let buf = Buffer::get(data, false)?;
         let (ptr, len) = (buf.ptr(), buf.len());
         let how = self.wait_mode();
-        let res = wait(py, how, async move {
+        let own = Own::default();
+        let res = wait(py, how, async {
             // SAFETY: `buf` (the buffer export) outlives this call.
             let data = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
             let mut sent = 0;
             while sent < len {
-                let n = poll_fn(|cx| {
-                    let mut st = self.lock();
-                    match &mut *st {
-                        State::Native(s) => Pin::new(s).poll_write(cx, &data[sent..]),
-                        _ => Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF))),
-                    }
-                })
-                .await?;
+                let n = poll_fn(|cx| self.poll_write(cx, &own, &data[sent..])).await?;
                 if n == 0 {
                     return Err(io::Error::from(io::ErrorKind::WriteZero));
                 }
                 sent += n;
             }
             Ok::<(), io::Error>(())
-        })?;
+        });
+        self.end_wait(WRITE, own);
         drop(buf);
-        res.map_err(io_err)
+        res?.map_err(io_err)
     }
 
     /// (internal, for event loops) Receives up to ``max`` bytes without blocking:
@@ -316,6 +407,8 @@ impl Stream {
         }
         if how == libc::SHUT_RD || how == libc::SHUT_RDWR {
             self.read_shut.store(true, std::sync::atomic::Ordering::Relaxed);
+            // A read blocked in another thread returns b"", as on a socket.
+            self.end_wait(READ, Own::default());
         }
         if how == libc::SHUT_WR || how == libc::SHUT_RDWR {
             let mut st = self.lock();
@@ -339,24 +432,28 @@ impl Stream {
     }
 
     /// Closes the stream gracefully: everything sent is still delivered, then the
-    /// peer reads end of stream. Idempotent.
+    /// peer reads end of stream. Idempotent. As with a socket, files made by
+    /// ``makefile`` keep the stream open until they are closed too.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        if forked() {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.close_pending.store(true, SeqCst);
+        if self.io_refs.load(SeqCst) > 0 {
             return Ok(());
         }
-        let old = {
-            let mut st = self.lock();
-            std::mem::replace(&mut *st, State::Closed)
-        };
-        match old {
-            State::Fd(sock, _) => {
-                sock.bind(py).call_method0("close")?;
-            }
-            State::Native(s) => {
-                let _rt = rt().enter();
-                drop(s);
-            }
-            State::Closed => {}
+        self.close_now(py)
+    }
+
+    /// (internal, for ``makefile``) A file of the stream was made.
+    fn _io_ref(&self) {
+        self.io_refs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// (internal, for ``makefile``) A file of the stream was closed: the stream closes
+    /// too if ``close`` was called and it was the last.
+    fn _io_unref(&self, py: Python<'_>) -> PyResult<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.io_refs.fetch_sub(1, SeqCst) == 1 && self.close_pending.load(SeqCst) {
+            self.close_now(py)?;
         }
         Ok(())
     }
@@ -380,13 +477,14 @@ impl Stream {
             }
             State::Closed => {}
         }
+        self.wake_all();
         Ok(())
     }
 
     /// True once the stream was closed (``close``, ``abort``, or ``to_socket``).
     #[getter]
     fn closed(&self) -> bool {
-        matches!(*self.lock(), State::Closed)
+        self.close_pending.load(std::sync::atomic::Ordering::SeqCst) || matches!(*self.lock(), State::Closed)
     }
 
     /// Sets the timeout of blocking calls in seconds: ``None`` blocks forever (the
@@ -431,8 +529,9 @@ impl Stream {
     /// ``setblocking(True)`` is ``settimeout(None)``, ``setblocking(False)`` is
     /// ``settimeout(0.0)``.
     #[pyo3(signature = (flag, /))]
-    fn setblocking(&self, py: Python<'_>, flag: bool) -> PyResult<()> {
-        self.settimeout(py, if flag { None } else { Some(0.0) })
+    fn setblocking(&self, py: Python<'_>, flag: &Bound<'_, PyAny>) -> PyResult<()> {
+        // Any object, by its truth (as socket.setblocking: setblocking(0) is common).
+        self.settimeout(py, if flag.is_truthy()? { None } else { Some(0.0) })
     }
 
     /// False when the stream is non-blocking (timeout ``0.0``).
@@ -509,7 +608,8 @@ impl Stream {
     /// A file object reading and/or writing the stream, as ``socket.makefile``: mode
     /// ``"r"``, ``"w"``, ``"rw"`` with ``"b"`` for binary; text mode takes
     /// ``encoding``, ``errors`` and ``newline``. Closing the file does not close the
-    /// stream.
+    /// stream; as with a socket, the stream's ``close()`` takes effect once its files
+    /// are closed too.
     #[pyo3(signature = (mode = "r", buffering = None, *, encoding = None, errors = None, newline = None))]
     fn makefile<'py>(
         slf: &Bound<'py, Self>,

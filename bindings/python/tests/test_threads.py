@@ -434,3 +434,140 @@ def test_the_nodes_stream_idle_timeout_and_turning_it_off() -> None:
         server.close()
     with pytest.raises(ValueError):
         astranet.Node(stream_idle_timeout=0)
+
+
+def _connected(nodes: Nodes) -> Tuple[astranet.Listener, astranet.Stream, astranet.Stream]:
+    """A listener of the server and a stream accepted on it: (listener, client side, server side)."""
+    server, client = nodes
+    listener = server.bind()
+    accepted: List[astranet.Stream] = []
+    t = threading.Thread(target=lambda: accepted.append(listener.accept()))
+    t.start()
+    s = client.dial(listener.getsockname(), timeout=10)
+    t.join(10)
+    return listener, s, accepted[0]
+
+
+def _blocked(call: Callable[[], object]) -> Tuple[threading.Thread, List[object]]:
+    """Runs `call` in a thread; the list gets its result or exception."""
+    out: List[object] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except BaseException as e:  # noqa: BLE001 - the test looks at it
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    time.sleep(0.2)  # let it block
+    assert not out, out
+    return t, out
+
+
+def test_close_shutdown_and_abort_wake_a_recv_blocked_in_another_thread(nodes: Nodes) -> None:
+    listener, s, peer = _connected(nodes)
+    with listener, s, peer:
+        # shutdown(SHUT_RD): b"", as a socket's recv on Linux.
+        t, out = _blocked(lambda: s.recv(10))
+        s.shutdown(socket.SHUT_RD)
+        t.join(5)
+        assert out == [b""]
+    for end in ("close", "abort"):
+        listener, s, peer = _connected(nodes)
+        with listener, peer:
+            t, out = _blocked(lambda: s.recv(10))
+            getattr(s, end)()
+            t.join(5)
+            assert len(out) == 1 and isinstance(out[0], OSError), (end, out)
+            assert out[0].errno == errno.EBADF, (end, out)
+
+
+def test_two_threads_reading_one_stream_both_get_their_bytes(nodes: Nodes) -> None:
+    listener, s, peer = _connected(nodes)
+    with listener, s, peer:
+        first, out1 = _blocked(lambda: s.recv(1))
+        second, out2 = _blocked(lambda: s.recv(1))
+        peer.sendall(b"a")
+        time.sleep(0.2)
+        peer.sendall(b"b")
+        first.join(5)
+        second.join(5)
+        assert sorted(out1 + out2) == [b"a", b"b"]  # type: ignore[type-var]
+
+
+def test_two_threads_writing_one_stream_both_finish(nodes: Nodes) -> None:
+    listener, s, peer = _connected(nodes)
+    size = 4 << 20
+    with listener, s, peer:
+        writers = [threading.Thread(target=s.sendall, args=(bytes([i]) * size,), daemon=True) for i in (1, 2)]
+        for w in writers:
+            w.start()
+        got = 0
+        peer.settimeout(10)
+        while got < 2 * size:
+            chunk = peer.recv(1 << 20)
+            assert chunk, "end of stream before both writes arrived"
+            got += len(chunk)
+        for w in writers:
+            w.join(10)
+            assert not w.is_alive()
+
+
+def test_setblocking_takes_any_truth_value(nodes: Nodes) -> None:
+    listener, s, peer = _connected(nodes)
+    with listener, s, peer:
+        s.setblocking(0)  # type: ignore[arg-type]
+        assert s.gettimeout() == 0.0 and not s.getblocking()
+        with pytest.raises(BlockingIOError):
+            s.recv(1)
+        s.setblocking(1)  # type: ignore[arg-type]
+        assert s.gettimeout() is None and s.getblocking()
+
+
+def test_close_waits_for_the_files_of_makefile(nodes: Nodes) -> None:
+    listener, s, peer = _connected(nodes)
+    with listener, peer:
+        f = s.makefile("rb")
+        s.close()
+        assert s.closed
+        peer.sendall(b"still there\n")
+        assert f.readline() == b"still there\n"
+        f.close()  # the last file: the stream closes now
+        peer.settimeout(10)
+        assert peer.recv(10) == b""
+
+
+_EXIT_WHILE_RESULTS_ARRIVE = """
+import asyncio, threading, time
+import astranet
+server, client = astranet.Node(), astranet.Node()
+client.join(server.listen(("127.0.0.1", 0)), timeout=5)
+listener = server.bind(7)
+def accept():
+    for s in listener:
+        s.close()
+threading.Thread(target=accept, daemon=True).start()
+async def dial():
+    while True:
+        for f in [asyncio.ensure_future(client.dial_async((server.host_id, 7))) for _ in range(50)]:
+            try:
+                (await f).close()
+            except OSError:
+                pass
+threading.Thread(target=lambda: asyncio.run(dial()), daemon=True).start()
+time.sleep(0.3)
+"""
+
+
+def test_exit_while_asyncio_results_arrive_is_clean(tmp_path: "os.PathLike[str]") -> None:
+    import subprocess
+    import sys
+
+    script = os.path.join(tmp_path, "exit_race.py")
+    with open(script, "w") as f:
+        f.write(_EXIT_WHILE_RESULTS_ARRIVE)
+    for _ in range(8):
+        res = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert "Fatal Python error" not in res.stderr, res.stderr[-2000:]

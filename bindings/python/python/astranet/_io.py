@@ -19,6 +19,8 @@ class StreamIO(io.RawIOBase):
         self._mode = mode
         self._reading = "r" in mode
         self._writing = "w" in mode
+        # As socket.makefile's files: the stream's close() waits for ours.
+        stream._io_ref()
 
     def readinto(self, b: Any) -> Optional[int]:  # type: ignore[override]
         """Reads into ``b``; ``None`` when non-blocking and nothing is ready."""
@@ -80,11 +82,13 @@ class StreamIO(io.RawIOBase):
         return self._mode
 
     def close(self) -> None:
-        """Closes the file; the stream stays open."""
+        """Closes the file; the stream stays open, unless its ``close()`` was called
+        and this was its last file."""
         if self.closed:
             return
         io.RawIOBase.close(self)
-        self._stream = None
+        stream, self._stream = self._stream, None
+        stream._io_unref()
 
 
 def makefile(
