@@ -250,7 +250,7 @@ fn node_closed() -> PyErr {
 /// fails at the dialer with ``ConnectionRefusedError``.
 ///
 /// A context manager: ``with astranet.Node() as node: ...`` closes it on exit.
-#[pyclass(module = "astranet", frozen)]
+#[pyclass(module = "astranet", frozen, weakref)]
 pub struct Node {
     node: Mutex<Option<astranet::Node>>,
     host: u64,
@@ -581,7 +581,7 @@ impl Drop for Node {
 /// A bound virtual port, like a listening socket. ``accept()`` returns the next
 /// incoming ``Stream``; iterating yields streams until the listener is closed. A
 /// context manager; closing it (or the node) unbinds the port.
-#[pyclass(module = "astranet", frozen)]
+#[pyclass(module = "astranet", frozen, weakref)]
 pub struct Listener {
     inner: Mutex<Option<Arc<astranet::Listener>>>,
     timeout: Mutex<Option<f64>>,

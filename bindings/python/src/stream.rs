@@ -42,7 +42,7 @@ enum State {
 /// to and from the stream. It costs two file descriptors and one extra copy per byte:
 /// use it for code that needs a real descriptor (``selectors``, asyncio transports),
 /// not for a million streams. ``fileno()`` only reports the descriptor.
-#[pyclass(module = "astranet", frozen)]
+#[pyclass(module = "astranet", frozen, weakref)]
 pub struct Stream {
     state: Mutex<State>,
     timeout: Mutex<Option<f64>>,
@@ -399,7 +399,11 @@ impl Stream {
     fn shutdown(&self, py: Python<'_>, how: i32) -> PyResult<()> {
         check_fork()?;
         if !(0..=2).contains(&how) {
-            return Err(PyValueError::new_err("shutdown(how): how must be SHUT_RD, SHUT_WR or SHUT_RDWR"));
+            // As socket.shutdown: the system's EINVAL.
+            return Err(PyOSError::new_err((
+                libc::EINVAL,
+                "Invalid argument (how must be SHUT_RD, SHUT_WR or SHUT_RDWR)",
+            )));
         }
         if let Some(sock) = self.fd_socket(py)? {
             sock.bind(py).call_method1("shutdown", (how,))?;

@@ -514,9 +514,16 @@ def test_two_threads_writing_one_stream_both_finish(nodes: Nodes) -> None:
             assert not w.is_alive()
 
 
-def test_setblocking_takes_any_truth_value(nodes: Nodes) -> None:
+def test_setblocking_shutdown_and_weakrefs_as_sockets(nodes: Nodes) -> None:
     listener, s, peer = _connected(nodes)
     with listener, s, peer:
+        import weakref
+
+        assert weakref.ref(s)() is s and weakref.ref(listener)() is listener
+        assert weakref.ref(nodes[0])() is nodes[0]
+        with pytest.raises(OSError) as e:
+            s.shutdown(3)
+        assert e.value.errno == errno.EINVAL
         s.setblocking(0)  # type: ignore[arg-type]
         assert s.gettimeout() == 0.0 and not s.getblocking()
         with pytest.raises(BlockingIOError):
