@@ -139,8 +139,9 @@ where
     Task { handle: handle.abort_handle() }
 }
 
-fn stream_obj(py: Python<'_>, s: astranet::Stream) -> PyResult<Py<PyAny>> {
-    Ok(wrap(py, s)?.into_any())
+/// A stream and the `Node` object it keeps alive, as a Python `Stream`.
+fn stream_obj(py: Python<'_>, (s, node): (astranet::Stream, Py<PyAny>)) -> PyResult<Py<PyAny>> {
+    Ok(wrap(py, s, node)?.into_any())
 }
 
 /// PEM text given as ``bytes`` or read from a path (``str`` or ``os.PathLike``).
@@ -249,7 +250,9 @@ fn node_closed() -> PyErr {
 /// peer applies, and a peer no rule matches may not join. A dial the policy refuses
 /// fails at the dialer with ``ConnectionRefusedError``.
 ///
-/// A context manager: ``with astranet.Node() as node: ...`` closes it on exit.
+/// A context manager: ``with astranet.Node() as node: ...`` closes it on exit. A node
+/// nobody closed closes when collected, which its streams and listeners prevent: each
+/// holds a reference to it.
 #[pyclass(module = "astranet", frozen, weakref)]
 pub struct Node {
     node: Mutex<Option<astranet::Node>>,
@@ -374,13 +377,14 @@ impl Node {
     /// port. ``OSError`` (EADDRINUSE) when the port is taken; ``ValueError`` for a
     /// malformed name.
     #[pyo3(signature = (port = None))]
-    fn bind(&self, port: Option<&Bound<'_, PyAny>>) -> PyResult<Listener> {
+    fn bind(slf: &Bound<'_, Self>, port: Option<&Bound<'_, PyAny>>) -> PyResult<Listener> {
         check_fork()?;
         let t = bind_target(port)?;
-        let l = self.get()?.bind(&t).map_err(err)?;
+        let l = slf.get().get()?.bind(&t).map_err(err)?;
         let a = l.local_addr();
         let name = l.name().map(String::from);
         Ok(Listener {
+            node: slf.clone().into_any().unbind(),
             inner: Mutex::new(Some(Arc::new(l))),
             timeout: Mutex::new(None),
             addr: (a.host.0, a.port.0),
@@ -397,14 +401,14 @@ impl Node {
     /// ``OSError`` (EHOSTUNREACH: no link to that host).
     #[pyo3(signature = (target, timeout = None, *, key = None))]
     fn dial(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         target: &Bound<'_, PyAny>,
         timeout: Option<f64>,
         key: Option<String>,
     ) -> PyResult<Stream> {
         check_fork()?;
-        let (node, addr) = (self.get()?, crate::node::target(target, key)?);
+        let py = slf.py();
+        let (node, addr) = (slf.get().get()?, crate::node::target(target, key)?);
         let t = match timeout {
             Some(t) => Some(seconds("timeout", t)?),
             None => None,
@@ -416,7 +420,7 @@ impl Node {
             }
         })?
         .map_err(err)?;
-        Ok(Stream::new(s))
+        Ok(Stream::new(s, slf.clone().into_any().unbind()))
     }
 
     /// ``dial`` for asyncio: ``stream = await node.dial_async(target, timeout, key=…)``.
@@ -435,14 +439,15 @@ impl Node {
 
     /// (internal) ``dial`` reporting to ``callback(result, exception)``.
     fn _dial_cb(
-        &self,
+        slf: &Bound<'_, Self>,
         target: &Bound<'_, PyAny>,
         timeout: Option<f64>,
         key: Option<String>,
         callback: Py<PyAny>,
     ) -> PyResult<Task> {
         check_fork()?;
-        let (node, addr) = (self.get()?, crate::node::target(target, key)?);
+        let (node, addr) = (slf.get().get()?, crate::node::target(target, key)?);
+        let owner = slf.clone().into_any().unbind();
         let t = match timeout {
             Some(t) => Some(seconds("timeout", t)?),
             None => None,
@@ -453,6 +458,7 @@ impl Node {
                     Some(t) => node.dial_timeout(addr, t).await,
                     None => node.dial(addr).await,
                 }
+                .map(|s| (s, owner))
                 .map_err(err)
             },
             callback,
@@ -583,6 +589,8 @@ impl Drop for Node {
 /// context manager; closing it (or the node) unbinds the port.
 #[pyclass(module = "astranet", frozen, weakref)]
 pub struct Listener {
+    /// The `Node` object: kept alive by the listener and handed to its streams.
+    node: Py<PyAny>,
     inner: Mutex<Option<Arc<astranet::Listener>>>,
     timeout: Mutex<Option<f64>>,
     addr: (u64, u32),
@@ -613,7 +621,8 @@ impl Listener {
     /// the listener's timeout (``TimeoutError``; ``BlockingIOError`` when
     /// non-blocking). ``OSError`` once the listener is closed.
     fn accept(&self, py: Python<'_>) -> PyResult<Stream> {
-        self.accept_raw(py)?.map(Stream::new).map_err(err)
+        let s = self.accept_raw(py)?.map_err(err)?;
+        Ok(Stream::new(s, self.node.clone_ref(py)))
     }
 
     /// ``accept`` for asyncio: ``stream = await listener.accept_async()``.
@@ -624,10 +633,10 @@ impl Listener {
     }
 
     /// (internal) ``accept`` reporting to ``callback(result, exception)``.
-    fn _accept_cb(&self, callback: Py<PyAny>) -> PyResult<Task> {
+    fn _accept_cb(&self, py: Python<'_>, callback: Py<PyAny>) -> PyResult<Task> {
         check_fork()?;
-        let l = self.get()?;
-        Ok(spawn_cb(async move { l.accept().await.map_err(err) }, callback, stream_obj))
+        let (l, owner) = (self.get()?, self.node.clone_ref(py));
+        Ok(spawn_cb(async move { l.accept().await.map(|s| (s, owner)).map_err(err) }, callback, stream_obj))
     }
 
     /// Sets the timeout of ``accept`` (see ``Stream.settimeout``).
@@ -686,7 +695,7 @@ impl Listener {
             return Ok(None);
         }
         match self.accept_raw(py)? {
-            Ok(s) => Ok(Some(Stream::new(s))),
+            Ok(s) => Ok(Some(Stream::new(s, self.node.clone_ref(py)))),
             // Closed, directly or with its node: the iteration ends.
             Err(astranet::Error::ListenerClosed | astranet::Error::NodeClosed) => Ok(None),
             Err(e) => Err(err(e)),

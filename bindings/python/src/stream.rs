@@ -57,6 +57,9 @@ pub struct Stream {
     /// once the last of them is closed (`close_pending` until then).
     io_refs: std::sync::atomic::AtomicUsize,
     close_pending: std::sync::atomic::AtomicBool,
+    /// The `Node` the stream came from: a stream in use keeps it (and its links) from
+    /// being collected and closed, as a Go stream keeps its node.
+    _node: Py<PyAny>,
     local: (u64, u32),
     peer: (u64, u32),
 }
@@ -82,7 +85,8 @@ fn no_flags(flags: i32) -> PyResult<()> {
 }
 
 impl Stream {
-    pub fn new(s: astranet::Stream) -> Stream {
+    /// A stream of `node` (the Python `Node` object, kept alive by the stream).
+    pub fn new(s: astranet::Stream, node: Py<PyAny>) -> Stream {
         let (l, p) = (s.local_addr(), s.peer_addr());
         Stream {
             state: Mutex::new(State::Native(s)),
@@ -91,6 +95,7 @@ impl Stream {
             waiters: Default::default(),
             io_refs: Default::default(),
             close_pending: Default::default(),
+            _node: node,
             local: (l.host.0, l.port.0),
             peer: (p.host.0, p.port.0),
         }
@@ -696,6 +701,6 @@ fn to_fd_tier(py: Python<'_>, stream: astranet::Stream) -> PyResult<(Py<PyAny>, 
     Ok((sock.unbind(), pump))
 }
 
-pub fn wrap(py: Python<'_>, s: astranet::Stream) -> PyResult<Py<Stream>> {
-    Py::new(py, Stream::new(s))
+pub fn wrap(py: Python<'_>, s: astranet::Stream, node: Py<PyAny>) -> PyResult<Py<Stream>> {
+    Py::new(py, Stream::new(s, node))
 }

@@ -578,3 +578,29 @@ def test_exit_while_asyncio_results_arrive_is_clean(tmp_path: "os.PathLike[str]"
         res = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stderr[-2000:]
         assert "Fatal Python error" not in res.stderr, res.stderr[-2000:]
+
+
+def test_a_stream_keeps_its_node_alive() -> None:
+    import gc
+
+    def connect() -> Tuple[astranet.Stream, astranet.Stream]:
+        # Nothing but the two streams survives this function.
+        server, client = astranet.Node(), astranet.Node()
+        client.join(server.listen(("127.0.0.1", 0)), timeout=10)
+        listener = server.bind()
+        accepted: List[astranet.Stream] = []
+        t = threading.Thread(target=lambda: accepted.append(listener.accept()))
+        t.start()
+        s = client.dial(listener.getsockname(), timeout=10)
+        t.join(10)
+        return s, accepted[0]
+
+    s, peer = connect()
+    gc.collect()
+    with s, peer:
+        s.settimeout(10)
+        peer.settimeout(10)
+        peer.sendall(b"x")
+        assert s.recv(1) == b"x"
+        s.sendall(b"y")
+        assert peer.recv(1) == b"y"
