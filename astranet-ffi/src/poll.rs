@@ -6,8 +6,8 @@
 //! registration and the registration is queued in its node's [`ReadySet`]. The node's
 //! eventfd is readable exactly while that queue is not empty (it is written when the
 //! queue becomes non-empty and read when `astranet_poll` empties it, both under the
-//! queue's lock), except during an `astranet_poll`, whose events those are. No task,
-//! thread or fd per stream.
+//! queue's lock), except during an `astranet_poll`, whose events those are, and for
+//! good once the node is freed. No task, thread or fd per stream.
 
 use crate::error::{astranet_error, astranet_result, Failure};
 use crate::handles;
