@@ -34,6 +34,31 @@ func pair(t *testing.T, server, client *Node) (*Node, *Node) {
 	return server, client
 }
 
+// connected returns a listener of server and a stream from client accepted on it (both
+// ends), closed when the test ends.
+func connected(t *testing.T, server, client *Node) (l net.Listener, c, peer net.Conn) {
+	t.Helper()
+	l, err := server.Bind("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		s, _ := l.Accept()
+		accepted <- s
+	}()
+	if c, err = client.Dial("", l.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if peer = <-accepted; peer == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { peer.Close() })
+	return l, c, peer
+}
+
 func echoServer(t *testing.T, l net.Listener) {
 	go func() {
 		for {
@@ -285,25 +310,12 @@ func Test10000ConcurrentStreams(t *testing.T) {
 
 func TestDeadlines(t *testing.T) {
 	server, client := pair(t, New(), New())
-	l, _ := server.Bind("", "")
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		accepted <- c
-	}()
-	c, err := client.Dial("", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer := <-accepted
-	defer peer.Close()
+	_, c, _ := connected(t, server, client)
 
 	// A read deadline fires on time, as a timeout.
 	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	started := time.Now()
-	_, err = c.Read(make([]byte, 10))
+	_, err := c.Read(make([]byte, 10))
 	took := time.Since(started)
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -347,20 +359,7 @@ func TestDeadlines(t *testing.T) {
 // at once: a Read with bytes waiting, a Write with window, an Accept with a dial queued.
 func TestPassedDeadlines(t *testing.T) {
 	server, client := pair(t, New(), New())
-	l, _ := server.Bind("", "")
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		accepted <- c
-	}()
-	c, err := client.Dial("", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer := <-accepted
-	defer peer.Close()
+	l, c, peer := connected(t, server, client)
 	peer.Write([]byte("ab"))
 	one := make([]byte, 1)
 	if _, err := io.ReadFull(c, one); err != nil { // "b" is there now
@@ -412,12 +411,7 @@ func TestPassedDeadlines(t *testing.T) {
 // closing a listener twice.
 func TestClosedErrorsNameTheirOperation(t *testing.T) {
 	server, client := pair(t, New(), New())
-	l, _ := server.Bind("", "")
-	echoServer(t, l)
-	c, err := client.Dial("", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, c, _ := connected(t, server, client)
 	c.Close()
 	l.Close()
 	check := func(what, op string, err error) {

@@ -587,13 +587,8 @@ def test_a_stream_keeps_its_node_alive() -> None:
         # Nothing but the two streams survives this function.
         server, client = astranet.Node(), astranet.Node()
         client.join(server.listen(("127.0.0.1", 0)), timeout=10)
-        listener = server.bind()
-        accepted: List[astranet.Stream] = []
-        t = threading.Thread(target=lambda: accepted.append(listener.accept()))
-        t.start()
-        s = client.dial(listener.getsockname(), timeout=10)
-        t.join(10)
-        return s, accepted[0]
+        _, s, peer = _connected((server, client))
+        return s, peer
 
     s, peer = connect()
     gc.collect()
