@@ -285,6 +285,11 @@ impl Listener {
         self.shared.name()
     }
 
+    /// True once the listener is closed: by [`Listener::close`], or with its node.
+    pub fn is_closed(&self) -> bool {
+        self.shared.state.lock().closed
+    }
+
     /// Unbinds the port. Pending and later `accept` calls fail with
     /// [`Error::ListenerClosed`].
     pub fn close(&self) {

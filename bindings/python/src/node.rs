@@ -607,11 +607,20 @@ impl Listener {
     }
 
     fn get(&self) -> PyResult<Arc<astranet::Listener>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| PyOSError::new_err((libc::EBADF, "listener closed")))
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(listener_closed)
+    }
+}
+
+/// A closed listener's error, as a closed socket's: EBADF.
+fn listener_closed() -> PyErr {
+    PyOSError::new_err((libc::EBADF, "Bad file descriptor (the listener is closed)"))
+}
+
+/// An `accept` failure: closed (directly or with the node) reads as EBADF.
+fn accept_err(e: astranet::Error) -> PyErr {
+    match e {
+        astranet::Error::ListenerClosed | astranet::Error::NodeClosed => listener_closed(),
+        e => err(e),
     }
 }
 
@@ -621,7 +630,7 @@ impl Listener {
     /// the listener's timeout (``TimeoutError``; ``BlockingIOError`` when
     /// non-blocking). ``OSError`` once the listener is closed.
     fn accept(&self, py: Python<'_>) -> PyResult<Stream> {
-        let s = self.accept_raw(py)?.map_err(err)?;
+        let s = self.accept_raw(py)?.map_err(accept_err)?;
         Ok(Stream::new(s, self.node.clone_ref(py)))
     }
 
@@ -636,7 +645,7 @@ impl Listener {
     fn _accept_cb(&self, py: Python<'_>, callback: Py<PyAny>) -> PyResult<Task> {
         check_fork()?;
         let (l, owner) = (self.get()?, self.node.clone_ref(py));
-        Ok(spawn_cb(async move { l.accept().await.map(|s| (s, owner)).map_err(err) }, callback, stream_obj))
+        Ok(spawn_cb(async move { l.accept().await.map(|s| (s, owner)).map_err(accept_err) }, callback, stream_obj))
     }
 
     /// Sets the timeout of ``accept`` (see ``Stream.settimeout``).
@@ -680,10 +689,10 @@ impl Listener {
         }
     }
 
-    /// True once ``close()`` was called.
+    /// True once the listener is closed: by ``close()``, or with its node.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_none_or(|l| l.is_closed())
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {

@@ -312,8 +312,17 @@ def test_listener_iteration_and_close(nodes: Nodes) -> None:
     listener.close()
     t.join(5)
     assert not t.is_alive() and len(seen) == 3
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as e:
         listener.accept()
+    assert e.value.errno == errno.EBADF
+    # Closed with its node: the same, as a closed socket's.
+    other = server.bind()
+    assert not other.closed
+    server.close()
+    assert other.closed
+    with pytest.raises(OSError) as e:
+        other.accept()
+    assert e.value.errno == errno.EBADF
 
 
 def test_node_settings_and_stats() -> None:
