@@ -221,8 +221,10 @@ async fn addresses_that_do_not_resolve_are_resolve_errors() {
     for bad in ["nonsense", "256.0.0.1:0", "no-such-host.invalid:1"] {
         let err = node.listen(bad).await.unwrap_err();
         assert!(matches!(err, Error::Resolve(_)), "{bad}: {err}");
+        assert!(err.to_string().contains(&format!("{bad:?}")), "the error names the address: {err}");
         let err = within(10, node.join(bad)).await.unwrap_err();
         assert!(matches!(err, Error::Resolve(_)), "{bad}: {err}");
+        assert!(err.to_string().contains(&format!("{bad:?}")), "the error names the address: {err}");
     }
 }
 

@@ -367,9 +367,9 @@ impl Node {
 
     /// Accepts links on a TCP address; returns the bound address (useful with port 0).
     /// Runs in the background until the node is closed.
-    pub async fn listen(&self, addr: impl ToSocketAddrs) -> Result<SocketAddr> {
+    pub async fn listen(&self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<SocketAddr> {
         self.shared.check_open()?;
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await.map_err(Error::Resolve)?.collect();
+        let addrs = resolve(addr).await?;
         let listener = TcpListener::bind(&addrs[..]).await.map_err(|e| {
             // io::Error's message names no address ("Address already in use").
             let tried: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
@@ -423,7 +423,7 @@ impl Node {
         A: ToSocketAddrs + Clone + Send + Sync + std::fmt::Debug + 'static,
     {
         self.shared.check_open()?;
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr.clone()).await.map_err(Error::Resolve)?.collect();
+        let addrs = resolve(addr.clone()).await?;
         let host = self.join_resolved(addrs).await?;
         self.shared.keep_resolving(format!("{addr:?}"), addr);
         Ok(host)
@@ -810,6 +810,16 @@ pub(crate) async fn connect<A: ToSocketAddrs>(node: &NodeShared, addr: A) -> Res
     }
     let peer = socket.peer_addr()?;
     Ok(start_tcp_link(node, socket, peer))
+}
+
+/// The socket addresses `addr` stands for; the error names it ("Name or service not
+/// known" alone does not say which of a config file's addresses failed).
+async fn resolve(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Vec<SocketAddr>> {
+    let shown = format!("{addr:?}");
+    match tokio::net::lookup_host(addr).await {
+        Ok(addrs) => Ok(addrs.collect()),
+        Err(e) => Err(Error::Resolve(std::io::Error::new(e.kind(), format!("{shown}: {e}")))),
+    }
 }
 
 /// `timeout` from now; a timeout too long to represent waits for about a century.
