@@ -7,7 +7,7 @@
 use crate::opts::BoxError;
 use astranet::Node;
 use serde::Serialize;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -121,7 +121,11 @@ pub struct ControlSocket {
 
 impl ControlSocket {
     pub fn serve(node: Node, path: &Path) -> Result<ControlSocket, BoxError> {
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            // Only a socket is ours to replace: anything else is somebody's file.
+            if !meta.file_type().is_socket() {
+                return Err(format!("{}: exists and is not a socket; not replacing it", path.display()).into());
+            }
             // A socket nobody answers on is a leftover of a node that died.
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(format!("{}: another node serves this control socket", path.display()).into());
