@@ -41,18 +41,37 @@ pub struct ExposeArgs {
     pub command: Vec<String>,
 }
 
+/// Health checks no closer than this: a check is a TCP connection and a request.
+const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 pub async fn run(args: ExposeArgs) -> Result<ExitCode, BoxError> {
+    let interval = seconds("check-interval", args.check_interval)?;
+    if interval < MIN_CHECK_INTERVAL {
+        return Err(format!("--check-interval must be at least {}", MIN_CHECK_INTERVAL.as_secs_f64()).into());
+    }
     let mut child = match args.command.split_first() {
         Some((cmd, rest)) => Some(Command::new(cmd).args(rest).spawn().map_err(|e| format!("{cmd}: {e}"))?),
         None => None,
     };
+    match serve(&args, interval, &mut child).await {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // The node did not start (or failed): the application goes with it.
+            stop_child(&mut child).await;
+            Err(e)
+        }
+    }
+}
+
+/// Runs the node and publishes the name until a signal, the application's exit or an
+/// error.
+async fn serve(args: &ExposeArgs, interval: Duration, child: &mut Option<Child>) -> Result<ExitCode, BoxError> {
     let running = Running::start(&args.node).await?;
-    let interval = seconds("check-interval", args.check_interval)?;
-    let publisher = Publisher { node: running.node.clone(), metrics: running.metrics.clone(), args: &args };
+    let publisher = Publisher { node: running.node.clone(), metrics: running.metrics.clone(), args };
     let outcome = tokio::select! {
         r = publisher.run(interval) => r.map(|()| None),
         s = stop_signal() => s.map(|s| { eprintln!("astranet: {s}: withdrawing {}", args.name); None }),
-        status = wait_child(&mut child) => Ok(Some(status)),
+        status = wait_child(child) => Ok(Some(status)),
     };
     // Leaving `select!` dropped the publisher's listener: the name is withdrawn, new
     // dials are refused. Connections in flight may finish.
@@ -60,7 +79,7 @@ pub async fn run(args: ExposeArgs) -> Result<ExitCode, BoxError> {
     running.node.close();
     let code = match outcome? {
         Some(status) => status,
-        None => stop_child(&mut child).await,
+        None => stop_child(child).await,
     };
     Ok(code)
 }
