@@ -34,8 +34,8 @@ enum Keys {
         /// The CA's common name.
         #[arg(long, default_value = "astranet mesh CA")]
         name: String,
-        /// Years the CA is valid.
-        #[arg(long, default_value_t = 10)]
+        /// Years the CA is valid (1 to 100).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=100))]
         years: i32,
     },
     /// Create a node's certificate and key, signed by the mesh CA: NAME.pem, NAME.key.
@@ -51,8 +51,8 @@ enum Keys {
         /// The node's host id (16 hex digits); random by default.
         #[arg(long)]
         host_id: Option<String>,
-        /// Years the certificate is valid.
-        #[arg(long, default_value_t = 2)]
+        /// Years the certificate is valid (1 to 100).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=100))]
         years: i32,
     },
 }
@@ -73,6 +73,15 @@ pub fn run(args: KeysArgs) -> Result<ExitCode, BoxError> {
             println!("wrote {} and {}", out.join("ca.pem").display(), out.join("ca.key").display());
         }
         Keys::Node { name, ca, out, host_id, years } => {
+            // The files are NAME.pem and NAME.key in --out, not elsewhere.
+            if name.is_empty()
+                || name.starts_with('.')
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(
+                    format!("{name:?}: a node's name is letters, digits, '.', '_' and '-' (not first '.')").into()
+                );
+            }
             let host = match host_id {
                 Some(h) => h.parse::<HostId>()?,
                 None => astranet::HostId::random(),
@@ -96,12 +105,12 @@ pub fn run(args: KeysArgs) -> Result<ExitCode, BoxError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// From the start of this year for `years` years.
+/// From an hour ago (clocks differ a little between machines) for `years` years of
+/// 365 days.
 fn validity(params: &mut CertificateParams, years: i32) {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let year = 1970 + (now.as_secs() / 31_556_952) as i32;
-    params.not_before = rcgen::date_time_ymd(year, 1, 1);
-    params.not_after = rcgen::date_time_ymd(year + years.max(1), 1, 1);
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(365 * i64::from(years));
 }
 
 fn read(path: &Path) -> Result<String, BoxError> {
