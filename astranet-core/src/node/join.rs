@@ -173,6 +173,7 @@ enum Persistence {
 /// Keeps a link to `addr` up: waits for it to drop, then re-dials with exponential
 /// back-off, until the node is closed (which aborts this task).
 async fn keep_joined(node: Weak<NodeShared>, addr: SocketAddr, mut link: Option<LinkHandle>, keep: Persistence) {
+    let mut lost = false;
     loop {
         if let Some(up) = link.take() {
             let reason = up.wait_closed().await;
@@ -184,7 +185,10 @@ async fn keep_joined(node: Weak<NodeShared>, addr: SocketAddr, mut link: Option<
                 }
                 return;
             }
-            tracing::info!(%addr, %reason, "joined link lost, re-dialing");
+            // A warning: the default level of the command line shows it (a router
+            // gone is what an operator wants to hear of), and then its return.
+            tracing::warn!(%addr, %reason, "joined link lost, re-dialing");
+            lost = true;
         }
         let mut delay = FIRST_DELAY;
         while link.is_none() {
@@ -193,7 +197,11 @@ async fn keep_joined(node: Weak<NodeShared>, addr: SocketAddr, mut link: Option<
             let Some(shared) = node.upgrade() else { return };
             match connect_up(&shared, addr).await {
                 Ok((up, host)) => {
-                    tracing::info!(%addr, peer = %host, "link established");
+                    if lost {
+                        tracing::warn!(%addr, peer = %host, "joined link up again");
+                    } else {
+                        tracing::info!(%addr, peer = %host, "link established");
+                    }
                     link = Some(up);
                 }
                 Err(Error::NodeClosed) => return,
