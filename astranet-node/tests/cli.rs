@@ -529,6 +529,76 @@ fn expose_runs_the_application_and_ends_with_it() {
 }
 
 #[test]
+fn expose_stops_its_application_when_the_node_cannot_start() {
+    // A "router" that accepts TCP and never answers: the join fails after 1 s, when
+    // the application has long started.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let pidfile = std::env::temp_dir().join(format!("astranet-test-{}-app.pid", std::process::id()));
+    let _ = std::fs::remove_file(&pidfile);
+    let app = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    let mut e = Proc::start(&[
+        "expose",
+        "app",
+        "--to",
+        "127.0.0.1:9",
+        "--join",
+        &addr,
+        "--handshake-timeout",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        &app,
+    ]);
+    let status = e.wait(Duration::from_secs(20));
+    assert!(!status.success(), "the node could not join");
+    let pid: i32 = std::fs::read_to_string(&pidfile).expect("the application started").trim().parse().unwrap();
+    let _ = std::fs::remove_file(&pidfile);
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    if alive {
+        // SAFETY: a plain signal; the test must not leave it behind.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(!alive, "the application outlived its node");
+}
+
+#[test]
+fn the_control_path_replaces_only_a_socket() {
+    let path = tmp_socket("precious"); // removed when the test ends, however it ends
+    std::fs::write(&*path, "precious").unwrap();
+    let mut n = Proc::start(&["node", "--listen", "127.0.0.1:0", "--control", &path]);
+    let status = n.wait(Duration::from_secs(20));
+    assert!(!status.success(), "a node whose control path is a file does not start");
+    assert_eq!(std::fs::read_to_string(&*path).unwrap(), "precious");
+}
+
+#[test]
+fn keys_last_the_years_asked_and_stay_in_their_folder() {
+    let dir = std::env::temp_dir().join(format!("astranet-keys-years-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let keys = dir.to_str().unwrap().to_string();
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    assert!(run(&["keys", "ca", "--out", &keys]).status.success());
+    assert!(run(&["keys", "node", "web", "--ca", &keys, "--out", &keys, "--years", "3"]).status.success());
+    let pem = std::fs::read_to_string(dir.join("web.pem")).unwrap();
+    let params = rcgen::CertificateParams::from_ca_cert_pem(&pem).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    assert!(params.not_before <= now && now - params.not_before < time::Duration::days(1), "{:?}", params.not_before);
+    let days = (params.not_after - now).whole_days();
+    assert!((3 * 365 - 2..=3 * 365).contains(&days), "valid for {days} more days, not 3 years");
+    for bad in [
+        vec!["keys", "node", "../escape", "--ca", &keys, "--out", &keys],
+        vec!["keys", "node", "web2", "--ca", &keys, "--out", &keys, "--years", "0"],
+    ] {
+        assert!(!run(&bad).status.success(), "{bad:?} should be refused");
+    }
+    assert!(!dir.join("../escape.pem").exists() && !dir.join("web2.pem").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn keys_make_a_tls_mesh_that_refuses_plaintext() {
     let dir = std::env::temp_dir().join(format!("astranet-keys-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
