@@ -20,6 +20,39 @@ pub struct Running {
     _control: Option<ControlSocket>,
 }
 
+/// Joins every `--join` address. One that cannot be joined now while another could
+/// (one router of two down) is retried in the background until the node closes; when
+/// none could, the command fails naming each.
+async fn join_all(node: &Node, addrs: &[String]) -> Result<(), BoxError> {
+    let mut failed = Vec::new();
+    for addr in addrs {
+        match node.join(addr.clone()).await {
+            Ok(peer) => println!("joined {addr} peer {peer}"),
+            Err(e) => failed.push((addr.clone(), e)),
+        }
+    }
+    if !addrs.is_empty() && failed.len() == addrs.len() {
+        let why: Vec<String> = failed.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+        return Err(format!("cannot join {}", why.join("; ")).into());
+    }
+    for (addr, e) in failed {
+        tracing::warn!(%addr, error = %e, "cannot join now; retrying in the background");
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_secs(1);
+            loop {
+                tokio::time::sleep(delay).await;
+                match node.join(addr.clone()).await {
+                    Ok(peer) => return tracing::warn!(%addr, %peer, "joined"),
+                    Err(astranet::Error::NodeClosed) => return,
+                    Err(_) => delay = (delay * 2).min(Duration::from_secs(60)),
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
 impl Running {
     /// Builds the node, listens and joins as told, and starts the control socket and
     /// the metrics endpoint. Prints what it did, a line each (scripts read them).
@@ -30,9 +63,7 @@ impl Running {
         for addr in &opts.listen {
             println!("listening {}", node.listen(addr.as_str()).await?);
         }
-        for addr in &opts.join {
-            println!("joined {addr} peer {}", node.join(addr.clone()).await?);
-        }
+        join_all(&node, &opts.join).await?;
         let control = match &opts.control {
             Some(path) => {
                 let socket = ControlSocket::serve(node.clone(), path)?;

@@ -565,6 +565,20 @@ fn expose_stops_its_application_when_the_node_cannot_start() {
 }
 
 #[test]
+fn one_router_down_of_two_is_retried_and_none_up_is_an_error_naming_it() {
+    let (_r, raddr) = router();
+    let down = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string(); // closed again
+    let mut n = Proc::start(&["node", "--join", &down, "--join", &raddr]);
+    assert!(n.line(&format!("joined {raddr} peer ")).len() == 16);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(n.child.try_wait().unwrap().is_none(), "the node runs on with one router");
+    let out = Command::new(BIN).args(["node", "--join", &down]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot join {down}: ")), "{err}");
+}
+
+#[test]
 fn the_control_path_replaces_only_a_socket() {
     let path = tmp_socket("precious"); // removed when the test ends, however it ends
     std::fs::write(&*path, "precious").unwrap();
