@@ -80,10 +80,20 @@ impl Running {
 
     /// Waits until every connection this command carries has ended, or the drain
     /// timeout passed. Listeners should be closed first, so that none begins.
+    /// A second SIGTERM or SIGINT ends the wait at once (as with most servers: the
+    /// first asks politely, the second means now).
     pub async fn drain(&self) {
         let deadline = tokio::time::Instant::now() + self.drain;
-        while self.metrics.active() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let drained = async {
+            while self.metrics.active() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            () = drained => {}
+            Ok(s) = stop_signal() => {
+                eprintln!("astranet: {s} again: closing {} connection(s) now", self.metrics.active());
+            }
         }
     }
 

@@ -371,6 +371,29 @@ fn sigterm_drains_in_flight_connections_and_refuses_new_ones() {
 }
 
 #[test]
+fn a_second_signal_ends_the_drain() {
+    let (_r, raddr) = router();
+    let backend = echo_server();
+    let mut e = Proc::start(&["expose", "echo", "--to", &backend, "--join", &raddr]);
+    e.line("exposing ");
+    let mut f = Proc::start(&["forward", "--listen", "127.0.0.1:0", "--to", "echo", "--join", &raddr]);
+    let local = f.line("forwarding ").split(' ').next().unwrap().to_string();
+    eventually("the name reaching the forwarder", || exchange(&local, b"ping".to_vec()).ok().filter(|b| b == b"ping"));
+    // An idle connection would hold the drain for its 30 s.
+    let mut idle = TcpStream::connect(&local).unwrap();
+    idle.write_all(b"x").unwrap();
+    let mut one = [0u8; 1];
+    idle.read_exact(&mut one).unwrap();
+    e.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(e.child.try_wait().unwrap().is_none(), "the first signal waits for the connection");
+    let started = Instant::now();
+    e.signal(libc::SIGTERM);
+    e.wait(Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(5), "the second signal ended the drain");
+}
+
+#[test]
 fn status_and_metrics_show_what_the_node_knows() {
     let control = tmp_socket("status");
     let mut r = Proc::start(&[
