@@ -45,6 +45,10 @@ pub struct ExposeArgs {
 const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 pub async fn run(args: ExposeArgs) -> Result<ExitCode, BoxError> {
+    // Caught here, not at the first dial of every client.
+    if !matches!(args.to.rsplit_once(':'), Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok()) {
+        return Err(format!("--to takes HOST:PORT (the local service), not {:?}", args.to).into());
+    }
     let interval = seconds("check-interval", args.check_interval)?;
     if interval < MIN_CHECK_INTERVAL {
         return Err(format!("--check-interval must be at least {}", MIN_CHECK_INTERVAL.as_secs_f64()).into());

@@ -576,6 +576,11 @@ fn expose_stops_its_application_when_the_node_cannot_start() {
     ]);
     let status = e.wait(Duration::from_secs(20));
     assert!(!status.success(), "the node could not join");
+    // Refused at once (without them the node would run, joined to nothing).
+    for bad in [["--to", "8080", "--check-interval", "1"], ["--to", "127.0.0.1:9", "--check-interval", "0"]] {
+        let mut e = Proc::start(&[&["expose", "app"][..], &bad[..]].concat());
+        assert!(!e.wait(Duration::from_secs(10)).success(), "{bad:?} is refused");
+    }
     let pid: i32 = std::fs::read_to_string(&pidfile).expect("the application started").trim().parse().unwrap();
     let _ = std::fs::remove_file(&pidfile);
     // SAFETY: signal 0 only asks whether the process exists.
