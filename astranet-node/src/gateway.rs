@@ -170,12 +170,19 @@ impl Gateway {
     }
 
     async fn dial(&self, name: &str) -> Result<astranet::Stream, astranet::Error> {
-        // A name nobody announces is answered at once, not after the dial timeout.
-        let full = format!("{name}{}", self.node.config().env);
-        let stream = if self.node.services().iter().any(|s| s.name == full) {
-            self.node.dial(astranet::Target::name(name)).await
-        } else {
-            Err(astranet::Error::NoSuchService { name: full, port: None, after: std::time::Duration::ZERO })
+        // A name nobody announces is answered at once, not after the dial timeout. Host
+        // names are case-insensitive: "WEB" finds "web" when no "WEB" is announced.
+        let env = &self.node.config().env;
+        let services = self.node.services();
+        let announced = |n: &str| services.iter().any(|s| s.name.strip_suffix(env.as_str()) == Some(n));
+        let lower = name.to_ascii_lowercase();
+        let stream = match [name, lower.as_str()].into_iter().find(|n| announced(n)) {
+            Some(n) => self.node.dial(astranet::Target::name(n)).await,
+            None => Err(astranet::Error::NoSuchService {
+                name: format!("{name}{env}"),
+                port: None,
+                after: std::time::Duration::ZERO,
+            }),
         };
         if let Err(e) = &stream {
             self.metrics.dial_failed(e);

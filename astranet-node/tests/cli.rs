@@ -303,6 +303,8 @@ fn the_gateway_routes_by_host_pools_connections_and_answers_502() {
         assert_eq!(get(&mut conn, "svc-a", "/x"), (200, "from a".to_string()));
         assert_eq!(get(&mut conn, "svc-b", "/y"), (200, "from b".to_string()));
     }
+    // Host names are case-insensitive.
+    assert_eq!(get(&mut conn, "SVC-A", "/x"), (200, "from a".to_string()));
     let (code, body) = get(&mut conn, "nobody", "/");
     assert_eq!(code, 502);
     assert!(body.contains("nobody"), "{body}");
