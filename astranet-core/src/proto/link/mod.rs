@@ -321,11 +321,11 @@ impl Link {
         if matches!(self.phase, Phase::Closed(_)) {
             return;
         }
+        // In hex, as host ids print everywhere else ("-": before the handshake).
+        let peer = self.peer().map_or_else(|| "-".to_string(), |h| h.to_string());
         match &reason {
-            CloseReason::Local | CloseReason::PeerClosed => {
-                tracing::debug!(peer = ?self.peer(), %reason, "link closed")
-            }
-            _ => tracing::warn!(peer = ?self.peer(), %reason, "link closed"),
+            CloseReason::Local | CloseReason::PeerClosed => tracing::debug!(%peer, %reason, "link closed"),
+            _ => tracing::warn!(%peer, %reason, "link closed"),
         }
         for (_, slot) in self.streams.iter_mut() {
             slot.take_wakers(wakers);
