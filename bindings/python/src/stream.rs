@@ -130,6 +130,14 @@ impl Stream {
         others.into_iter().for_each(Waker::wake);
     }
 
+    /// Fails (EBADF) once the stream is closed, as a closed socket's calls do.
+    fn open(&self) -> PyResult<()> {
+        match *self.lock() {
+            State::Closed => Err(closed_err()),
+            _ => Ok(()),
+        }
+    }
+
     /// Wakes every blocked call, to find the stream closed or shut down.
     fn wake_all(&self) {
         self.end_wait(READ, Own::default());
@@ -502,6 +510,7 @@ impl Stream {
     #[pyo3(signature = (value, /))]
     fn settimeout(&self, py: Python<'_>, value: Option<f64>) -> PyResult<()> {
         let value = check_timeout(value)?;
+        self.open()?;
         *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) = value;
         if let State::Fd(sock, _) = &*self.lock() {
             sock.bind(py).call_method1("settimeout", (value,))?;
@@ -549,13 +558,15 @@ impl Stream {
     }
 
     /// This end's virtual address ``(host_id, port)``.
-    fn getsockname(&self) -> (u64, u32) {
-        self.local
+    fn getsockname(&self) -> PyResult<(u64, u32)> {
+        self.open()?;
+        Ok(self.local)
     }
 
     /// The other end's virtual address ``(host_id, port)``.
-    fn getpeername(&self) -> (u64, u32) {
-        self.peer
+    fn getpeername(&self) -> PyResult<(u64, u32)> {
+        self.open()?;
+        Ok(self.peer)
     }
 
     /// The stream's file descriptor once ``use_socketpair()`` gave it one; -1 once

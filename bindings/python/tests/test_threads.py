@@ -539,6 +539,11 @@ def test_setblocking_shutdown_and_weakrefs_as_sockets(nodes: Nodes) -> None:
             s.recv(1)
         s.setblocking(1)  # type: ignore[arg-type]
         assert s.gettimeout() is None and s.getblocking()
+    # Closed: as a closed socket's, these fail with EBADF.
+    for call in (s.getpeername, s.getsockname, lambda: s.settimeout(1)):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.EBADF
 
 
 def test_close_waits_for_the_files_of_makefile(nodes: Nodes) -> None:
