@@ -144,15 +144,25 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn expose_and_forward_carry_tcp_both_ways() {
-    let (_r, raddr) = router();
+/// A router, an echo server exposed as "echo", and a forwarder to it (`forward_args`
+/// added): (router, expose, forward, the forwarder's address), once a connection
+/// through it echoes.
+fn forwarded_echo(forward_args: &[&str]) -> (Proc, Proc, Proc, String) {
+    let (r, raddr) = router();
     let backend = echo_server();
     let mut e = Proc::start(&["expose", "echo", "--to", &backend, "--join", &raddr]);
     e.line("exposing ");
-    let mut f = Proc::start(&["forward", "--listen", "127.0.0.1:0", "--to", "echo", "--join", &raddr]);
+    let mut f = Proc::start(
+        &[&["forward", "--listen", "127.0.0.1:0", "--to", "echo", "--join", &raddr], forward_args].concat(),
+    );
     let local = f.line("forwarding ").split(' ').next().unwrap().to_string();
     eventually("the name reaching the forwarder", || exchange(&local, b"ping".to_vec()).ok().filter(|b| b == b"ping"));
+    (r, e, f, local)
+}
+
+#[test]
+fn expose_and_forward_carry_tcp_both_ways() {
+    let (_r, _e, _f, local) = forwarded_echo(&[]);
 
     // 64 MiB each way through one connection, every byte checked.
     let data = pattern(64 << 20, 7);
@@ -342,14 +352,7 @@ fn http_check_withdraws_and_republishes() {
 
 #[test]
 fn sigterm_drains_in_flight_connections_and_refuses_new_ones() {
-    let (_r, raddr) = router();
-    let backend = echo_server();
-    let mut e = Proc::start(&["expose", "echo", "--to", &backend, "--join", &raddr]);
-    e.line("exposing ");
-    let mut f =
-        Proc::start(&["forward", "--listen", "127.0.0.1:0", "--to", "echo", "--join", &raddr, "--dial-timeout", "1"]);
-    let local = f.line("forwarding ").split(' ').next().unwrap().to_string();
-    eventually("the name reaching the forwarder", || exchange(&local, b"ping".to_vec()).ok().filter(|b| b == b"ping"));
+    let (_r, mut e, _f, local) = forwarded_echo(&["--dial-timeout", "1"]);
 
     // A transfer is in flight when expose gets SIGTERM; it completes.
     let mut c = TcpStream::connect(&local).unwrap();
@@ -374,13 +377,7 @@ fn sigterm_drains_in_flight_connections_and_refuses_new_ones() {
 
 #[test]
 fn a_second_signal_ends_the_drain() {
-    let (_r, raddr) = router();
-    let backend = echo_server();
-    let mut e = Proc::start(&["expose", "echo", "--to", &backend, "--join", &raddr]);
-    e.line("exposing ");
-    let mut f = Proc::start(&["forward", "--listen", "127.0.0.1:0", "--to", "echo", "--join", &raddr]);
-    let local = f.line("forwarding ").split(' ').next().unwrap().to_string();
-    eventually("the name reaching the forwarder", || exchange(&local, b"ping".to_vec()).ok().filter(|b| b == b"ping"));
+    let (_r, mut e, _f, local) = forwarded_echo(&[]);
     // An idle connection would hold the drain for its 30 s.
     let mut idle = TcpStream::connect(&local).unwrap();
     idle.write_all(b"x").unwrap();
