@@ -106,6 +106,7 @@ impl Stream {
     }
 
     /// A poll of direction `dir` is pending: lists its waker (and notes it in `own`).
+    /// Called with the state's lock still held from that poll.
     fn park(&self, dir: usize, own: &Own, cx: &Context<'_>) {
         let waker = cx.waker();
         let mut listed = self.waiters[dir].lock().unwrap_or_else(|p| p.into_inner());
@@ -209,8 +210,9 @@ impl Stream {
                     _ => Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF))),
                 };
                 if polled.is_pending() {
-                    self.park(READ, &own, cx);
+                    self.park(READ, &own, cx); // under the state's lock: see poll_write
                 }
+                drop(st);
                 polled
             }),
         );
@@ -236,13 +238,17 @@ impl Stream {
 
     /// Writes some of `buf` on the native stream; lists the waker when it must wait.
     fn poll_write(&self, cx: &mut Context<'_>, own: &Own, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let polled = match &mut *self.lock() {
+        let mut st = self.lock();
+        let polled = match &mut *st {
             State::Native(s) => Pin::new(s).poll_write(cx, buf),
             _ => Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF))),
         };
         if polled.is_pending() {
+            // Under the state's lock, as the poll: a wait that ends meanwhile (and
+            // wakes the listed) cannot fall between this poll and its listing.
             self.park(WRITE, own, cx);
         }
+        drop(st);
         polled
     }
 
