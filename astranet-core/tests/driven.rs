@@ -428,3 +428,57 @@ async fn a_local_close_flushes_what_a_driven_writer_had_queued() {
     eventually("the writer let go", || driver.writers() == 0).await;
     drop(event_loop);
 }
+
+/// Whether the driver's fd is readable now (as a level-triggered wait sees it).
+fn readable(driver: &LinkDriver) -> bool {
+    let mut pfd = libc::pollfd { fd: driver.fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
+}
+
+/// Runs `driver` until its fd reads as idle; fails if that takes more than a few runs.
+async fn run_until_idle(driver: &LinkDriver) {
+    for _ in 0..20 {
+        if !readable(driver) {
+            return;
+        }
+        driver.run();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the fd stays readable with nothing left to do");
+}
+
+/// Messages both ways on `c` and `s` (streams of `driver`'s node and of another), each
+/// carried by the test's own runs of the driver; after each, the fd must read as idle.
+async fn fd_readable_only_with_work(driver: &LinkDriver, c: &mut astranet::Stream, s: &mut astranet::Stream) {
+    let mut buf = [0u8; 4];
+    for i in 0..20u32 {
+        run_until_idle(driver).await;
+        s.write_all(&i.to_be_bytes()).await.unwrap();
+        eventually("bytes arrived", || readable(driver)).await;
+        run_until_idle(driver).await;
+        within(10, c.read_exact(&mut buf)).await.unwrap();
+        assert_eq!(u32::from_be_bytes(buf), i);
+        c.write_all(&buf).await.unwrap();
+        run_until_idle(driver).await;
+        within(10, s.read_exact(&mut buf)).await.unwrap();
+        assert_eq!(u32::from_be_bytes(buf), i);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fd_of_a_node_with_one_link_is_readable_only_with_work() {
+    // With one link, the driver reads it without asking its epoll which fd woke it.
+    let DrivenWriter { client: _client, driver, event_loop, _server, mut c, mut s } = driven_writer().await;
+    event_loop.pause().await;
+    fd_readable_only_with_work(&driver, &mut c, &mut s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fd_of_a_node_with_two_links_is_readable_only_with_work() {
+    let (router, reads, event_loop, _server, client) = driven_router(|addr| async move { addr }).await;
+    let listener = router.bind(":7").unwrap();
+    let (mut c, mut s) = connected(&client, &listener).await;
+    event_loop.pause().await;
+    fd_readable_only_with_work(&reads, &mut s, &mut c).await;
+}

@@ -85,6 +85,30 @@ pub struct LinkDriver {
 struct Entries {
     next: u64,
     by_token: HashMap<u64, Entry>,
+    /// How many entries have a socket (read links).
+    sockets: usize,
+}
+
+impl Entries {
+    fn insert(&mut self, token: u64, entry: Entry) {
+        self.sockets += usize::from(entry.socket.is_some());
+        self.by_token.insert(token, entry);
+    }
+
+    fn remove(&mut self, token: u64) -> Option<Entry> {
+        let entry = self.by_token.remove(&token)?;
+        self.sockets -= usize::from(entry.socket.is_some());
+        Some(entry)
+    }
+
+    /// With no link or one, its token (`Some(None)`: none); `None` with more.
+    fn lone_socket(&self) -> Option<Option<u64>> {
+        match self.sockets {
+            0 => Some(None),
+            1 => Some(self.by_token.iter().find(|(_, e)| e.socket.is_some()).map(|(t, _)| *t)),
+            _ => None,
+        }
+    }
 }
 
 struct Entry {
@@ -141,8 +165,7 @@ impl EntryWaker {
     /// Puts the reader on the list `run` polls, whatever `queued` says.
     fn queue(&self) {
         if let Some(driver) = self.driver.upgrade() {
-            driver.woken.lock().push(self.token);
-            driver.signal();
+            driver.push_woken(self.token);
         }
     }
 }
@@ -166,7 +189,7 @@ impl LinkDriver {
         let driver = Arc::new_cyclic(|me| LinkDriver {
             epoll,
             wake,
-            entries: Mutex::new(Entries { next: WOKEN + 1, by_token: HashMap::new() }),
+            entries: Mutex::new(Entries { next: WOKEN + 1, by_token: HashMap::new(), sockets: 0 }),
             woken: Mutex::new(Vec::new()),
             drive,
             me: me.clone(),
@@ -200,11 +223,18 @@ impl LinkDriver {
         cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(drop)
     }
 
-    fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: 8 bytes to our eventfd; at worst it saturates, which still reads as
-        // readable.
-        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    /// Puts `token` on the woken list. The eventfd is written when the list stops
+    /// being empty and read when it is taken, both under its lock: the eventfd is
+    /// readable exactly while the list has tokens, so that a level-triggered wait on
+    /// [`fd`](LinkDriver::fd) never returns for nothing.
+    fn push_woken(&self, token: u64) {
+        let mut woken = self.woken.lock();
+        woken.push(token);
+        if woken.len() == 1 {
+            let one: u64 = 1;
+            // SAFETY: 8 bytes to our eventfd, from 0 to 1.
+            unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
     }
 
     /// Reads every link that has bytes waiting, continues the reads that asked to be,
@@ -214,17 +244,53 @@ impl LinkDriver {
     /// become readable, events reach the node. Safe from any thread, also from several
     /// at once.
     pub fn run(&self) {
+        let lone = self.entries.lock().lone_socket();
+        match lone {
+            Some(socket) => self.run_lone(socket),
+            None => self.run_many(),
+        }
+    }
+
+    /// `run` with one link at most, a client's usual case. Asking the epoll whether
+    /// the link or the eventfd made the fd readable costs a syscall; reading the link
+    /// costs one only when it has nothing (and then no more than asking would have),
+    /// and the woken list says the rest without one. Over a round trip between two
+    /// such nodes, that is two syscalls of eight.
+    fn run_lone(&self, socket: Option<u64>) {
+        self.run_woken();
+        if let Some(token) = socket {
+            self.poll(token, true);
+        }
+    }
+
+    /// Polls the readers and writers that asked to be (see [`push_woken`](Self::push_woken)).
+    fn run_woken(&self) {
+        let tokens = {
+            let mut woken = self.woken.lock();
+            if woken.is_empty() {
+                return;
+            }
+            let mut drained: u64 = 0;
+            // SAFETY: 8 bytes from our non-blocking eventfd: resets it.
+            unsafe { libc::read(self.wake.as_raw_fd(), (&mut drained as *mut u64).cast(), 8) };
+            std::mem::take(&mut *woken)
+        };
+        for token in tokens {
+            self.poll(token, false);
+        }
+    }
+
+    /// `run` with several links: the epoll says which have bytes.
+    fn run_many(&self) {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         let mut readable = Vec::new();
-        let mut woken = false;
         loop {
             // SAFETY: valid epoll fd; `events` has room for its length.
             let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, 0) };
             let n = n.max(0) as usize;
             for e in &events[..n] {
                 match e.u64 {
-                    WOKEN => woken = true,
-                    WATCHED => {}
+                    WOKEN | WATCHED => {}
                     token => readable.push(token),
                 }
             }
@@ -232,16 +298,7 @@ impl LinkDriver {
                 break;
             }
         }
-        if woken {
-            let mut drained: u64 = 0;
-            // SAFETY: 8 bytes from our non-blocking eventfd (resets it); before taking
-            // the woken list, so that a wake after this makes the fd readable again.
-            unsafe { libc::read(self.wake.as_raw_fd(), (&mut drained as *mut u64).cast(), 8) };
-            let tokens = std::mem::take(&mut *self.woken.lock());
-            for token in tokens {
-                self.poll(token, false);
-            }
-        }
+        self.run_woken();
         for token in readable {
             self.poll(token, true);
         }
@@ -273,7 +330,7 @@ impl LinkDriver {
         let Some(entry) = entries.by_token.get_mut(&token) else { return };
         if done || entry.gone {
             let release = entry.release && !done;
-            let entry = entries.by_token.remove(&token);
+            let entry = entries.remove(token);
             drop(entries);
             self.remove(entry);
             if release {
@@ -316,7 +373,7 @@ impl LinkDriver {
         let token = self.insert(reader, Some(Socket { fd, edges }));
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
         if let Err(e) = self.add(fd, token, events) {
-            let entry = self.entries.lock().by_token.remove(&token);
+            let entry = self.entries.lock().remove(token);
             drop(entry);
             return Err(e);
         }
@@ -345,7 +402,7 @@ impl LinkDriver {
         let runtime = tokio::runtime::Handle::current();
         let polling = Polling { task, waker: Waker::from(waker.clone()), runtime };
         let entry = Entry { socket, polling: Some(polling), waker, rewake: false, gone: false, release: false };
-        entries.by_token.insert(token, entry);
+        entries.insert(token, entry);
         token
     }
 
@@ -377,7 +434,7 @@ impl LinkDriver {
             entry.release = release;
             return;
         }
-        let mut entry = entries.by_token.remove(&token);
+        let mut entry = entries.remove(token);
         drop(entries);
         let polling = entry.as_mut().and_then(|e| e.polling.take()).filter(|_| release);
         self.remove(entry);
