@@ -7,6 +7,7 @@
 //! the node stops with it.
 
 use crate::metrics::Metrics;
+use crate::notice::notice;
 use crate::opts::{seconds, BoxError, LinkListen, NodeOpts};
 use crate::running::{stop_signal, Running};
 use astranet::{Listener, Node};
@@ -74,7 +75,7 @@ async fn serve(args: &ExposeArgs, interval: Duration, child: &mut Option<Child>)
     let publisher = Publisher { node: running.node.clone(), metrics: running.metrics.clone(), args };
     let outcome = tokio::select! {
         r = publisher.run(interval) => r.map(|()| None),
-        s = stop_signal() => s.map(|s| { eprintln!("astranet: {s}: withdrawing {}", args.name); None }),
+        s = stop_signal() => s.map(|s| { notice(format!("{s}: withdrawing {}", args.name)); None }),
         status = wait_child(child) => Ok(Some(status)),
     };
     // Leaving `select!` dropped the publisher's listener: the name is withdrawn, new
@@ -113,7 +114,7 @@ impl Publisher<'_> {
                     listener_slot = Some(listener);
                 }
                 (false, true) => {
-                    eprintln!("astranet: {} failed its health check: withdrawn", self.args.name);
+                    notice(format!("{} failed its health check: withdrawn", self.args.name));
                     if let Some(task) = serving.take() {
                         task.abort();
                     }
@@ -183,8 +184,8 @@ async fn wait_child(child: &mut Option<Child>) -> ExitCode {
         Some(c) => {
             let status = c.wait().await;
             match &status {
-                Ok(s) => eprintln!("astranet: the exposed application exited ({s})"),
-                Err(e) => eprintln!("astranet: waiting for the exposed application failed: {e}"),
+                Ok(s) => notice(format!("the exposed application exited ({s})")),
+                Err(e) => notice(format!("waiting for the exposed application failed: {e}")),
             }
             exit_code(status.ok())
         }

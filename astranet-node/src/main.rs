@@ -19,6 +19,7 @@ mod gateway;
 mod keys;
 mod load;
 mod metrics;
+mod notice;
 mod opts;
 mod probe;
 mod running;
@@ -26,7 +27,7 @@ mod running;
 use clap::{Parser, Subcommand, ValueEnum};
 use opts::{BoxError, LinkListen, NodeOpts};
 use running::{stop_signal, Running};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,9 +84,10 @@ struct NodeArgs {
 
 #[derive(clap::Args, Debug)]
 struct StatusArgs {
-    /// The node's control socket (its --control).
+    /// The node's control socket (its --control; by default the `control` key of
+    /// the --config file).
     #[arg(long, env = "ASTRANET_CONTROL")]
-    control: PathBuf,
+    control: Option<PathBuf>,
     /// Print the snapshot as JSON.
     #[arg(long)]
     json: bool,
@@ -97,24 +99,29 @@ struct StatusArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    // Notices are for the operator whatever the filter says.
+    let filter = filter.add_directive(format!("{}=info", notice::TARGET).parse().expect("a valid directive"));
     // Colours only for a terminal: a file or journald would get escape codes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match cli.log_format {
         LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+        LogFormat::Json => {
+            logs.json().init();
+            notice::as_json();
+        }
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("astranet: cannot start: {e}");
+            notice::failure(format!("cannot start: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("astranet: {e}");
+            notice::failure(e);
             ExitCode::FAILURE
         }
     }
@@ -143,7 +150,7 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             a.node = a.node.resolve(Some(a.listen.clone()), file)?;
             probe::run(a).await
         }
-        Command::Status(a) => status(a).await,
+        Command::Status(a) => status(a, file).await,
         Command::Keys(a) => keys::run(a),
     }
 }
@@ -172,7 +179,7 @@ async fn node(args: NodeArgs) -> Result<ExitCode, BoxError> {
         listeners.push(listener);
     }
     let why = stop_signal().await?;
-    eprintln!("astranet: {why}: withdrawing services, draining");
+    notice::notice(format!("{why}: withdrawing services, draining"));
     for l in &listeners {
         l.close();
     }
@@ -181,9 +188,16 @@ async fn node(args: NodeArgs) -> Result<ExitCode, BoxError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(args: StatusArgs) -> Result<ExitCode, BoxError> {
+async fn status(args: StatusArgs, file: Option<&Path>) -> Result<ExitCode, BoxError> {
+    let control = match (args.control, file) {
+        (Some(path), _) => path,
+        (None, Some(file)) => NodeOpts::from_file(file)?
+            .control
+            .ok_or_else(|| format!("{} has no control key: give --control", file.display()))?,
+        (None, None) => return Err("give --control (the node's control socket) or the node's --config".into()),
+    };
     loop {
-        let snapshot = control::fetch(&args.control).await?;
+        let snapshot = control::fetch(&control).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&snapshot)?);
         } else {

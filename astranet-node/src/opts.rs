@@ -121,8 +121,7 @@ impl NodeOpts {
     /// Fills what neither a flag nor the environment set from the configuration file.
     fn with_file(mut self, file: Option<&Path>) -> Result<NodeOpts, BoxError> {
         let Some(path) = file else { return Ok(self) };
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let f: NodeOpts = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let f = NodeOpts::from_file(path)?;
         if self.listen.is_empty() {
             self.listen = f.listen;
         }
@@ -158,6 +157,21 @@ impl NodeOpts {
             access
         );
         Ok(self)
+    }
+
+    /// The options a configuration file sets. Its relative paths are taken from the
+    /// file's folder, as its author meant them whatever folder the command runs in
+    /// (those of flags and variables, from the working directory).
+    pub fn from_file(path: &Path) -> Result<NodeOpts, BoxError> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut f: NodeOpts = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let folder = path.parent().unwrap_or(Path::new(""));
+        for p in [&mut f.control, &mut f.tls_ca, &mut f.tls_cert, &mut f.tls_key].into_iter().flatten() {
+            if p.is_relative() {
+                *p = folder.join(&*p);
+            }
+        }
+        Ok(f)
     }
 
     /// The node these options describe (not linked yet).

@@ -3,6 +3,7 @@
 
 use crate::control::ControlSocket;
 use crate::metrics::{self, Metrics};
+use crate::notice::notice;
 use crate::opts::{BoxError, NodeOpts};
 use astranet::Node;
 use std::future::Future;
@@ -92,7 +93,7 @@ impl Running {
         tokio::select! {
             () = drained => {}
             Ok(s) = stop_signal() => {
-                eprintln!("astranet: {s} again: closing {} connection(s) now", self.metrics.active());
+                notice(format!("{s} again: closing {} connection(s) now", self.metrics.active()));
             }
         }
     }
@@ -120,7 +121,7 @@ impl Running {
         };
         tokio::select! {
             r = accept => r?,
-            s = stop_signal() => { eprintln!("astranet: {}: no new connections", s?); }
+            s = stop_signal() => notice(format!("{}: no new connections", s?)),
         }
         drop(listener);
         self.drain().await;

@@ -461,6 +461,19 @@ fn options_come_from_flags_then_environment_then_file() {
     let v = status_json(&control);
     assert_eq!(v["role"], "router");
     assert_eq!(v["env"], "from-env");
+    drop(n);
+    // A relative path in the file is the file's folder's, wherever the command runs;
+    // `status` finds the control socket from the same file.
+    std::fs::write(&file, "role = \"router\"\nlisten = [\"127.0.0.1:0\"]\ncontrol = \"node.sock\"\n").unwrap();
+    let mut n = Proc::start(&["node", "--config", config]);
+    n.line("control ");
+    assert!(dir.join("node.sock").exists(), "the control socket is beside the file");
+    let out = Command::new(BIN).args(["status", "--config", config, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["role"], "router");
+    drop(n);
+    let _ = std::fs::remove_file(dir.join("node.sock"));
     // Unknown keys are an error, not silently ignored.
     std::fs::write(&file, "rol = \"router\"\n").unwrap();
     let out = Command::new(BIN).args(["node", "--config", config]).output().unwrap();
@@ -696,12 +709,11 @@ fn access_rules_from_the_config_file() {
         run(&["keys", "node", name, "--ca", &keys, "--out", &keys]);
     }
     let config = dir.join("router.toml");
+    // Paths relative to the file's folder, which holds the keys.
     std::fs::write(
         &config,
-        format!(
-            "listen = [\"127.0.0.1:0\"]\nrole = \"router\"\ntls-ca = \"{keys}/ca.pem\"\ntls-cert = \"{keys}/router.pem\"\n\
-             tls-key = \"{keys}/router.key\"\n\n[[access]]\npeers = \"web-*\"\nannounce = [\"web*\"]\n"
-        ),
+        "listen = [\"127.0.0.1:0\"]\nrole = \"router\"\ntls-ca = \"ca.pem\"\ntls-cert = \"router.pem\"\n\
+         tls-key = \"router.key\"\n\n[[access]]\npeers = \"web-*\"\nannounce = [\"web*\"]\n",
     )
     .unwrap();
     let control = tmp_socket("access");
@@ -727,4 +739,21 @@ fn access_rules_from_the_config_file() {
     let out = Command::new(BIN).args(&args).output().unwrap();
     assert!(!out.status.success(), "a node no rule names joined");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn json_logs_end_with_a_json_error() {
+    let missing = tmp_socket("never-served");
+    let out = Command::new(BIN).args(["--log-format", "json", "status", "--control", &missing]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> =
+        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let last = lines.last().expect("an error line");
+    assert_eq!(last["level"], "ERROR", "{err}");
+    assert!(last["fields"]["message"].as_str().unwrap().contains(&*missing), "{err}");
+    // Without --control or a file that names it, status says what it needs.
+    let out = Command::new(BIN).args(["status"]).env_remove("ASTRANET_CONTROL").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--control"));
 }
