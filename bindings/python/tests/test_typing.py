@@ -1,4 +1,4 @@
-"""The hand-written stubs pass mypy --strict on the examples."""
+"""The package and its hand-written stubs pass mypy --strict, and so do the examples."""
 
 from __future__ import annotations
 
@@ -21,6 +21,18 @@ def test_examples_pass_mypy_strict() -> None:
         text=True,
         timeout=600,
         cwd=HERE / "examples",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.timeout(600)
+def test_the_package_passes_mypy_strict() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(HERE / "python" / "astranet")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=HERE,
     )
     assert res.returncode == 0, res.stdout + res.stderr
 

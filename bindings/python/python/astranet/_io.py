@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 
 class StreamIO(io.RawIOBase):
@@ -22,9 +25,9 @@ class StreamIO(io.RawIOBase):
         # As socket.makefile's files: the stream's close() waits for ours.
         stream._io_ref()
 
-    def readinto(self, b: Any) -> Optional[int]:  # type: ignore[override]
+    def readinto(self, b: WriteableBuffer) -> Optional[int]:
         """Reads into ``b``; ``None`` when non-blocking and nothing is ready."""
-        self._checkClosed()  # type: ignore[attr-defined]
+        self._checkClosed()
         self._checkReadable()  # type: ignore[attr-defined]
         try:
             n: int = self._stream.recv_into(b)
@@ -32,9 +35,9 @@ class StreamIO(io.RawIOBase):
         except BlockingIOError:
             return None
 
-    def write(self, b: Any) -> Optional[int]:  # type: ignore[override]
+    def write(self, b: ReadableBuffer) -> Optional[int]:
         """Writes some of ``b``; ``None`` when non-blocking and the window is full."""
-        self._checkClosed()  # type: ignore[attr-defined]
+        self._checkClosed()
         self._checkWritable()  # type: ignore[attr-defined]
         try:
             n: int = self._stream.send(b)
@@ -62,7 +65,7 @@ class StreamIO(io.RawIOBase):
 
     def fileno(self) -> int:
         """The stream's descriptor, see ``Stream.fileno``."""
-        self._checkClosed()  # type: ignore[attr-defined]
+        self._checkClosed()
         n: int = self._stream.fileno()
         return n
 
@@ -130,6 +133,8 @@ def makefile(
         buffer = io.BufferedWriter(raw, buffering)
     if binary:
         return buffer
-    text = io.TextIOWrapper(buffer, encoding, errors, newline)
+    # Typeshed's TextIOWrapper wants a buffer with `name`, which its BufferedRWPair
+    # lacks; CPython wraps one all the same (socket.makefile does).
+    text = io.TextIOWrapper(buffer, encoding, errors, newline)  # type: ignore[type-var]
     text.mode = mode  # type: ignore[misc]
     return text
