@@ -12,6 +12,7 @@ mod node;
 mod ready;
 mod runtime;
 mod stream;
+mod unclosed;
 
 use pyo3::prelude::*;
 

@@ -572,6 +572,9 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if !self.closed() && !forked() {
+            crate::unclosed::warn(&self.__repr__());
+        }
         let n = self.node.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if forked() {
             std::mem::forget(n);
@@ -733,6 +736,9 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        if !self.closed() && !forked() {
+            crate::unclosed::warn(&self.__repr__());
+        }
         let l = self.inner.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if forked() {
             std::mem::forget(l);

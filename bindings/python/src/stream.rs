@@ -678,6 +678,10 @@ impl Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
+        let open = !matches!(*self.state.get_mut().unwrap_or_else(|p| p.into_inner()), State::Closed);
+        if open && !forked() {
+            crate::unclosed::warn(&self.__repr__());
+        }
         let st = std::mem::replace(self.state.get_mut().unwrap_or_else(|p| p.into_inner()), State::Closed);
         if forked() {
             // The parent's runtime does not exist here: touch nothing.

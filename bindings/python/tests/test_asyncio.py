@@ -45,7 +45,8 @@ def test_native_echo(nodes: Nodes, run: Run) -> None:
             await listener.accept_async()
         with pytest.raises(ConnectionRefusedError):
             await client.dial_async((server.host_id, 8))
-        assert await astranet.Node().join_async(("127.0.0.1", server.listen("127.0.0.1:0")[1])) == server.host_id
+        with astranet.Node() as joiner:
+            assert await joiner.join_async(("127.0.0.1", server.listen("127.0.0.1:0")[1])) == server.host_id
 
     run(main())
 

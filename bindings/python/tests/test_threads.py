@@ -185,8 +185,8 @@ def test_refused_dial(nodes: Nodes) -> None:
         client.dial("")  # not an address, and no valid service name either
     with pytest.raises(TypeError):
         client.dial(3.5)  # type: ignore[arg-type]
-    with pytest.raises(ConnectionRefusedError):
-        astranet.Node().join(("127.0.0.1", 1))
+    with astranet.Node() as joiner, pytest.raises(ConnectionRefusedError):
+        joiner.join(("127.0.0.1", 1))
 
 
 def test_errors_map_to_python_exceptions(nodes: Nodes) -> None:
@@ -594,6 +594,8 @@ def test_exit_while_asyncio_results_arrive_is_clean(tmp_path: "os.PathLike[str]"
         assert "Fatal Python error" not in res.stderr, res.stderr[-2000:]
 
 
+# The nodes are left to their streams on purpose, and collected open.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_a_stream_keeps_its_node_alive() -> None:
     import gc
 
@@ -601,7 +603,8 @@ def test_a_stream_keeps_its_node_alive() -> None:
         # Nothing but the two streams survives this function.
         server, client = astranet.Node(), astranet.Node()
         client.join(server.listen(("127.0.0.1", 0)), timeout=10)
-        _, s, peer = _connected((server, client))
+        listener, s, peer = _connected((server, client))
+        listener.close()
         return s, peer
 
     s, peer = connect()
@@ -613,3 +616,48 @@ def test_a_stream_keeps_its_node_alive() -> None:
         assert s.recv(1) == b"x"
         s.sendall(b"y")
         assert peer.recv(1) == b"y"
+
+
+def test_objects_collected_open_warn_as_sockets_do() -> None:
+    import gc
+    import warnings
+
+    def unclosed(make: Callable[[], object]) -> List[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            obj = make()
+            del obj
+            gc.collect()
+        return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+    server, client = astranet.Node(), astranet.Node()
+    with server, client:
+        client.join(server.listen(("127.0.0.1", 0)), timeout=10)
+
+        def open_pair() -> object:
+            listener, s, peer = _connected((server, client))
+            return (listener, s, peer)
+
+        got = unclosed(open_pair)
+        assert sorted(m.split(" ")[1] for m in got) == [
+            "<astranet.Listener",
+            "<astranet.Stream",
+            "<astranet.Stream",
+        ], got
+
+        def closed_pair() -> object:
+            listener, s, peer = _connected((server, client))
+            for o in (listener, s, peer):
+                o.close()
+            return (listener, s, peer)
+
+        assert unclosed(closed_pair) == []
+    got = unclosed(astranet.Node)
+    assert len(got) == 1 and got[0].startswith("unclosed <astranet.Node host_id="), got
+
+    def closed_node() -> object:
+        node = astranet.Node()
+        node.close()
+        return node
+
+    assert unclosed(closed_node) == []
