@@ -345,12 +345,18 @@ impl Node {
     /// Opens a TCP link to a node listening at ``addr`` and keeps it up (re-dialing
     /// with back-off when it drops) until the node is closed. Returns the peer's host
     /// id once the handshake is done; raises if the first attempt fails (e.g.
-    /// ``ConnectionRefusedError``) or ``timeout`` seconds pass (``TimeoutError``).
+    /// ``ConnectionRefusedError``) or ``timeout`` seconds pass (``TimeoutError``; a
+    /// ``timeout`` must be positive, as ``dial``'s).
     #[pyo3(signature = (addr, timeout = None))]
     fn join(&self, py: Python<'_>, addr: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<u64> {
         check_fork()?;
         let (node, addr) = (self.get()?, tcp_addr(addr)?);
-        let how = wait_of(check_timeout(timeout)?.map(|t| t.max(1e-9)));
+        // As dial's: a join cannot be done without waiting, so 0 is refused, not a
+        // wait that always times out.
+        let how = match timeout {
+            Some(t) => Wait::timeout(Some(seconds("timeout", t)?)),
+            None => Wait::Forever,
+        };
         let id = wait_spawned(py, how, async move { node.join(addr).await })?.map_err(err)?;
         Ok(id.0)
     }

@@ -187,6 +187,12 @@ def test_refused_dial(nodes: Nodes) -> None:
         client.dial(3.5)  # type: ignore[arg-type]
     with astranet.Node() as joiner, pytest.raises(ConnectionRefusedError):
         joiner.join(("127.0.0.1", 1))
+    # Neither can be done without waiting: a timeout of 0 is refused by both alike.
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError):
+            client.dial((server.host_id, 4242), timeout=bad)
+        with pytest.raises(ValueError):
+            client.join(("127.0.0.1", 1), timeout=bad)
 
 
 def test_errors_map_to_python_exceptions(nodes: Nodes) -> None:
