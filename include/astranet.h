@@ -753,6 +753,28 @@ astranet_result astranet_join(struct astranet_node *node,
                               struct astranet_error **err);
 
 /**
+ * Runs a link over `fd`, a connected stream socket of any family (the end of a
+ * `socketpair`, a Unix or TCP connection, a pipe a program relays for), as
+ * `astranet_join` does over the TCP connection it opens. Blocks until the handshake
+ * is done or `timeout_ms` ran out (negative: no limit); on success writes the peer's
+ * host id to `*peer_host_id` if that is not NULL. The link then runs until the other
+ * end goes away or the node is freed, and is not re-established: the library closes
+ * `fd` when it ends, which the other side of a socketpair reads as end of file.
+ *
+ * The library owns `fd` from the call on, whatever it returns: an error closes it.
+ *
+ * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (`fd` is not a stream socket),
+ * `ASTRANET_ERR_TIMED_OUT`, `ASTRANET_ERR_LINK_CLOSED` (the other end closed or
+ * failed the handshake), `ASTRANET_ERR_PROTOCOL`, `ASTRANET_ERR_IO`,
+ * `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
+ */
+astranet_result astranet_attach(struct astranet_node *node,
+                                int32_t fd,
+                                int32_t timeout_ms,
+                                uint64_t *peer_host_id,
+                                struct astranet_error **err);
+
+/**
  * Binds a listener: ":7" for virtual port 7, "" or ":0" for a free automatic port (see
  * `astranet_listener_addr`), "name" or "name:7" to also announce the service `name`
  * (the node's environment appended) to the mesh, so that `astranet_dial` by name

@@ -913,3 +913,18 @@ async fn relaying_keeps_a_links_read_buffers_few() {
     let to_b = router.links().into_iter().find(|l| l.peer == b.host_id()).unwrap();
     assert!(to_b.read_buffers <= 6 * 256 * 1024, "{} bytes of read buffers after 100 MiB relayed", to_b.read_buffers);
 }
+
+/// An attach given up (its future dropped: a timeout) closes its link and the pipe: the
+/// other end reads end of file, as a socket's peer would.
+#[tokio::test]
+async fn an_attach_given_up_closes_its_pipe() {
+    let node = Node::new();
+    let (ours, mut silent) = tokio::io::duplex(64 * 1024);
+    let given_up = tokio::time::timeout(Duration::from_millis(200), node.attach(ours)).await;
+    assert!(given_up.is_err(), "nobody answered, yet: {given_up:?}");
+    // The HANDSHAKE the link sent, then the end.
+    let mut got = Vec::new();
+    within(5, silent.read_to_end(&mut got)).await.unwrap();
+    assert!(!got.is_empty(), "the link's HANDSHAKE was sent");
+    assert!(node.peers().is_empty());
+}

@@ -8,6 +8,7 @@
 //!   a non-blocking mode and a periodic interrupt hook (Python's signal handlers).
 //! - [`pump`]: a stream turned into one end of a socketpair, with one set of rules for
 //!   end of stream, half-close and abort.
+//! - [`socket`]: a stream socket handed over as a descriptor, as a link's byte pipe.
 //! - [`config`]: a flat configuration (every field optional) mapped onto the core's
 //!   validating builder.
 //! - [`code`]: the error codes every front reports, one table, fixed `u32` values.
@@ -25,6 +26,7 @@ pub mod code;
 pub mod config;
 pub mod pump;
 pub mod runtime;
+pub mod socket;
 pub mod wait;
 
 pub use code::{astranet_result, Failure};

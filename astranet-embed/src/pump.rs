@@ -29,6 +29,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
+use crate::socket::{recv, send};
+
 const FIRST_BUF: usize = 8 << 10;
 const MAX_BUF: usize = 256 << 10;
 
@@ -121,26 +123,6 @@ fn grow(buf: &mut Vec<u8>, filled: usize) {
     }
 }
 
-fn send(fd: &AsyncFd<UnixStream>, data: &[u8]) -> io::Result<usize> {
-    // SAFETY: sends from a live buffer on our own socket.
-    let r = unsafe { libc::send(fd.get_ref().as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
-}
-
-fn recv(fd: &AsyncFd<UnixStream>, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: receives into a live buffer from our own socket.
-    let r = unsafe { libc::recv(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
-}
-
 async fn run(stream: astranet::Stream, fd: AsyncFd<UnixStream>, abort: Arc<Notify>) {
     let (mut sr, mut sw) = tokio::io::split(Pumped(stream));
     let to_socket = async {
@@ -155,7 +137,7 @@ async fn run(stream: astranet::Stream, fd: AsyncFd<UnixStream>, abort: Arc<Notif
             let mut off = 0;
             while off < n {
                 let mut ready = fd.writable().await.map_err(|_| Side::Socket)?;
-                match ready.try_io(|fd| send(fd, &buf[off..n])) {
+                match ready.try_io(|fd| send(fd.get_ref(), &buf[off..n])) {
                     Ok(sent) => off += sent.map_err(|_| Side::Socket)?,
                     Err(_would_block) => continue,
                 }
@@ -167,7 +149,7 @@ async fn run(stream: astranet::Stream, fd: AsyncFd<UnixStream>, abort: Arc<Notif
         let mut buf = vec![0u8; FIRST_BUF];
         loop {
             let mut ready = fd.readable().await.map_err(|_| Side::Socket)?;
-            let n = match ready.try_io(|fd| recv(fd, &mut buf)) {
+            let n = match ready.try_io(|fd| recv(fd.get_ref(), &mut buf)) {
                 Ok(n) => n.map_err(|_| Side::Socket)?,
                 Err(_would_block) => continue,
             };

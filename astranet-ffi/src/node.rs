@@ -11,6 +11,7 @@ use astranet_embed::config::{FlatConfig, TlsPem};
 use astranet_embed::runtime::Runtime;
 use astranet_embed::wait::Wait;
 use std::ffi::{c_char, c_void};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -493,6 +494,58 @@ pub extern "C" fn astranet_join(
                 Some(t) => match tokio::time::timeout(t, core.join(addr)).await {
                     Ok(r) => r,
                     Err(_) => Err(astranet::Error::TimedOut { what, after: t }),
+                },
+            }
+        })??;
+        if !peer_host_id.is_null() {
+            out(peer_host_id, "peer_host_id")?.set(host.0);
+        }
+        Ok(astranet_result::ASTRANET_OK)
+    })
+}
+
+/// Runs a link over `fd`, a connected stream socket of any family (the end of a
+/// `socketpair`, a Unix or TCP connection, a pipe a program relays for), as
+/// `astranet_join` does over the TCP connection it opens. Blocks until the handshake
+/// is done or `timeout_ms` ran out (negative: no limit); on success writes the peer's
+/// host id to `*peer_host_id` if that is not NULL. The link then runs until the other
+/// end goes away or the node is freed, and is not re-established: the library closes
+/// `fd` when it ends, which the other side of a socketpair reads as end of file.
+///
+/// The library owns `fd` from the call on, whatever it returns: an error closes it.
+///
+/// Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (`fd` is not a stream socket),
+/// `ASTRANET_ERR_TIMED_OUT`, `ASTRANET_ERR_LINK_CLOSED` (the other end closed or
+/// failed the handshake), `ASTRANET_ERR_PROTOCOL`, `ASTRANET_ERR_IO`,
+/// `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
+#[no_mangle]
+pub extern "C" fn astranet_attach(
+    node: *mut astranet_node,
+    fd: i32,
+    timeout_ms: i32,
+    peer_host_id: *mut u64,
+    err: *mut *mut astranet_error,
+) -> astranet_result {
+    ffi!(err, {
+        if fd < 0 {
+            return Err(Failure::invalid("fd is negative"));
+        }
+        // SAFETY: the caller hands `fd` over; owned from here, so every return closes it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let n = node_of(node)?;
+        if !astranet_embed::socket::is_stream_socket(&fd) {
+            return Err(Failure::invalid("fd is not a stream socket"));
+        }
+        let core = n.node.clone();
+        let limit = astranet_embed::wait::millis(timeout_ms);
+        let host = n.run(async move {
+            // Registered with the reactor of the runtime that serves the link.
+            let io = astranet_embed::socket::Socket::new(fd)?;
+            match limit {
+                None => core.attach(io).await,
+                Some(t) => match tokio::time::timeout(t, core.attach(io)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(astranet::Error::TimedOut { what: "attach".into(), after: t }),
                 },
             }
         })??;

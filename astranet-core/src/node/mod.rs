@@ -450,6 +450,8 @@ impl Node {
 
     /// Runs a link over any ordered, reliable byte pipe (an in-memory duplex, a Unix
     /// socket, a TLS stream…). Returns the peer's host id once the handshake is done.
+    /// Dropping the future before then (a caller's timeout) closes the link and with
+    /// it the pipe.
     pub async fn attach<T>(&self, io: T) -> Result<HostId>
     where
         T: AsyncRead + AsyncWrite + Send + 'static,
@@ -457,7 +459,10 @@ impl Node {
         self.shared.check_open()?;
         let (r, w) = tokio::io::split(io);
         let link = self.shared.start_link(Reading::Runtime(r), Sink::Io(Box::new(w)), None, None);
-        link.wait_up().await
+        let mut waiting = GivenUpUnlessUp(Some(&link));
+        let up = link.wait_up().await;
+        waiting.0 = None;
+        up
     }
 
     /// Binds a listener, like the Go package's `Bind`:
@@ -826,4 +831,15 @@ async fn resolve(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Vec<Socke
 fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// Closes a link whose handshake its caller stopped waiting for (see [`Node::attach`]).
+struct GivenUpUnlessUp<'a>(Option<&'a LinkHandle>);
+
+impl Drop for GivenUpUnlessUp<'_> {
+    fn drop(&mut self) {
+        if let Some(link) = self.0.filter(|l| l.peer().is_none()) {
+            link.close(CloseReason::Local);
+        }
+    }
 }
