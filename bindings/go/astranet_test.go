@@ -1010,3 +1010,99 @@ func TestWindowOptions(t *testing.T) {
 		t.Errorf("WithMinStreamWindow(4 MiB): granted %d bytes, want 4 MiB at least", got)
 	}
 }
+
+// pipeLoop is one end of the original README's loopback: a pair of io.Pipes.
+type pipeLoop struct {
+	*io.PipeReader
+	*io.PipeWriter
+}
+
+func (p pipeLoop) Close() error {
+	p.PipeReader.Close()
+	return p.PipeWriter.Close()
+}
+
+func TestAttachOverPipes(t *testing.T) {
+	a, b := New(), New()
+	defer a.Close()
+	defer b.Close()
+	ar, bw := io.Pipe()
+	br, aw := io.Pipe()
+	attached := make(chan error, 2)
+	go func() { attached <- a.Attach(pipeLoop{ar, aw}) }()
+	go func() { attached <- b.Attach(pipeLoop{br, bw}) }()
+
+	l, err := b.Bind("", "piped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoServer(t, l)
+	c, err := a.DialTimeout("", "piped", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte("over a pipe "), 10000)
+	go c.Write(msg)
+	got := make([]byte, len(msg))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo over attached pipes: %v", err)
+	}
+	c.Close()
+
+	// One node goes: both Attach calls return, nil (their links were established).
+	b.Close()
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-attached:
+			if err != nil {
+				t.Fatalf("Attach of an established link returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Attach did not return once the link ended")
+		}
+	}
+}
+
+// eofConn ends at once: its reads return io.EOF, its writes are discarded.
+type eofConn struct{ closed chan struct{} }
+
+func (eofConn) Read([]byte) (int, error)    { return 0, io.EOF }
+func (eofConn) Write(b []byte) (int, error) { return len(b), nil }
+func (c eofConn) Close() error              { close(c.closed); return nil }
+
+func TestAttachFailures(t *testing.T) {
+	n := New()
+	defer n.Close()
+	// A pipe that ends before any handshake: an error, quickly, and conn closed.
+	conn := eofConn{closed: make(chan struct{})}
+	start := time.Now()
+	if err := n.Attach(conn); err == nil {
+		t.Fatal("Attach over a pipe that ended returned nil")
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("Attach took %v to fail", time.Since(start))
+	}
+	select {
+	case <-conn.closed:
+	default:
+		t.Fatal("conn was not closed")
+	}
+	// A silent pipe: a timeout, after the node's dial timeout.
+	quick := New(WithDialTimeout(300 * time.Millisecond))
+	defer quick.Close()
+	silence, kept := io.Pipe() // nothing is ever written to kept
+	defer kept.Close()
+	sent, w := io.Pipe()
+	go io.Copy(io.Discard, sent)
+	err := quick.Attach(pipeLoop{silence, w})
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("Attach over a silent pipe: %v, want a timeout", err)
+	}
+	// A closed node.
+	n.Close()
+	if err := n.Attach(eofConn{closed: make(chan struct{})}); err == nil {
+		t.Fatal("Attach on a closed node returned nil")
+	}
+}
