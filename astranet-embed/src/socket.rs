@@ -7,7 +7,7 @@
 //! library's hosts need not). The socketpair pump writes the same way.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -31,13 +31,13 @@ impl Socket {
 }
 
 /// Whether `fd` is a socket of type `SOCK_STREAM`.
-pub fn is_stream_socket(fd: &OwnedFd) -> bool {
+pub fn is_stream_socket(fd: impl AsFd) -> bool {
     let mut kind: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: reads an int option into a live int of the size given.
     let r = unsafe {
         libc::getsockopt(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_TYPE,
             (&mut kind as *mut libc::c_int).cast(),

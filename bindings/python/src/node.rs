@@ -4,10 +4,11 @@ use crate::runtime::{check_fork, check_timeout, err, failure, forked, rt, second
 use crate::stream::{wrap, Stream};
 use astranet::{Addr, HostId, Reach, Target};
 use astranet_embed::config::FlatConfig;
-use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 use std::future::Future;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 /// A dial target: a service name, ``"<16 hex digits>:<port>"``, or ``(host_id,
@@ -137,6 +138,29 @@ where
         });
     });
     Task { handle: handle.abort_handle() }
+}
+
+/// The descriptor of `sock`, a stream socket, taken over: the socket object is
+/// detached (its `fileno()` is -1 from now on).
+fn take_stream_socket(sock: &Bound<'_, PyAny>) -> PyResult<OwnedFd> {
+    let not_one = || PyValueError::new_err("attach takes a connected stream socket (socket.SOCK_STREAM)");
+    let fd: RawFd = sock.call_method0("fileno").map_err(|_| not_one())?.extract().map_err(|_| not_one())?;
+    if fd < 0 {
+        return Err(not_one());
+    }
+    // SAFETY: a valid descriptor, borrowed only for the check; `sock` keeps it open.
+    if !astranet_embed::socket::is_stream_socket(unsafe { BorrowedFd::borrow_raw(fd) }) {
+        return Err(not_one());
+    }
+    let detached: RawFd = sock.call_method0("detach")?.extract()?;
+    // SAFETY: `detach` handed the descriptor over: nothing else closes it.
+    Ok(unsafe { OwnedFd::from_raw_fd(detached) })
+}
+
+/// Runs a link over the socket `fd` (see `Node.attach`).
+async fn attach(node: astranet::Node, fd: OwnedFd) -> astranet::Result<HostId> {
+    let io = astranet_embed::socket::Socket::new(fd).map_err(astranet::Error::Io)?;
+    node.attach(io).await
 }
 
 /// A stream and the `Node` object it keeps alive, as a Python `Stream`.
@@ -373,6 +397,42 @@ impl Node {
         check_fork()?;
         let (node, addr) = (self.get()?, tcp_addr(addr)?);
         Ok(spawn_cb(async move { node.join(addr).await.map(|h| h.0).map_err(err) }, callback, |py, h| {
+            Ok(h.into_pyobject(py)?.into_any().unbind())
+        }))
+    }
+
+    /// Runs a link over ``sock``, a connected stream socket of any family (an end of
+    /// ``socket.socketpair()``, a connection a program relays), as ``join`` does over
+    /// the TCP connection it opens; returns the peer's host id once the handshake is
+    /// done. The node takes the socket over: it is detached (as ``ssl`` wrapping
+    /// does), and closed when the link ends. The link is not re-established. Raises
+    /// ``ValueError`` for anything but a stream socket, otherwise as ``join``.
+    #[pyo3(signature = (sock, timeout = None))]
+    fn attach(&self, py: Python<'_>, sock: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<u64> {
+        check_fork()?;
+        let node = self.get()?;
+        let how = match timeout {
+            Some(t) => Wait::timeout(Some(seconds("timeout", t)?)),
+            None => Wait::Forever,
+        };
+        let fd = take_stream_socket(sock)?;
+        let id = wait_spawned(py, how, attach(node, fd))?.map_err(err)?;
+        Ok(id.0)
+    }
+
+    /// ``attach`` for asyncio: ``host_id = await node.attach_async(sock)``.
+    fn attach_async<'py>(slf: &Bound<'py, Self>, sock: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        check_fork()?;
+        let py = slf.py();
+        py.import("astranet._aio")?.getattr("run")?.call1((slf.getattr("_attach_cb")?, sock))
+    }
+
+    /// (internal) ``attach`` reporting to ``callback(result, exception)``.
+    fn _attach_cb(&self, sock: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<Task> {
+        check_fork()?;
+        let node = self.get()?;
+        let fd = take_stream_socket(sock)?;
+        Ok(spawn_cb(async move { attach(node, fd).await.map(|h| h.0).map_err(err) }, callback, |py, h| {
             Ok(h.into_pyobject(py)?.into_any().unbind())
         }))
     }

@@ -268,3 +268,16 @@ def test_stream_transport_close_abort_and_errors(nodes: Nodes, run: Run) -> None
             writer.close()
 
     run(main())
+
+
+def test_attach_async(run: Run) -> None:
+    import socket
+
+    async def main() -> None:
+        with astranet.Node() as a, astranet.Node() as b:
+            left, right = socket.socketpair()
+            ids = await asyncio.gather(a.attach_async(left), b.attach_async(right))
+            assert ids == [b.host_id, a.host_id]
+            assert left.fileno() == -1 and right.fileno() == -1
+
+    run(main())

@@ -667,3 +667,39 @@ def test_objects_collected_open_warn_as_sockets_do() -> None:
         return node
 
     assert unclosed(closed_node) == []
+
+
+def test_attach_runs_a_link_over_a_socketpair() -> None:
+    a, b = astranet.Node(), astranet.Node()
+    with a, b:
+        left, right = socket.socketpair()
+        got: List[object] = []
+        t = threading.Thread(target=lambda: got.append(b.attach(right, timeout=10)))
+        t.start()
+        assert a.attach(left, timeout=10) == b.host_id
+        t.join(10)
+        assert got == [a.host_id]
+        # The node took the sockets over.
+        assert left.fileno() == -1 and right.fileno() == -1
+        _, s, peer = _connected((b, a))
+        with s, peer:
+            s.sendall(b"over a socketpair")
+            peer.settimeout(10)
+            assert peer.recv(100) == b"over a socketpair"
+
+        # Not a stream socket: refused, and left to its owner.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as dgram:
+            with pytest.raises(ValueError):
+                a.attach(dgram)
+            assert dgram.fileno() >= 0
+        with pytest.raises(ValueError):
+            a.attach(object())  # type: ignore[arg-type]
+
+        # A silent other end: TimeoutError, and the link's end closed (EOF there).
+        mine, silent = socket.socketpair()
+        with silent:
+            with pytest.raises(TimeoutError):
+                a.attach(mine, timeout=0.3)
+            silent.settimeout(10)
+            while silent.recv(4096):  # the HANDSHAKE, then end of file
+                pass

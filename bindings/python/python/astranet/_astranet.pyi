@@ -249,6 +249,11 @@ class Node:
     def join_async(self, addr: TcpAddress) -> Coroutine[Any, Any, int]:
         """``await node.join_async(addr)`` in asyncio."""
     def _join_cb(self, addr: TcpAddress, callback: Callable[[Any, Optional[BaseException]], None]) -> _Task: ...
+    def attach(self, sock: socket.socket, timeout: Optional[float] = None) -> int:
+        """Runs a link over a connected stream socket (taken over); returns the peer's host id."""
+    def attach_async(self, sock: socket.socket) -> Coroutine[Any, Any, int]:
+        """``await node.attach_async(sock)`` in asyncio."""
+    def _attach_cb(self, sock: socket.socket, callback: Callable[[Any, Optional[BaseException]], None]) -> _Task: ...
     def bind(self, port: Port = None) -> Listener:
         """Binds ``"name"``, ``"name:port"``, a port or ``":port"`` (``None``: automatic)."""
     def dial(self, target: Target, timeout: Optional[float] = None, *, key: Optional[str] = None) -> Stream:
