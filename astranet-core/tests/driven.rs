@@ -374,6 +374,81 @@ async fn a_driven_router_pauses_for_a_congested_hop_and_resumes() {
     assert!(within(60, received).await.unwrap().iter().all(intact), "a stream lost or changed bytes");
 }
 
+/// Two in-memory pipes joined by copies that stop while `frozen` is set: (one end, the
+/// other end).
+fn freezable_pipe(frozen: Arc<AtomicBool>) -> (tokio::io::DuplexStream, tokio::io::DuplexStream) {
+    let (a, a_mid) = tokio::io::duplex(64 * 1024);
+    let (b_mid, b) = tokio::io::duplex(64 * 1024);
+    let (ar, aw) = tokio::io::split(a_mid);
+    let (br, bw) = tokio::io::split(b_mid);
+    for (mut from, mut to) in [(ar, bw), (br, aw)] {
+        let frozen = frozen.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                while frozen.load(Ordering::Acquire) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                match from.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if to.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_link_paused_for_a_congested_hop_leaves_the_fd_idle() {
+    // The router drives one link, the sender's; the receiver's is attached over a pipe
+    // (served by the runtime), which freezes: the reads of the sender's link pause
+    // with bytes left in its socket. A level-triggered wait must not then see the fd
+    // readable after every run.
+    const STREAMS: usize = 400;
+    const EACH: usize = 128 * 1024;
+    let (router, driver, event_loop) = driven(Role::Router);
+    let addr = router.listen("127.0.0.1:0").await.unwrap();
+    let receiver = Node::builder().role(Role::Server).keepalive(KEEPALIVE).build();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let (ours, theirs) = freezable_pipe(frozen.clone());
+    within(10, async { tokio::try_join!(router.attach(ours), receiver.attach(theirs)) }).await.unwrap();
+    let sender = Node::builder().role(Role::Client).keepalive(KEEPALIVE).build();
+    within(10, sender.join(addr)).await.unwrap();
+    eventually("the sender's link driven", || driver.links() == 1).await;
+    let received = receive_all(receiver.bind("sink").unwrap(), STREAMS);
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        streams.push(within(10, sender.dial_timeout("sink", Duration::from_secs(5))).await.unwrap());
+    }
+    frozen.store(true, Ordering::Release);
+    let bytes: Arc<Vec<u8>> = Arc::new((0..EACH).map(pattern).collect());
+    let mut senders = Vec::new();
+    for mut s in streams {
+        let bytes = bytes.clone();
+        senders.push(tokio::spawn(async move {
+            s.write_all(&bytes).await.unwrap();
+            s.shutdown().await.unwrap();
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    event_loop.pause().await;
+    for _ in 0..5 {
+        run_until_idle(&driver).await;
+    }
+    event_loop.resume();
+    frozen.store(false, Ordering::Release);
+    for t in senders {
+        within(60, t).await.unwrap();
+    }
+    let intact = |all: &Vec<u8>| all.len() == EACH && all.iter().enumerate().all(|(j, b)| *b == pattern(j));
+    assert!(within(60, received).await.unwrap().iter().all(intact), "a stream lost or changed bytes");
+}
+
 /// 60 KiB: more than a stream writes straight to the socket (so it is queued for the
 /// link's writer), less than a stream's initial window (so it is all sent at once).
 const QUEUED: usize = 60 * 1024;

@@ -129,8 +129,26 @@ struct Entry {
 /// A reader's socket as the driver's epoll watches it.
 struct Socket {
     fd: RawFd,
-    /// Readiness edges the epoll reported, shared with the reader's [`Driven`] socket.
-    edges: Arc<AtomicU64>,
+    edges: Arc<Edges>,
+}
+
+/// What the driver and the reader's [`Driven`] socket know of the socket's bytes.
+struct Edges {
+    /// Readiness edges reported for the socket (by the epoll, or assumed by
+    /// [`LinkDriver::run_lone`]).
+    reported: AtomicU64,
+    /// `reported` as it was before a read that emptied the socket ([`NOT_DRAINED`]:
+    /// none since the last read that may have left bytes): while it is unchanged,
+    /// nothing arrived since, and a read would only return `EAGAIN`.
+    drained_at: AtomicU64,
+}
+
+const NOT_DRAINED: u64 = u64::MAX;
+
+impl Edges {
+    fn drained(&self) -> bool {
+        self.drained_at.load(Ordering::Acquire) == self.reported.load(Ordering::Acquire)
+    }
 }
 
 /// What polling a link's reader or writer takes: out of its entry while a thread
@@ -258,8 +276,20 @@ impl LinkDriver {
     /// such nodes, that is two syscalls of eight.
     fn run_lone(&self, socket: Option<u64>) {
         self.run_woken();
-        if let Some(token) = socket {
-            self.poll(token, true);
+        let Some(token) = socket else { return };
+        self.poll(token, true);
+        // A reader that left bytes in the socket (it filled a buffer and yields, or
+        // waits for a congested next hop) left the socket's edge on the epoll, whose
+        // fd then stays readable: a level-triggered wait would spin. The epoll is
+        // asked after all, which takes the edge off (and counts it for the reader).
+        let drained =
+            self.entries.lock().by_token.get(&token).and_then(|e| e.socket.as_ref()).is_none_or(|s| s.edges.drained());
+        if !drained {
+            for token in self.ready_sockets() {
+                if let Some(socket) = self.entries.lock().by_token.get(&token).and_then(|e| e.socket.as_ref()) {
+                    socket.edges.reported.fetch_add(1, Ordering::AcqRel);
+                }
+            }
         }
     }
 
@@ -282,6 +312,15 @@ impl LinkDriver {
 
     /// `run` with several links: the epoll says which have bytes.
     fn run_many(&self) {
+        let readable = self.ready_sockets();
+        self.run_woken();
+        for token in readable {
+            self.poll(token, true);
+        }
+    }
+
+    /// The tokens of the sockets the epoll reports readable since it was last asked.
+    fn ready_sockets(&self) -> Vec<u64> {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         let mut readable = Vec::new();
         loop {
@@ -298,10 +337,7 @@ impl LinkDriver {
                 break;
             }
         }
-        self.run_woken();
-        for token in readable {
-            self.poll(token, true);
-        }
+        readable
     }
 
     /// Polls the reader or writer of `token`; `edge`: its socket reported new bytes.
@@ -312,7 +348,7 @@ impl LinkDriver {
             if edge {
                 // Before the reader runs (here or on the thread polling it now).
                 if let Some(socket) = &entry.socket {
-                    socket.edges.fetch_add(1, Ordering::AcqRel);
+                    socket.edges.reported.fetch_add(1, Ordering::AcqRel);
                 }
             }
             let Some(polling) = entry.polling.take() else {
@@ -367,8 +403,8 @@ impl LinkDriver {
     /// takes.
     pub(super) fn adopt(&self, link: LinkHandle, io: TcpStream, buffers: ReadBuffers) -> io::Result<u64> {
         let fd = io.as_raw_fd();
-        let edges = Arc::new(AtomicU64::new(0));
-        let io = Driven { io, edges: edges.clone(), drained_at: None };
+        let edges = Arc::new(Edges { reported: AtomicU64::new(0), drained_at: AtomicU64::new(NOT_DRAINED) });
+        let io = Driven { io, edges: edges.clone() };
         let reader = Box::pin(super::reader::read(link, io, buffers, DRIVEN_BUSY_READS));
         let token = self.insert(reader, Some(Socket { fd, edges }));
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
@@ -469,17 +505,13 @@ impl std::fmt::Debug for LinkDriver {
 /// from the runtime's reactor (which may not have seen it yet).
 struct Driven {
     io: TcpStream,
-    /// Readiness edges the driver's epoll reported for the socket.
-    edges: Arc<AtomicU64>,
-    /// `edges` as it was before a read that emptied the socket: while it is unchanged,
-    /// nothing arrived since, and a read would only return `EAGAIN`.
-    drained_at: Option<u64>,
+    edges: Arc<Edges>,
 }
 
 impl AsyncRead for Driven {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let edges = self.edges.load(Ordering::Acquire);
-        if self.drained_at == Some(edges) {
+    fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let edges = self.edges.reported.load(Ordering::Acquire);
+        if self.edges.drained_at.load(Ordering::Acquire) == edges {
             return Poll::Pending;
         }
         let socket = socket2::SockRef::from(&self.io);
@@ -494,14 +526,15 @@ impl AsyncRead for Driven {
                     buf.advance(n);
                     // A TCP read that returns less than asked for emptied the socket:
                     // the next bytes bring an edge (as tokio's reads assume).
-                    self.drained_at = (n > 0 && n < room).then_some(edges);
+                    let drained = if n > 0 && n < room { edges } else { NOT_DRAINED };
+                    self.edges.drained_at.store(drained, Ordering::Release);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // The driver's epoll reports the next bytes (edge-triggered: this read
                 // emptied the socket).
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.drained_at = Some(edges);
+                    self.edges.drained_at.store(edges, Ordering::Release);
                     return Poll::Pending;
                 }
                 Err(e) => return Poll::Ready(Err(e)),
