@@ -754,19 +754,23 @@ astranet_result astranet_join(struct astranet_node *node,
 
 /**
  * Runs a link over `fd`, a connected stream socket of any family (the end of a
- * `socketpair`, a Unix or TCP connection, a pipe a program relays for), as
- * `astranet_join` does over the TCP connection it opens. Blocks until the handshake
- * is done or `timeout_ms` ran out (negative: no limit); on success writes the peer's
+ * `socketpair`, a Unix or TCP connection a program relays), as `astranet_join` does
+ * over the TCP connection it opens. Blocks until the handshake is done or
+ * `timeout_ms` ran out (negative: the node's `handshake_timeout_ms` alone bounds
+ * it; 0 is refused, as the handshake needs the peer); on success writes the peer's
  * host id to `*peer_host_id` if that is not NULL. The link then runs until the other
- * end goes away or the node is freed, and is not re-established: the library closes
- * `fd` when it ends, which the other side of a socketpair reads as end of file.
+ * end goes away or the node is freed, and is not re-established.
  *
- * The library owns `fd` from the call on, whatever it returns: an error closes it.
+ * The library owns `fd` from the call on: when this returns, whatever it returns,
+ * `fd` is closed (the link runs over a duplicate, closed when the link ends, which
+ * the other end reads as end of file).
  *
- * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (`fd` is not a stream socket),
+ * Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (`fd` is not a connected stream socket: a
+ * listening or unconnected socket, a pipe, a file; `timeout_ms` is 0),
  * `ASTRANET_ERR_TIMED_OUT`, `ASTRANET_ERR_LINK_CLOSED` (the other end closed or
- * failed the handshake), `ASTRANET_ERR_PROTOCOL`, `ASTRANET_ERR_IO`,
- * `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
+ * failed the handshake, or the node was freed meanwhile), `ASTRANET_ERR_PROTOCOL`
+ * (also: the other end is this node), `ASTRANET_ERR_IO`, `ASTRANET_ERR_NODE_CLOSED`,
+ * `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
  */
 astranet_result astranet_attach(struct astranet_node *node,
                                 int32_t fd,

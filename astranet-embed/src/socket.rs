@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct Socket(AsyncFd<UnixStream>);
 
 impl Socket {
-    /// Takes `fd` (a stream socket: see [`is_stream_socket`]), makes it non-blocking
+    /// Takes `fd` (see [`is_connected_stream_socket`]), makes it non-blocking
     /// and registers it with the runtime of the calling task.
     pub fn new(fd: OwnedFd) -> io::Result<Socket> {
         // Any family: only `recv`, `send` and `shutdown` are used on it.
@@ -30,21 +30,23 @@ impl Socket {
     }
 }
 
-/// Whether `fd` is a socket of type `SOCK_STREAM`.
-pub fn is_stream_socket(fd: impl AsFd) -> bool {
-    let mut kind: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: reads an int option into a live int of the size given.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_fd().as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut kind as *mut libc::c_int).cast(),
-            &mut len,
-        )
+/// Whether `fd` is a connected socket of type `SOCK_STREAM` (not a listening one, not
+/// one whose connection never was).
+pub fn is_connected_stream_socket(fd: impl AsFd) -> bool {
+    let fd = fd.as_fd().as_raw_fd();
+    let int_option = |name| {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: reads an int option into a live int of the size given.
+        let r =
+            unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&mut value as *mut libc::c_int).cast(), &mut len) };
+        (r == 0).then_some(value)
     };
-    r == 0 && kind == libc::SOCK_STREAM
+    let mut peer: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: writes at most `len` bytes into a live sockaddr_storage.
+    let connected = unsafe { libc::getpeername(fd, (&mut peer as *mut libc::sockaddr_storage).cast(), &mut len) } == 0;
+    int_option(libc::SO_TYPE) == Some(libc::SOCK_STREAM) && int_option(libc::SO_ACCEPTCONN) == Some(0) && connected
 }
 
 /// One `send` with `MSG_NOSIGNAL`.

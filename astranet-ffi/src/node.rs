@@ -505,19 +505,23 @@ pub extern "C" fn astranet_join(
 }
 
 /// Runs a link over `fd`, a connected stream socket of any family (the end of a
-/// `socketpair`, a Unix or TCP connection, a pipe a program relays for), as
-/// `astranet_join` does over the TCP connection it opens. Blocks until the handshake
-/// is done or `timeout_ms` ran out (negative: no limit); on success writes the peer's
+/// `socketpair`, a Unix or TCP connection a program relays), as `astranet_join` does
+/// over the TCP connection it opens. Blocks until the handshake is done or
+/// `timeout_ms` ran out (negative: the node's `handshake_timeout_ms` alone bounds
+/// it; 0 is refused, as the handshake needs the peer); on success writes the peer's
 /// host id to `*peer_host_id` if that is not NULL. The link then runs until the other
-/// end goes away or the node is freed, and is not re-established: the library closes
-/// `fd` when it ends, which the other side of a socketpair reads as end of file.
+/// end goes away or the node is freed, and is not re-established.
 ///
-/// The library owns `fd` from the call on, whatever it returns: an error closes it.
+/// The library owns `fd` from the call on: when this returns, whatever it returns,
+/// `fd` is closed (the link runs over a duplicate, closed when the link ends, which
+/// the other end reads as end of file).
 ///
-/// Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (`fd` is not a stream socket),
+/// Errors: `ASTRANET_ERR_INVALID_ARGUMENT` (`fd` is not a connected stream socket: a
+/// listening or unconnected socket, a pipe, a file; `timeout_ms` is 0),
 /// `ASTRANET_ERR_TIMED_OUT`, `ASTRANET_ERR_LINK_CLOSED` (the other end closed or
-/// failed the handshake), `ASTRANET_ERR_PROTOCOL`, `ASTRANET_ERR_IO`,
-/// `ASTRANET_ERR_NODE_CLOSED`, `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
+/// failed the handshake, or the node was freed meanwhile), `ASTRANET_ERR_PROTOCOL`
+/// (also: the other end is this node), `ASTRANET_ERR_IO`, `ASTRANET_ERR_NODE_CLOSED`,
+/// `ASTRANET_ERR_BAD_HANDLE`. Thread-safety: any thread.
 #[no_mangle]
 pub extern "C" fn astranet_attach(
     node: *mut astranet_node,
@@ -526,21 +530,26 @@ pub extern "C" fn astranet_attach(
     peer_host_id: *mut u64,
     err: *mut *mut astranet_error,
 ) -> astranet_result {
+    // SAFETY: the caller hands `fd` over. Owned before anything can fail (the fork
+    // check included), so that every return closes it.
+    let fd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) });
     ffi!(err, {
-        if fd < 0 {
-            return Err(Failure::invalid("fd is negative"));
-        }
-        // SAFETY: the caller hands `fd` over; owned from here, so every return closes it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = fd.ok_or_else(|| Failure::invalid("fd is negative"))?;
         let n = node_of(node)?;
-        if !astranet_embed::socket::is_stream_socket(&fd) {
-            return Err(Failure::invalid("fd is not a stream socket"));
+        if !astranet_embed::socket::is_connected_stream_socket(&fd) {
+            return Err(Failure::invalid("fd is not a connected stream socket"));
         }
+        if timeout_ms == 0 {
+            return Err(Failure::invalid("timeout_ms is 0: a handshake needs the peer"));
+        }
+        // The caller's descriptor is closed at return; the link's own closes with it.
+        let link_fd = fd.try_clone()?;
+        drop(fd);
         let core = n.node.clone();
         let limit = astranet_embed::wait::millis(timeout_ms);
         let host = n.run(async move {
             // Registered with the reactor of the runtime that serves the link.
-            let io = astranet_embed::socket::Socket::new(fd)?;
+            let io = astranet_embed::socket::Socket::new(link_fd)?;
             match limit {
                 None => core.attach(io).await,
                 Some(t) => match tokio::time::timeout(t, core.attach(io)).await {

@@ -1,10 +1,12 @@
 /* astranet_attach: a link over a socketpair between two nodes of one process carries
  * streams both ways and ends when either node goes; the library owns the fd whatever
  * the call returns; an fd that is not a stream socket, or a silent other end, fails
- * with a clear code. */
+ * with a clear code, and the fd is closed when the call returns. */
 #include "common.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 typedef struct {
@@ -100,6 +102,21 @@ int main(void) {
   EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_attach(a, dg[0], 1000, NULL, &err));
   CHECK(!fd_is_open(dg[0]));
   close(dg[1]);
+  /* A stream socket that is not connected, or listens: refused, and closed. */
+  int unconnected = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(unconnected >= 0);
+  EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_attach(a, unconnected, 1000, NULL, &err));
+  CHECK(!fd_is_open(unconnected));
+  int listening = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in loopback = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  CHECK(bind(listening, (struct sockaddr *)&loopback, sizeof loopback) == 0 && listen(listening, 1) == 0);
+  EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_attach(a, listening, 1000, NULL, &err));
+  CHECK(!fd_is_open(listening));
+  /* A timeout of 0 cannot complete a handshake: refused, and closed. */
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_attach(a, sv[0], 0, NULL, &err));
+  CHECK(!fd_is_open(sv[0]));
+  close(sv[1]);
   EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_attach(a, -1, 1000, NULL, &err));
   int spare = dup(2);
   EXPECT(ASTRANET_ERR_INVALID_ARGUMENT, astranet_attach(NULL, spare, 1000, NULL, &err));
@@ -112,11 +129,20 @@ int main(void) {
   double took = now_s() - t0;
   CHECK(took >= 0.29 && took < 5);
   CHECK(!fd_is_open(sv[0]));
+  /* The link was given up: the other end reads its HANDSHAKE, then end of file. */
+  struct timeval tv = {.tv_sec = 10};
+  CHECK(setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
+  char sink[4096];
+  ssize_t got;
+  size_t total = 0;
+  while ((got = read(sv[1], sink, sizeof sink)) > 0) total += (size_t)got;
+  CHECK(got == 0 && total > 0);
   close(sv[1]);
   /* An other end that is gone: the link is closed. */
   CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
   close(sv[0]);
   EXPECT(ASTRANET_ERR_LINK_CLOSED, astranet_attach(a, sv[1], 5000, NULL, &err));
+  CHECK(!fd_is_open(sv[1]));
 
   OK(astranet_node_free(a));
   printf("attach: ok\n");

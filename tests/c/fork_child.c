@@ -1,6 +1,8 @@
 /* A child forked after the library started gets ASTRANET_ERR_FORKED, not a hang; the
  * parent carries on. */
 #include "common.h"
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 int main(void) {
@@ -18,6 +20,11 @@ int main(void) {
     astranet_node *other;
     if (astranet_node_new(NULL, &other, NULL) != ASTRANET_ERR_FORKED) _exit(4);
     if (astranet_node_free(node) != ASTRANET_ERR_FORKED) _exit(5);
+    /* astranet_attach owns its fd whatever it returns: closed here too. */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) _exit(6);
+    if (astranet_attach(node, sv[0], 1000, NULL, NULL) != ASTRANET_ERR_FORKED) _exit(7);
+    if (fcntl(sv[0], F_GETFD) != -1 || errno != EBADF) _exit(8);
     _exit(0);
   }
   int status = 0;

@@ -459,7 +459,7 @@ impl Node {
         self.shared.check_open()?;
         let (r, w) = tokio::io::split(io);
         let link = self.shared.start_link(Reading::Runtime(r), Sink::Io(Box::new(w)), None, None);
-        let mut waiting = GivenUpUnlessUp(Some(&link));
+        let mut waiting = GivenUp(Some(&link));
         let up = link.wait_up().await;
         waiting.0 = None;
         up
@@ -833,12 +833,13 @@ fn deadline_after(timeout: Duration) -> Instant {
     now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
-/// Closes a link whose handshake its caller stopped waiting for (see [`Node::attach`]).
-struct GivenUpUnlessUp<'a>(Option<&'a LinkHandle>);
+/// Closes a link whose handshake its caller stopped waiting for (see [`Node::attach`]),
+/// even one that came up meanwhile: the caller was told it failed.
+struct GivenUp<'a>(Option<&'a LinkHandle>);
 
-impl Drop for GivenUpUnlessUp<'_> {
+impl Drop for GivenUp<'_> {
     fn drop(&mut self) {
-        if let Some(link) = self.0.filter(|l| l.peer().is_none()) {
+        if let Some(link) = self.0 {
             link.close(CloseReason::Local);
         }
     }
