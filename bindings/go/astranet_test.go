@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1104,5 +1105,56 @@ func TestAttachFailures(t *testing.T) {
 	n.Close()
 	if err := n.Attach(eofConn{closed: make(chan struct{})}); err == nil {
 		t.Fatal("Attach on a closed node returned nil")
+	}
+}
+
+// stallingConn is a net.Conn whose writes block, once stall is set, until it is closed.
+type stallingConn struct {
+	net.Conn
+	stall  atomic.Bool
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *stallingConn) Write(b []byte) (int, error) {
+	if c.stall.Load() {
+		<-c.closed
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *stallingConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+func TestCloseEndsAnAttachWhoseConnBlocks(t *testing.T) {
+	a, b := New(), New()
+	defer b.Close()
+	ca, cb := net.Pipe()
+	stalling := &stallingConn{Conn: ca, closed: make(chan struct{})}
+	attached := make(chan error, 1)
+	go func() { attached <- a.Attach(stalling) }()
+	go b.Attach(cb)
+	l, err := b.Bind("", "stalled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoServer(t, l)
+	// By name: the dial waits for the link to come up and b's announcement.
+	c, err := a.DialTimeout("", "stalled", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The link's next bytes towards b block in conn.Write, for good.
+	stalling.stall.Store(true)
+	c.Write([]byte("stuck"))
+	time.Sleep(100 * time.Millisecond)
+	a.Close()
+	select {
+	case <-attached:
+	case <-time.After(3 * time.Second): // at once: no waiting for the peer to write
+		t.Fatal("Attach did not return after Close while its conn's Write blocked")
 	}
 }

@@ -10,7 +10,6 @@ import "C"
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
@@ -39,6 +38,7 @@ type Node struct {
 	file     *os.File // our duplicate of the node's readiness fd
 	closed   atomic.Bool
 	waiters  waiters
+	attached attachments
 	done     chan struct{}
 	closeMu  sync.Mutex
 }
@@ -381,6 +381,8 @@ func (n *Node) Close() error {
 		_ = n.file.Close()
 		<-n.done
 	}
+	// Attach calls return, also those whose conn blocks in a Write.
+	n.attached.closeAll()
 	// Whatever still waits learns that the node is gone.
 	for _, w := range n.waiters.all() {
 		w.wakeRead()
@@ -456,57 +458,6 @@ func (n *Node) JoinContext(ctx context.Context, network, address string) error {
 	// The one call that blocks: the handshake with a peer; it holds an OS thread
 	// while it lasts, like a blocking connect.
 	return callErr("join", C.astranet_join(n.h, a, ms, &peer, &e), e)
-}
-
-// Attach runs a link over conn, any ordered, reliable byte pipe (a pair of io.Pipes,
-// a serial line, a connection a program relays), as the original's Attach does: it
-// returns once the link has ended, nil if it was established. It fails if the node
-// is closed or the handshake does not complete within the node's dial timeout. When
-// it returns, conn is closed if it is an io.Closer; otherwise a goroutine may still
-// be reading it, and ends when its Read returns.
-//
-// The library takes links as descriptors: two goroutines copy conn's bytes to and
-// from one end of a socketpair whose other end the link runs over.
-func (n *Node) Attach(conn io.ReadWriter) error {
-	if err := n.start(); err != nil {
-		return err
-	}
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return os.NewSyscallError("socketpair", err)
-	}
-	ours := os.NewFile(uintptr(fds[0]), "astranet-attach")
-	pipe, err := net.FileConn(ours) // a descriptor of its own, in the netpoller
-	ours.Close()
-	if err != nil {
-		syscall.Close(fds[1])
-		return err
-	}
-	// Both ways from the start: the handshakes cross during the call below.
-	linkEnded := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(conn, pipe)
-		close(linkEnded)
-	}()
-	go func() {
-		_, _ = io.Copy(pipe, conn)
-		// conn ended: the link reads end of file, and ends.
-		_ = pipe.(*net.UnixConn).CloseWrite()
-	}()
-	var peer C.uint64_t
-	var e *C.astranet_error
-	ms := C.int32_t(clampMillis(n.cfg.dialTimeoutOrDefault()))
-	// Blocks for the handshake, as Join does. The library owns fds[1] from here.
-	err = callErr("attach", C.astranet_attach(n.h, C.int(fds[1]), ms, &peer, &e), e)
-	if err == nil {
-		// The library closes its end when the link ends.
-		<-linkEnded
-	}
-	_ = pipe.Close()
-	if c, ok := conn.(io.Closer); ok {
-		_ = c.Close()
-	}
-	return err
 }
 
 func tcpNetwork(network string) error {
