@@ -143,13 +143,18 @@ where
 /// The descriptor of `sock`, a stream socket, taken over: the socket object is
 /// detached (its `fileno()` is -1 from now on).
 fn take_stream_socket(sock: &Bound<'_, PyAny>) -> PyResult<OwnedFd> {
+    // Its descriptor carries TLS records: a link over it would bypass them (as
+    // asyncio, attach refuses it).
+    if sock.is_instance(&sock.py().import("ssl")?.getattr("SSLSocket")?)? {
+        return Err(PyTypeError::new_err("attach takes a plain socket, not an ssl.SSLSocket"));
+    }
     let not_one = || PyValueError::new_err("attach takes a connected stream socket (socket.SOCK_STREAM)");
     let fd: RawFd = sock.call_method0("fileno").map_err(|_| not_one())?.extract().map_err(|_| not_one())?;
     if fd < 0 {
         return Err(not_one());
     }
     // SAFETY: a valid descriptor, borrowed only for the check; `sock` keeps it open.
-    if !astranet_embed::socket::is_stream_socket(unsafe { BorrowedFd::borrow_raw(fd) }) {
+    if !astranet_embed::socket::is_connected_stream_socket(unsafe { BorrowedFd::borrow_raw(fd) }) {
         return Err(not_one());
     }
     let detached: RawFd = sock.call_method0("detach")?.extract()?;
@@ -406,7 +411,9 @@ impl Node {
     /// the TCP connection it opens; returns the peer's host id once the handshake is
     /// done. The node takes the socket over: it is detached (as ``ssl`` wrapping
     /// does), and closed when the link ends. The link is not re-established. Raises
-    /// ``ValueError`` for anything but a stream socket, otherwise as ``join``.
+    /// ``ValueError`` for anything but a connected stream socket (the socket is then
+    /// left as it was), ``TypeError`` for an ``ssl.SSLSocket`` (the link would bypass
+    /// its TLS layer), otherwise as ``join``.
     #[pyo3(signature = (sock, timeout = None))]
     fn attach(&self, py: Python<'_>, sock: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<u64> {
         check_fork()?;

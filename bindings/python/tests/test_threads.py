@@ -694,6 +694,21 @@ def test_attach_runs_a_link_over_a_socketpair() -> None:
             assert dgram.fileno() >= 0
         with pytest.raises(ValueError):
             a.attach(object())  # type: ignore[arg-type]
+        with socket.socket() as listening:
+            listening.bind(("127.0.0.1", 0))
+            listening.listen()
+            with pytest.raises(ValueError):
+                a.attach(listening)
+            assert listening.fileno() >= 0
+        # TLS records on the socket would bypass the SSL layer: refused, as asyncio does.
+        import ssl
+
+        context = ssl.create_default_context()
+        plain, other = socket.socketpair()
+        with other, context.wrap_socket(plain, server_hostname="peer", do_handshake_on_connect=False) as wrapped:
+            with pytest.raises(TypeError):
+                a.attach(wrapped)
+            assert wrapped.fileno() >= 0
 
         # A silent other end: TimeoutError, and the link's end closed (EOF there).
         mine, silent = socket.socketpair()
