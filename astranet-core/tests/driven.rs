@@ -337,25 +337,29 @@ async fn freezable_proxy(upstream: std::net::SocketAddr, frozen: Arc<AtomicBool>
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_driven_router_pauses_for_a_congested_hop_and_resumes() {
-    // 400 streams' initial windows (64 KiB each) are 25 MiB in flight: more than the
-    // socket buffers on the way to a receiver that stopped reading, and the router's
-    // 8 MiB limit for a next hop, so the reads of the sender's link pause (and resume,
-    // by the driver's wake-ups) until the hop drains.
-    const STREAMS: usize = 400;
-    const EACH: usize = 128 * 1024;
-    trace();
-    let frozen = Arc::new(AtomicBool::new(false));
-    let (_router, _reads, _l, receiver, sender) = driven_router(|addr| freezable_proxy(addr, frozen.clone())).await;
-    let listener = receiver.bind("sink").unwrap();
-    let received = receive_all(listener, STREAMS);
+/// 400 streams' initial windows (64 KiB each) are 25 MiB in flight: more than the
+/// socket buffers on the way to a receiver that stopped reading, and a router's 8 MiB
+/// limit for a next hop, so the reads of the sender's link pause (and resume, by the
+/// driver's wake-ups) until the hop drains.
+const CONGESTING_STREAMS: usize = 400;
+const CONGESTING_BYTES: usize = 128 * 1024;
+
+/// What [`congest`] started: the tasks writing each stream, the task reading them.
+struct Congestion {
+    senders: Vec<tokio::task::JoinHandle<()>>,
+    received: tokio::task::JoinHandle<Vec<Vec<u8>>>,
+}
+
+/// Opens the streams from `sender` to "sink" on `receiver`, sets `frozen` (the way
+/// between them stops) and starts writing [`CONGESTING_BYTES`] bytes of a pattern on each.
+async fn congest(sender: &Node, receiver: &Node, frozen: &AtomicBool) -> Congestion {
+    let received = receive_all(receiver.bind("sink").unwrap(), CONGESTING_STREAMS);
     let mut streams = Vec::new();
-    for _ in 0..STREAMS {
+    for _ in 0..CONGESTING_STREAMS {
         streams.push(within(10, sender.dial_timeout("sink", Duration::from_secs(5))).await.unwrap());
     }
     frozen.store(true, Ordering::Release);
-    let bytes: Arc<Vec<u8>> = Arc::new((0..EACH).map(pattern).collect());
+    let bytes: Arc<Vec<u8>> = Arc::new((0..CONGESTING_BYTES).map(pattern).collect());
     let mut senders = Vec::new();
     for mut s in streams {
         let bytes = bytes.clone();
@@ -364,14 +368,31 @@ async fn a_driven_router_pauses_for_a_congested_hop_and_resumes() {
             s.shutdown().await.unwrap();
         }));
     }
+    Congestion { senders, received }
+}
+
+impl Congestion {
+    /// Unfreezes the way; every stream must then arrive whole.
+    async fn drains(self, frozen: &AtomicBool) {
+        frozen.store(false, Ordering::Release);
+        for t in self.senders {
+            within(60, t).await.unwrap();
+        }
+        let intact =
+            |all: &Vec<u8>| all.len() == CONGESTING_BYTES && all.iter().enumerate().all(|(j, b)| *b == pattern(j));
+        assert!(within(60, self.received).await.unwrap().iter().all(intact), "a stream lost or changed bytes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driven_router_pauses_for_a_congested_hop_and_resumes() {
+    trace();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let (_router, _reads, _l, receiver, sender) = driven_router(|addr| freezable_proxy(addr, frozen.clone())).await;
+    let congestion = congest(&sender, &receiver, &frozen).await;
     // Longer than a pause (500 ms): the router's reader pauses more than once.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    frozen.store(false, Ordering::Release);
-    for t in senders {
-        within(60, t).await.unwrap();
-    }
-    let intact = |all: &Vec<u8>| all.len() == EACH && all.iter().enumerate().all(|(j, b)| *b == pattern(j));
-    assert!(within(60, received).await.unwrap().iter().all(intact), "a stream lost or changed bytes");
+    congestion.drains(&frozen).await;
 }
 
 /// Two in-memory pipes joined by copies that stop while `frozen` is set: (one end, the
@@ -409,8 +430,6 @@ async fn a_lone_link_paused_for_a_congested_hop_leaves_the_fd_idle() {
     // (served by the runtime), which freezes: the reads of the sender's link pause
     // with bytes left in its socket. A level-triggered wait must not then see the fd
     // readable after every run.
-    const STREAMS: usize = 400;
-    const EACH: usize = 128 * 1024;
     let (router, driver, event_loop) = driven(Role::Router);
     let addr = router.listen("127.0.0.1:0").await.unwrap();
     let receiver = Node::builder().role(Role::Server).keepalive(KEEPALIVE).build();
@@ -420,33 +439,14 @@ async fn a_lone_link_paused_for_a_congested_hop_leaves_the_fd_idle() {
     let sender = Node::builder().role(Role::Client).keepalive(KEEPALIVE).build();
     within(10, sender.join(addr)).await.unwrap();
     eventually("the sender's link driven", || driver.links() == 1).await;
-    let received = receive_all(receiver.bind("sink").unwrap(), STREAMS);
-    let mut streams = Vec::new();
-    for _ in 0..STREAMS {
-        streams.push(within(10, sender.dial_timeout("sink", Duration::from_secs(5))).await.unwrap());
-    }
-    frozen.store(true, Ordering::Release);
-    let bytes: Arc<Vec<u8>> = Arc::new((0..EACH).map(pattern).collect());
-    let mut senders = Vec::new();
-    for mut s in streams {
-        let bytes = bytes.clone();
-        senders.push(tokio::spawn(async move {
-            s.write_all(&bytes).await.unwrap();
-            s.shutdown().await.unwrap();
-        }));
-    }
+    let congestion = congest(&sender, &receiver, &frozen).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     event_loop.pause().await;
     for _ in 0..5 {
         run_until_idle(&driver).await;
     }
     event_loop.resume();
-    frozen.store(false, Ordering::Release);
-    for t in senders {
-        within(60, t).await.unwrap();
-    }
-    let intact = |all: &Vec<u8>| all.len() == EACH && all.iter().enumerate().all(|(j, b)| *b == pattern(j));
-    assert!(within(60, received).await.unwrap().iter().all(intact), "a stream lost or changed bytes");
+    congestion.drains(&frozen).await;
 }
 
 /// 60 KiB: more than a stream writes straight to the socket (so it is queued for the

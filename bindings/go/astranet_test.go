@@ -1012,6 +1012,22 @@ func TestWindowOptions(t *testing.T) {
 	}
 }
 
+// dialEcho binds name on to, echoing, and dials it from from: by name, the dial
+// waits for the link between them to come up and the announcement to arrive.
+func dialEcho(t *testing.T, from, to *Node, name string) net.Conn {
+	t.Helper()
+	l, err := to.Bind("", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoServer(t, l)
+	c, err := from.DialTimeout("", name, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // pipeLoop is one end of the original README's loopback: a pair of io.Pipes.
 type pipeLoop struct {
 	*io.PipeReader
@@ -1033,15 +1049,7 @@ func TestAttachOverPipes(t *testing.T) {
 	go func() { attached <- a.Attach(pipeLoop{ar, aw}) }()
 	go func() { attached <- b.Attach(pipeLoop{br, bw}) }()
 
-	l, err := b.Bind("", "piped")
-	if err != nil {
-		t.Fatal(err)
-	}
-	echoServer(t, l)
-	c, err := a.DialTimeout("", "piped", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialEcho(t, a, b, "piped")
 	msg := bytes.Repeat([]byte("over a pipe "), 10000)
 	go c.Write(msg)
 	got := make([]byte, len(msg))
@@ -1137,16 +1145,7 @@ func TestCloseEndsAnAttachWhoseConnBlocks(t *testing.T) {
 	attached := make(chan error, 1)
 	go func() { attached <- a.Attach(stalling) }()
 	go b.Attach(cb)
-	l, err := b.Bind("", "stalled")
-	if err != nil {
-		t.Fatal(err)
-	}
-	echoServer(t, l)
-	// By name: the dial waits for the link to come up and b's announcement.
-	c, err := a.DialTimeout("", "stalled", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialEcho(t, a, b, "stalled")
 	// The link's next bytes towards b block in conn.Write, for good.
 	stalling.stall.Store(true)
 	c.Write([]byte("stuck"))
