@@ -24,7 +24,7 @@ mod opts;
 mod probe;
 mod running;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use opts::{BoxError, LinkListen, NodeOpts};
 use running::{stop_signal, Running};
 use std::path::{Path, PathBuf};
@@ -46,7 +46,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -97,20 +97,11 @@ struct StatusArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    // Notices are for the operator whatever the filter says.
-    let filter = filter.add_directive(format!("{}=info", notice::TARGET).parse().expect("a valid directive"));
-    // Colours only for a terminal: a file or journald would get escape codes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => {
-            logs.json().init();
-            notice::as_json();
-        }
-    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return refused(e),
+    };
+    init_logs(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -125,6 +116,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    // Notices are for the operator whatever the filter says.
+    let filter = filter.add_directive(format!("{}=info", notice::TARGET).parse().expect("a valid directive"));
+    // Colours only for a terminal: a file or journald would get escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => {
+            logs.json().init();
+            notice::as_json();
+        }
+    }
+}
+
+/// A command line clap refused, or `--help`/`--version`: printed as clap prints it,
+/// except that a refusal is one JSON error event when the logs are asked for as JSON
+/// (as far as what was given says so).
+fn refused(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let lenient = Cli::command().ignore_errors(true).try_get_matches().ok();
+    let json = lenient.and_then(|m| m.get_one::<LogFormat>("log_format").copied()) == Some(LogFormat::Json);
+    let shown = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if !json || shown {
+        e.exit();
+    }
+    init_logs(LogFormat::Json);
+    // Its first line: "error: unexpected argument '--bogus' found".
+    let rendered = e.render().to_string();
+    notice::failure(rendered.lines().next().unwrap_or("invalid command line").trim_start_matches("error: "));
+    ExitCode::from(2)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, BoxError> {

@@ -752,6 +752,13 @@ fn json_logs_end_with_a_json_error() {
     let last = lines.last().expect("an error line");
     assert_eq!(last["level"], "ERROR", "{err}");
     assert!(last["fields"]["message"].as_str().unwrap().contains(&*missing), "{err}");
+    // A command line that clap refuses: a JSON error too, with clap's exit code.
+    let out = Command::new(BIN).args(["--log-format", "json", "node", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line: serde_json::Value = serde_json::from_str(err.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {err}"));
+    assert_eq!(line["level"], "ERROR");
+    assert!(line["fields"]["message"].as_str().unwrap().contains("--bogus"), "{err}");
     // Without --control or a file that names it, status says what it needs.
     let out = Command::new(BIN).args(["status"]).env_remove("ASTRANET_CONTROL").output().unwrap();
     assert!(!out.status.success());
